@@ -1,0 +1,353 @@
+"""The `local` backend: runs the job on this machine, one detached process group per node.
+
+It runs every node through the same bootstrap.sh that remote nodes run, so the
+quickstart exercises the real bundle -> unpack -> setup -> run -> exit-code path.
+Everything about a job lives in its directory under $LAUNCH_HOME/local/<job id>,
+which is how `status`, `logs` and `list --sync` find it from any later shell.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from launcher import config, durations, procs
+from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+log = logging.getLogger("launch")
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
+DEFAULT_CANCEL_GRACE_S = 10.0
+_READ_CHUNK = 1 << 20
+
+
+@functools.cache
+def settings_model() -> type[BaseModel]:
+    """`backends.local` in a spec: only how long cancel waits before SIGKILL."""
+    from typing import Annotated
+
+    from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+    class LocalSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        cancel_grace: Annotated[int, BeforeValidator(durations.parse_seconds)] = int(DEFAULT_CANCEL_GRACE_S)
+
+    return LocalSettings
+
+
+class _SettingsModel:
+    """Builds the pydantic model on first access so importing this module stays cheap."""
+
+    def __get__(self, obj: object, owner: type) -> type[BaseModel]:
+        return settings_model()
+
+
+class LocalBackend:
+    name: ClassVar[str] = "local"
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
+    settings_model = _SettingsModel()
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
+        settings = settings or {}
+        grace = settings.get("cancel_grace", DEFAULT_CANCEL_GRACE_S)
+        self.cancel_grace_s = float(durations.parse_seconds(grace))
+        self.root = config.home() / "local"
+
+    @classmethod
+    def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
+        gpus = _gpu_count()
+        found = f"{gpus} NVIDIA GPU(s)" if gpus else "no NVIDIA GPU (CPU jobs only)"
+        return Readiness(sdk_installed=True, configured=True,
+                         detail=f"runs on this machine: {os.cpu_count()} CPUs, {found}")
+
+    # -- submit ------------------------------------------------------------------
+
+    def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
+               secrets: Mapping[str, str]) -> Request:
+        job_dir = self.root / job_id
+        accel = spec.resources.accelerators
+        nodes = spec.resources.nodes
+        uploads = [Upload(BOOTSTRAP, str(job_dir / "bootstrap.sh"))]
+        bundle_path = ""
+        if bundle is not None:
+            bundle_path = str(job_dir / "code.tar.gz")
+            uploads.append(Upload(bundle.path, bundle_path))
+        node_payloads = []
+        for rank in range(nodes):
+            node_dir = job_dir / f"node-{rank}"
+            env = {
+                **spec.env,
+                **secrets,
+                "LAUNCH_JOB_ID": job_id,
+                "LAUNCH_NODE_RANK": str(rank),
+                "LAUNCH_NUM_NODES": str(nodes),
+                "LAUNCH_GPUS_PER_NODE": str(accel.count),
+                "LAUNCH_MASTER_ADDR": "127.0.0.1",
+                "LAUNCH_MASTER_PORT": str(_master_port(job_id)),
+                "LAUNCH_OUTPUT_DIR": str(job_dir / "outputs"),
+                "LAUNCH_CHECKPOINT_DIR": str(job_dir / "checkpoints"),
+                "LAUNCH_BUNDLE": bundle_path,
+                "LAUNCH_WORKDIR": str(node_dir / "work"),
+                "LAUNCH_SETUP": spec.setup or "",
+                "LAUNCH_RUN": spec.run,
+                "LAUNCH_DISTRIBUTED": spec.distributed or "",
+                "LAUNCH_EXIT_FILE": str(node_dir / "exit_code"),
+            }
+            node_payloads.append({
+                "rank": rank,
+                "argv": ["/bin/sh", str(job_dir / "bootstrap.sh")],
+                "cwd": str(node_dir),
+                "log": str(node_dir / "log"),
+                "env": env,
+                "inherits_environment": True,
+            })
+        payload = {
+            "job_dir": str(job_dir),
+            "gpus_per_node_requested": accel.count,
+            "cancel_grace_s": self.cancel_grace_s,
+            "nodes": node_payloads,
+        }
+        return Request(self.name, job_id, "spawn_process_groups", payload, tuple(uploads))
+
+    def submit(self, request: Request) -> Handle:
+        """Start every node; a repeated submit of the same job id adopts what already runs."""
+        payload = request.payload
+        job_dir = Path(payload["job_dir"])
+        handle_file = job_dir / "handle.json"
+        if handle_file.exists():
+            return Handle.from_json(json.loads(handle_file.read_text()))
+        job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for upload in request.uploads:
+            _place(upload.source, Path(upload.destination))
+        _warn_missing_gpus(payload["gpus_per_node_requested"])
+        nodes = [self._start_node(node) for node in payload["nodes"]]
+        handle = Handle(self.name, request.job_id, {
+            "job_dir": str(job_dir), "nodes": nodes, "submitted_at": time.time(),
+            "cancel_grace_s": payload["cancel_grace_s"],
+        })
+        _write_atomic(handle_file, json.dumps(handle.to_json()))
+        return handle
+
+    def _start_node(self, node: dict[str, Any]) -> dict[str, Any]:
+        node_dir = Path(node["cwd"])
+        pid_file = node_dir / "pid.json"
+        if pid_file.exists():  # started by an earlier, interrupted submit
+            return json.loads(pid_file.read_text())
+        node_dir.mkdir(parents=True, exist_ok=True)
+        with open(node["log"], "ab") as log_file:
+            proc = subprocess.Popen(
+                node["argv"], cwd=node_dir, env={**os.environ, **node["env"]},
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True,
+            )
+        info = {"rank": node["rank"], "pid": proc.pid, "pgid": proc.pid,
+                "start": procs.start_time(proc.pid), "dir": str(node_dir)}
+        _write_atomic(pid_file, json.dumps(info))
+        return info
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self, handle: Handle) -> Status:
+        job_dir = Path(handle.data["job_dir"])
+        if not job_dir.exists():
+            return Status(JobState.UNKNOWN, "missing", f"job directory {job_dir} no longer exists")
+        cancelled = (job_dir / "cancel_requested").exists()
+        running, failed, missing, codes = [], [], [], {}
+        for node in handle.data["nodes"]:
+            code = _exit_code(Path(node["dir"]))
+            if code is not None:
+                codes[node["rank"]] = code
+                if code != 0:
+                    failed.append(node["rank"])
+            elif procs.is_alive(node["pid"], node.get("start")):
+                running.append(node["rank"])
+            else:
+                missing.append(node["rank"])
+        total = len(handle.data["nodes"])
+        started = handle.data.get("submitted_at")
+        raw = f"running {len(running)}/{total}" if running else "exited " + ",".join(
+            str(codes.get(n["rank"], "?")) for n in handle.data["nodes"])
+        if running and cancelled:
+            return Status(JobState.CANCELLING, raw, "cancel requested", started_at=started)
+        if running and not failed and not missing:
+            return Status(JobState.RUNNING, raw, started_at=started)
+        if running:  # one node failed: like a provider, end the job rather than hang the rest
+            self._stop(handle, grace_s=0)
+            return self.status(handle)
+        ended = _ended_at(handle)
+        if cancelled:
+            return Status(JobState.CANCELLED, raw, "cancelled", started_at=started, ended_at=ended)
+        if failed:
+            rank = failed[0]
+            return Status(JobState.FAILED, raw, f"node {rank} exited with code {codes[rank]}{_log_tail(handle, rank)}",
+                          exit_code=codes[rank], started_at=started, ended_at=ended)
+        if missing:
+            rank = missing[0]
+            return Status(JobState.FAILED, raw, f"node {rank} ended without recording an exit code "
+                          f"(killed?){_log_tail(handle, rank)}", started_at=started, ended_at=ended)
+        return Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started, ended_at=ended)
+
+    # -- logs --------------------------------------------------------------------
+
+    def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
+             node: int | None = None) -> Iterator[LogLine]:
+        """Complete lines after the cursor {rank: byte offset}; a node's last partial
+        line is held back until that node has exited, so a follow never splits a line."""
+        offsets = {int(k): v for k, v in (since or {}).items()}
+        for info in handle.data["nodes"]:
+            rank = info["rank"]
+            if node is not None and rank != node:
+                continue
+            node_dir = Path(info["dir"])
+            yield from _read_lines(node_dir / "log", rank, offsets, finished=_exit_code(node_dir) is not None
+                                   or not procs.is_alive(info["pid"], info.get("start")))
+
+    # -- cancel ------------------------------------------------------------------
+
+    def cancel(self, handle: Handle) -> None:
+        job_dir = Path(handle.data["job_dir"])
+        if not job_dir.exists():
+            return
+        marker = job_dir / "cancel_requested"
+        if not marker.exists() and self.status(handle).state.is_terminal:
+            return  # finished before the cancel: keep its real outcome
+        marker.touch()
+        self._stop(handle, grace_s=float(handle.data.get("cancel_grace_s", self.cancel_grace_s)))
+
+    def _stop(self, handle: Handle, grace_s: float) -> None:
+        """SIGTERM every node's process group, SIGKILL what is left after the grace period."""
+        live = [n for n in handle.data["nodes"] if procs.is_alive(n["pid"], n.get("start"))]
+        for node in live:
+            procs.signal_group(node["pgid"], signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while live and time.monotonic() < deadline:
+            time.sleep(0.05)
+            live = [n for n in live if procs.is_alive(n["pid"], n.get("start"))]
+        for node in live:
+            procs.signal_group(node["pgid"], signal.SIGKILL)
+
+    # -- list --------------------------------------------------------------------
+
+    def list(self, *, since: float | None = None) -> Iterator[Summary]:
+        if not self.root.is_dir():
+            return
+        for handle_file in sorted(self.root.glob("*/handle.json")):
+            try:
+                handle = Handle.from_json(json.loads(handle_file.read_text()))
+            except (OSError, ValueError, KeyError):
+                continue
+            created = handle.data.get("submitted_at")
+            if since is not None and created is not None and created < since:
+                continue
+            name = handle.job_id.rsplit("-", 3)[0]
+            yield Summary(handle=handle, name=name, status=self.status(handle), created_at=created)
+
+
+def _master_port(job_id: str) -> int:
+    """A port per job so two local multi-node jobs do not collide (stable for the job)."""
+    import zlib
+
+    return 29500 + zlib.crc32(job_id.encode()) % 10000
+
+
+def _place(source: Path, destination: Path) -> None:
+    """Local "upload": a hard link when possible (bundles can be large), else a copy."""
+    if destination.exists():
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _exit_code(node_dir: Path) -> int | None:
+    try:
+        return int((node_dir / "exit_code").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _ended_at(handle: Handle) -> float | None:
+    times = []
+    for node in handle.data["nodes"]:
+        try:
+            times.append((Path(node["dir"]) / "exit_code").stat().st_mtime)
+        except OSError:
+            pass
+    return max(times) if times else time.time()
+
+
+def _log_tail(handle: Handle, rank: int, lines: int = 5) -> str:
+    """The last lines of a failed node's log, so the failure explains itself in `status`."""
+    path = Path(handle.data["nodes"][rank]["dir"]) / "log"
+    try:
+        with path.open("rb") as handle_file:
+            handle_file.seek(max(0, path.stat().st_size - 4096))
+            tail = handle_file.read().decode("utf-8", "replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return "\n" + "\n".join(f"  | {line}" for line in tail) if tail else ""
+
+
+def _read_lines(path: Path, rank: int, offsets: dict[int, int], finished: bool) -> Iterator[LogLine]:
+    offset = offsets.get(rank, 0)
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        return
+    with file:
+        file.seek(offset)
+        pending = b""
+        while True:
+            chunk = file.read(_READ_CHUNK)
+            if not chunk:
+                break
+            data = pending + chunk
+            lines = data.split(b"\n")
+            pending = lines.pop()
+            for raw in lines:
+                offset += len(raw) + 1
+                yield LogLine(raw.decode("utf-8", "replace"), rank, {**offsets, rank: offset})
+        if pending and finished:
+            offset += len(pending)
+            yield LogLine(pending.decode("utf-8", "replace"), rank, {**offsets, rank: offset})
+
+
+def _gpu_count() -> int:
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def _warn_missing_gpus(requested: int) -> None:
+    if requested <= 0:
+        return
+    have = _gpu_count()
+    if have < requested:
+        log.warning("the spec asks for %d GPU(s) per node but this machine has %d; "
+                    "the local backend runs the job anyway", requested, have)

@@ -1,0 +1,178 @@
+"""The contract between the core and every provider backend.
+
+A backend answers one question per method; polling, backoff, log following and
+the job store live in the runner, once for all providers. `render` is pure so a
+dry run shows exactly what `submit` will send, without network or credentials.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+
+class JobState(str, enum.Enum):
+    """One set of states for all providers; each backend maps its raw states here."""
+
+    PENDING = "PENDING"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLING = "CANCELLING"
+    CANCELLED = "CANCELLED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @classmethod
+    def parse(cls, raw: str) -> JobState:
+        """Tolerant: a state this version does not know reads as UNKNOWN, never an error."""
+        try:
+            return cls(str(raw).upper())
+        except ValueError:
+            return cls.UNKNOWN
+
+
+def map_state(table: Mapping[str, JobState], raw: str | None) -> JobState:
+    """Look a provider's raw state up in its table; unknown states are UNKNOWN, not KeyError."""
+    return table.get(raw or "", JobState.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    logs_follow: bool = True
+    cancel: bool = True
+    multi_node: bool = True
+    spot: bool = False
+    list: bool = True
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A local file the request needs at `destination` (a URI or path the backend understands)."""
+
+    source: Path
+    destination: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """What submit will send: the provider operation, its exact payload, the uploads.
+
+    Secret values are in the payload only when render was given real values; the
+    runner renders dry runs with masked values, so printing a Request is safe then.
+    """
+
+    backend: str
+    job_id: str
+    operation: str
+    payload: dict[str, Any]
+    uploads: tuple[Upload, ...] = ()
+
+    def to_display(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "job_id": self.job_id,
+            "operation": self.operation,
+            "uploads": [{"source": str(u.source), "destination": u.destination} for u in self.uploads],
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True)
+class Handle:
+    """Everything needed to find the job again later, from any shell. Stored as JSON."""
+
+    backend: str
+    job_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Handle:
+        return cls(backend=value["backend"], job_id=value["job_id"], data=dict(value.get("data") or {}))
+
+
+@dataclass(frozen=True)
+class Status:
+    state: JobState
+    raw_state: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of output; `cursor` resumes reading right after it (opaque to the runner)."""
+
+    text: str
+    node: int = 0
+    cursor: Any = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A job as the provider lists it, for reconciling the store (`launch list --sync`)."""
+
+    handle: Handle
+    name: str
+    status: Status
+    created_at: float | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What `launch backends` shows: can this backend be used here, and if not, the fix."""
+
+    sdk_installed: bool
+    configured: bool
+    detail: str = ""
+    hint: str = ""
+
+
+class Backend(Protocol):
+    """A provider plugin, registered in the `launcher.backends` entry-point group.
+
+    Constructed as `Backend(settings, client=None)`: `settings` is the merged
+    config + spec section as a dict; `client` injects a provider SDK client (tests
+    point it at moto or a local fake). The SDK is imported inside methods only.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    settings_model: ClassVar[type[BaseModel]]
+
+    @classmethod
+    def readiness(cls, settings: Mapping[str, Any]) -> Readiness: ...
+
+    def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
+               secrets: Mapping[str, str]) -> Request: ...
+
+    def submit(self, request: Request) -> Handle: ...
+
+    def status(self, handle: Handle) -> Status: ...
+
+    def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
+             node: int | None = None) -> Iterator[LogLine]: ...
+
+    def cancel(self, handle: Handle) -> None: ...
+
+    def list(self, *, since: float | None = None) -> Iterator[Summary]: ...

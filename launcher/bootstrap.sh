@@ -1,0 +1,105 @@
+#!/bin/sh
+# Runs on every node of every backend: unpack the code, set the LAUNCH_* variables,
+# run setup, run the job (through torchrun when asked), and record the exit code.
+# POSIX sh only: it must work in any training image, with no Python assumed.
+#
+# Inputs (environment, set by the backend):
+#   LAUNCH_BUNDLE       path of the code tar.gz on this node ("" = no code)
+#   LAUNCH_WORKDIR      fresh directory to unpack into and run in
+#   LAUNCH_SETUP        shell command run once before the job ("" = none)
+#   LAUNCH_RUN          the job's shell command line
+#   LAUNCH_DISTRIBUTED  "torchrun" to wrap LAUNCH_RUN in torchrun
+#   LAUNCH_EXIT_FILE    where to write the exit code
+#   LAUNCH_JOB_ID, LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_GPUS_PER_NODE,
+#   LAUNCH_MASTER_ADDR, LAUNCH_MASTER_PORT, LAUNCH_OUTPUT_DIR, LAUNCH_CHECKPOINT_DIR
+
+say() { printf '[launch] %s\n' "$*" >&2; }
+
+finish() {
+    code=$1
+    if [ -n "$exit_file" ]; then
+        printf '%s\n' "$code" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
+    fi
+    exit "$code"
+}
+
+bundle=${LAUNCH_BUNDLE:-}
+workdir=${LAUNCH_WORKDIR:-$PWD/work}
+setup_cmd=${LAUNCH_SETUP:-}
+run_cmd=${LAUNCH_RUN:-}
+distributed=${LAUNCH_DISTRIBUTED:-}
+exit_file=${LAUNCH_EXIT_FILE:-}
+unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE
+
+: "${LAUNCH_NODE_RANK:=0}"
+: "${LAUNCH_NUM_NODES:=1}"
+: "${LAUNCH_GPUS_PER_NODE:=0}"
+: "${LAUNCH_MASTER_ADDR:=127.0.0.1}"
+: "${LAUNCH_MASTER_PORT:=29500}"
+: "${LAUNCH_OUTPUT_DIR:=$workdir/outputs}"
+: "${LAUNCH_CHECKPOINT_DIR:=$workdir/checkpoints}"
+export LAUNCH_JOB_ID LAUNCH_NODE_RANK LAUNCH_NUM_NODES LAUNCH_GPUS_PER_NODE \
+    LAUNCH_MASTER_ADDR LAUNCH_MASTER_PORT LAUNCH_OUTPUT_DIR LAUNCH_CHECKPOINT_DIR
+
+if [ -z "$run_cmd" ]; then
+    say "nothing to run (LAUNCH_RUN is empty)"
+    finish 2
+fi
+
+mkdir -p "$workdir" "$LAUNCH_OUTPUT_DIR" "$LAUNCH_CHECKPOINT_DIR" || finish 2
+if [ -n "$bundle" ]; then
+    if ! tar -xzf "$bundle" -C "$workdir"; then
+        say "could not unpack the code bundle $bundle"
+        finish 2
+    fi
+fi
+cd "$workdir" || finish 2
+
+say "job $LAUNCH_JOB_ID node $LAUNCH_NODE_RANK/$LAUNCH_NUM_NODES on $(hostname 2>/dev/null || echo unknown)"
+
+child=
+got_signal=
+forward() {
+    got_signal=1
+    [ -n "$child" ] && kill -TERM "$child" 2>/dev/null
+}
+trap forward TERM INT HUP
+
+# Run one command (argv) in the background so a TERM reaches it while we wait.
+run_step() {
+    "$@" &
+    child=$!
+    wait "$child"
+    code=$?
+    # wait returns early when a trapped signal arrives: wait again for the real code.
+    while [ -n "$got_signal" ] && kill -0 "$child" 2>/dev/null; do
+        wait "$child"
+        code=$?
+    done
+    child=
+    return "$code"
+}
+
+if [ -n "$setup_cmd" ]; then
+    say "setup: $setup_cmd"
+    run_step sh -c "$setup_cmd"
+    code=$?
+    if [ "$code" -ne 0 ]; then
+        say "setup failed with exit code $code"
+        finish "$code"
+    fi
+fi
+
+if [ "$distributed" = torchrun ]; then
+    nproc=$LAUNCH_GPUS_PER_NODE
+    [ "$nproc" -gt 0 ] 2>/dev/null || nproc=1
+    # --no-python: torchrun starts each worker as a shell running the job's command line.
+    run_step torchrun --nnodes="$LAUNCH_NUM_NODES" --nproc_per_node="$nproc" \
+        --node_rank="$LAUNCH_NODE_RANK" --master_addr="$LAUNCH_MASTER_ADDR" \
+        --master_port="$LAUNCH_MASTER_PORT" --no-python sh -c "$run_cmd"
+else
+    run_step sh -c "$run_cmd"
+fi
+code=$?
+say "exit code $code"
+finish "$code"

@@ -1,0 +1,79 @@
+"""User-facing errors and the exit codes they map to.
+
+Every error a user can cause or meet derives from LaunchError, so the CLI can
+print one clear message (no traceback unless --debug) and exit with the code
+CI pipelines rely on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_SUCCEEDED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 3
+EXIT_UNREACHABLE = 4
+
+
+class LaunchError(Exception):
+    """An error with a message meant for the user and the exit code to use."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  hint: {self.hint}" if self.hint else self.message
+
+
+class UsageError(LaunchError):
+    """Bad command-line input (unknown job, ambiguous prefix, bad --set)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a spec, located well enough to fix it without searching."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        field = f" {self.path}:" if self.path else ""
+        return f"{where}:{field} {self.message}"
+
+
+class SpecError(LaunchError):
+    """A spec with one or more problems; all are reported at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        head = f"{count} problem{'s' if count != 1 else ''} in the job spec:"
+        super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))
+
+
+class BundleError(LaunchError):
+    """The code directory cannot be packed (missing, unsafe symlink, unreadable)."""
+
+
+class BackendError(LaunchError):
+    """The provider refused a request for a reason the user must fix (quota, permissions)."""
+
+    exit_code = EXIT_FAILED
+
+
+class BackendUnreachable(LaunchError):
+    """The provider could not be reached or had no usable credentials."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class TransientBackendError(BackendUnreachable):
+    """Throttling, 5xx, a reset connection: worth retrying with backoff before giving up."""

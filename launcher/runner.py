@@ -1,0 +1,256 @@
+"""load -> render -> bundle -> submit -> record; then wait, follow and cancel.
+
+The one place that polls, backs off, follows logs and keeps the store in step
+with providers, so every backend only answers single questions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets as random_tokens
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from launcher import config, registry
+from launcher.backend import Handle, JobState, LogLine, Request, Status
+from launcher.errors import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_SUCCEEDED,
+    EXIT_UNREACHABLE,
+    LaunchError,
+    TransientBackendError,
+    UsageError,
+)
+from launcher.store import JobRecord, Store
+
+log = logging.getLogger("launch")
+T = TypeVar("T")
+MASK = "****"
+TRANSIENT_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: JobRecord
+    request: Request | None
+    existing: bool = False
+
+
+def new_job_id(name: str, now: float | None = None) -> str:
+    """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
+    stamp = datetime.fromtimestamp(now or time.time(), tz=timezone.utc).strftime("%Y%m%d-%H%M%S")
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"
+    return f"{slug}-{stamp}-{random_tokens.token_hex(3)}"
+
+
+def exit_code_for(state: JobState) -> int:
+    return {JobState.SUCCEEDED: EXIT_SUCCEEDED, JobState.FAILED: EXIT_FAILED,
+            JobState.CANCELLED: EXIT_CANCELLED}.get(state, EXIT_UNREACHABLE)
+
+
+def with_retries(action: Callable[[], T], what: str) -> T:
+    """Retry transient provider errors with exponential backoff and jitter, bounded."""
+    import random
+
+    for attempt in range(TRANSIENT_ATTEMPTS):
+        try:
+            return action()
+        except TransientBackendError as exc:
+            if attempt == TRANSIENT_ATTEMPTS - 1:
+                raise
+            delay = min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
+            log.info("%s: %s; retrying in %.1fs", what, exc.message, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: str = "") -> Any:
+    """The backend with settings merged as config < spec (the spec already holds --set)."""
+    settings = {**config.backend_settings(name), **(spec_settings or {})}
+    if spec_settings is not None:
+        from launcher.spec import validate_settings
+
+        settings = validate_settings(name, settings, origin or str(config.config_path())).model_dump()
+    return registry.create(name, settings)
+
+
+def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
+    """Secret values from the submitter's environment; masked ones for dry runs."""
+    missing = [n for n in names if n not in os.environ]
+    if missing and not masked:
+        raise UsageError(f"secret {', '.join(missing)} is not set in your environment",
+                         "export it before `launch run`, or remove it from secrets:")
+    for name in missing:
+        log.warning("secret %s is not set in your environment; a real run would stop here", name)
+    return {n: MASK if masked else os.environ[n] for n in names}
+
+
+def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dry_run: bool
+            ) -> tuple[Any, Any, Request, str]:
+    """Everything up to the request, with no side effect but the bundle cache."""
+    from launcher.spec import load_spec
+
+    registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
+    spec = load_spec(spec_file, overrides)
+    settings = spec.backends.get(backend_name, {})
+    backend = backend_for(backend_name, settings, origin=spec_file)
+    spec = spec.with_backend_settings(backend_name, {**config.backend_settings(backend_name), **settings})
+    bundle = None
+    if spec.code:
+        from launcher.bundle import pack
+
+        bundle, warnings = pack(Path(spec.code), config.home() / "bundles")
+        for warning in warnings:
+            log.warning("%s", warning)
+    job_id = new_job_id(spec.name)
+    request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run))
+    return spec, backend, request, job_id
+
+
+def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_name: str,
+           idempotency_key: str | None = None) -> Submission:
+    """Submit once. The record is reserved before the provider call, so a crash leaves a
+    trace `list --sync` can reconcile; a submit that fails cleanly leaves no record."""
+    spec, backend, request, job_id = prepare(spec_file, overrides, backend_name, dry_run=False)
+    now = time.time()
+    reserved = store.reserve(JobRecord(
+        id=job_id, name=spec.name, backend=backend_name, handle=None, spec=spec.to_record(),
+        state=JobState.PENDING, message="submitting", created_at=now, updated_at=now,
+        idempotency_key=idempotency_key,
+    ))
+    if reserved.id != job_id:
+        return Submission(reserved, None, existing=True)
+    try:
+        handle = with_retries(lambda: backend.submit(request), f"submitting {job_id}")
+    except (LaunchError, Exception):
+        store.delete(job_id)
+        raise
+    except BaseException:
+        store.set_status(job_id, Status(JobState.UNKNOWN, "interrupted",
+                                        "interrupted while submitting; `launch list --sync` checks the provider"))
+        raise
+    store.set_handle(job_id, handle)
+    store.set_status(job_id, Status(JobState.PENDING, "submitted"))
+    record = store.get(job_id)
+    assert record is not None
+    return Submission(record, request)
+
+
+def _backend(record: JobRecord) -> Any:
+    return registry.create(record.backend, config.backend_settings(record.backend))
+
+
+def _require_handle(record: JobRecord) -> Handle:
+    if record.handle is None:
+        raise UsageError(f"job {record.id} was never confirmed by {record.backend} (the submit was interrupted)",
+                         "`launch list --sync` checks whether the provider has it")
+    return record.handle
+
+
+def refresh(store: Store, record: JobRecord, backend: Any = None) -> JobRecord:
+    """Ask the provider for the job's state and keep the store in step; terminal states stick."""
+    if record.state.is_terminal or record.handle is None:
+        return record
+    backend = backend or _backend(record)
+    status = with_retries(lambda: backend.status(record.handle), f"status of {record.id}")
+    if (status.state, status.raw_state, status.message) != (record.state, record.raw_state, record.message):
+        store.set_status(record.id, status)
+        return store.get(record.id) or record
+    return record
+
+
+def wait(store: Store, record: JobRecord, *, timeout_s: float | None = None,
+         on_change: Callable[[JobRecord], None] | None = None) -> JobRecord:
+    """Poll with backoff until the job ends (or the timeout passes)."""
+    _require_handle(record)
+    backend = _backend(record)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        previous = record.state
+        record = refresh(store, record, backend)
+        if on_change and record.state != previous:
+            on_change(record)
+        if record.state.is_terminal or (deadline is not None and time.monotonic() >= deadline):
+            return record
+        time.sleep(delay)
+        delay = min(delay * 1.5, 10.0)
+
+
+def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
+           node: int | None = None) -> JobRecord:
+    """Stream logs until the job ends, then drain what is left; no line shown twice."""
+    handle = _require_handle(record)
+    backend = _backend(record)
+    cursor: Any = None
+    delay = 0.1
+    while True:
+        record = refresh(store, record, backend)
+        ended = record.state.is_terminal
+        got = False
+        for line in with_retries(lambda: list(backend.logs(handle, since=cursor, node=node)),
+                                 f"logs of {record.id}"):
+            emit(line)
+            cursor = line.cursor
+            got = True
+        if ended:
+            return record
+        if got:
+            delay = 0.1
+        else:
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+
+def read_logs(record: JobRecord, *, node: int | None = None) -> Iterator[LogLine]:
+    handle = _require_handle(record)
+    return _backend(record).logs(handle, node=node)
+
+
+def cancel(store: Store, record: JobRecord) -> JobRecord:
+    if record.state.is_terminal:
+        return record
+    handle = _require_handle(record)
+    backend = _backend(record)
+    with_retries(lambda: backend.cancel(handle), f"cancelling {record.id}")
+    return refresh(store, store.get(record.id) or record, backend)
+
+
+@dataclass
+class SyncReport:
+    added: int = 0
+    updated: int = 0
+    backends: tuple[str, ...] = ()
+
+
+def sync(store: Store, backends: list[str]) -> SyncReport:
+    """Reconcile the store with what each provider lists: adopt jobs the store lost,
+    move states that changed while nobody was looking."""
+    report = SyncReport(backends=tuple(backends))
+    for name in backends:
+        backend = registry.create(name, config.backend_settings(name))
+        for summary in with_retries(lambda b=backend: list(b.list()), f"listing {name}"):
+            job_id = summary.handle.job_id
+            known = store.get(job_id)
+            if known is None:
+                now = time.time()
+                store.reserve(JobRecord(
+                    id=job_id, name=summary.name, backend=name, handle=summary.handle, spec={},
+                    state=summary.status.state, raw_state=summary.status.raw_state,
+                    message=summary.status.message, created_at=summary.created_at or now, updated_at=now,
+                    idempotency_key=summary.idempotency_key,
+                ))
+                store.set_status(job_id, summary.status)
+                report.added += 1
+            elif known.handle is None or known.state != summary.status.state:
+                if known.handle is None:
+                    store.set_handle(job_id, summary.handle)
+                store.set_status(job_id, summary.status)
+                report.updated += 1
+    return report

@@ -1,0 +1,317 @@
+"""The job spec: one YAML file that every backend turns into its own job.
+
+Validation reports every problem at once with file:line, the field path and what
+to do, because a user fixing a spec one error per run loses minutes each time.
+This module imports pydantic, so the CLI imports it only for commands that read
+a spec (run, validate, schema), never for list/status/logs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from launcher import accelerators, durations, yaml_source
+from launcher.errors import Problem, SpecError, UsageError
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+RESERVED_ENV_PREFIX = "LAUNCH_"
+
+
+def _accelerator(value: Any) -> accelerators.Accelerator:
+    if isinstance(value, accelerators.Accelerator):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f'a count alone is not enough; write the type too, e.g. "H100:{value}"')
+    return accelerators.parse(value)
+
+
+def _minimum(value: Any) -> float:
+    """'16+' and 16 both mean "at least 16": the spec states minimums."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number such as 16 or 16+")
+    if isinstance(value, str):
+        text = value.strip().removesuffix("+")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number; write e.g. 16 or 16+") from None
+    if not isinstance(value, (int, float)) or not 0 < value < 1e6:
+        raise ValueError("expected a positive number such as 16 or 16+")
+    return value
+
+
+def _env_value(value: Any) -> str:
+    """YAML turns `EPOCHS: 3` into an int; the environment only holds strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    raise ValueError("environment values must be strings or numbers")
+
+
+AcceleratorField = Annotated[
+    accelerators.Accelerator,
+    BeforeValidator(_accelerator),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": 'Per node, "TYPE[:COUNT]" or "cpu"',
+                    "examples": ["H100:8", "A100-80GB:8", "L4", "T4:1", "cpu"]}),
+]
+Duration = Annotated[
+    int,
+    BeforeValidator(durations.parse_seconds),
+    WithJsonSchema({"type": ["string", "integer"], "description": "24h, 90m, 1h30m, 2d or seconds",
+                    "examples": ["24h", "90m"]}),
+]
+Minimum = Annotated[
+    float,
+    BeforeValidator(_minimum),
+    WithJsonSchema({"type": ["string", "number"], "description": 'A minimum: 16 or "16+"'}),
+]
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """What each node needs; accelerators are per node."""
+
+    accelerators: AcceleratorField = accelerators.Accelerator(accelerators.CPU, 0)
+    nodes: int = Field(1, ge=1, le=512, description="Number of nodes (machines)")
+    cpus: Minimum | None = None
+    memory_gb: Minimum | None = None
+    disk_gb: int | None = Field(None, ge=1, le=65536)
+
+
+class JobSpec(_Strict):
+    """A training job as the user writes it, independent of any provider."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=63,
+                      description="Letters, digits, '.', '_' and '-'; at most 63 characters")
+    image: str | None = Field(None, min_length=1, max_length=512)
+    code: str | None = Field(None, min_length=1, description="Directory packed and unpacked as the working dir")
+    setup: str | None = Field(None, max_length=65536)
+    run: str = Field(min_length=1, max_length=65536, description="Shell command line of the job")
+    env: dict[Annotated[str, Field(pattern=ENV_NAME, max_length=256)], EnvValue] = Field(default_factory=dict)
+    secrets: list[Annotated[str, Field(pattern=ENV_NAME, max_length=256)]] = Field(
+        default_factory=list, description="Names read from the submitter's environment; never stored or printed")
+    resources: Resources = Field(default_factory=Resources)
+    distributed: Literal["torchrun"] | None = None
+    spot: bool = False
+    max_runtime: Duration | None = None
+    retries: int = Field(0, ge=0, le=10)
+    checkpoint_dir: str | None = Field(None, pattern=r"^/")
+    outputs: str | None = Field(None, min_length=1)
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("run")
+    @classmethod
+    def _run_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("run is empty; give the command to run, e.g. run: python train.py")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_reserved_env(cls, env: dict[str, str]) -> dict[str, str]:
+        reserved = sorted(k for k in env if k.startswith(RESERVED_ENV_PREFIX))
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: names starting with LAUNCH_ are set by the launcher; rename them")
+        return env
+
+    @model_validator(mode="after")
+    def _secrets_not_in_env(self) -> JobSpec:
+        both = sorted(set(self.secrets) & set(self.env))
+        if both:
+            raise ValueError(f"{', '.join(both)} is both in env and in secrets; keep it only in secrets")
+        return self
+
+    @property
+    def accelerator(self) -> accelerators.Accelerator:
+        return self.resources.accelerators
+
+    def to_record(self) -> dict[str, Any]:
+        """The spec as stored: plain JSON. Secrets are names only, never values."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def with_backend_settings(self, backend: str, settings: dict[str, Any]) -> JobSpec:
+        """This spec with `backends.<backend>` replaced by the effective settings."""
+        return self.model_copy(update={"backends": {**self.backends, backend: settings}})
+
+
+def json_schema() -> dict[str, Any]:
+    schema = JobSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "launch job spec"
+    return schema
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> list[tuple[tuple[str, ...], Any, str]]:
+    """`--set key.path=value` into (path, YAML-typed value, original text)."""
+    import yaml
+
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        path = tuple(key.strip().split("."))
+        if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in path):
+            raise UsageError(f"--set {item!r}: expected KEY.PATH=VALUE", "e.g. --set resources.nodes=2")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((path, value, item))
+    return out
+
+
+def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any, text: str) -> None:
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UsageError(f"--set {text!r}: {part!r} is not a mapping in the spec")
+        node = child
+    node[path[-1]] = value
+
+
+def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
+    """Read, override and validate a spec file; SpecError lists every problem."""
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such spec file", "check the path; `launch validate FILE` checks a spec") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read spec: {exc}") from None
+    return parse_spec(text, str(path), overrides, base_dir=path.parent)
+
+
+def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
+               base_dir: Path | None = None) -> JobSpec:
+    data, source = yaml_source.load(text, file)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError([Problem(file, 1, "", "a job spec is a YAML mapping (name:, run:, ...); "
+                                 f"this file holds a {type(data).__name__}")])
+    for opath, value, original in parse_overrides(overrides):
+        _apply_override(data, opath, value, original)
+        source.overridden[opath] = original
+    problems: list[Problem] = []
+    spec: JobSpec | None = None
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, source, JobSpec, ()))
+    backends = data.get("backends")
+    if isinstance(backends, dict):
+        problems.extend(_backend_problems(backends, source))
+    if spec is not None and spec.code is not None:
+        code_dir = (base_dir or Path(".")) / spec.code
+        if not code_dir.is_dir():
+            problems.append(source.problem(("code",), f"directory {str(code_dir)!r} does not exist; "
+                                           "code: is relative to the spec file's directory"))
+        else:
+            spec = spec.model_copy(update={"code": str(code_dir.resolve())})
+    if problems or spec is None:
+        raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
+    return spec
+
+
+def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
+    """Each `backends.<name>` section is checked by the backend that owns it."""
+    from launcher import registry
+
+    known = registry.names()
+    problems = []
+    for name, section in sections.items():
+        where = ("backends", str(name))
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(source.problem(where, f"unknown backend; {hint}known: {', '.join(known)}"))
+            continue
+        model = registry.settings_model(name)
+        if section is None:
+            section = {}
+        if not isinstance(section, dict):
+            problems.append(source.problem(where, "expected a mapping of settings"))
+            continue
+        try:
+            model.model_validate(section)
+        except ValidationError as exc:
+            problems.extend(_problems(exc, source, model, where))
+    return problems
+
+
+def validate_settings(backend: str, settings: dict[str, Any], origin: str) -> BaseModel:
+    """Settings merged from config and spec, validated; errors name where they came from."""
+    from launcher import registry
+
+    model = registry.settings_model(backend)
+    try:
+        return model.model_validate(settings)
+    except ValidationError as exc:
+        source = yaml_source.SourceMap(origin)
+        raise SpecError(list(_problems(exc, source, model, ("backends", backend)))) from None
+
+
+_MISSING_HINTS = {
+    "name": "add a name, e.g. name: my-job",
+    "run": "add the command to run, e.g. run: python train.py",
+}
+
+
+def _problems(exc: ValidationError, source: yaml_source.SourceMap, model: type[BaseModel],
+              prefix: tuple[str, ...]) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        kind = error["type"]
+        message = error["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            allowed = _field_names(model, loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+            message = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "") + (
+                f" Allowed here: {', '.join(allowed)}" if allowed else "")
+        elif kind == "missing":
+            message = "required field is missing; " + _MISSING_HINTS.get(str(loc[-1]), f"add {loc[-1]}:")
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+            message = "name may hold only letters, digits, '.', '_' and '-', starting with a letter or digit"
+        elif kind == "string_pattern_mismatch":
+            message = f"{message}; fix the value"
+        elif "input" in error and kind.endswith("_type"):
+            message = f"{message} (got {type(error['input']).__name__})"
+        problems.append(source.problem((*prefix, *loc), message))
+    return problems
+
+
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Names a mapping at `loc` accepts, for "did you mean" on unknown keys."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []

@@ -1,0 +1,233 @@
+"""The local job history: one SQLite row per job, shared by every `launch` process.
+
+WAL mode and a busy timeout let many concurrent CLI calls read and write without
+"database is locked" reaching the user; writes take the lock up front (BEGIN
+IMMEDIATE) so they never fail half-way through a read-then-write. The file is
+private (0600): it lists what a user runs where.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from launcher.backend import Handle, JobState, Status
+from launcher.errors import UsageError
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    handle TEXT,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    raw_state TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    exit_code INTEGER,
+    url TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    idempotency_key TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+"""
+_COLUMNS = ("id", "name", "backend", "handle", "spec", "state", "raw_state", "message", "exit_code",
+            "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key")
+_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    name: str
+    backend: str
+    handle: Handle | None
+    spec: dict[str, Any]
+    state: JobState
+    raw_state: str = ""
+    message: str = ""
+    exit_code: int | None = None
+    url: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def submitted(self) -> bool:
+        """False while a submit is in flight (or crashed before the provider answered)."""
+        return self.handle is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {c: getattr(self, c) for c in _COLUMNS}
+        out["state"] = self.state.value
+        out["handle"] = self.handle.to_json() if self.handle else None
+        return out
+
+
+def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["handle"] = Handle.from_json(json.loads(values["handle"])) if values["handle"] else None
+    values["spec"] = json.loads(values["spec"])
+    values["state"] = JobState.parse(values["state"])
+    return JobRecord(**values)
+
+
+class Store:
+    """Open with `Store.open()`; every method is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        _create_private(path)
+        self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._migrate()
+        self._db.execute("PRAGMA synchronous = NORMAL")
+
+    @classmethod
+    def open(cls, home: Path | None = None) -> Store:
+        from launcher import config
+
+        base = home or config.ensure_home()
+        return cls(base / "jobs.db")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        def run() -> None:
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._db.execute("PRAGMA journal_mode = WAL")
+            with self._write():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        _retry(run)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[JobRecord]:
+        cols = ", ".join(_COLUMNS)
+        rows = _retry(lambda: self._db.execute(f"SELECT {cols} FROM jobs {sql}", params).fetchall())
+        return [_row_to_record(r) for r in rows]
+
+    def reserve(self, record: JobRecord) -> JobRecord:
+        """Insert a job before it is submitted; with an idempotency key already used,
+        return that earlier job instead (the caller then submits nothing)."""
+        def run() -> JobRecord:
+            with self._write() as db:
+                if record.idempotency_key:
+                    found = db.execute(f"SELECT {', '.join(_COLUMNS)} FROM jobs WHERE idempotency_key = ?",
+                                       (record.idempotency_key,)).fetchone()
+                    if found:
+                        return _row_to_record(found)
+                values = record.to_json()
+                values["handle"] = json.dumps(values["handle"]) if values["handle"] else None
+                values["spec"] = json.dumps(record.spec, sort_keys=True)
+                db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                           tuple(values[c] for c in _COLUMNS))
+                return record
+        return _retry(run)
+
+    def set_handle(self, job_id: str, handle: Handle) -> None:
+        self._update(job_id, handle=json.dumps(handle.to_json()))
+
+    def set_status(self, job_id: str, status: Status) -> None:
+        fields: dict[str, Any] = {
+            "state": status.state.value, "raw_state": status.raw_state, "message": status.message,
+            "exit_code": status.exit_code, "url": status.url,
+        }
+        if status.started_at is not None:
+            fields["started_at"] = status.started_at
+        if status.ended_at is not None:
+            fields["ended_at"] = status.ended_at
+        self._update(job_id, **fields)
+
+    def _update(self, job_id: str, **fields: Any) -> None:
+        fields["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        def run() -> None:
+            with self._write() as db:
+                db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
+        _retry(run)
+
+    def delete(self, job_id: str) -> None:
+        def run() -> None:
+            with self._write() as db:
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        _retry(run)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        found = self._select("WHERE id = ?", (job_id,))
+        return found[0] if found else None
+
+    def resolve(self, prefix: str) -> JobRecord:
+        """A job by full id or unique prefix; otherwise a usage error that helps pick."""
+        exact = self.get(prefix)
+        if exact:
+            return exact
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        found = self._select("WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT 6", (escaped + "%",))
+        if not found:
+            raise UsageError(f"no job matches {prefix!r}", "`launch list` shows the jobs this machine knows")
+        if len(found) > 1:
+            shown = ", ".join(r.id for r in found[:5])
+            raise UsageError(f"{prefix!r} matches several jobs: {shown}{', ...' if len(found) > 5 else ''}",
+                             "give more of the id")
+        return found[0]
+
+    def list(self, *, backend: str | None = None, states: tuple[JobState, ...] = (),
+             limit: int | None = None) -> list[JobRecord]:
+        clauses, params = [], []
+        if backend:
+            clauses.append("backend = ?")
+            params.append(backend)
+        if states:
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            params.extend(s.value for s in states)
+        sql = ("WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY created_at DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return self._select(sql, tuple(params))
+
+
+def _create_private(path: Path) -> None:
+    """Create the file 0600 before SQLite does, so it never exists world-readable."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+def _retry(action: Any) -> Any:
+    """Ride out lock contention beyond the busy timeout (WAL checkpoints, schema setup)."""
+    for attempt in range(_RETRIES):
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or attempt == _RETRIES - 1:
+                raise
+            time.sleep(min(0.05 * 2 ** attempt, 1.0))
+    raise AssertionError("unreachable")

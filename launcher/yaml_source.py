@@ -1,0 +1,103 @@
+"""YAML loading that remembers where every key came from.
+
+Spec errors must name file:line; pydantic only knows field paths, so the loader
+keeps a map from each path to the line its key (or item) starts on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from launcher.errors import Problem
+
+Path_ = tuple[str | int, ...]
+MAX_SPEC_BYTES = 1024 * 1024
+
+
+@dataclass
+class SourceMap:
+    """Line numbers by field path for one file; paths set by --set point at the flag."""
+
+    file: str
+    lines: dict[Path_, int] = field(default_factory=dict)
+    overridden: dict[Path_, str] = field(default_factory=dict)
+
+    def locate(self, path: Path_) -> tuple[str, int | None]:
+        """The file and line that best explain `path`: itself or its nearest parent."""
+        for end in range(len(path), -1, -1):
+            prefix = path[:end]
+            if prefix in self.overridden:
+                return f"--set {self.overridden[prefix]}", None
+            if prefix in self.lines:
+                return self.file, self.lines[prefix]
+        return self.file, None
+
+    def problem(self, path: Path_, message: str) -> Problem:
+        file, line = self.locate(path)
+        return Problem(file, line, dotted(path), message)
+
+
+def dotted(path: Path_) -> str:
+    """resources.nodes / env.FOO / secrets[1]."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load(text: str, file: str) -> tuple[Any, SourceMap]:
+    """Parse one YAML document; syntax errors become a Problem list (SpecError)."""
+    import yaml
+
+    from launcher.errors import SpecError
+
+    source = SourceMap(file)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise SpecError([Problem(file, None, "", f"file is larger than {MAX_SPEC_BYTES // 1024} KiB; "
+                                 "a job spec should be a short YAML file")])
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise SpecError([Problem(file, line, "", f"YAML syntax error: {what}; fix the YAML at this line")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem(file, None, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise SpecError([Problem(file, None, "", "YAML nesting is too deep for a job spec")]) from None
+    problems: list[Problem] = []
+    if node is not None:
+        _index(node, (), source, problems)
+    if problems:
+        raise SpecError(problems)
+    return data, source
+
+
+def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -> None:
+    import yaml
+
+    source.lines.setdefault(path, node.start_mark.line + 1)
+    if len(path) > 50:
+        problems.append(source.problem(path, "nesting is too deep for a job spec"))
+        return
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = (*path, key)
+            if key in seen:
+                problems.append(Problem(source.file, key_node.start_mark.line + 1, dotted(child),
+                                        "duplicate key; keep one of them"))
+            seen.add(key)
+            source.lines[child] = key_node.start_mark.line + 1
+            _index(value_node, child, source, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index(item, (*path, index), source, problems)
