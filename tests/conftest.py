@@ -1,0 +1,62 @@
+"""Shared test fixtures: a private LAUNCH_HOME per test and a way to run the real CLI.
+
+The CLI is run as a subprocess (`python -m launcher`), the way users and CI run
+it, so exit codes, stdout/stderr separation and detached jobs are tested for real.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def launch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty state dir, also set for in-process calls (config/store read LAUNCH_HOME)."""
+    home = tmp_path / "launch-home"
+    monkeypatch.setenv("LAUNCH_HOME", str(home))
+    from launcher import config
+
+    config.load.cache_clear()
+    yield home
+    config.load.cache_clear()
+
+
+CliResult = subprocess.CompletedProcess
+
+
+@pytest.fixture
+def cli(launch_home: Path) -> Callable[..., CliResult]:
+    """Run `launch ARGS...` in a subprocess with this test's LAUNCH_HOME; returns the result."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            cwd: Path | None = None, check_rc: int | None = None) -> CliResult:
+        full_env = {**os.environ, "LAUNCH_HOME": str(launch_home), **(env or {})}
+        result = subprocess.run([sys.executable, "-m", "launcher", *args], capture_output=True, text=True,
+                                env=full_env, timeout=timeout, cwd=cwd or REPO)
+        if check_rc is not None:
+            assert result.returncode == check_rc, (
+                f"launch {' '.join(args)} exited {result.returncode}, expected {check_rc}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        return result
+
+    return run
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a spec file (and return its path) in this test's tmp dir."""
+
+    def write(text: str, name: str = "spec.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
