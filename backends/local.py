@@ -8,6 +8,7 @@ which is how `status`, `logs` and `list --sync` find it from any later shell.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -291,10 +292,8 @@ def _exit_code(node_dir: Path) -> int | None:
 def _ended_at(handle: Handle) -> float | None:
     times = []
     for node in handle.data["nodes"]:
-        try:
+        with contextlib.suppress(OSError):
             times.append((Path(node["dir"]) / "exit_code").stat().st_mtime)
-        except OSError:
-            pass
     return max(times) if times else time.time()
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """One set of states for all providers; each backend maps its raw states here."""
 
     PENDING = "PENDING"

@@ -12,7 +12,7 @@ import secrets as random_tokens
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,7 +44,7 @@ class Submission:
 
 def new_job_id(name: str, now: float | None = None) -> str:
     """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
-    stamp = datetime.fromtimestamp(now or time.time(), tz=timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"
     return f"{slug}-{stamp}-{random_tokens.token_hex(3)}"
 
@@ -194,7 +194,7 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
         record = refresh(store, record, backend)
         ended = record.state.is_terminal
         got = False
-        for line in with_retries(lambda: list(backend.logs(handle, since=cursor, node=node)),
+        for line in with_retries(lambda since=cursor: list(backend.logs(handle, since=since, node=node)),
                                  f"logs of {record.id}"):
             emit(line)
             cursor = line.cursor

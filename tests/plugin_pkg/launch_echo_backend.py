@@ -1,0 +1,72 @@
+"""A minimal third-party backend: "runs" a job by recording it and echoing its command.
+
+It lives outside the launch repo's packages and is installed with pip by the tests,
+so it proves the entry-point contract: a plugin implements the Backend protocol and
+everything else (store, status, logs, wait, list --sync) works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary
+
+
+def _settings_model():
+    from pydantic import BaseModel, ConfigDict
+
+    class EchoSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        exit_code: int = 0
+
+    return EchoSettings
+
+
+class _Lazy:
+    def __get__(self, obj, owner):
+        return _settings_model()
+
+
+class EchoBackend:
+    name = "echo"
+    capabilities = Capabilities(multi_node=False)
+    settings_model = _Lazy()
+
+    def __init__(self, settings, client=None):
+        self.exit_code = int((settings or {}).get("exit_code", 0))
+        self.root = Path(os.environ["LAUNCH_HOME"]) / "echo"
+
+    @classmethod
+    def readiness(cls, settings):
+        return Readiness(sdk_installed=True, configured=True, detail="echoes the run command")
+
+    def render(self, spec, job_id, bundle, secrets):
+        return Request(self.name, job_id, "echo", {"run": spec.run, "exit_code": self.exit_code})
+
+    def submit(self, request: Request) -> Handle:
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = {"job_id": request.job_id, **request.payload, "at": time.time()}
+        (self.root / f"{request.job_id}.json").write_text(json.dumps(record))
+        return Handle(self.name, request.job_id, {"file": str(self.root / f"{request.job_id}.json")})
+
+    def status(self, handle: Handle) -> Status:
+        record = json.loads(Path(handle.data["file"]).read_text())
+        state = JobState.SUCCEEDED if record["exit_code"] == 0 else JobState.FAILED
+        return Status(state, "echoed", exit_code=record["exit_code"])
+
+    def logs(self, handle, *, follow=False, since=None, node=None):
+        if since:
+            return
+        record = json.loads(Path(handle.data["file"]).read_text())
+        yield LogLine(f"echo: {record['run']}", 0, 1)
+
+    def cancel(self, handle):
+        return None
+
+    def list(self, *, since=None):
+        for path in sorted(self.root.glob("*.json")):
+            handle = Handle(self.name, path.stem, {"file": str(path)})
+            yield Summary(handle=handle, name=path.stem.split("-")[0], status=self.status(handle))

@@ -1,0 +1,61 @@
+"""A backend from another package, installed with pip, works through the CLI unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PLUGIN = Path(__file__).parent / "plugin_pkg"
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    target = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(target), str(PLUGIN)],
+        check=True, capture_output=True, text=True, timeout=300,
+    )
+    assert list(target.glob("launch_echo_backend-*.dist-info"))
+    return str(target)
+
+
+def _env(plugin_path: str) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [plugin_path, os.environ.get("PYTHONPATH")]))}
+
+
+def test_backends_lists_plugin_only_when_installed(cli, plugin_path):
+    without = json.loads(cli("backends", "-o", "json", check_rc=0).stdout)
+    assert "echo" not in {row["name"] for row in without}
+    rows = json.loads(cli("backends", "-o", "json", env=_env(plugin_path), check_rc=0).stdout)
+    by_name = {row["name"]: row for row in rows}
+    assert {"local", "echo"} <= set(by_name)
+    assert by_name["echo"]["detail"] == "echoes the run command"
+
+
+def test_plugin_runs_a_job_end_to_end(cli, plugin_path, write_spec):
+    spec = write_spec("name: plug\nrun: python train.py --lr 3\n")
+    env = _env(plugin_path)
+    result = cli("run", str(spec), "--backend", "echo", "--follow", env=env, check_rc=0)
+    assert "echo: python train.py --lr 3" in result.stdout
+    listed = json.loads(cli("list", "--backend", "echo", "-o", "json", env=env, check_rc=0).stdout)
+    assert [r["state"] for r in listed] == ["SUCCEEDED"]
+
+
+def test_plugin_settings_are_validated_by_the_plugin(cli, plugin_path, write_spec):
+    spec = write_spec("name: plug\nrun: x\nbackends:\n  echo:\n    exit_cod: 1\n")
+    result = cli("run", str(spec), "--backend", "echo", env=_env(plugin_path))
+    assert result.returncode == 2
+    assert "spec.yaml:5" in result.stderr and "backends.echo.exit_cod" in result.stderr
+    assert "did you mean 'exit_code'" in result.stderr
+
+
+def test_plugin_failure_exit_code(cli, plugin_path, write_spec):
+    spec = write_spec("name: plug\nrun: x\nbackends:\n  echo:\n    exit_code: 5\n")
+    result = cli("run", str(spec), "--backend", "echo", "--wait", env=_env(plugin_path))
+    assert result.returncode == 1, result.stderr
