@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 GROUP = "launcher.backends"
+# Backends this project ships or is building; a spec may carry their sections
+# before they are installed here (checked once they are).
+PROJECT_BACKENDS = ("local", "ssh", "sagemaker", "vertex", "azureml", "lambda_cloud")
 
 
 @functools.cache

@@ -9,6 +9,7 @@ a spec (run, validate, schema), never for list/status/logs.
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from pydantic import (
 from launcher import accelerators, durations, yaml_source
 from launcher.errors import Problem, SpecError, UsageError
 
+log = logging.getLogger("launch")
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV_PREFIX = "LAUNCH_"
 
@@ -240,11 +242,15 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -
     """Each `backends.<name>` section is checked by the backend that owns it."""
     from launcher import registry
 
-    known = registry.names()
+    installed = registry.names()
+    known = sorted(set(installed) | set(registry.PROJECT_BACKENDS))
     problems = []
     for name, section in sections.items():
         where = ("backends", str(name))
-        if name not in known:
+        if name not in installed:
+            if name in known:
+                log.warning("backends.%s is not checked: the %s backend is not installed here", name, name)
+                continue
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append(source.problem(where, f"unknown backend; {hint}known: {', '.join(known)}"))

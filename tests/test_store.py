@@ -1,0 +1,397 @@
+"""The job store against real SQLite files: permissions, WAL, round trips, prefixes,
+listing, and many `launch` processes writing the same file at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from launcher.backend import Handle, JobState, Status
+from launcher.errors import UsageError
+from launcher.store import JobRecord, Store
+
+T0 = 1_700_000_000.0
+
+
+def make_record(job_id: str, *, backend: str = "local", created_at: float = T0, key: str | None = None,
+                handle: Handle | None = None, state: JobState = JobState.PENDING) -> JobRecord:
+    return JobRecord(
+        id=job_id, name=job_id.rsplit("-", 1)[0], backend=backend, handle=handle,
+        spec={"name": "bert", "run": "python train.py", "resources": {"nodes": 2, "accelerators": "H100:8"}},
+        state=state, message="submitting", created_at=created_at, updated_at=created_at, idempotency_key=key,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "home")
+    yield s
+    s.close()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(params=[0o022, 0o000], ids=["umask022", "umask000"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The store must be private whatever the user's umask (0 is the hardest case)."""
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+# --- files and modes -------------------------------------------------------------------------------------------
+
+def test_db_file_0600_and_new_home_0700(tmp_path: Path, umask: int) -> None:
+    home = tmp_path / "new" / "home"
+    s = Store.open(home)
+    try:
+        assert _mode(home) == 0o700
+        assert _mode(home / "jobs.db") == 0o600
+    finally:
+        s.close()
+
+
+def test_open_without_home_uses_launch_home_private(launch_home: Path, umask: int) -> None:
+    assert not launch_home.exists()
+    s = Store.open()
+    try:
+        assert s.path == launch_home / "jobs.db"
+        assert _mode(launch_home) == 0o700
+        assert _mode(launch_home / "jobs.db") == 0o600
+    finally:
+        s.close()
+
+
+def test_wal_and_shm_not_group_or_world_readable(tmp_path: Path, umask: int) -> None:
+    home = tmp_path / "home"
+    s = Store.open(home)
+    try:
+        s.reserve(make_record("bert-1"))
+        s.set_status("bert-1", Status(JobState.RUNNING, started_at=T0 + 1))
+        sidecars = [home / "jobs.db-wal", home / "jobs.db-shm"]
+        assert all(p.exists() for p in sidecars), sorted(os.listdir(home))
+        for path in [home / "jobs.db", *sidecars]:
+            assert _mode(path) & 0o077 == 0, f"{path.name} is {oct(_mode(path))}"
+    finally:
+        s.close()
+
+
+def test_wal_journal_mode_on(store: Store) -> None:
+    store.reserve(make_record("bert-1"))
+    # a fresh, independent connection sees the persistent journal mode of the file
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reopen_existing_store_keeps_data(tmp_path: Path) -> None:
+    first = Store.open(tmp_path)
+    first.reserve(make_record("bert-1"))
+    first.close()
+    second = Store.open(tmp_path)
+    try:
+        got = second.get("bert-1")
+        assert got is not None and got.id == "bert-1"
+    finally:
+        second.close()
+
+
+# --- round trips ----------------------------------------------------------------------------------------------
+
+def test_reserve_get_round_trip_with_handle(store: Store) -> None:
+    handle = Handle("sagemaker", "bert-1", {"arn": "arn:aws:sagemaker:us-east-1:1:training-job/bert-1",
+                                            "region": "us-east-1", "nested": {"n": [1, 2, 3]}})
+    record = make_record("bert-1", backend="sagemaker", key="ci-7")
+    assert store.reserve(record) == record
+    got = store.get("bert-1")
+    assert got == record
+    assert got is not None and got.handle is None and not got.submitted
+
+    store.set_handle("bert-1", handle)
+    got = store.get("bert-1")
+    assert got is not None and got.submitted
+    assert got.handle == handle
+    assert isinstance(got.handle, Handle)
+    assert got.spec == record.spec
+    assert got.state is JobState.PENDING
+    assert got.updated_at >= record.updated_at
+    assert store.get("nope") is None
+    # to_json is JSON-serialisable and carries the handle as a dict
+    assert json.loads(json.dumps(got.to_json()))["handle"] == handle.to_json()
+
+
+def test_idempotency_key_returns_first_record_and_inserts_nothing(store: Store) -> None:
+    first = store.reserve(make_record("bert-1", key="ci-run-9", created_at=T0))
+    again = store.reserve(make_record("bert-2", key="ci-run-9", created_at=T0 + 5))
+    assert again.id == "bert-1"
+    assert again == first
+    assert store.get("bert-2") is None
+    assert [r.id for r in store.list()] == ["bert-1"]
+    # no key, or a different key: new jobs
+    assert store.reserve(make_record("bert-3", created_at=T0 + 6)).id == "bert-3"
+    assert store.reserve(make_record("bert-4", created_at=T0 + 7)).id == "bert-4"
+    assert store.reserve(make_record("bert-5", key="ci-run-10", created_at=T0 + 8)).id == "bert-5"
+    assert len(store.list()) == 4
+
+
+def test_idempotent_reserve_returns_current_state(store: Store) -> None:
+    store.reserve(make_record("bert-1", key="k"))
+    store.set_handle("bert-1", Handle("local", "bert-1", {"pid": 12}))
+    store.set_status("bert-1", Status(JobState.RUNNING, "running", started_at=T0 + 1))
+    again = store.reserve(make_record("bert-2", key="k"))
+    assert again.id == "bert-1"
+    assert again.state is JobState.RUNNING
+    assert again.handle == Handle("local", "bert-1", {"pid": 12})
+
+
+def test_set_status_keeps_started_at_when_new_status_has_none(store: Store) -> None:
+    store.reserve(make_record("bert-1"))
+    store.set_status("bert-1", Status(JobState.RUNNING, "InProgress", started_at=T0 + 10))
+    store.set_status("bert-1", Status(JobState.SUCCEEDED, "Completed", "done", exit_code=0, ended_at=T0 + 70,
+                                      url="https://console/bert-1"))
+    got = store.get("bert-1")
+    assert got is not None
+    assert got.started_at == T0 + 10
+    assert got.ended_at == T0 + 70
+    assert (got.state, got.raw_state, got.message, got.exit_code, got.url) == (
+        JobState.SUCCEEDED, "Completed", "done", 0, "https://console/bert-1")
+    # a later status without times keeps both
+    store.set_status("bert-1", Status(JobState.SUCCEEDED, "Completed"))
+    got = store.get("bert-1")
+    assert got is not None and (got.started_at, got.ended_at) == (T0 + 10, T0 + 70)
+
+
+def test_delete(store: Store) -> None:
+    store.reserve(make_record("bert-1", key="k"))
+    store.delete("bert-1")
+    assert store.get("bert-1") is None
+    store.delete("bert-1")  # repeatable
+    # the key is free again once its job is gone
+    assert store.reserve(make_record("bert-2", key="k")).id == "bert-2"
+
+
+# --- resolve --------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def three_jobs(store: Store) -> Store:
+    for i, job_id in enumerate(["bert-20240101-aaa111", "bert-20240101-aab222", "gpt-20240102-ccc333"]):
+        store.reserve(make_record(job_id, created_at=T0 + i))
+    return store
+
+
+def test_resolve_full_id(three_jobs: Store) -> None:
+    assert three_jobs.resolve("bert-20240101-aaa111").id == "bert-20240101-aaa111"
+
+
+def test_resolve_full_id_that_is_also_a_prefix_of_another(store: Store) -> None:
+    store.reserve(make_record("job-1", created_at=T0))
+    store.reserve(make_record("job-10", created_at=T0 + 1))
+    assert store.resolve("job-1").id == "job-1"
+
+
+def test_resolve_unique_prefix(three_jobs: Store) -> None:
+    assert three_jobs.resolve("gpt").id == "gpt-20240102-ccc333"
+    assert three_jobs.resolve("bert-20240101-aab").id == "bert-20240101-aab222"
+
+
+def test_resolve_ambiguous_prefix_names_candidates(three_jobs: Store) -> None:
+    with pytest.raises(UsageError) as err:
+        three_jobs.resolve("bert-2024")
+    text = str(err.value)
+    assert "bert-20240101-aaa111" in text and "bert-20240101-aab222" in text
+    assert "gpt-20240102-ccc333" not in text
+
+
+def test_resolve_ambiguous_many_candidates_truncated(store: Store) -> None:
+    for i in range(8):
+        store.reserve(make_record(f"bert-{i}", created_at=T0 + i))
+    with pytest.raises(UsageError) as err:
+        store.resolve("bert")
+    assert "..." in err.value.message
+    assert sum(f"bert-{i}" in err.value.message for i in range(8)) == 5
+
+
+def test_resolve_no_match(three_jobs: Store) -> None:
+    with pytest.raises(UsageError) as err:
+        three_jobs.resolve("llama")
+    assert "llama" in str(err.value)
+    with pytest.raises(UsageError):
+        three_jobs.resolve("aaa111")  # a suffix is not a prefix
+
+
+@pytest.mark.parametrize("prefix", ["%", "_", "bert%", "bert_", "b_rt", "%aaa", "\\", "bert\\"])
+def test_resolve_wildcards_are_literal(three_jobs: Store, prefix: str) -> None:
+    with pytest.raises(UsageError) as err:
+        three_jobs.resolve(prefix)
+    assert "no job matches" in err.value.message
+
+
+def test_resolve_literal_percent_and_underscore_in_ids(store: Store) -> None:
+    store.reserve(make_record("a%b-1", created_at=T0))
+    store.reserve(make_record("a_b-2", created_at=T0 + 1))
+    store.reserve(make_record("axb-3", created_at=T0 + 2))
+    assert store.resolve("a%").id == "a%b-1"
+    assert store.resolve("a_").id == "a_b-2"
+    assert store.resolve("ax").id == "axb-3"
+
+
+# --- list -----------------------------------------------------------------------------------------------------
+
+def test_list_filters_orders_and_limits(store: Store) -> None:
+    specs = [("j0", "local", JobState.SUCCEEDED), ("j1", "sagemaker", JobState.RUNNING),
+             ("j2", "local", JobState.FAILED), ("j3", "vertex", JobState.RUNNING),
+             ("j4", "local", JobState.RUNNING), ("j5", "sagemaker", JobState.SUCCEEDED)]
+    # insert out of creation order so ordering comes from created_at, not rowid
+    for job_id, backend, state in reversed(specs):
+        created = T0 + int(job_id[1:]) * 60
+        store.reserve(make_record(job_id, backend=backend, created_at=created))
+        store.set_status(job_id, Status(state))
+    assert [r.id for r in store.list()] == ["j5", "j4", "j3", "j2", "j1", "j0"]
+    assert [r.id for r in store.list(backend="local")] == ["j4", "j2", "j0"]
+    assert [r.id for r in store.list(states=(JobState.RUNNING,))] == ["j4", "j3", "j1"]
+    assert [r.id for r in store.list(states=(JobState.SUCCEEDED, JobState.FAILED))] == ["j5", "j2", "j0"]
+    assert [r.id for r in store.list(backend="sagemaker", states=(JobState.RUNNING,))] == ["j1"]
+    assert store.list(backend="azureml") == []
+    assert [r.id for r in store.list(limit=2)] == ["j5", "j4"]
+    assert [r.id for r in store.list(backend="local", limit=1)] == ["j4"]
+    assert len(store.list(limit=100)) == 6
+
+
+def test_list_empty(store: Store) -> None:
+    assert store.list() == []
+
+
+def test_unknown_state_in_file_reads_as_unknown(store: Store) -> None:
+    store.reserve(make_record("bert-1"))
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE jobs SET state = 'HIBERNATING' WHERE id = 'bert-1'")
+    got = store.get("bert-1")
+    assert got is not None and got.state is JobState.UNKNOWN
+
+
+# --- many processes at once -----------------------------------------------------------------------------------
+
+# Each worker: wait for "go" on stdin (so all start together), open its own Store on the shared
+# file (fresh: the schema setup races too), then interleave reserve/set_status/list/resolve.
+# Prints one JSON line with what it saw; any exception prints a traceback and exits 1.
+_WORKER = r"""
+import json, sys, time, traceback
+from pathlib import Path
+from launcher.backend import Handle, JobState, Status
+from launcher.store import JobRecord, Store
+
+mode, home, worker, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    store = Store.open(home)
+    out = {"worker": worker}
+    if mode == "key":
+        now = time.time()
+        got = store.reserve(JobRecord(id=f"race-w{worker:02d}", name="race", backend="local", handle=None,
+                                      spec={"w": worker}, state=JobState.PENDING, created_at=now,
+                                      updated_at=now, idempotency_key="ci-run-race"))
+        out["id"] = got.id
+    else:
+        seen = 0
+        for i in range(count):
+            job_id = f"w{worker:02d}-j{i:02d}-{'abcdef'[i % 6]}"
+            created = 1_700_000_000.0 + worker * 1000 + i
+            got = store.reserve(JobRecord(id=job_id, name=f"w{worker}", backend=f"b{worker % 3}", handle=None,
+                                          spec={"worker": worker, "i": i}, state=JobState.PENDING,
+                                          created_at=created, updated_at=created,
+                                          idempotency_key=f"key-{worker}-{i}"))
+            assert got.id == job_id, (got.id, job_id)
+            store.set_handle(job_id, Handle("local", job_id, {"pid": worker * 100 + i}))
+            store.set_status(job_id, Status(JobState.RUNNING, "running", started_at=created + 1))
+            seen = max(seen, len(store.list(limit=20)))
+            store.list(backend=f"b{worker % 3}", states=(JobState.RUNNING, JobState.PENDING))
+            assert store.resolve(f"w{worker:02d}-j{i:02d}").id == job_id
+            final = JobState.SUCCEEDED if i % 2 == 0 else JobState.FAILED
+            store.set_status(job_id, Status(final, "done", exit_code=i % 2, ended_at=created + 2))
+            again = store.get(job_id)
+            assert again is not None and again.state is final and again.started_at == created + 1, again
+        out["seen"] = seen
+    store.close()
+    print(json.dumps(out), flush=True)
+except BaseException:
+    traceback.print_exc()
+    sys.exit(1)
+"""
+
+
+def _run_workers(mode: str, home: Path, workers: int, count: int) -> list[dict]:
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, mode, str(home), str(w), str(count)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for w in range(workers)]
+    try:
+        for p in procs:  # barrier: every interpreter is up and imported before any touches the store
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        deadline = time.monotonic() + 120
+        results = [p.communicate(timeout=max(1.0, deadline - time.monotonic())) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    failures = [f"worker {w}: exit {p.returncode}\n{err}" for w, (p, (_, err)) in enumerate(zip(procs, results))
+                if p.returncode != 0 or err.strip()]
+    assert not failures, "\n\n".join(failures)
+    return [json.loads(out.strip().splitlines()[-1]) for _, (out, _) in zip(procs, results)]
+
+
+def test_twenty_processes_interleaved(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    workers, count = 20, 25
+    results = _run_workers("ops", home, workers, count)
+    assert sorted(r["worker"] for r in results) == list(range(workers))
+
+    with sqlite3.connect(home / "jobs.db") as db:
+        ids = [row[0] for row in db.execute("SELECT id FROM jobs")]
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert len(ids) == workers * count
+    assert len(set(ids)) == workers * count
+
+    s = Store.open(home)
+    try:
+        records = s.list()
+        assert len(records) == workers * count
+        by_id = {r.id: r for r in records}
+        for w in range(workers):
+            for i in range(count):
+                created = T0 + w * 1000 + i
+                r = by_id[f"w{w:02d}-j{i:02d}-{'abcdef'[i % 6]}"]
+                assert r.state is (JobState.SUCCEEDED if i % 2 == 0 else JobState.FAILED)
+                assert (r.exit_code, r.started_at, r.ended_at, r.raw_state) == (i % 2, created + 1, created + 2, "done")
+                assert r.handle == Handle("local", r.id, {"pid": w * 100 + i})
+                assert r.idempotency_key == f"key-{w}-{i}"
+        assert [r.created_at for r in records] == sorted((r.created_at for r in records), reverse=True)
+    finally:
+        s.close()
+
+
+def test_idempotency_key_race_twenty_processes(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    results = _run_workers("key", home, 20, 1)
+    got_ids = {r["id"] for r in results}
+    assert len(results) == 20
+    assert len(got_ids) == 1, got_ids
+    with sqlite3.connect(home / "jobs.db") as db:
+        rows = db.execute("SELECT id FROM jobs WHERE idempotency_key = 'ci-run-race'").fetchall()
+        total = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
+    assert rows == [(got_ids.pop(),)]
+    assert total == 1
