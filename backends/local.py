@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from launcher import config, durations, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.errors import BackendError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -135,7 +136,15 @@ class LocalBackend:
         for upload in request.uploads:
             _place(upload.source, Path(upload.destination))
         _warn_missing_gpus(payload["gpus_per_node_requested"])
-        nodes = [self._start_node(node) for node in payload["nodes"]]
+        nodes: list[dict[str, Any]] = []
+        try:
+            for node in payload["nodes"]:
+                nodes.append(self._start_node(node))
+        except OSError as exc:  # never leave part of a job running
+            partial = Handle(self.name, request.job_id, {"job_dir": str(job_dir), "nodes": nodes})
+            self._stop(partial, grace_s=0)
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise BackendError(f"could not start node {len(nodes)} of {request.job_id}: {exc}") from exc
         handle = Handle(self.name, request.job_id, {
             "job_dir": str(job_dir), "nodes": nodes, "submitted_at": time.time(),
             "cancel_grace_s": payload["cancel_grace_s"],

@@ -59,3 +59,12 @@ def test_plugin_failure_exit_code(cli, plugin_path, write_spec):
     spec = write_spec("name: plug\nrun: x\nbackends:\n  echo:\n    exit_code: 5\n")
     result = cli("run", str(spec), "--backend", "echo", "--wait", env=_env(plugin_path))
     assert result.returncode == 1, result.stderr
+
+
+def test_unreachable_backend_exits_4_and_records_nothing(cli, plugin_path, write_spec, launch_home):
+    spec = write_spec("name: plug\nrun: x\nbackends:\n  echo:\n    unreachable: true\n")
+    result = cli("run", str(spec), "--backend", "echo", "--wait", env=_env(plugin_path))
+    assert result.returncode == 4, result.stderr
+    assert "echo service unreachable" in result.stderr and "Traceback" not in result.stderr
+    listed = json.loads(cli("list", "-o", "json", env=_env(plugin_path), check_rc=0).stdout)
+    assert listed == []

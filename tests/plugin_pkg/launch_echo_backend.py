@@ -21,6 +21,7 @@ def _settings_model():
     class EchoSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
         exit_code: int = 0
+        unreachable: bool = False
 
     return EchoSettings
 
@@ -37,6 +38,7 @@ class EchoBackend:
 
     def __init__(self, settings, client=None):
         self.exit_code = int((settings or {}).get("exit_code", 0))
+        self.unreachable = bool((settings or {}).get("unreachable", False))
         self.root = Path(os.environ["LAUNCH_HOME"]) / "echo"
 
     @classmethod
@@ -47,6 +49,10 @@ class EchoBackend:
         return Request(self.name, job_id, "echo", {"run": spec.run, "exit_code": self.exit_code})
 
     def submit(self, request: Request) -> Handle:
+        if self.unreachable:
+            from launcher.errors import BackendUnreachable
+
+            raise BackendUnreachable("echo service unreachable", "check your network")
         self.root.mkdir(parents=True, exist_ok=True)
         record = {"job_id": request.job_id, **request.payload, "at": time.time()}
         (self.root / f"{request.job_id}.json").write_text(json.dumps(record))
