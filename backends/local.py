@@ -60,7 +60,7 @@ class _SettingsModel:
 
 class LocalBackend:
     name: ClassVar[str] = "local"
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, fast_status=True)
     settings_model = _SettingsModel()
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:

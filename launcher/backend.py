@@ -57,6 +57,8 @@ class Capabilities:
     multi_node: bool = True
     spot: bool = False
     list: bool = True
+    # status needs no network (local files): `launch list` refreshes such jobs itself
+    fast_status: bool = False
 
 
 @dataclass(frozen=True)

@@ -284,27 +284,35 @@ def wait(job: str, timeout: float | None, output: str) -> None:
               help="Only jobs in this state (repeatable).")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--all", "show_all", is_flag=True, help="No limit.")
+@click.option("--refresh", is_flag=True, help="Ask every backend for the state of unfinished jobs.")
 @click.option("--sync", is_flag=True, help="First ask the backends what they run and reconcile the history.")
 @_output
-def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bool, sync: bool,
+def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bool, refresh: bool, sync: bool,
           output: str) -> None:
-    """List jobs from the local history, newest first."""
+    """List jobs from the local history, newest first.
+
+    Unfinished local jobs are refreshed on the spot; jobs on cloud backends show
+    their last known state unless --refresh (one provider call per unfinished job).
+    """
+    from launcher import runner
     from launcher.backend import JobState
 
     store = _store()
     if sync:
-        from launcher import runner
-
         report = runner.sync(store, [backend] if backend else _configured_backends())
         click.echo(f"synced {', '.join(report.backends)}: {report.added} added, {report.updated} updated", err=True)
-    records = store.list(backend=backend, states=tuple(JobState(s.upper()) for s in states),
-                         limit=None if show_all else limit)
+    wanted = tuple(JobState(s.upper()) for s in states)
+    records = store.list(backend=backend, limit=None if show_all or wanted else limit)
+    records = runner.refresh_active(store, records, all_backends=refresh)
+    if wanted:
+        records = [r for r in records if r.state in wanted][: None if show_all else limit]
     if output == "json":
         _print_json([r.to_json() for r in records])
         return
     from launcher.display import table
 
-    click.echo(table(records))
+    filtered = bool(backend or wanted)
+    click.echo(table(records) if records or not filtered else "no jobs match")
 
 
 def _configured_backends() -> list[str]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets as random_tokens
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,6 +42,9 @@ class Submission:
 
 def new_job_id(name: str, now: float | None = None) -> str:
     """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
+    import secrets as random_tokens
+    from datetime import UTC, datetime
+
     stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"
     return f"{slug}-{stamp}-{random_tokens.token_hex(3)}"
@@ -163,6 +164,22 @@ def refresh(store: Store, record: JobRecord, backend: Any = None) -> JobRecord:
         store.set_status(record.id, status)
         return store.get(record.id) or record
     return record
+
+
+def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool) -> list[JobRecord]:
+    """Bring unfinished jobs up to date for `list`: always where status is a local file
+    read, and on every backend when asked (that costs a provider call per job)."""
+    out = []
+    for record in records:
+        if not record.state.is_terminal and record.handle is not None:
+            try:
+                cls = registry.backend_class(record.backend)
+                if all_backends or cls.capabilities.fast_status:
+                    record = refresh(store, record)
+            except LaunchError as exc:
+                log.warning("could not refresh %s: %s", record.id, exc.message)
+        out.append(record)
+    return out
 
 
 def wait(store: Store, record: JobRecord, *, timeout_s: float | None = None,
