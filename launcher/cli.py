@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from launcher import __version__
 from launcher.errors import EXIT_UNREACHABLE, EXIT_USAGE, LaunchError
 
 EXIT_CODES_HELP = """\b
@@ -64,7 +65,7 @@ def _setup_logging(verbose: bool) -> None:
 @click.group(cls=_Group, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about retries and progress.")
-@click.version_option(package_name="launch-jobs", prog_name="launch")
+@click.version_option(__version__, prog_name="launch")
 @click.pass_context
 def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     """Run one training-job spec on any GPU provider, and track it the same way everywhere.

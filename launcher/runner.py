@@ -168,16 +168,19 @@ def refresh(store: Store, record: JobRecord, backend: Any = None) -> JobRecord:
 
 def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool) -> list[JobRecord]:
     """Bring unfinished jobs up to date for `list`: always where status is a local file
-    read, and on every backend when asked (that costs a provider call per job)."""
+    read, and on every backend when asked (that costs a provider call per job). One
+    job that cannot be refreshed never hides the others."""
+    installed = set(registry.names())
     out = []
     for record in records:
-        if not record.state.is_terminal and record.handle is not None:
+        if not record.state.is_terminal and record.handle is not None and record.backend in installed:
             try:
-                cls = registry.backend_class(record.backend)
-                if all_backends or cls.capabilities.fast_status:
+                if all_backends or registry.backend_class(record.backend).capabilities.fast_status:
                     record = refresh(store, record)
-            except LaunchError as exc:
-                log.warning("could not refresh %s: %s", record.id, exc.message)
+            except Exception as exc:
+                if log.isEnabledFor(logging.DEBUG):
+                    raise
+                log.warning("could not refresh %s: %s", record.id, getattr(exc, "message", None) or repr(exc))
         out.append(record)
     return out
 

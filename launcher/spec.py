@@ -23,7 +23,6 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
-    model_validator,
 )
 
 from launcher import accelerators, durations, yaml_source
@@ -120,12 +119,12 @@ class JobSpec(_Strict):
     retries: int = Field(0, ge=0, le=10)
     checkpoint_dir: str | None = Field(None, pattern=r"^/")
     outputs: str | None = Field(None, min_length=1)
-    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    backends: dict[str, Any] = Field(default_factory=dict, description="Per-backend settings, checked by each backend")
 
-    @field_validator("run")
+    @field_validator("run", mode="before")
     @classmethod
-    def _run_not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _run_not_blank(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
             raise ValueError("run is empty; give the command to run, e.g. run: python train.py")
         return value
 
@@ -136,13 +135,6 @@ class JobSpec(_Strict):
         if reserved:
             raise ValueError(f"{', '.join(reserved)}: names starting with LAUNCH_ are set by the launcher; rename them")
         return env
-
-    @model_validator(mode="after")
-    def _secrets_not_in_env(self) -> JobSpec:
-        both = sorted(set(self.secrets) & set(self.env))
-        if both:
-            raise ValueError(f"{', '.join(both)} is both in env and in secrets; keep it only in secrets")
-        return self
 
     @property
     def accelerator(self) -> accelerators.Accelerator:
@@ -174,10 +166,13 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> list[tuple[tuple[str,
         path = tuple(key.strip().split("."))
         if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in path):
             raise UsageError(f"--set {item!r}: expected KEY.PATH=VALUE", "e.g. --set resources.nodes=2")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
+        if path[0] == "env":  # environment values are text: 0123 must stay 0123
+            value: Any = raw
+        else:
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                value = raw
         out.append((path, value, item))
     return out
 
@@ -223,6 +218,11 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         spec = JobSpec.model_validate(data)
     except ValidationError as exc:
         problems.extend(_problems(exc, source, JobSpec, ()))
+    if spec is not None:
+        for index, name in enumerate(spec.secrets):
+            if name in spec.env:
+                problems.append(source.problem(("secrets", index), f"{name} is both in env and in secrets; "
+                                               "keep it only in secrets"))
     backends = data.get("backends")
     if isinstance(backends, dict):
         problems.extend(_backend_problems(backends, source))
@@ -291,6 +291,8 @@ def _problems(exc: ValidationError, source: yaml_source.SourceMap, model: type[B
     problems = []
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
+        if loc and loc[-1] == "[key]":  # pydantic's marker for "the key itself is bad"
+            loc = loc[:-1]
         kind = error["type"]
         message = error["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
@@ -302,6 +304,8 @@ def _problems(exc: ValidationError, source: yaml_source.SourceMap, model: type[B
             message = "required field is missing; " + _MISSING_HINTS.get(str(loc[-1]), f"add {loc[-1]}:")
         elif kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
             message = "name may hold only letters, digits, '.', '_' and '-', starting with a letter or digit"
+        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "checkpoint_dir":
+            message = "checkpoint_dir must be an absolute path on the node, e.g. /checkpoints"
         elif kind == "string_pattern_mismatch":
             message = f"{message}; fix the value"
         elif "input" in error and kind.endswith("_type"):

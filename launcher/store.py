@@ -188,8 +188,7 @@ class Store:
         exact = self.get(prefix)
         if exact:
             return exact
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        found = self._select("WHERE id LIKE ? ESCAPE '\\' ORDER BY created_at DESC LIMIT 6", (escaped + "%",))
+        found = self._select("WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC LIMIT 6", (len(prefix), prefix))
         if not found:
             raise UsageError(f"no job matches {prefix!r}", "`launch list` shows the jobs this machine knows")
         if len(found) > 1:
@@ -217,7 +216,11 @@ def _create_private(path: Path) -> None:
     """Create the file 0600 before SQLite does, so it never exists world-readable."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
+    try:
+        if os.fstat(fd).st_mode & 0o077:  # a file made by someone else's umask: tighten it
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def _retry(action: Any) -> Any:

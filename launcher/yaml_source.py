@@ -42,7 +42,10 @@ def dotted(path: Path_) -> str:
     """resources.nodes / env.FOO / secrets[1]."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
@@ -67,6 +70,10 @@ def load(text: str, file: str) -> tuple[Any, SourceMap]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         what = " ".join(x for x in (exc.context, exc.problem) if x)
+        opened = exc.context_mark
+        unclosed = ("while parsing a flow", "while scanning a quoted")
+        if opened and exc.context and exc.context.startswith(unclosed):
+            what += f" (opened on line {opened.line + 1})"
         raise SpecError([Problem(file, line, "", f"YAML syntax error: {what}; fix the YAML at this line")]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(file, None, "", f"YAML error: {exc}")]) from None
@@ -92,6 +99,10 @@ def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -
         for key_node, value_node in node.value:
             key = str(key_node.value)
             child = (*path, key)
+            if key_node.tag == "tag:yaml.org,2002:bool":
+                problems.append(Problem(source.file, key_node.start_mark.line + 1, dotted(child),
+                                        f"YAML reads the key {key!r} as a boolean; quote it: \"{key}\":"))
+                continue
             if key in seen:
                 problems.append(Problem(source.file, key_node.start_mark.line + 1, dotted(child),
                                         "duplicate key; keep one of them"))

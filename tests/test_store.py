@@ -348,10 +348,11 @@ def _run_workers(mode: str, home: Path, workers: int, count: int) -> list[dict]:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    failures = [f"worker {w}: exit {p.returncode}\n{err}" for w, (p, (_, err)) in enumerate(zip(procs, results))
+    failures = [f"worker {w}: exit {p.returncode}\n{err}"
+                for w, (p, (_, err)) in enumerate(zip(procs, results, strict=True))
                 if p.returncode != 0 or err.strip()]
     assert not failures, "\n\n".join(failures)
-    return [json.loads(out.strip().splitlines()[-1]) for _, (out, _) in zip(procs, results)]
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
 
 
 def test_twenty_processes_interleaved(tmp_path: Path) -> None:
