@@ -35,7 +35,9 @@ BARRED = ("launch --help", "launch list")
 JOBS = 1000
 
 BACKENDS = {
-    "local": lambda job_id, i: {"job_dir": f"/home/me/.local/state/launch/local/{job_id}", "pids": [41000 + i]},
+    "local": lambda job_id, i: {"job_dir": f"/home/me/.local/state/launch/local/{job_id}", "submitted_at": 0.0,
+                                "cancel_grace_s": 10.0, "nodes": [{"rank": 0, "pid": 41000 + i, "pgid": 41000 + i,
+                                "start": None, "dir": f"/home/me/.local/state/launch/local/{job_id}/node-0"}]},
     "ssh": lambda job_id, i: {"hosts": ["gpu-01.internal", "gpu-02.internal"], "remote_dir": f"/scratch/{job_id}"},
     "sagemaker": lambda job_id, i: {
         "region": "us-east-1", "name": job_id[:63],

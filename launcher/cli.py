@@ -295,16 +295,20 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
     Unfinished local jobs are refreshed on the spot; jobs on cloud backends show
     their last known state unless --refresh (one provider call per unfinished job).
     """
-    from launcher import runner
     from launcher.backend import JobState
 
     store = _store()
     if sync:
+        from launcher import runner
+
         report = runner.sync(store, [backend] if backend else _configured_backends())
         click.echo(f"synced {', '.join(report.backends)}: {report.added} added, {report.updated} updated", err=True)
     wanted = tuple(JobState(s.upper()) for s in states)
     records = store.list(backend=backend, limit=None if show_all or wanted else limit)
-    records = runner.refresh_active(store, records, all_backends=refresh)
+    if any(not r.state.is_terminal for r in records):  # the runner (and logging) load only when needed
+        from launcher import runner
+
+        records = runner.refresh_active(store, records, all_backends=refresh)
     if wanted:
         records = [r for r in records if r.state in wanted][: None if show_all else limit]
     if output == "json":
