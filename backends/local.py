@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import logging
 import os
 import shutil
 import signal
@@ -21,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from launcher import config, durations, procs
+from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError
 
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
-log = logging.getLogger("launch")
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
 DEFAULT_CANCEL_GRACE_S = 10.0
 _READ_CHUNK = 1 << 20
@@ -108,6 +106,7 @@ class LocalBackend:
                 "LAUNCH_RUN": spec.run,
                 "LAUNCH_DISTRIBUTED": spec.distributed or "",
                 "LAUNCH_EXIT_FILE": str(node_dir / "exit_code"),
+                "LAUNCH_LOG_FILE": str(node_dir / "log"),
             }
             node_payloads.append({
                 "rank": rank,
@@ -201,8 +200,8 @@ class LocalBackend:
         ended = _ended_at(handle)
         if cancelled:
             return Status(JobState.CANCELLED, raw, "cancelled", started_at=started, ended_at=ended)
-        if failed:
-            rank = failed[0]
+        if failed:  # the first node to fail is the cause; later failures are usually its echo
+            rank = min(failed, key=lambda r: (_exit_mtime(handle, r), r))
             return Status(JobState.FAILED, raw, f"node {rank} exited with code {codes[rank]}{_log_tail(handle, rank)}",
                           exit_code=codes[rank], started_at=started, ended_at=ended)
         if missing:
@@ -298,6 +297,13 @@ def _exit_code(node_dir: Path) -> int | None:
         return None
 
 
+def _exit_mtime(handle: Handle, rank: int) -> float:
+    try:
+        return (Path(handle.data["nodes"][rank]["dir"]) / "exit_code").stat().st_mtime_ns / 1e9
+    except OSError:
+        return float("inf")
+
+
 def _ended_at(handle: Handle) -> float | None:
     times = []
     for node in handle.data["nodes"]:
@@ -336,10 +342,12 @@ def _read_lines(path: Path, rank: int, offsets: dict[int, int], finished: bool) 
             pending = lines.pop()
             for raw in lines:
                 offset += len(raw) + 1
-                yield LogLine(raw.decode("utf-8", "replace"), rank, {**offsets, rank: offset})
+                offsets[rank] = offset
+                yield LogLine(raw.decode("utf-8", "replace"), rank, dict(offsets))
         if pending and finished:
             offset += len(pending)
-            yield LogLine(pending.decode("utf-8", "replace"), rank, {**offsets, rank: offset})
+            offsets[rank] = offset
+            yield LogLine(pending.decode("utf-8", "replace"), rank, dict(offsets))
 
 
 def _gpu_count() -> int:
@@ -357,5 +365,5 @@ def _warn_missing_gpus(requested: int) -> None:
         return
     have = _gpu_count()
     if have < requested:
-        log.warning("the spec asks for %d GPU(s) per node but this machine has %d; "
+        logs.get().warning("the spec asks for %d GPU(s) per node but this machine has %d; "
                     "the local backend runs the job anyway", requested, have)

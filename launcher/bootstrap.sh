@@ -29,7 +29,8 @@ setup_cmd=${LAUNCH_SETUP:-}
 run_cmd=${LAUNCH_RUN:-}
 distributed=${LAUNCH_DISTRIBUTED:-}
 exit_file=${LAUNCH_EXIT_FILE:-}
-unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE
+log_file=${LAUNCH_LOG_FILE:-}
+unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE LAUNCH_LOG_FILE
 
 : "${LAUNCH_NODE_RANK:=0}"
 : "${LAUNCH_NUM_NODES:=1}"
@@ -101,5 +102,7 @@ else
     run_step sh -c "$run_cmd"
 fi
 code=$?
+# a job whose last output has no newline must not have our line glued onto it
+if [ -n "$log_file" ] && [ -s "$log_file" ] && [ -n "$(tail -c 1 "$log_file")" ]; then echo >&2; fi
 say "exit code $code"
 finish "$code"

@@ -8,7 +8,6 @@ bundle code and every backend load inside the commands that need them, so
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Any
 
@@ -26,7 +25,6 @@ Exit codes (run --wait/--follow, wait):
   4  the backend could not be reached (or gave no usable answer)"""
 
 STATES = ("PENDING", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED", "UNKNOWN")
-log = logging.getLogger("launch")
 
 
 class _Group(click.Group):
@@ -48,20 +46,6 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        prefix = "warning: " if record.levelno >= logging.WARNING else ""
-        return prefix + record.getMessage()
-
-
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    log.handlers[:] = [handler]
-    log.setLevel(logging.INFO if verbose else logging.WARNING)
-    log.propagate = False
-
-
 @click.group(cls=_Group, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Say more about retries and progress.")
@@ -80,7 +64,9 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
     (default ~/.local/state/launch); defaults per backend in its config.toml.
     """
     ctx.obj = {"debug": debug}
-    _setup_logging(verbose or debug)
+    from launcher import logs
+
+    logs.set_verbose(verbose or debug)
 
 
 _output = click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text",

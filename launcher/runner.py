@@ -6,7 +6,6 @@ with providers, so every backend only answers single questions.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from launcher import config, registry
+from launcher import config, logs, registry
 from launcher.backend import Handle, JobState, LogLine, Request, Status
 from launcher.errors import (
     EXIT_CANCELLED,
@@ -27,7 +26,6 @@ from launcher.errors import (
 )
 from launcher.store import JobRecord, Store
 
-log = logging.getLogger("launch")
 T = TypeVar("T")
 MASK = "****"
 TRANSIENT_ATTEMPTS = 5
@@ -66,7 +64,7 @@ def with_retries(action: Callable[[], T], what: str) -> T:
             if attempt == TRANSIENT_ATTEMPTS - 1:
                 raise
             delay = min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
-            log.info("%s: %s; retrying in %.1fs", what, exc.message, delay)
+            logs.get().info("%s: %s; retrying in %.1fs", what, exc.message, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -88,7 +86,7 @@ def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
         raise UsageError(f"secret {', '.join(missing)} is not set in your environment",
                          "export it before `launch run`, or remove it from secrets:")
     for name in missing:
-        log.warning("secret %s is not set in your environment; a real run would stop here", name)
+        logs.get().warning("secret %s is not set in your environment; a real run would stop here", name)
     return {n: MASK if masked else os.environ[n] for n in names}
 
 
@@ -108,7 +106,7 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
 
         bundle, warnings = pack(Path(spec.code), config.home() / "bundles")
         for warning in warnings:
-            log.warning("%s", warning)
+            logs.get().warning("%s", warning)
     job_id = new_job_id(spec.name)
     request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run))
     return spec, backend, request, job_id
@@ -178,9 +176,9 @@ def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool
                 if all_backends or registry.backend_class(record.backend).capabilities.fast_status:
                     record = refresh(store, record)
             except Exception as exc:
-                if log.isEnabledFor(logging.DEBUG):
+                if logs.get().isEnabledFor(10):  # DEBUG, i.e. --debug/--verbose: show the traceback
                     raise
-                log.warning("could not refresh %s: %s", record.id, getattr(exc, "message", None) or repr(exc))
+                logs.get().warning("could not refresh %s: %s", record.id, getattr(exc, "message", None) or repr(exc))
         out.append(record)
     return out
 

@@ -9,7 +9,6 @@ a spec (run, validate, schema), never for list/status/logs.
 from __future__ import annotations
 
 import difflib
-import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,10 +24,9 @@ from pydantic import (
     field_validator,
 )
 
-from launcher import accelerators, durations, yaml_source
+from launcher import accelerators, durations, logs, yaml_source
 from launcher.errors import Problem, SpecError, UsageError
 
-log = logging.getLogger("launch")
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV_PREFIX = "LAUNCH_"
 
@@ -249,7 +247,7 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -
         where = ("backends", str(name))
         if name not in installed:
             if name in known:
-                log.warning("backends.%s is not checked: the %s backend is not installed here", name, name)
+                logs.get().warning("backends.%s is not checked: the %s backend is not installed here", name, name)
                 continue
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
