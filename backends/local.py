@@ -131,7 +131,8 @@ class LocalBackend:
         handle_file = job_dir / "handle.json"
         if handle_file.exists():
             return Handle.from_json(json.loads(handle_file.read_text()))
-        job_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # logs may hold what jobs print
+        job_dir.mkdir(exist_ok=True, mode=0o700)
         for upload in request.uploads:
             _place(upload.source, Path(upload.destination))
         _warn_missing_gpus(payload["gpus_per_node_requested"])

@@ -35,7 +35,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except LaunchError as exc:
             if ctx.obj and ctx.obj.get("debug"):
-                raise
+                import traceback
+
+                traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
         except BrokenPipeError:

@@ -52,10 +52,10 @@ class Problem:
 class SpecError(LaunchError):
     """A spec with one or more problems; all are reported at once."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], where: str = "the job spec") -> None:
         self.problems = problems
         count = len(problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in the job spec:"
+        head = f"{count} problem{'s' if count != 1 else ''} in {where}:"
         super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))
 
 

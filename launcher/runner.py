@@ -71,11 +71,13 @@ def with_retries(action: Callable[[], T], what: str) -> T:
 
 def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: str = "") -> Any:
     """The backend with settings merged as config < spec (the spec already holds --set)."""
-    settings = {**config.backend_settings(name), **(spec_settings or {})}
+    from_config = config.backend_settings(name)
+    settings = {**from_config, **(spec_settings or {})}
     if spec_settings is not None:
         from launcher.spec import validate_settings
 
-        settings = validate_settings(name, settings, origin or str(config.config_path())).model_dump()
+        validate_settings(name, from_config, str(config.config_path()), "the config")
+        settings = validate_settings(name, settings, origin).model_dump()
     return registry.create(name, settings)
 
 

@@ -266,8 +266,9 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -
     return problems
 
 
-def validate_settings(backend: str, settings: dict[str, Any], origin: str) -> BaseModel:
-    """Settings merged from config and spec, validated; errors name where they came from."""
+def validate_settings(backend: str, settings: dict[str, Any], origin: str, where: str = "the job spec"
+                      ) -> BaseModel:
+    """Backend settings validated by their backend; errors name the file they came from."""
     from launcher import registry
 
     model = registry.settings_model(backend)
@@ -275,7 +276,7 @@ def validate_settings(backend: str, settings: dict[str, Any], origin: str) -> Ba
         return model.model_validate(settings)
     except ValidationError as exc:
         source = yaml_source.SourceMap(origin)
-        raise SpecError(list(_problems(exc, source, model, ("backends", backend)))) from None
+        raise SpecError(list(_problems(exc, source, model, ("backends", backend))), where) from None
 
 
 _MISSING_HINTS = {
