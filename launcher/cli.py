@@ -161,7 +161,8 @@ def _say_end(record: Any) -> None:
 
     took = ""
     if record.started_at and record.ended_at:
-        took = f" after {format_seconds(record.ended_at - record.started_at)}"
+        seconds = max(0.0, record.ended_at - record.started_at)
+        took = f" after {seconds:.1f}s" if seconds < 60 else f" after {format_seconds(seconds)}"
     line = f"job {record.id} {record.state.value}{took}"
     if record.state.value != "SUCCEEDED" and record.message:
         line += f": {record.message}"
