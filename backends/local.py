@@ -77,7 +77,7 @@ class LocalBackend:
     # -- submit ------------------------------------------------------------------
 
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
-               secrets: Mapping[str, str]) -> Request:
+               secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
         job_dir = self.root / job_id
         accel = spec.resources.accelerators
         nodes = spec.resources.nodes
@@ -134,6 +134,7 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # logs may hold what jobs print
         job_dir.mkdir(exist_ok=True, mode=0o700)
         for upload in request.uploads:
+            assert upload.source is not None, "the local backend only copies files"
             _place(upload.source, Path(upload.destination))
         _warn_missing_gpus(payload["gpus_per_node_requested"])
         nodes: list[dict[str, Any]] = []

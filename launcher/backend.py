@@ -63,10 +63,12 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Upload:
-    """A local file the request needs at `destination` (a URI or path the backend understands)."""
+    """A file the request needs at `destination` (a URI or path the backend understands):
+    a local file (`source`) or small generated text (`content`, e.g. the run command)."""
 
-    source: Path
+    source: Path | None
     destination: str
+    content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ class Request:
             "backend": self.backend,
             "job_id": self.job_id,
             "operation": self.operation,
-            "uploads": [{"source": str(u.source), "destination": u.destination} for u in self.uploads],
+            "uploads": [{"destination": u.destination,
+                         **({"source": str(u.source)} if u.source else {"content": u.content})}
+                        for u in self.uploads],
             "payload": self.payload,
         }
 
@@ -166,7 +170,10 @@ class Backend(Protocol):
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness: ...
 
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
-               secrets: Mapping[str, str]) -> Request: ...
+               secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
+        """Pure: no network, clock or randomness. Problems the provider would reject
+        (names, limits, unknown sizes) raise SpecError naming the spec field."""
+        ...
 
     def submit(self, request: Request) -> Handle: ...
 

@@ -10,6 +10,9 @@
 #   LAUNCH_RUN          the job's shell command line
 #   LAUNCH_DISTRIBUTED  "torchrun" to wrap LAUNCH_RUN in torchrun
 #   LAUNCH_EXIT_FILE    where to write the exit code
+#   LAUNCH_RUN_FILE, LAUNCH_SETUP_FILE  files holding the commands instead, for
+#                       providers that cap environment values (SageMaker: 512 chars)
+#   LAUNCH_PLATFORM     "sagemaker": derive rank and master from resourceconfig.json
 #   LAUNCH_JOB_ID, LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_GPUS_PER_NODE,
 #   LAUNCH_MASTER_ADDR, LAUNCH_MASTER_PORT, LAUNCH_OUTPUT_DIR, LAUNCH_CHECKPOINT_DIR
 
@@ -30,7 +33,31 @@ run_cmd=${LAUNCH_RUN:-}
 distributed=${LAUNCH_DISTRIBUTED:-}
 exit_file=${LAUNCH_EXIT_FILE:-}
 log_file=${LAUNCH_LOG_FILE:-}
-unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE LAUNCH_LOG_FILE
+platform=${LAUNCH_PLATFORM:-}
+if [ -n "${LAUNCH_RUN_FILE:-}" ]; then run_cmd=$(cat "$LAUNCH_RUN_FILE") || exit 2; fi
+if [ -n "${LAUNCH_SETUP_FILE:-}" ]; then setup_cmd=$(cat "$LAUNCH_SETUP_FILE") || exit 2; fi
+unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE LAUNCH_LOG_FILE \
+    LAUNCH_RUN_FILE LAUNCH_SETUP_FILE LAUNCH_PLATFORM
+
+# SageMaker names its hosts algo-1..algo-N in /opt/ml/input/config/resourceconfig.json;
+# rank = position of current_host in hosts, master = the first host.
+sagemaker_topology() {
+    config=${LAUNCH_SAGEMAKER_RESOURCE_CONFIG:-/opt/ml/input/config/resourceconfig.json}
+    [ -f "$config" ] || return 0
+    flat=$(tr -d ' \n\t\r' < "$config")
+    current=$(printf '%s' "$flat" | sed -n 's/.*"current_host":"\([^"]*\)".*/\1/p')
+    hosts=$(printf '%s' "$flat" | sed -n 's/.*"hosts":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr ',' ' ')
+    rank=0
+    first=
+    for host in $hosts; do
+        [ -n "$first" ] || first=$host
+        [ "$host" = "$current" ] && LAUNCH_NODE_RANK=$rank
+        rank=$((rank + 1))
+    done
+    [ -n "$first" ] && LAUNCH_MASTER_ADDR=$first
+    [ "$rank" -gt 0 ] && LAUNCH_NUM_NODES=$rank
+}
+[ "$platform" = sagemaker ] && sagemaker_topology
 
 : "${LAUNCH_NODE_RANK:=0}"
 : "${LAUNCH_NUM_NODES:=1}"

@@ -103,7 +103,8 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
 
     backend = backend or config.default_backend()
     if dry_run:
-        _, _, request, _ = runner.prepare(spec_file, overrides, backend, dry_run=True)
+        _, _, request, _ = runner.prepare(spec_file, overrides, backend, dry_run=True,
+                                          idempotency_key=idempotency_key)
         if output == "text":
             click.echo(f"# dry run: nothing submitted; {backend} would run {request.operation}:", err=True)
         _print_json(request.to_display())

@@ -92,8 +92,8 @@ def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
     return {n: MASK if masked else os.environ[n] for n in names}
 
 
-def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dry_run: bool
-            ) -> tuple[Any, Any, Request, str]:
+def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dry_run: bool,
+            idempotency_key: str | None = None) -> tuple[Any, Any, Request, str]:
     """Everything up to the request, with no side effect but the bundle cache."""
     from launcher.spec import load_spec
 
@@ -110,7 +110,8 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
         for warning in warnings:
             logs.get().warning("%s", warning)
     job_id = new_job_id(spec.name)
-    request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run))
+    request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run),
+                             idempotency_key=idempotency_key)
     return spec, backend, request, job_id
 
 
@@ -118,7 +119,8 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
            idempotency_key: str | None = None) -> Submission:
     """Submit once. The record is reserved before the provider call, so a crash leaves a
     trace `list --sync` can reconcile; a submit that fails cleanly leaves no record."""
-    spec, backend, request, job_id = prepare(spec_file, overrides, backend_name, dry_run=False)
+    spec, backend, request, job_id = prepare(spec_file, overrides, backend_name, dry_run=False,
+                                             idempotency_key=idempotency_key)
     now = time.time()
     reserved = store.reserve(JobRecord(
         id=job_id, name=spec.name, backend=backend_name, handle=None, spec=spec.to_record(),

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    PrivateAttr,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -118,6 +119,7 @@ class JobSpec(_Strict):
     checkpoint_dir: str | None = Field(None, pattern=r"^/")
     outputs: str | None = Field(None, min_length=1)
     backends: dict[str, Any] = Field(default_factory=dict, description="Per-backend settings, checked by each backend")
+    _source: yaml_source.SourceMap | None = PrivateAttr(default=None)
 
     @field_validator("run", mode="before")
     @classmethod
@@ -138,13 +140,22 @@ class JobSpec(_Strict):
     def accelerator(self) -> accelerators.Accelerator:
         return self.resources.accelerators
 
+    def problem(self, path: str, message: str) -> Problem:
+        """A problem a backend found in this spec, located at the field's file:line."""
+        parts = tuple(path.split("."))
+        if self._source is None:
+            return Problem("the spec", None, path, message)
+        return self._source.problem(parts, message)
+
     def to_record(self) -> dict[str, Any]:
         """The spec as stored: plain JSON. Secrets are names only, never values."""
         return self.model_dump(mode="json", exclude_none=True)
 
     def with_backend_settings(self, backend: str, settings: dict[str, Any]) -> JobSpec:
         """This spec with `backends.<backend>` replaced by the effective settings."""
-        return self.model_copy(update={"backends": {**self.backends, backend: settings}})
+        copy = self.model_copy(update={"backends": {**self.backends, backend: settings}})
+        copy._source = self._source
+        return copy
 
 
 def json_schema() -> dict[str, Any]:
@@ -233,6 +244,7 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
             spec = spec.model_copy(update={"code": str(code_dir.resolve())})
     if problems or spec is None:
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
+    spec._source = source
     return spec
 
 

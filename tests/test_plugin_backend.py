@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,11 @@ PLUGIN = Path(__file__).parent / "plugin_pkg"
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     target = tmp_path_factory.mktemp("plugin-site")
+    source = tmp_path_factory.mktemp("plugin-src") / "plugin_pkg"
+    shutil.copytree(PLUGIN, source)  # pip builds in place: keep build/ out of the repo
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--no-index", "--target", str(target), str(PLUGIN)],
+         "--no-index", "--target", str(target), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )
     assert list(target.glob("launch_echo_backend-*.dist-info"))

@@ -45,7 +45,7 @@ class EchoBackend:
     def readiness(cls, settings):
         return Readiness(sdk_installed=True, configured=True, detail="echoes the run command")
 
-    def render(self, spec, job_id, bundle, secrets):
+    def render(self, spec, job_id, bundle, secrets, *, idempotency_key=None):
         return Request(self.name, job_id, "echo", {"run": spec.run, "exit_code": self.exit_code})
 
     def submit(self, request: Request) -> Handle:
