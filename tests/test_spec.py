@@ -272,7 +272,9 @@ def test_record_holds_secret_names_only(monkeypatch):
 def test_record_round_trips_through_the_model():
     spec = spec_of("resources:\n  accelerators: A100-80GB:8\n  nodes: 2\n  cpus: 16+\nspot: true\n")
     again = JobSpec.model_validate(spec.to_record())
-    assert again == spec
+    # same data (the copy has no source file behind it, so compare the fields)
+    assert again.model_dump() == spec.model_dump()
+    assert again.to_record() == spec.to_record()
 
 
 def test_problems_are_sorted_by_line():
