@@ -1,0 +1,175 @@
+"""SageMaker render: golden requests, botocore's own shape check, and the rules botocore skips.
+
+Golden files hold the exact CreateTrainingJob payload; regenerate them with
+UPDATE_GOLDEN=1 after an intended change and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backends.sagemaker import SageMakerBackend, map_state, training_job_name
+from launcher.backend import JobState
+from launcher.bundle import Bundle
+from launcher.errors import SpecError
+from launcher.spec import parse_spec
+
+GOLDEN = Path(__file__).parent / "golden" / "sagemaker"
+JOB_ID = "golden-20260101-000000-abcdef"
+ROLE = "arn:aws:iam::123456789012:role/Train"
+SETTINGS = {"region": "us-east-1", "role_arn": ROLE, "bucket": "team-bucket"}
+BUNDLE = Bundle(path=Path("/tmp/bundle.tar.gz"), digest="d" * 64, size=10, file_count=1)
+
+CASES = {
+    "t4_on_demand": ("name: golden\nimage: img:1\nrun: python train.py\n"
+                     "resources:\n  accelerators: T4:1\n", None),
+    "h100x8_2nodes_spot_checkpoints": (
+        "name: golden\nimage: img:1\nrun: python train.py\nresources:\n  accelerators: H100:8\n  nodes: 2\n"
+        "spot: true\nmax_runtime: 24h\ncheckpoint_dir: /opt/ml/checkpoints\ndistributed: torchrun\n"
+        "backends:\n  sagemaker:\n    max_wait: 36h\n", None),
+    "cpu_only": ("name: golden\nimage: img:1\nrun: echo hi\n", None),
+    "every_optional_field": (
+        "name: golden\nimage: img:1\ncode: .\nsetup: pip install -r requirements.txt\nrun: python train.py\n"
+        "env: {WANDB_PROJECT: demo, EPOCHS: 3}\nsecrets: [WANDB_API_KEY]\n"
+        "resources:\n  accelerators: A100-80GB:8\n  nodes: 4\n  disk_gb: 500\n"
+        "distributed: torchrun\nspot: true\nmax_runtime: 12h\nretries: 2\ncheckpoint_dir: /ckpt\n"
+        "outputs: s3://team-bucket/runs/\n"
+        "backends:\n  sagemaker:\n    volume_size_gb: 800\n    max_wait: 48h\n"
+        "    vpc: {subnets: [subnet-1], security_group_ids: [sg-1]}\n", "ci-run-42"),
+}
+
+
+def render(text: str, key: str | None = None, settings: dict | None = None, tmp_dir: Path | None = None):
+    spec = parse_spec(text, "spec.yaml", base_dir=tmp_dir or Path(__file__).parent)
+    merged = {**SETTINGS, **(settings or {}), **spec.backends.get("sagemaker", {})}
+    backend = SageMakerBackend(merged)
+    secrets = {name: "****" for name in spec.secrets}
+    return backend.render(spec, JOB_ID, BUNDLE if spec.code else None, secrets, idempotency_key=key)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_request(case):
+    text, key = CASES[case]
+    request = render(text, key)
+    shown = {"payload": request.payload, "uploads": [u.destination for u in request.uploads]}
+    path = GOLDEN / f"{case}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
+    assert shown == json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_payload_matches_botocore_model(case):
+    """botocore's own parameter validation (types, required members) accepts every golden payload."""
+    from botocore.session import get_session
+    from botocore.validate import validate_parameters
+
+    shape = get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
+    text, key = CASES[case]
+    validate_parameters(render(text, key).payload, shape)  # raises ParamValidationError when wrong
+
+
+def test_instance_types_in_goldens_are_known_to_botocore():
+    from botocore.session import get_session
+
+    enum = (get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob")
+            .input_shape.members["ResourceConfig"].members["InstanceType"].enum)
+    for case in CASES.values():
+        assert render(*case).payload["ResourceConfig"]["InstanceType"] in enum
+
+
+def problems(text: str, settings: dict | None = None) -> str:
+    with pytest.raises(SpecError) as caught:
+        render(text, settings=settings)
+    return str(caught.value)
+
+
+def test_missing_size_names_the_sizes_that_exist():
+    text = problems("name: x\nimage: i\nrun: r\nresources:\n  accelerators: H100:3\n")
+    assert "spec.yaml:5" in text and "resources.accelerators" in text and "H100:8" in text
+
+
+def test_env_key_with_dash_is_refused_at_its_line():
+    text = problems("name: x\nimage: i\nrun: r\nenv:\n  MY-VAR: a\n")
+    assert "spec.yaml:5: env.MY-VAR" in text
+
+
+def test_env_value_over_sagemakers_limit():
+    text = problems("name: x\nimage: i\nrun: r\nenv:\n  OK: a\n  BIG: " + "x" * 600 + "\n")
+    assert "spec.yaml:6: env.BIG" in text and "512" in text
+
+
+def test_spot_wait_shorter_than_runtime():
+    text = problems("name: x\nimage: i\nrun: r\nspot: true\nmax_runtime: 10h\n"
+                    "backends:\n  sagemaker:\n    max_wait: 2h\n")
+    assert "backends.sagemaker.max_wait" in text and "spec.yaml:8" in text and "at least max_runtime" in text
+
+
+def test_missing_and_malformed_role():
+    assert "role_arn" in problems("name: x\nimage: i\nrun: r\n", settings={"role_arn": None})
+    text = problems("name: x\nimage: i\nrun: r\n", settings={"role_arn": "Train"})
+    assert "is not an IAM role ARN" in text
+
+
+def test_image_required():
+    assert "container image" in problems("name: x\nrun: r\n")
+
+
+def test_seventy_char_name_trimmed_but_unique():
+    long_id = "a" * 70 + "-20260101-000000-abcdef"
+    name = training_job_name(long_id)
+    assert len(name) <= 63 and name.endswith("-20260101-000000-abcdef")
+    other = training_job_name("a" * 70 + "-20260101-000000-123456")
+    assert name != other
+    spec = "name: " + "n" * 63 + "\nimage: i\nrun: r\n"
+    assert len(render(spec).payload["TrainingJobName"]) <= 63
+
+
+def test_commands_travel_as_files_not_environment():
+    long_run = "python train.py " + "--flag " * 200
+    request = render(f"name: x\nimage: i\nrun: {long_run}\nsetup: echo s\n")
+    contents = {u.destination.rsplit("/", 1)[1]: u.content for u in request.uploads if u.content is not None}
+    assert contents == {"run.sh": long_run.strip(), "setup.sh": "echo s"}
+    assert all(len(v) <= 512 for v in request.payload["Environment"].values())
+
+
+@pytest.mark.parametrize(("status", "secondary", "state"), [
+    ("InProgress", "Starting", JobState.STARTING),
+    ("InProgress", "Training", JobState.RUNNING),
+    ("InProgress", "Pending", JobState.PENDING),
+    ("InProgress", "SomethingNew", JobState.RUNNING),
+    ("Completed", "Completed", JobState.SUCCEEDED),
+    ("Failed", "Failed", JobState.FAILED),
+    ("Stopping", "Stopping", JobState.CANCELLING),
+    ("Stopped", "Stopped", JobState.CANCELLED),
+    ("Stopped", "MaxRuntimeExceeded", JobState.FAILED),
+    ("Stopped", "MaxWaitTimeExceeded", JobState.FAILED),
+    ("Deleting", None, JobState.UNKNOWN),
+    ("BrandNew", None, JobState.UNKNOWN),
+])
+def test_state_table(status, secondary, state):
+    assert map_state(status, secondary) is state
+
+
+def test_dry_run_never_imports_boto3(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\nimage: i\nrun: r\nbackends:\n  sagemaker:\n"
+                    f"    region: us-east-1\n    role_arn: {ROLE}\n    bucket: b-bucket\n")
+    probe = (
+        "import sys, runpy\n"
+        f"sys.argv = ['launch', 'run', {str(spec)!r}, '--backend', 'sagemaker', '--dry-run']\n"
+        "try:\n    runpy.run_module('launcher', run_name='__main__')\nexcept SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "LAUNCH_HOME": str(tmp_path / "home")}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert '"CreateTrainingJob"' not in result.stdout or "TrainingJobName" in result.stdout
