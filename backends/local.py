@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
 DEFAULT_CANCEL_GRACE_S = 10.0
+TIMED_OUT = 124  # bootstrap.sh's exit code when max_runtime stopped the job
 _READ_CHUNK = 1 << 20
 
 
@@ -106,6 +107,7 @@ class LocalBackend:
                 "LAUNCH_RUN": spec.run,
                 "LAUNCH_DISTRIBUTED": spec.distributed or "",
                 "LAUNCH_EXIT_FILE": str(node_dir / "exit_code"),
+                "LAUNCH_MAX_RUNTIME": str(spec.max_runtime or ""),
                 "LAUNCH_LOG_FILE": str(node_dir / "log"),
             }
             node_payloads.append({
@@ -118,6 +120,7 @@ class LocalBackend:
             })
         payload = {
             "job_dir": str(job_dir),
+            "idempotency_key": idempotency_key,
             "gpus_per_node_requested": accel.count,
             "cancel_grace_s": self.cancel_grace_s,
             "nodes": node_payloads,
@@ -134,8 +137,10 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # logs may hold what jobs print
         job_dir.mkdir(exist_ok=True, mode=0o700)
         for upload in request.uploads:
-            assert upload.source is not None, "the local backend only copies files"
-            _place(upload.source, Path(upload.destination))
+            if upload.source is None:
+                Path(upload.destination).write_text(upload.content or "")
+            else:
+                _place(upload.source, Path(upload.destination))
         _warn_missing_gpus(payload["gpus_per_node_requested"])
         nodes: list[dict[str, Any]] = []
         try:
@@ -148,7 +153,7 @@ class LocalBackend:
             raise BackendError(f"could not start node {len(nodes)} of {request.job_id}: {exc}") from exc
         handle = Handle(self.name, request.job_id, {
             "job_dir": str(job_dir), "nodes": nodes, "submitted_at": time.time(),
-            "cancel_grace_s": payload["cancel_grace_s"],
+            "cancel_grace_s": payload["cancel_grace_s"], "idempotency_key": payload.get("idempotency_key"),
         })
         _write_atomic(handle_file, json.dumps(handle.to_json()))
         return handle
@@ -172,7 +177,7 @@ class LocalBackend:
 
     # -- status ------------------------------------------------------------------
 
-    def status(self, handle: Handle) -> Status:
+    def status(self, handle: Handle, *, _stopped: bool = False) -> Status:
         job_dir = Path(handle.data["job_dir"])
         if not job_dir.exists():
             return Status(JobState.UNKNOWN, "missing", f"job directory {job_dir} no longer exists")
@@ -193,23 +198,31 @@ class LocalBackend:
         raw = f"running {len(running)}/{total}" if running else "exited " + ",".join(
             str(codes.get(n["rank"], "?")) for n in handle.data["nodes"])
         if running and cancelled:
+            grace = float(handle.data.get("cancel_grace_s", self.cancel_grace_s))
+            stale = time.time() - (job_dir / "cancel_requested").stat().st_mtime > grace + 5
+            if stale and not _stopped:
+                self._stop(handle, grace_s=0)  # the cancelling CLI died before its SIGKILL: finish the job
+                return self.status(handle, _stopped=True)
             return Status(JobState.CANCELLING, raw, "cancel requested", started_at=started)
         if running and not failed and not missing:
             return Status(JobState.RUNNING, raw, started_at=started)
-        if running:  # one node failed: like a provider, end the job rather than hang the rest
+        if running and not _stopped:  # one node failed: like a provider, end the job, don't hang the rest
             self._stop(handle, grace_s=0)
-            return self.status(handle)
+            return self.status(handle, _stopped=True)
+        if running:
+            return Status(JobState.RUNNING, raw, "stopping after a node failed", started_at=started)
         ended = _ended_at(handle)
         if cancelled:
             return Status(JobState.CANCELLED, raw, "cancelled", started_at=started, ended_at=ended)
         if failed:  # the first node to fail is the cause; later failures are usually its echo
             rank = min(failed, key=lambda r: (_exit_mtime(handle, r), r))
-            return Status(JobState.FAILED, raw, f"node {rank} exited with code {codes[rank]}{_log_tail(handle, rank)}",
+            why = "exceeded max_runtime" if codes[rank] == TIMED_OUT else f"exited with code {codes[rank]}"
+            return Status(JobState.FAILED, raw, f"node {rank} {why}",
                           exit_code=codes[rank], started_at=started, ended_at=ended)
         if missing:
             rank = missing[0]
             return Status(JobState.FAILED, raw, f"node {rank} ended without recording an exit code "
-                          f"(killed?){_log_tail(handle, rank)}", started_at=started, ended_at=ended)
+                          "(killed?)", started_at=started, ended_at=ended)
         return Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started, ended_at=ended)
 
     # -- logs --------------------------------------------------------------------
@@ -250,6 +263,10 @@ class LocalBackend:
             live = [n for n in live if procs.is_alive(n["pid"], n.get("start"))]
         for node in live:
             procs.signal_group(node["pgid"], signal.SIGKILL)
+        deadline = time.monotonic() + 2.0  # SIGKILL is not instant: report the state after it
+        while live and time.monotonic() < deadline:
+            time.sleep(0.02)
+            live = [n for n in live if procs.is_alive(n["pid"], n.get("start"))]
 
     # -- list --------------------------------------------------------------------
 
@@ -265,7 +282,8 @@ class LocalBackend:
             if since is not None and created is not None and created < since:
                 continue
             name = handle.job_id.rsplit("-", 3)[0]
-            yield Summary(handle=handle, name=name, status=self.status(handle), created_at=created)
+            yield Summary(handle=handle, name=name, status=self.status(handle), created_at=created,
+                          idempotency_key=handle.data.get("idempotency_key"))
 
 
 def _master_port(job_id: str) -> int:
@@ -312,18 +330,6 @@ def _ended_at(handle: Handle) -> float | None:
         with contextlib.suppress(OSError):
             times.append((Path(node["dir"]) / "exit_code").stat().st_mtime)
     return max(times) if times else time.time()
-
-
-def _log_tail(handle: Handle, rank: int, lines: int = 5) -> str:
-    """The last lines of a failed node's log, so the failure explains itself in `status`."""
-    path = Path(handle.data["nodes"][rank]["dir"]) / "log"
-    try:
-        with path.open("rb") as handle_file:
-            handle_file.seek(max(0, path.stat().st_size - 4096))
-            tail = handle_file.read().decode("utf-8", "replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return "\n" + "\n".join(f"  | {line}" for line in tail) if tail else ""
 
 
 def _read_lines(path: Path, rank: int, offsets: dict[int, int], finished: bool) -> Iterator[LogLine]:

@@ -13,6 +13,8 @@
 #   LAUNCH_RUN_FILE, LAUNCH_SETUP_FILE  files holding the commands instead, for
 #                       providers that cap environment values (SageMaker: 512 chars)
 #   LAUNCH_PLATFORM     "sagemaker": derive rank and master from resourceconfig.json
+#   LAUNCH_MAX_RUNTIME  seconds; past it the job is stopped and exits 124 (where the
+#                       provider does not enforce max_runtime itself)
 #   LAUNCH_JOB_ID, LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_GPUS_PER_NODE,
 #   LAUNCH_MASTER_ADDR, LAUNCH_MASTER_PORT, LAUNCH_OUTPUT_DIR, LAUNCH_CHECKPOINT_DIR
 
@@ -34,10 +36,11 @@ distributed=${LAUNCH_DISTRIBUTED:-}
 exit_file=${LAUNCH_EXIT_FILE:-}
 log_file=${LAUNCH_LOG_FILE:-}
 platform=${LAUNCH_PLATFORM:-}
+max_runtime=${LAUNCH_MAX_RUNTIME:-}
 if [ -n "${LAUNCH_RUN_FILE:-}" ]; then run_cmd=$(cat "$LAUNCH_RUN_FILE") || exit 2; fi
 if [ -n "${LAUNCH_SETUP_FILE:-}" ]; then setup_cmd=$(cat "$LAUNCH_SETUP_FILE") || exit 2; fi
 unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE LAUNCH_LOG_FILE \
-    LAUNCH_RUN_FILE LAUNCH_SETUP_FILE LAUNCH_PLATFORM
+    LAUNCH_RUN_FILE LAUNCH_SETUP_FILE LAUNCH_PLATFORM LAUNCH_MAX_RUNTIME
 
 # SageMaker names its hosts algo-1..algo-N in /opt/ml/input/config/resourceconfig.json;
 # rank = position of current_host in hosts, master = the first host.
@@ -108,11 +111,26 @@ run_step() {
     return "$code"
 }
 
+# max_runtime: a watchdog TERMs our process group (we forward it to the job) and leaves a flag.
+timed_out_flag="$workdir/.launch-timed-out"
+watchdog=
+if [ -n "$max_runtime" ]; then
+    # one-second sleeps: killing the watchdog then leaves no long-lived orphan `sleep` behind
+    (n=0; while [ "$n" -lt "$max_runtime" ]; do sleep 1; n=$((n + 1)); done
+     : > "$timed_out_flag"; say "max_runtime of ${max_runtime}s exceeded: stopping the job"; kill -TERM 0) &
+    watchdog=$!
+fi
+timed_out() {
+    [ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null
+    [ -f "$timed_out_flag" ]
+}
+
 if [ -n "$setup_cmd" ]; then
     say "setup: $setup_cmd"
     run_step sh -c "$setup_cmd"
     code=$?
     if [ "$code" -ne 0 ]; then
+        timed_out && finish 124
         say "setup failed with exit code $code"
         finish "$code"
     fi
@@ -129,6 +147,7 @@ else
     run_step sh -c "$run_cmd"
 fi
 code=$?
+timed_out && code=124
 # a job whose last output has no newline must not have our line glued onto it
 if [ -n "$log_file" ] && [ -s "$log_file" ] && [ -n "$(tail -c 1 "$log_file")" ]; then echo >&2; fi
 say "exit code $code"

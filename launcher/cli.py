@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from launcher import __version__
-from launcher.errors import EXIT_UNREACHABLE, EXIT_USAGE, LaunchError
+from launcher.errors import EXIT_INTERNAL, EXIT_UNREACHABLE, EXIT_USAGE, LaunchError, UsageError
 
 EXIT_CODES_HELP = """\b
 Exit codes (run --wait/--follow, wait):
@@ -22,7 +22,8 @@ Exit codes (run --wait/--follow, wait):
   1  the job failed
   2  usage or spec error (nothing was submitted)
   3  the job was cancelled
-  4  the backend could not be reached (or gave no usable answer)"""
+  4  the backend could not be reached (or gave no usable answer)
+  70 launch itself failed (a bug: rerun with --debug)"""
 
 STATES = ("PENDING", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED", "UNKNOWN")
 
@@ -46,6 +47,14 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug or an unexpected environment: one line, not a traceback
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: internal error: {exc!r}\n  hint: rerun with --debug for the traceback, "
+                       "and report it", err=True)
+            ctx.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=_Group, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,6 +110,8 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
     """Submit SPEC_FILE as a job (on this machine unless --backend says otherwise)."""
     from launcher import config, runner
 
+    if backend is not None and not backend.strip():
+        raise UsageError("--backend is empty", "give a backend name; `launch backends` lists them")
     backend = backend or config.default_backend()
     if dry_run:
         _, _, request, _ = runner.prepare(spec_file, overrides, backend, dry_run=True,
@@ -139,8 +150,8 @@ def _wait_or_follow(store: Any, record: Any, *, follow: bool, node: int | None, 
     multi = int(record.spec.get("resources", {}).get("nodes", 1)) > 1 and node is None
     try:
         if follow:
-            def emit(line: Any) -> None:
-                click.echo(f"[node {line.node}] {line.text}" if multi else line.text)
+            def emit(line: Any) -> None:  # with -o json, stdout holds only the JSON result
+                click.echo(f"[node {line.node}] {line.text}" if multi else line.text, err=quiet)
             record = runner.follow(store, record, emit, node=node)
         else:
             record = runner.wait(store, record, on_change=None if quiet else _say_state)
@@ -149,7 +160,7 @@ def _wait_or_follow(store: Any, record: Any, *, follow: bool, node: int | None, 
                    f"  launch logs -f {record.id}\n  launch cancel {record.id}", err=True)
         sys.exit(130)
     if not quiet:
-        _say_end(record)
+        _say_end(record, show_tail=not follow)
     return record
 
 
@@ -157,17 +168,28 @@ def _say_state(record: Any) -> None:
     click.echo(f"{record.id}: {record.state.value}", err=True)
 
 
-def _say_end(record: Any) -> None:
+def _say_end(record: Any, *, show_tail: bool = True) -> None:
     from launcher.durations import format_seconds
 
     took = ""
     if record.started_at and record.ended_at:
-        seconds = max(0.0, record.ended_at - record.started_at)
-        took = f" after {seconds:.1f}s" if seconds < 60 else f" after {format_seconds(seconds)}"
+        took = f" after {format_seconds(record.ended_at - record.started_at)}"
     line = f"job {record.id} {record.state.value}{took}"
     if record.state.value != "SUCCEEDED" and record.message:
         line += f": {record.message}"
     click.echo(line, err=True)
+    if show_tail and record.state.value == "FAILED":
+        _show_tail(record)
+
+
+def _show_tail(record: Any) -> None:
+    from launcher import runner
+
+    lines = runner.tail(record)
+    if lines:
+        click.echo("last log lines:", err=True)
+        for line in lines:
+            click.echo(f"  | {line.text}", err=True)
 
 
 @main.command()
@@ -185,6 +207,8 @@ def status(job: str, output: str) -> None:
     from launcher.display import describe
 
     click.echo(describe(record))
+    if record.state.value == "FAILED":
+        _show_tail(record)
 
 
 @main.command()
@@ -200,7 +224,10 @@ def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
 
     store = _store()
     record = store.resolve(job)
-    multi = int(record.spec.get("resources", {}).get("nodes", 1)) > 1 and node is None
+    nodes = int(record.spec.get("resources", {}).get("nodes", 1))
+    if node is not None and record.spec and node >= nodes:
+        raise UsageError(f"job {record.id} has {nodes} node(s); --node takes 0..{nodes - 1}")
+    multi = nodes > 1 and node is None
 
     def show(line: Any) -> None:
         click.echo(f"[node {line.node}] {line.text}" if multi else line.text)

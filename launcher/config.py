@@ -17,8 +17,8 @@ from launcher.errors import UsageError
 def home() -> Path:
     """State dir: $LAUNCH_HOME, else $XDG_STATE_HOME/launch, else ~/.local/state/launch."""
     explicit = os.environ.get("LAUNCH_HOME")
-    if explicit:
-        return Path(explicit).expanduser()
+    if explicit:  # absolute: jobs run with their own working directory
+        return Path(explicit).expanduser().resolve()
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "launch"
 
@@ -26,7 +26,11 @@ def home() -> Path:
 def ensure_home() -> Path:
     """The state dir, created private (0700): it holds job records and logs."""
     path = home()
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise UsageError(f"cannot use {path} as launch's state directory: {exc}",
+                         "point LAUNCH_HOME at a directory you can write") from None
     return path
 
 
@@ -56,7 +60,10 @@ def load() -> dict[str, Any]:
 
 
 def backend_settings(name: str) -> dict[str, Any]:
-    section = load().get("backends", {}).get(name, {})
+    sections = load().get("backends", {})
+    if not isinstance(sections, dict):
+        raise UsageError(f"{config_path()}: `backends` must be a table: [backends.<name>]")
+    section = sections.get(name, {})
     if not isinstance(section, dict):
         raise UsageError(f"{config_path()}: [backends.{name}] must be a table")
     return dict(section)

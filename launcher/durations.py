@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -27,11 +28,13 @@ def parse_seconds(value: object) -> int:
         raise ValueError("expected a duration such as 24h, 90m or 1h30m")
     if not 0 < seconds <= MAX_SECONDS:
         raise ValueError(f"duration must be more than 0s and at most 365d, got {value!r}")
-    return int(seconds)
+    return math.ceil(seconds)
 
 
 def format_seconds(seconds: float) -> str:
-    """1h30m5s: short and exact, for tables and summaries."""
+    """1h30m5s, or 4.2s under a minute: short and exact, for tables and summaries."""
+    if 0 < seconds < 60:
+        return f"{seconds:.1f}s"
     seconds = int(seconds)
     if seconds <= 0:
         return "0s"

@@ -14,6 +14,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 3
 EXIT_UNREACHABLE = 4
+EXIT_INTERNAL = 70  # EX_SOFTWARE: launch itself broke, whatever the job did
 
 
 class LaunchError(Exception):

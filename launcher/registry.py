@@ -70,6 +70,8 @@ def _entry_point(name: str) -> str:
     if name not in eps:
         close = difflib.get_close_matches(name, list(eps), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "`launch backends` lists them"
+        if name in PROJECT_BACKENDS:
+            hint = f"pip install 'launch-jobs[{name}]' (or the release that adds it)"
         raise UsageError(f"unknown backend {name!r}; known: {', '.join(sorted(eps)) or 'none'}", hint)
     return eps[name]
 

@@ -97,11 +97,12 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
     """Everything up to the request, with no side effect but the bundle cache."""
     from launcher.spec import load_spec
 
-    registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
-    spec = load_spec(spec_file, overrides)
-    settings = spec.backends.get(backend_name, {})
+    backend_class = registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
+    user_spec = load_spec(spec_file, overrides)
+    settings = user_spec.backends.get(backend_name, {})
     backend = backend_for(backend_name, settings, origin=spec_file)
-    spec = spec.with_backend_settings(backend_name, {**config.backend_settings(backend_name), **settings})
+    _check_capabilities(backend_class, user_spec)
+    spec = user_spec.with_backend_settings(backend_name, {**config.backend_settings(backend_name), **settings})
     bundle = None
     if spec.code:
         from launcher.bundle import pack
@@ -112,7 +113,21 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
     job_id = new_job_id(spec.name)
     request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run),
                              idempotency_key=idempotency_key)
-    return spec, backend, request, job_id
+    return user_spec, backend, request, job_id
+
+
+def _check_capabilities(backend_class: Any, spec: Any) -> None:
+    """What a backend cannot do is said before anything is submitted, not silently dropped."""
+    caps = backend_class.capabilities
+    if spec.resources.nodes > 1 and not caps.multi_node:
+        raise UsageError(f"the {backend_class.name} backend runs single-node jobs only; "
+                         f"this spec asks for {spec.resources.nodes} nodes", "set resources.nodes: 1")
+    if spec.spot and not caps.spot:
+        logs.get().warning("the %s backend has no spot capacity; spot: true is ignored", backend_class.name)
+
+
+def _same_request(record: JobRecord, spec: Any, backend_name: str) -> bool:
+    return record.backend == backend_name and (not record.spec or record.spec == spec.to_record())
 
 
 def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_name: str,
@@ -128,10 +143,18 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
         idempotency_key=idempotency_key,
     ))
     if reserved.id != job_id:
+        if not _same_request(reserved, spec, backend_name):
+            logs.get().warning("idempotency key %r was first used for a different spec or backend; "
+                               "returning that job, not running this one", idempotency_key)
         return Submission(reserved, None, existing=True)
     try:
         handle = with_retries(lambda: backend.submit(request), f"submitting {job_id}")
-    except (LaunchError, Exception):
+    except TransientBackendError as exc:  # timeouts, resets: the create may have landed; keep the trace
+        store.set_status(job_id, Status(JobState.UNKNOWN, "unconfirmed",
+                                        f"submit not confirmed ({exc.message}); `launch list --sync` checks "
+                                        f"whether {backend_name} has it"))
+        raise
+    except Exception:  # refused or invalid: nothing was created, nothing is recorded
         store.delete(job_id)
         raise
     except BaseException:
@@ -146,12 +169,31 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
 
 
 def _backend(record: JobRecord) -> Any:
-    return registry.create(record.backend, config.backend_settings(record.backend))
+    """The job's backend with the settings it was submitted with (spec over config)."""
+    from_spec = (record.spec.get("backends") or {}).get(record.backend) or {}
+    return registry.create(record.backend, {**config.backend_settings(record.backend), **from_spec})
+
+
+SUBMIT_GRACE_S = 120.0
+
+
+def await_handle(store: Store, record: JobRecord) -> JobRecord:
+    """A job another `launch` process is still submitting (same idempotency key) gets a
+    moment to be confirmed; one whose submit died says so."""
+    deadline = time.monotonic() + SUBMIT_GRACE_S
+    while record.handle is None and record.message == "submitting" and time.monotonic() < deadline \
+            and time.time() - record.created_at < SUBMIT_GRACE_S:
+        time.sleep(0.2)
+        record = store.get(record.id) or record
+    if record.handle is None:
+        raise UsageError(f"job {record.id} was never confirmed by {record.backend} (its submit did not finish)",
+                         "`launch list --sync` checks whether the provider has it")
+    return record
 
 
 def _require_handle(record: JobRecord) -> Handle:
     if record.handle is None:
-        raise UsageError(f"job {record.id} was never confirmed by {record.backend} (the submit was interrupted)",
+        raise UsageError(f"job {record.id} was never confirmed by {record.backend} (its submit did not finish)",
                          "`launch list --sync` checks whether the provider has it")
     return record.handle
 
@@ -189,10 +231,12 @@ def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool
 
 def wait(store: Store, record: JobRecord, *, timeout_s: float | None = None,
          on_change: Callable[[JobRecord], None] | None = None) -> JobRecord:
-    """Poll with backoff until the job ends (or the timeout passes)."""
-    _require_handle(record)
+    """Poll with backoff until the job ends, the timeout passes, or the backend has
+    answered UNKNOWN for longer than UNKNOWN_LIMIT_S (then the caller exits 4)."""
+    record = await_handle(store, record)
     backend = _backend(record)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    unknown_since: float | None = None
     delay = 0.2
     while True:
         previous = record.state
@@ -201,20 +245,33 @@ def wait(store: Store, record: JobRecord, *, timeout_s: float | None = None,
             on_change(record)
         if record.state.is_terminal or (deadline is not None and time.monotonic() >= deadline):
             return record
+        if _unknown_too_long(record, unknown_since):
+            return record
+        unknown_since = (unknown_since or time.monotonic()) if record.state is JobState.UNKNOWN else None
         time.sleep(delay)
         delay = min(delay * 1.5, 10.0)
+
+
+UNKNOWN_LIMIT_S = 120.0
+
+
+def _unknown_too_long(record: JobRecord, since: float | None) -> bool:
+    return record.state is JobState.UNKNOWN and since is not None and time.monotonic() - since > UNKNOWN_LIMIT_S
 
 
 def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
            node: int | None = None) -> JobRecord:
     """Stream logs until the job ends, then drain what is left; no line shown twice."""
+    record = await_handle(store, record)
     handle = _require_handle(record)
     backend = _backend(record)
     cursor: Any = None
+    unknown_since: float | None = None
     delay = 0.1
     while True:
         record = refresh(store, record, backend)
-        ended = record.state.is_terminal
+        ended = record.state.is_terminal or _unknown_too_long(record, unknown_since)
+        unknown_since = (unknown_since or time.monotonic()) if record.state is JobState.UNKNOWN else None
         got = False
         for line in with_retries(lambda since=cursor: list(backend.logs(handle, since=since, node=node)),
                                  f"logs of {record.id}"):
@@ -228,6 +285,17 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
         else:
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)
+
+
+def tail(record: JobRecord, lines: int = 10) -> list[LogLine]:
+    """The last lines of a job's logs, read live (they may hold what the job printed,
+    secrets included, so they are shown, never stored)."""
+    from collections import deque
+
+    try:
+        return list(deque(read_logs(record), maxlen=lines))
+    except LaunchError:
+        return []
 
 
 def read_logs(record: JobRecord, *, node: int | None = None) -> Iterator[LogLine]:
@@ -257,7 +325,14 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
     report = SyncReport(backends=tuple(backends))
     for name in backends:
         backend = registry.create(name, config.backend_settings(name))
-        for summary in with_retries(lambda b=backend: list(b.list()), f"listing {name}"):
+        listed = with_retries(lambda b=backend: list(b.list()), f"listing {name}")
+        seen = {summary.handle.job_id for summary in listed}
+        for record in store.list(backend=name):
+            if record.handle is None and record.id not in seen and time.time() - record.created_at > SUBMIT_GRACE_S:
+                store.set_status(record.id, Status(JobState.FAILED, "never-created",
+                                                   f"the submit never reached {name}"))
+                report.updated += 1
+        for summary in listed:
             job_id = summary.handle.job_id
             known = store.get(job_id)
             if known is None:

@@ -219,8 +219,11 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         raise SpecError([Problem(file, 1, "", "a job spec is a YAML mapping (name:, run:, ...); "
                                  f"this file holds a {type(data).__name__}")])
     for opath, value, original in parse_overrides(overrides):
-        _apply_override(data, opath, value, original)
         source.overridden[opath] = original
+        for end in range(1, len(opath)):  # a typo'd parent key is the flag's fault, not the file's
+            if opath[:end] not in source.lines:
+                source.overridden.setdefault(opath[:end], original)
+        _apply_override(data, opath, value, original)
     problems: list[Problem] = []
     spec: JobSpec | None = None
     try:
@@ -229,6 +232,8 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         problems.extend(_problems(exc, source, JobSpec, ()))
     if spec is not None:
         for index, name in enumerate(spec.secrets):
+            if name in spec.secrets[:index]:
+                problems.append(source.problem(("secrets", index), f"{name} is listed twice; keep one"))
             if name in spec.env:
                 problems.append(source.problem(("secrets", index), f"{name} is both in env and in secrets; "
                                                "keep it only in secrets"))
@@ -237,7 +242,10 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         problems.extend(_backend_problems(backends, source))
     if spec is not None and spec.code is not None:
         code_dir = (base_dir or Path(".")) / spec.code
-        if not code_dir.is_dir():
+        if code_dir.is_file():
+            problems.append(source.problem(("code",), f"{str(code_dir)!r} is a file; code: names the directory "
+                                           "to pack (e.g. code: ./src)"))
+        elif not code_dir.is_dir():
             problems.append(source.problem(("code",), f"directory {str(code_dir)!r} does not exist; "
                                            "code: is relative to the spec file's directory"))
         else:

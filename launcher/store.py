@@ -78,9 +78,17 @@ class JobRecord:
 
 
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
+    """One damaged row must not hide every other job: unreadable parts read as absent."""
     values = dict(zip(_COLUMNS, row, strict=True))
-    values["handle"] = Handle.from_json(json.loads(values["handle"])) if values["handle"] else None
-    values["spec"] = json.loads(values["spec"])
+    try:
+        values["handle"] = Handle.from_json(json.loads(values["handle"])) if values["handle"] else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        values["handle"] = None
+        values["message"] = "the stored handle is damaged; `launch list --sync` may recover it"
+    try:
+        values["spec"] = json.loads(values["spec"])
+    except (ValueError, TypeError):
+        values["spec"] = {}
     values["state"] = JobState.parse(values["state"])
     return JobRecord(**values)
 
@@ -92,10 +100,16 @@ class Store:
         self.path = path
         _create_private(path)
         self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            self._migrate()
-        self._db.execute("PRAGMA synchronous = NORMAL")
+        try:
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                self._migrate()
+            self._db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise
+            raise UsageError(f"{path} is not a readable launch job store: {exc}",
+                             "move it aside; `launch list --sync` rebuilds what the backends still know") from None
 
     @classmethod
     def open(cls, home: Path | None = None) -> Store:
@@ -185,6 +199,8 @@ class Store:
 
     def resolve(self, prefix: str) -> JobRecord:
         """A job by full id or unique prefix; otherwise a usage error that helps pick."""
+        if not prefix.strip():
+            raise UsageError("no job id given", "`launch list` shows the jobs this machine knows")
         exact = self.get(prefix)
         if exact:
             return exact

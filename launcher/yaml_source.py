@@ -13,6 +13,8 @@ from launcher.errors import Problem
 
 Path_ = tuple[str | int, ...]
 MAX_SPEC_BYTES = 1024 * 1024
+# Aliases can make a 500-byte file expand to billions of nodes ("billion laughs").
+MAX_NODES = 50_000
 
 
 @dataclass
@@ -22,6 +24,7 @@ class SourceMap:
     file: str
     lines: dict[Path_, int] = field(default_factory=dict)
     overridden: dict[Path_, str] = field(default_factory=dict)
+    visited: int = 0
 
     def locate(self, path: Path_) -> tuple[str, int | None]:
         """The file and line that best explain `path`: itself or its nearest parent."""
@@ -91,6 +94,13 @@ def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -
     import yaml
 
     source.lines.setdefault(path, node.start_mark.line + 1)
+    source.visited += 1
+    if source.visited > MAX_NODES:
+        from launcher.errors import SpecError
+
+        raise SpecError([Problem(source.file, node.start_mark.line + 1, dotted(path),
+                                 f"the spec expands to more than {MAX_NODES} values (YAML aliases?); "
+                                 "a job spec should be small")])
     if len(path) > 50:
         problems.append(source.problem(path, "nesting is too deep for a job spec"))
         return
