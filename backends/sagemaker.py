@@ -381,7 +381,9 @@ class SageMakerBackend:
             client = self._client("sagemaker", handle.data["region"])
             try:
                 job = client.describe_training_job(TrainingJobName=handle.data["name"])
-            except client.exceptions.ResourceNotFound:
+            except client.exceptions.ClientError as exc:
+                if not _not_found(exc):
+                    raise
                 return Status(JobState.UNKNOWN, "NotFound", "SageMaker no longer knows this job")
         return _status_of(job, handle.data["region"])
 
@@ -430,8 +432,6 @@ class SageMakerBackend:
             client = self._client("sagemaker", handle.data["region"])
             try:
                 client.stop_training_job(TrainingJobName=handle.data["name"])
-            except client.exceptions.ResourceNotFound:
-                return
             except client.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ValidationException":
                     raise
@@ -467,6 +467,14 @@ class SageMakerBackend:
             yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, region),
                           created_at=created.timestamp() if created else None,
                           idempotency_key=tags.get(IDEMPOTENCY_TAG))
+
+
+def _not_found(exc: Any) -> bool:
+    """AWS answers a missing training job with ValidationException "Requested resource not
+    found." (the API reference says ResourceNotFound): accept both."""
+    error = exc.response.get("Error", {})
+    return error.get("Code") == "ResourceNotFound" or (
+        error.get("Code") == "ValidationException" and "not found" in str(error.get("Message", "")).lower())
 
 
 def _channel(name: str, uri: str) -> dict[str, Any]:
