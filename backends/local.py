@@ -12,9 +12,7 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -147,6 +145,8 @@ class LocalBackend:
             for node in payload["nodes"]:
                 nodes.append(self._start_node(node))
         except OSError as exc:  # never leave part of a job running
+            import shutil
+
             partial = Handle(self.name, request.job_id, {"job_dir": str(job_dir), "nodes": nodes})
             self._stop(partial, grace_s=0)
             shutil.rmtree(job_dir, ignore_errors=True)
@@ -159,6 +159,8 @@ class LocalBackend:
         return handle
 
     def _start_node(self, node: dict[str, Any]) -> dict[str, Any]:
+        import subprocess  # here, not at the top: `launch list` loads this module and never spawns
+
         node_dir = Path(node["cwd"])
         pid_file = node_dir / "pid.json"
         if pid_file.exists():  # started by an earlier, interrupted submit
@@ -295,6 +297,8 @@ def _master_port(job_id: str) -> int:
 
 def _place(source: Path, destination: Path) -> None:
     """Local "upload": a hard link when possible (bundles can be large), else a copy."""
+    import shutil
+
     if destination.exists():
         return
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -359,6 +363,9 @@ def _read_lines(path: Path, rank: int, offsets: dict[int, int], finished: bool) 
 
 
 def _gpu_count() -> int:
+    import shutil
+    import subprocess
+
     if not shutil.which("nvidia-smi"):
         return 0
     try:
