@@ -29,7 +29,14 @@ from launcher.backend import (
     Summary,
     Upload,
 )
-from launcher.errors import BackendError, BackendUnreachable, Problem, SpecError, TransientBackendError
+from launcher.errors import (
+    BackendError,
+    BackendUnreachable,
+    Problem,
+    SpecError,
+    TransientBackendError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -179,8 +186,8 @@ class SageMakerBackend:
     def _region(self) -> str:
         region = self.settings.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if not region:
-            raise BackendUnreachable("no AWS region for SageMaker",
-                                     "set backends.sagemaker.region in the spec or config.toml, or AWS_REGION")
+            raise UsageError("no AWS region for SageMaker",
+                             "set backends.sagemaker.region in the spec or config.toml, or AWS_REGION")
         return str(region)
 
     # -- render ------------------------------------------------------------------

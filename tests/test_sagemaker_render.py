@@ -173,3 +173,21 @@ def test_dry_run_never_imports_boto3(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert '"CreateTrainingJob"' not in result.stdout or "TrainingJobName" in result.stdout
+
+
+def test_module_imports_and_renders_without_boto3(tmp_path):
+    """The backend module must load (for --help, list, dry runs) on a machine without boto3."""
+    probe = (
+        "import sys\n"
+        "sys.modules['boto3'] = None\nsys.modules['botocore'] = None\n"  # import of either now fails
+        "from backends.sagemaker import SageMakerBackend\n"
+        "from launcher.spec import parse_spec\n"
+        "spec = parse_spec('name: x\\nimage: i\\nrun: r\\n', 'spec.yaml')\n"
+        f"backend = SageMakerBackend({{'region': 'us-east-1', 'role_arn': {ROLE!r}, 'bucket': 'bb-b'}})\n"
+        "print(backend.render(spec, 'x-1', None, {}).operation)\n"
+        "print(SageMakerBackend.readiness({}).sdk_installed)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "LAUNCH_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["CreateTrainingJob", "False"]  # and `launch backends` says boto3 is missing
