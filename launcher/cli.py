@@ -232,35 +232,18 @@ def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
     def show(line: Any) -> None:
         click.echo(f"[node {line.node}] {line.text}" if multi else line.text)
 
-    if follow and tail is None:
-        record = runner.follow(store, record, show, node=node)
-        return
-    lines = runner.read_logs(record, node=node)
-    if tail is not None:
-        lines = deque(lines, maxlen=tail) if tail else deque()
     cursor = None
-    for line in lines:
-        show(line)
-        cursor = line.cursor
-    if follow:
-        _follow_from(store, record, show, node, cursor)
-
-
-def _follow_from(store: Any, record: Any, show: Any, node: int | None, cursor: Any) -> None:
-    """After --tail, keep following from where the tail ended."""
-    from launcher import runner
-
-    backend = runner._backend(record)
-    import time
-
-    while True:
-        record = runner.refresh(store, record, backend)
-        for line in backend.logs(record.handle, since=cursor, node=node):
-            show(line)
+    if tail is not None or not follow:
+        shown: deque[Any] = deque(maxlen=tail)  # maxlen None: everything
+        for line in runner.read_logs(record, node=node):
+            shown.append(line)
             cursor = line.cursor
-        if record.state.is_terminal:
-            return
-        time.sleep(0.5)
+            if tail is None:
+                show(shown.popleft())
+        for line in shown:
+            show(line)
+    if follow:  # from the end of what was read, or from the start
+        runner.follow(store, record, show, node=node, cursor=cursor)
 
 
 @main.command()

@@ -102,6 +102,10 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
     settings = user_spec.backends.get(backend_name, {})
     backend = backend_for(backend_name, settings, origin=spec_file)
     _check_capabilities(backend_class, user_spec)
+    elsewhere = sorted(set(user_spec.backends) - {backend_name})
+    if elsewhere and backend_name not in user_spec.backends:
+        logs.get().warning("this spec has settings for %s but runs on %s (use --backend %s?)",
+                           ", ".join(elsewhere), backend_name, elsewhere[0])
     spec = user_spec.with_backend_settings(backend_name, {**config.backend_settings(backend_name), **settings})
     bundle = None
     if spec.code:
@@ -260,12 +264,12 @@ def _unknown_too_long(record: JobRecord, since: float | None) -> bool:
 
 
 def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
-           node: int | None = None) -> JobRecord:
-    """Stream logs until the job ends, then drain what is left; no line shown twice."""
+           node: int | None = None, cursor: Any = None) -> JobRecord:
+    """Stream logs (after `cursor`, if given) until the job ends, then drain what is left;
+    no line shown twice."""
     record = await_handle(store, record)
     handle = _require_handle(record)
     backend = _backend(record)
-    cursor: Any = None
     unknown_since: float | None = None
     delay = 0.1
     while True:

@@ -82,7 +82,8 @@ Minimum = Annotated[
     BeforeValidator(_minimum),
     WithJsonSchema({"type": ["string", "number"], "description": 'A minimum: 16 or "16+"'}),
 ]
-EnvValue = Annotated[str, BeforeValidator(_env_value)]
+# Linux refuses a single environment string over 128 KiB when starting a process.
+EnvValue = Annotated[str, BeforeValidator(_env_value), Field(max_length=65536)]
 
 
 class _Strict(BaseModel):

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import live_group_members
 
 from launcher import procs
 
@@ -59,21 +60,6 @@ def wait_for_log(launch_home: Path, job: str, text: str, timeout: float = 10.0, 
         time.sleep(0.05)
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any non-zombie process is left in the process group."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
-
-
 def pid_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -88,7 +74,7 @@ def pid_gone(pid: int) -> bool:
 
 def assert_stopped(pid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while not (pid_gone(pid) and not group_alive(pid)):
+    while not (pid_gone(pid) and not live_group_members(pid)):
         assert time.monotonic() < deadline, f"process group {pid} is still running"
         time.sleep(0.05)
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import live_group_members
 
 from backends.local import LocalBackend
 from launcher import config, procs
@@ -22,22 +23,6 @@ from launcher.backend import Handle, JobState
 from launcher.bundle import pack
 from launcher.runner import new_job_id
 from launcher.spec import parse_spec
-
-
-def live_group_members(pgid: int) -> list[int]:
-    """Pids of processes (zombies excluded) whose process group is `pgid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
 
 
 def pid_gone(pid: int) -> bool:
