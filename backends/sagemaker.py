@@ -316,17 +316,12 @@ class SageMakerBackend:
     # -- AWS clients -------------------------------------------------------------
 
     def _client(self, service: str, region: str | None = None) -> Any:
-        key = f"{service}:{region or ''}"
-        if key not in self._clients:
-            import boto3
-            from botocore.config import Config
-
-            session = boto3.session.Session(profile_name=self.settings.get("profile"),
-                                            region_name=region or self._region())
-            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60)
+        if service not in self._clients:
             endpoint = self.settings.get("endpoint_url") if service == "sagemaker" else None
-            self._clients[key] = session.client(service, endpoint_url=endpoint, config=config)
-        return self._clients[key]
+            aws_environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+            self._clients[service] = _aws_client(self.settings.get("profile"), region or self._region(),
+                                                 service, endpoint, aws_environment)
+        return self._clients[service]
 
     # -- submit ------------------------------------------------------------------
 
@@ -484,6 +479,25 @@ def _not_found(exc: Any) -> bool:
         error.get("Code") == "ValidationException" and "not found" in str(error.get("Message", "")).lower())
 
 
+@functools.cache
+def _aws_session(profile: str | None, region: str, aws_environment: tuple[tuple[str, str], ...]) -> Any:
+    import boto3
+
+    return boto3.session.Session(profile_name=profile, region_name=region)
+
+
+@functools.cache
+def _aws_client(profile: str | None, region: str, service: str, endpoint: str | None,
+                aws_environment: tuple[tuple[str, str], ...]) -> Any:
+    """One client per service for the whole process: building one loads botocore's service
+    model from disk (~200 ms), which would dominate a sweep of submits. Clients are thread-safe.
+    `aws_environment` (the AWS_* variables) is part of the key: they choose credentials and endpoints."""
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60)
+    return _aws_session(profile, region, aws_environment).client(service, endpoint_url=endpoint, config=config)
+
+
 def _channel(name: str, uri: str) -> dict[str, Any]:
     return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": {
         "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
@@ -523,23 +537,25 @@ def _fill_upload(upload: Upload, bucket: str) -> Upload:
 
 
 def _upload(s3: Any, upload: Upload) -> None:
-    """Put one object unless an identical one is there (bundles are content-addressed)."""
+    """Put one object. Bundles are content-addressed: one already there is not sent again.
+    The job's own small files are new by construction, so they skip that round trip."""
+    bucket, _, key = upload.destination.removeprefix("s3://").partition("/")
+    if upload.content is not None:
+        s3.put_object(Bucket=bucket, Key=key, Body=upload.content.encode())
+        return
+    assert upload.source is not None
+    if "/bundles/" not in key:
+        s3.put_object(Bucket=bucket, Key=key, Body=upload.source.read_bytes())
+        return
     from botocore.exceptions import ClientError
 
-    bucket, _, key = upload.destination.removeprefix("s3://").partition("/")
-    body = upload.content.encode() if upload.content is not None else None
-    size = len(body) if body is not None else upload.source.stat().st_size  # type: ignore[union-attr]
     try:
-        head = s3.head_object(Bucket=bucket, Key=key)
-        if head.get("ContentLength") == size and "/bundles/" in key:
+        if s3.head_object(Bucket=bucket, Key=key).get("ContentLength") == upload.source.stat().st_size:
             return
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
             raise
-    if body is not None:
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
-    else:
-        s3.upload_file(str(upload.source), bucket, key)
+    s3.upload_file(str(upload.source), bucket, key)  # multipart for big bundles
 
 
 def _status_of(job: Mapping[str, Any], region: str) -> Status:

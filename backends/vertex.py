@@ -1,0 +1,594 @@
+"""The `vertex` backend: the spec as one Vertex AI CustomJob.
+
+Render builds a plain dict (a dry run stays fast and never imports the ~1 s
+google-cloud-aiplatform package); submit parses it into the official
+`aiplatform_v1.CustomJob` proto, so a wrong field name fails before anything is
+sent. Code and bootstrap go to the staging bucket and are read on the nodes
+through the /gcs/<bucket> Cloud Storage FUSE mount Vertex provides; the
+bootstrap derives rank and master from CLUSTER_SPEC.
+"""
+
+from __future__ import annotations
+
+import configparser
+import functools
+import hashlib
+import importlib.util
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from launcher import catalog
+from launcher.backend import (
+    Capabilities,
+    Handle,
+    JobState,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    Upload,
+)
+from launcher.errors import (
+    BackendError,
+    BackendUnreachable,
+    Problem,
+    SpecError,
+    TransientBackendError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
+JOB_ID_LABEL = "launch-job-id"
+IDEMPOTENCY_LABEL = "launch-idempotency-key"
+DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
+DEFAULT_DISK_GB = 100
+LOGGING_ENDPOINT = "https://logging.googleapis.com"
+LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+STATES: dict[str, JobState] = {
+    "JOB_STATE_QUEUED": JobState.PENDING,
+    "JOB_STATE_PENDING": JobState.PENDING,
+    "JOB_STATE_RUNNING": JobState.RUNNING,
+    "JOB_STATE_SUCCEEDED": JobState.SUCCEEDED,
+    "JOB_STATE_FAILED": JobState.FAILED,
+    "JOB_STATE_CANCELLING": JobState.CANCELLING,
+    "JOB_STATE_CANCELLED": JobState.CANCELLED,
+    "JOB_STATE_PAUSED": JobState.PENDING,
+    "JOB_STATE_EXPIRED": JobState.FAILED,
+    "JOB_STATE_UPDATING": JobState.RUNNING,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": JobState.FAILED,
+}
+STATE_MESSAGES = {
+    "JOB_STATE_EXPIRED": "expired before it could run",
+    "JOB_STATE_PARTIALLY_SUCCEEDED": "only some workers succeeded",
+}
+# machine families and the accelerator each may carry (Vertex rejects other pairs)
+FAMILY_ACCELERATORS = {
+    "a3-highgpu": {"NVIDIA_H100_80GB"},
+    "a3-megagpu": {"NVIDIA_H100_MEGA_80GB"},
+    "a2-ultragpu": {"NVIDIA_A100_80GB"},
+    "a2-highgpu": {"NVIDIA_TESLA_A100"},
+    "a2-megagpu": {"NVIDIA_TESLA_A100"},
+    "g2-standard": {"NVIDIA_L4"},
+    "n1-standard": {"NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4"},
+    "n1-highmem": {"NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4"},
+}
+G2_L4_COUNTS = {"g2-standard-4": 1, "g2-standard-8": 1, "g2-standard-12": 1, "g2-standard-16": 1,
+                "g2-standard-32": 1, "g2-standard-24": 2, "g2-standard-48": 4, "g2-standard-96": 8}
+A3_COUNTS = {"a3-highgpu-1g": 1, "a3-highgpu-2g": 2, "a3-highgpu-4g": 4, "a3-highgpu-8g": 8}
+
+
+def map_state(raw: str) -> JobState:
+    return STATES.get(raw, JobState.UNKNOWN)
+
+
+def pair_problem(machine_type: str, accelerator_type: str, count: int) -> str | None:
+    """Why Vertex would refuse this machine/accelerator pair, or None if it fits."""
+    family = machine_type.rsplit("-", 1)[0]
+    allowed = FAMILY_ACCELERATORS.get(family)
+    if allowed is not None and accelerator_type and accelerator_type not in allowed:
+        return f"{machine_type} takes {' or '.join(sorted(allowed))}, not {accelerator_type}"
+    fixed = G2_L4_COUNTS.get(machine_type) or A3_COUNTS.get(machine_type)
+    if family == "a3-highgpu" and machine_type not in A3_COUNTS:
+        return "a3-highgpu comes only as a3-highgpu-1g, -2g, -4g and -8g"
+    if fixed is not None and count != fixed:
+        return f"{machine_type} has exactly {fixed} GPU(s), not {count}"
+    match = re.fullmatch(r"a2-(?:ultra|high|mega)gpu-(\d+)g", machine_type)
+    if match and int(match.group(1)) != count:
+        return f"{machine_type} has exactly {match.group(1)} GPU(s), not {count}"
+    return None
+
+
+def label_value(text: str) -> str:
+    """A label value Vertex accepts (lowercase, digits, _ and -, <= 63 chars); a value that had
+    to change keeps a short hash so two different inputs never collide."""
+    clean = re.sub(r"[^a-z0-9_-]", "-", text.lower())
+    if clean == text and len(clean) <= 63:
+        return clean
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{clean[:54]}-{digest}"
+
+
+@functools.cache
+def settings_model() -> type[BaseModel]:
+    """`backends.vertex`: where the job runs and as whom."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class VertexSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+        region: str | None = Field(None, pattern=r"^[a-z]+-[a-z]+\d+$")
+        staging_bucket: str | None = Field(None, pattern=r"^(gs://)?[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/?$",
+                                           description="gs://bucket for code bundles (read via /gcs FUSE)")
+        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$")
+        machine_type: str | None = Field(None, description="Overrides the catalog, e.g. n1-standard-8")
+        boot_disk_type: str = "pd-ssd"
+        service_account: str | None = None
+        network: str | None = Field(None, description="projects/<number>/global/networks/<name>")
+        api_endpoint: str | None = Field(None, description="Default: <region>-aiplatform.googleapis.com")
+        storage_endpoint: str | None = None
+        logging_endpoint: str | None = None
+
+    return VertexSettings
+
+
+class _SettingsModel:
+    def __get__(self, obj: object, owner: type) -> type[BaseModel]:
+        return settings_model()
+
+
+def _gcloud_default(section: str, key: str) -> str | None:
+    """The `gcloud config` default, read from its file (running gcloud would cost a second)."""
+    base = Path(os.environ.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
+    try:
+        active = (base / "active_config").read_text().strip() or "default"
+    except OSError:
+        active = "default"
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(base / "configurations" / f"config_{active}")
+        return parser.get(section, key, fallback=None)
+    except configparser.Error:
+        return None
+
+
+class VertexBackend:
+    name: ClassVar[str] = "vertex"
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=True)
+    settings_model = _SettingsModel()
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
+        # Validated here too: status/logs/cancel build the backend from the record and config.
+        self.settings = settings_model().model_validate(dict(settings or {})).model_dump()
+        self._job_client = client
+        self._session: Any = None
+
+    # -- configuration -----------------------------------------------------------
+
+    @classmethod
+    def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
+        installed = importlib.util.find_spec("google.cloud.aiplatform_v1") is not None \
+            if importlib.util.find_spec("google.cloud") else False
+        if not installed:
+            return Readiness(False, False, "google-cloud-aiplatform is not installed",
+                             "pip install 'launch-jobs[vertex]'")
+        adc = Path(os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+                   or Path.home() / ".config" / "gcloud" / "application_default_credentials.json")
+        project = settings.get("project") or _project_from_environment()
+        region = settings.get("region") or _region_from_environment()
+        missing = []
+        if not adc.exists():
+            missing.append("credentials (gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)")
+        if not project:
+            missing.append("a project (backends.vertex.project or gcloud config set project)")
+        if not region:
+            missing.append("a region (backends.vertex.region or gcloud config set compute/region)")
+        if not settings.get("staging_bucket"):
+            missing.append("a staging bucket (backends.vertex.staging_bucket: gs://...)")
+        if missing:
+            return Readiness(True, False, "not configured", "set " + "; ".join(missing))
+        return Readiness(True, True, f"project {project}, region {region}")
+
+    def _project(self) -> str:
+        project = self.settings.get("project") or _project_from_environment()
+        if not project:
+            raise UsageError("no Google Cloud project for Vertex AI",
+                             "set backends.vertex.project, GOOGLE_CLOUD_PROJECT, or `gcloud config set project`")
+        return str(project)
+
+    def _region(self) -> str:
+        region = self.settings.get("region") or _region_from_environment()
+        if not region:
+            raise UsageError("no region for Vertex AI",
+                             "set backends.vertex.region (e.g. us-central1) or `gcloud config set compute/region`")
+        return str(region)
+
+    # -- render ------------------------------------------------------------------
+
+    def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
+               secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
+        settings = self.settings
+        problems: list[Problem] = []
+        project = settings.get("project") or _project_from_environment()
+        region = settings.get("region") or _region_from_environment()
+        if not project:
+            problems.append(spec.problem("backends.vertex.project", "Vertex needs a project: set project: "
+                                         "my-project here or in config.toml, or `gcloud config set project`"))
+        if not region:
+            problems.append(spec.problem("backends.vertex.region", "Vertex needs a region, e.g. region: us-central1"))
+        staging = (settings.get("staging_bucket") or "").removeprefix("gs://").strip("/")
+        if not staging:
+            problems.append(spec.problem("backends.vertex.staging_bucket",
+                                         "Vertex reads the code from a staging bucket: set staging_bucket: gs://..."))
+        if not spec.image:
+            problems.append(spec.problem("image", "Vertex needs a container image, e.g. "
+                                         "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-3.py310:latest"))
+        if spec.outputs and not spec.outputs.startswith("gs://"):
+            problems.append(spec.problem("outputs", "Vertex writes outputs to Cloud Storage: use gs://bucket/path/"))
+        machine = self._machine(spec, problems)
+        if problems:
+            raise SpecError(problems)
+
+        prefix = str(settings.get("prefix") or "launch").strip("/")
+        job_key = f"{prefix}/jobs/{job_id}/"
+        fuse = f"/gcs/{staging}/"
+        environment = {
+            **spec.env,
+            **secrets,
+            "LAUNCH_JOB_ID": job_id,
+            "LAUNCH_NUM_NODES": str(spec.resources.nodes),
+            "LAUNCH_GPUS_PER_NODE": str(spec.resources.accelerators.count),
+            "LAUNCH_MASTER_PORT": "29500",
+            "LAUNCH_OUTPUT_DIR": "/tmp/launch/outputs",
+            "LAUNCH_CHECKPOINT_DIR": spec.checkpoint_dir or "/tmp/launch/checkpoints",
+            "LAUNCH_PLATFORM": "vertex",
+            "LAUNCH_WORKDIR": "/tmp/launch/work",
+            "LAUNCH_RUN_FILE": fuse + job_key + "run.sh",
+            "LAUNCH_DISTRIBUTED": spec.distributed or "",
+        }
+        uploads = [Upload(BOOTSTRAP, f"gs://{staging}/{job_key}bootstrap.sh"),
+                   Upload(None, f"gs://{staging}/{job_key}run.sh", content=spec.run)]
+        if spec.setup:
+            environment["LAUNCH_SETUP_FILE"] = fuse + job_key + "setup.sh"
+            uploads.append(Upload(None, f"gs://{staging}/{job_key}setup.sh", content=spec.setup))
+        if bundle is not None:
+            bundle_key = f"{prefix}/bundles/{bundle.digest}.tar.gz"
+            uploads.append(Upload(bundle.path, f"gs://{staging}/{bundle_key}"))
+            environment["LAUNCH_BUNDLE"] = fuse + bundle_key
+
+        pool = {
+            "machine_spec": machine,
+            "replica_count": 1,
+            "disk_spec": {"boot_disk_type": settings.get("boot_disk_type") or "pd-ssd",
+                          "boot_disk_size_gb": spec.resources.disk_gb or DEFAULT_DISK_GB},
+            "container_spec": {
+                "image_uri": spec.image,
+                "command": ["/bin/sh", fuse + job_key + "bootstrap.sh"],
+                "env": [{"name": k, "value": v} for k, v in environment.items()],
+            },
+        }
+        pools = [pool]
+        if spec.resources.nodes > 1:  # pool 0 is the chief; pool 1 the other nodes, same machines
+            pools.append({**pool, "replica_count": spec.resources.nodes - 1})
+        scheduling: dict[str, Any] = {"timeout": f"{spec.max_runtime or DEFAULT_RUNTIME_S}s"}
+        if spec.spot:
+            scheduling["strategy"] = "SPOT"
+        if spec.retries:
+            scheduling["restart_job_on_worker_restart"] = True
+        job_spec: dict[str, Any] = {"worker_pool_specs": pools, "scheduling": scheduling}
+        if spec.outputs:
+            job_spec["base_output_directory"] = {"output_uri_prefix": spec.outputs}
+        if settings.get("service_account"):
+            job_spec["service_account"] = settings["service_account"]
+        if settings.get("network"):
+            job_spec["network"] = settings["network"]
+        labels = {JOB_ID_LABEL: label_value(job_id)}
+        if idempotency_key:
+            labels[IDEMPOTENCY_LABEL] = label_value(idempotency_key)
+        body = {"display_name": job_id, "labels": labels, "job_spec": job_spec}
+        return Request(self.name, job_id, f"projects/{project}/locations/{region}/customJobs", body, tuple(uploads))
+
+    def _machine(self, spec: JobSpec, problems: list[Problem]) -> dict[str, Any]:
+        accel = spec.resources.accelerators
+        explicit = self.settings.get("machine_type")
+        if not accel.is_gpu:
+            return {"machine_type": explicit or "n1-standard-4"}
+        if explicit:
+            offers = [o for o in catalog.offers() if o.backend == self.name and o.accelerator == accel.type]
+            accelerator_type = offers[0].provider_accelerator if offers else ""
+            machine = {"machine_type": explicit, "accelerator_type": accelerator_type,
+                       "accelerator_count": accel.count}
+        else:
+            try:
+                offer = catalog.lookup(self.name, accel)
+            except catalog.CatalogError as exc:
+                problems.append(spec.problem("resources.accelerators", f"{exc.message}; {exc.hint}"))
+                return {}
+            machine = {"machine_type": offer.instance_type, "accelerator_type": offer.provider_accelerator,
+                       "accelerator_count": accel.count}
+        why = pair_problem(machine["machine_type"], machine["accelerator_type"], accel.count)
+        if why:
+            problems.append(spec.problem("backends.vertex.machine_type" if explicit else "resources.accelerators",
+                                         why))
+        return machine
+
+    # -- clients -----------------------------------------------------------------
+
+    def _credentials(self, endpoint: str | None) -> Any:
+        """Application Default Credentials; never sent over plain http (a local endpoint)."""
+        if endpoint and endpoint.startswith("http://"):
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()
+        import google.auth
+
+        credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        return credentials
+
+    def _jobs(self, region: str) -> Any:
+        if self._job_client is None:
+            from google.cloud import aiplatform_v1
+
+            endpoint = self.settings.get("api_endpoint") or f"{region}-aiplatform.googleapis.com"
+            self._job_client = aiplatform_v1.JobServiceClient(
+                transport="rest", credentials=self._credentials(endpoint),
+                client_options={"api_endpoint": endpoint})
+        return self._job_client
+
+    def _authorized_session(self) -> Any:
+        if self._session is None:
+            from google.auth.transport.requests import AuthorizedSession
+
+            endpoint = self.settings.get("logging_endpoint") or LOGGING_ENDPOINT
+            self._session = AuthorizedSession(self._credentials(endpoint))
+        return self._session
+
+    # -- submit ------------------------------------------------------------------
+
+    def submit(self, request: Request) -> Handle:
+        """Upload, then create. Vertex's create is not idempotent: before any retried create
+        (and before the first, in case an earlier process's answer was lost) look for a
+        job carrying our job-id label and adopt it."""
+        from google.cloud import aiplatform_v1
+        from google.protobuf import json_format
+
+        parent = request.operation
+        region = parent.split("/")[3]
+        job = aiplatform_v1.CustomJob()
+        try:
+            json_format.ParseDict(request.payload, job._pb)  # strict: a wrong field name fails here
+        except json_format.ParseError as exc:
+            raise BackendError(f"the rendered CustomJob does not match Vertex's schema: {exc}",
+                               "this is a bug in launch's vertex backend; please report it") from exc
+        with _google_errors("Vertex AI"):
+            self._upload(request.uploads)
+            client = self._jobs(region)
+            label = request.payload["labels"][JOB_ID_LABEL]
+            for attempt in range(3):
+                found = self._find(client, parent, label)
+                if found is not None:
+                    return self._handle(request.job_id, found, request.payload)
+                try:
+                    created = client.create_custom_job(parent=parent, custom_job=job)
+                    return self._handle(request.job_id, created, request.payload)
+                except Exception as exc:
+                    if attempt == 2 or not _is_transient(exc):
+                        raise
+        raise AssertionError("unreachable")
+
+    def _find(self, client: Any, parent: str, label: str) -> Any:
+        for job in client.list_custom_jobs(request={"parent": parent, "filter": f'labels.{JOB_ID_LABEL}="{label}"'}):
+            return job
+        return None
+
+    def _handle(self, job_id: str, job: Any, payload: Mapping[str, Any]) -> Handle:
+        parts = job.name.split("/")
+        nodes = sum(int(p.get("replica_count", 1)) for p in payload["job_spec"]["worker_pool_specs"])
+        return Handle(self.name, job_id, {"name": job.name, "project": parts[1], "region": parts[3],
+                                          "id": parts[-1], "nodes": nodes})
+
+    def _upload(self, uploads: tuple[Upload, ...]) -> None:
+        from google.cloud import storage
+
+        endpoint = self.settings.get("storage_endpoint")
+        options = {"api_endpoint": endpoint} if endpoint else None
+        client = storage.Client(project=self._project(), credentials=self._credentials(endpoint),
+                                client_options=options)
+        for upload in uploads:
+            bucket, _, key = upload.destination.removeprefix("gs://").partition("/")
+            blob = client.bucket(bucket).blob(key)
+            if upload.content is not None:
+                blob.upload_from_string(upload.content)
+            elif "/bundles/" in key and blob.exists():
+                continue  # content-addressed: already there
+            else:
+                blob.upload_from_filename(str(upload.source))
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self, handle: Handle) -> Status:
+        with _google_errors("Vertex AI"):
+            from google.api_core import exceptions as gexc
+
+            try:
+                job = self._jobs(handle.data["region"]).get_custom_job(name=handle.data["name"])
+            except gexc.NotFound:
+                return Status(JobState.UNKNOWN, "NOT_FOUND", "Vertex no longer knows this job")
+        return _status_of(job, handle)
+
+    # -- logs --------------------------------------------------------------------
+
+    def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
+             node: int | None = None) -> Iterator[LogLine]:
+        """Cloud Logging entries for the job, in timestamp order. The cursor is the last
+        timestamp shown and the insertIds shown at that timestamp, so a poll asks for
+        `timestamp >= last` and skips what it already showed: nothing twice, nothing lost."""
+        cursor = dict(since or {})
+        last_ts, seen = cursor.get("ts"), set(cursor.get("ids", []))
+        filters = ['resource.type="ml_job"', f'resource.labels.job_id="{handle.data["id"]}"']
+        if node is not None:
+            filters.append(f'resource.labels.task_name="{_task_name(node)}"')
+        if last_ts:
+            filters.append(f'timestamp>="{last_ts}"')
+        body: dict[str, Any] = {"resourceNames": [f"projects/{handle.data['project']}"],
+                                "filter": " AND ".join(filters), "orderBy": "timestamp asc", "pageSize": 1000}
+        endpoint = (self.settings.get("logging_endpoint") or LOGGING_ENDPOINT).rstrip("/")
+        entries: list[dict[str, Any]] = []
+        with _google_errors("Cloud Logging"):
+            session = self._authorized_session()
+            while True:
+                response = session.post(f"{endpoint}/v2/entries:list", json=body, timeout=60)
+                _raise_for_status(response, "Cloud Logging")
+                page = response.json()
+                entries.extend(page.get("entries", []))
+                if not page.get("nextPageToken"):
+                    break
+                body["pageToken"] = page["nextPageToken"]
+        for entry in entries:
+            ts, insert_id = entry.get("timestamp", ""), entry.get("insertId", "")
+            if ts == last_ts and insert_id in seen:
+                continue
+            if ts != last_ts:
+                last_ts, seen = ts, set()
+            seen.add(insert_id)
+            task = entry.get("resource", {}).get("labels", {}).get("task_name", "workerpool0-0")
+            text = entry.get("textPayload")
+            if text is None:
+                text = (entry.get("jsonPayload") or {}).get("message", "")
+            yield LogLine(str(text).rstrip("\n"), _rank(task), {"ts": last_ts, "ids": sorted(seen)})
+
+    # -- cancel ------------------------------------------------------------------
+
+    def cancel(self, handle: Handle) -> None:
+        """`:cancel`; a job that already ended (FAILED_PRECONDITION) or vanished is left alone."""
+        with _google_errors("Vertex AI"):
+            from google.api_core import exceptions as gexc
+
+            try:
+                self._jobs(handle.data["region"]).cancel_custom_job(name=handle.data["name"])
+            except (gexc.FailedPrecondition, gexc.NotFound):
+                return
+
+    # -- list --------------------------------------------------------------------
+
+    def list(self, *, since: float | None = None) -> Iterator[Summary]:
+        project, region = self._project(), self._region()
+        parent = f"projects/{project}/locations/{region}"
+        with _google_errors("Vertex AI"):
+            jobs = list(self._jobs(region).list_custom_jobs(
+                request={"parent": parent, "filter": f"labels.{JOB_ID_LABEL}:*"}))
+        for job in jobs:
+            created = job.create_time.timestamp() if job.create_time else None
+            if since is not None and created is not None and created < since:
+                continue
+            job_id = job.display_name
+            parts = job.name.split("/")
+            nodes = sum(int(p.replica_count or 1) for p in job.job_spec.worker_pool_specs)
+            handle = Handle(self.name, job_id, {"name": job.name, "project": parts[1], "region": parts[3],
+                                                "id": parts[-1], "nodes": nodes})
+            key = dict(job.labels).get(IDEMPOTENCY_LABEL)
+            yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, handle),
+                          created_at=created, idempotency_key=key)
+
+
+def _project_from_environment() -> str | None:
+    return (os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CLOUDSDK_CORE_PROJECT")
+            or _gcloud_default("core", "project"))
+
+
+def _region_from_environment() -> str | None:
+    return (os.environ.get("GOOGLE_CLOUD_REGION") or os.environ.get("CLOUDSDK_COMPUTE_REGION")
+            or _gcloud_default("compute", "region"))
+
+
+def _task_name(rank: int) -> str:
+    return "workerpool0-0" if rank == 0 else f"workerpool1-{rank - 1}"
+
+
+def _rank(task_name: str) -> int:
+    match = re.fullmatch(r"workerpool(\d+)-(\d+)", task_name)
+    if not match:
+        return 0
+    return 0 if match.group(1) == "0" else 1 + int(match.group(2))
+
+
+def _status_of(job: Any, handle: Handle) -> Status:
+    raw = job.state.name if hasattr(job.state, "name") else str(job.state)
+    state = map_state(raw)
+    message = (job.error.message if job.error and job.error.message else "") or STATE_MESSAGES.get(raw, "")
+    started = job.start_time.timestamp() if job.start_time else None
+    ended = job.end_time.timestamp() if job.end_time and state.is_terminal else None
+    url = (f"https://console.cloud.google.com/vertex-ai/locations/{handle.data['region']}/training/"
+           f"{handle.data['id']}/cpu?project={handle.data['project']}")
+    return Status(state, raw, message, exit_code=0 if state is JobState.SUCCEEDED else None,
+                  started_at=started, ended_at=ended, url=url)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from google.api_core import exceptions as gexc
+
+    return isinstance(exc, (gexc.ServiceUnavailable, gexc.TooManyRequests, gexc.InternalServerError,
+                            gexc.DeadlineExceeded, gexc.BadGateway, gexc.GatewayTimeout)) or \
+        type(exc).__name__ in ("ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout")
+
+
+def _raise_for_status(response: Any, service: str) -> None:
+    if response.status_code < 400:
+        return
+    from google.api_core import exceptions as gexc
+
+    try:
+        message = response.json().get("error", {}).get("message", response.text)
+    except ValueError:
+        message = response.text
+    raise gexc.from_http_status(response.status_code, f"{service}: {message}")
+
+
+class _google_errors:
+    """google-auth / api-core exceptions as launch errors: transient ones are retried by the
+    runner, missing credentials exit 4 with the command that fixes them."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, LaunchErrorTypes):
+            return False
+        module = type(exc).__module__
+        if not module.startswith(("google", "requests", "urllib3")):
+            return False
+        from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
+
+        if isinstance(exc, auth_exc.DefaultCredentialsError):
+            raise BackendUnreachable(f"no Google Cloud credentials: {exc}",
+                                     "run `gcloud auth application-default login` or set "
+                                     "GOOGLE_APPLICATION_CREDENTIALS") from exc
+        if isinstance(exc, (auth_exc.RefreshError, gexc.Unauthenticated)):
+            raise BackendUnreachable(f"Google Cloud rejected the credentials: {exc}",
+                                     "run `gcloud auth application-default login` again") from exc
+        if _is_transient(exc):
+            raise TransientBackendError(f"{self.service} is unavailable: {exc}") from exc
+        if isinstance(exc, gexc.PermissionDenied):
+            raise BackendError(f"{self.service} denied the request: {exc}",
+                               "the account needs roles/aiplatform.user and access to the staging bucket") from exc
+        if isinstance(exc, gexc.ResourceExhausted):
+            raise BackendError(f"Vertex AI quota reached: {exc}",
+                               "request more quota for this accelerator in this region, or pick another") from exc
+        raise BackendError(f"{self.service} refused the request: {exc}") from exc
+
+
+LaunchErrorTypes = (BackendError, BackendUnreachable, SpecError, UsageError)
