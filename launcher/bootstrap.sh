@@ -12,7 +12,8 @@
 #   LAUNCH_EXIT_FILE    where to write the exit code
 #   LAUNCH_RUN_FILE, LAUNCH_SETUP_FILE  files holding the commands instead, for
 #                       providers that cap environment values (SageMaker: 512 chars)
-#   LAUNCH_PLATFORM     "sagemaker": derive rank and master from resourceconfig.json
+#   LAUNCH_PLATFORM     "sagemaker": derive rank and master from resourceconfig.json;
+#                       "vertex": from CLUSTER_SPEC
 #   LAUNCH_MAX_RUNTIME  seconds; past it the job is stopped and exits 124 (where the
 #                       provider does not enforce max_runtime itself)
 #   LAUNCH_JOB_ID, LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_GPUS_PER_NODE,
@@ -60,7 +61,24 @@ sagemaker_topology() {
     [ -n "$first" ] && LAUNCH_MASTER_ADDR=$first
     [ "$rank" -gt 0 ] && LAUNCH_NUM_NODES=$rank
 }
+# Vertex sets CLUSTER_SPEC: {"cluster":{"workerpool0":["host:port"],"workerpool1":[...]},
+# "task":{"type":"workerpool1","index":0},...}. Pool 0 is the chief (rank 0); pool 1's
+# replica i is rank 1+i; the master is pool 0's host.
+vertex_topology() {
+    [ -n "${CLUSTER_SPEC:-}" ] || return 0
+    flat=$(printf '%s' "$CLUSTER_SPEC" | tr -d ' \n\t\r')
+    task=${flat#*\"task\":}
+    type=$(printf '%s' "$task" | sed -n 's/^{[^}]*"type":"\([^"]*\)".*/\1/p')
+    index=$(printf '%s' "$task" | sed -n 's/^{[^}]*"index":\([0-9]*\).*/\1/p')
+    master=$(printf '%s' "$flat" | sed -n 's/.*"workerpool0":\["\([^":]*\).*/\1/p')
+    [ -n "$master" ] && LAUNCH_MASTER_ADDR=$master
+    case "$type" in
+        workerpool0) LAUNCH_NODE_RANK=0 ;;
+        workerpool1) LAUNCH_NODE_RANK=$((1 + ${index:-0})) ;;
+    esac
+}
 [ "$platform" = sagemaker ] && sagemaker_topology
+[ "$platform" = vertex ] && vertex_topology
 
 : "${LAUNCH_NODE_RANK:=0}"
 : "${LAUNCH_NUM_NODES:=1}"
