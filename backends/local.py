@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backends.remote_job import BOOTSTRAP, LazySettings
 from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
-BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
 DEFAULT_CANCEL_GRACE_S = 10.0
 TIMED_OUT = 124  # bootstrap.sh's exit code when max_runtime stopped the job
 _READ_CHUNK = 1 << 20
@@ -48,17 +48,10 @@ def settings_model() -> type[BaseModel]:
     return LocalSettings
 
 
-class _SettingsModel:
-    """Builds the pydantic model on first access so importing this module stays cheap."""
-
-    def __get__(self, obj: object, owner: type) -> type[BaseModel]:
-        return settings_model()
-
-
 class LocalBackend:
     name: ClassVar[str] = "local"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, fast_status=True)
-    settings_model = _SettingsModel()
+    settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         settings = settings or {}

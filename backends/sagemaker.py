@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backends.remote_job import LazySettings, Placement, job_files, node_environment
 from launcher import catalog, durations, logs
 from launcher.backend import (
     Capabilities,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
-BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
 JOB_ID_TAG = "launch:job-id"
 IDEMPOTENCY_TAG = "launch:idempotency-key"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -125,13 +125,6 @@ def settings_model() -> type[BaseModel]:
     return SageMakerSettings
 
 
-class _SettingsModel:
-    """Builds the pydantic model on first access so importing this module stays cheap."""
-
-    def __get__(self, obj: object, owner: type) -> type[BaseModel]:
-        return settings_model()
-
-
 def training_job_name(job_id: str) -> str:
     """The launcher id as a SageMaker name: at most 63 of [a-zA-Z0-9-], no leading/trailing
     dash. Over-long ids lose characters from the name part, never from the unique tail."""
@@ -149,7 +142,7 @@ def console_url(region: str, name: str) -> str:
 class SageMakerBackend:
     name: ClassVar[str] = "sagemaker"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True)
-    settings_model = _SettingsModel()
+    settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from config.toml alone.
@@ -212,7 +205,7 @@ class SageMakerBackend:
         elif not ROLE_RE.match(role):
             problems.append(spec.problem("backends.sagemaker.role_arn",
                                          f"{role!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/Name)"))
-        instance_type, gpus = self._instance(spec, problems)
+        instance_type = self._instance(spec, problems)
         runtime = spec.max_runtime or DEFAULT_RUNTIME_S
         stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
         if spec.spot:
@@ -226,32 +219,15 @@ class SageMakerBackend:
             problems.append(spec.problem("backends.sagemaker.max_wait", "max_wait applies to spot jobs only; "
                                          "set spot: true or remove it"))
 
-        channel = f"{CHANNEL_DIR}/launch"
-        environment = {
-            **spec.env,
-            **secrets,
-            "LAUNCH_JOB_ID": job_id,
-            "LAUNCH_NUM_NODES": str(spec.resources.nodes),
-            "LAUNCH_GPUS_PER_NODE": str(gpus),
-            "LAUNCH_MASTER_PORT": "29500",
-            "LAUNCH_OUTPUT_DIR": "/opt/ml/model",
-            "LAUNCH_CHECKPOINT_DIR": spec.checkpoint_dir or "/opt/ml/checkpoints",
-            "LAUNCH_PLATFORM": "sagemaker",
-            "LAUNCH_WORKDIR": "/opt/ml/launch/work",
-            "LAUNCH_RUN_FILE": f"{channel}/run.sh",
-            "LAUNCH_DISTRIBUTED": spec.distributed or "",
-        }
-        uploads = [Upload(BOOTSTRAP, job_prefix + "bootstrap.sh"),
-                   Upload(None, job_prefix + "run.sh", content=spec.run)]
-        if spec.setup:
-            environment["LAUNCH_SETUP_FILE"] = f"{channel}/setup.sh"
-            uploads.append(Upload(None, job_prefix + "setup.sh", content=spec.setup))
+        channel = f"{CHANNEL_DIR}/launch/"
+        where = Placement(job_prefix, channel, f"s3://{bucket}/{prefix}/bundles/", f"{CHANNEL_DIR}/code/")
+        uploads, files_env = job_files(spec, bundle, where)
+        environment = {**node_environment(spec, job_id, secrets, platform="sagemaker", output_dir="/opt/ml/model",
+                                          checkpoint_dir="/opt/ml/checkpoints", workdir="/opt/ml/launch/work"),
+                       **files_env}
         channels = [_channel("launch", job_prefix)]
         if bundle is not None:
-            bundle_uri = f"s3://{bucket}/{prefix}/bundles/{bundle.digest}.tar.gz"
-            uploads.append(Upload(bundle.path, bundle_uri))
-            channels.append(_channel("code", bundle_uri))
-            environment["LAUNCH_BUNDLE"] = f"{CHANNEL_DIR}/code/{bundle.digest}.tar.gz"
+            channels.append(_channel("code", f"{where.bundles_uri}{bundle.digest}.tar.gz"))
         problems.extend(_environment_problems(spec, environment))
 
         tags = [{"Key": JOB_ID_TAG, "Value": job_id}]
@@ -272,7 +248,7 @@ class SageMakerBackend:
             "AlgorithmSpecification": {
                 "TrainingImage": spec.image,
                 "TrainingInputMode": "File",
-                "ContainerEntrypoint": ["/bin/sh", f"{channel}/bootstrap.sh"],
+                "ContainerEntrypoint": ["/bin/sh", f"{channel}bootstrap.sh"],
             },
             "InputDataConfig": channels,
             "OutputDataConfig": {"S3OutputPath": output},
@@ -297,21 +273,21 @@ class SageMakerBackend:
                                     "Subnets": list(settings["vpc"]["subnets"])}
         return Request(self.name, job_id, "CreateTrainingJob", payload, tuple(uploads))
 
-    def _instance(self, spec: JobSpec, problems: list[Problem]) -> tuple[str, int]:
+    def _instance(self, spec: JobSpec, problems: list[Problem]) -> str:
         accel = spec.resources.accelerators
         explicit = self.settings.get("instance_type")
         if explicit:
             if not INSTANCE_RE.match(explicit):
                 problems.append(spec.problem("backends.sagemaker.instance_type",
                                              f"{explicit!r} is not a SageMaker instance type (e.g. ml.g5.2xlarge)"))
-            return explicit, accel.count
+            return str(explicit)
         if not accel.is_gpu:
-            return "ml.m5.xlarge", 0
+            return "ml.m5.xlarge"
         try:
-            return catalog.lookup(self.name, accel).instance_type, accel.count
+            return catalog.lookup(self.name, accel).instance_type
         except catalog.CatalogError as exc:
             problems.append(spec.problem("resources.accelerators", f"{exc.message}; {exc.hint}"))
-            return "", accel.count
+            return ""
 
     # -- AWS clients -------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backends.remote_job import LazySettings, Placement, job_files, node_environment
 from launcher import catalog
 from launcher.backend import (
     Capabilities,
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
-BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
 JOB_ID_LABEL = "launch-job-id"
 IDEMPOTENCY_LABEL = "launch-idempotency-key"
 DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
@@ -142,11 +142,6 @@ def settings_model() -> type[BaseModel]:
     return VertexSettings
 
 
-class _SettingsModel:
-    def __get__(self, obj: object, owner: type) -> type[BaseModel]:
-        return settings_model()
-
-
 def _gcloud_default(section: str, key: str) -> str | None:
     """The `gcloud config` default, read from its file (running gcloud would cost a second)."""
     base = Path(os.environ.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
@@ -165,7 +160,7 @@ def _gcloud_default(section: str, key: str) -> str | None:
 class VertexBackend:
     name: ClassVar[str] = "vertex"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True)
-    settings_model = _SettingsModel()
+    settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from the record and config.
@@ -240,31 +235,14 @@ class VertexBackend:
             raise SpecError(problems)
 
         prefix = str(settings.get("prefix") or "launch").strip("/")
-        job_key = f"{prefix}/jobs/{job_id}/"
         fuse = f"/gcs/{staging}/"
-        environment = {
-            **spec.env,
-            **secrets,
-            "LAUNCH_JOB_ID": job_id,
-            "LAUNCH_NUM_NODES": str(spec.resources.nodes),
-            "LAUNCH_GPUS_PER_NODE": str(spec.resources.accelerators.count),
-            "LAUNCH_MASTER_PORT": "29500",
-            "LAUNCH_OUTPUT_DIR": "/tmp/launch/outputs",
-            "LAUNCH_CHECKPOINT_DIR": spec.checkpoint_dir or "/tmp/launch/checkpoints",
-            "LAUNCH_PLATFORM": "vertex",
-            "LAUNCH_WORKDIR": "/tmp/launch/work",
-            "LAUNCH_RUN_FILE": fuse + job_key + "run.sh",
-            "LAUNCH_DISTRIBUTED": spec.distributed or "",
-        }
-        uploads = [Upload(BOOTSTRAP, f"gs://{staging}/{job_key}bootstrap.sh"),
-                   Upload(None, f"gs://{staging}/{job_key}run.sh", content=spec.run)]
-        if spec.setup:
-            environment["LAUNCH_SETUP_FILE"] = fuse + job_key + "setup.sh"
-            uploads.append(Upload(None, f"gs://{staging}/{job_key}setup.sh", content=spec.setup))
-        if bundle is not None:
-            bundle_key = f"{prefix}/bundles/{bundle.digest}.tar.gz"
-            uploads.append(Upload(bundle.path, f"gs://{staging}/{bundle_key}"))
-            environment["LAUNCH_BUNDLE"] = fuse + bundle_key
+        job_key = f"{prefix}/jobs/{job_id}/"
+        where = Placement(f"gs://{staging}/{job_key}", fuse + job_key,
+                          f"gs://{staging}/{prefix}/bundles/", f"{fuse}{prefix}/bundles/")
+        uploads, files_env = job_files(spec, bundle, where)
+        environment = {**node_environment(spec, job_id, secrets, platform="vertex", output_dir="/tmp/launch/outputs",
+                                          checkpoint_dir="/tmp/launch/checkpoints", workdir="/tmp/launch/work"),
+                       **files_env}
 
         pool = {
             "machine_spec": machine,
