@@ -29,8 +29,19 @@ HEAVY = ("boto3", "botocore", "google.cloud", "google.api_core", "azure", "kuber
 NEVER_FOR_LIST = tuple(m for m in HEAVY if m != "backends.local")
 
 
+def _at_interpreter_start() -> set[str]:
+    """Modules every Python in this environment has before running anything (e.g. the bare
+    `google.cloud` namespace that google-cloud-*'s .pth files create): not launch's doing."""
+    result = subprocess.run([sys.executable, "-c", "import json, sys; print(json.dumps(sorted(sys.modules)))"],
+                            capture_output=True, text=True, timeout=60)
+    return set(json.loads(result.stdout))
+
+
+BASELINE = _at_interpreter_start()
+
+
 def _offenders(modules: list[str], forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+    return sorted(m for m in modules if m not in BASELINE and any(m == f or m.startswith(f + ".") for f in forbidden))
 
 
 def _python(args: list[str], home: Path) -> subprocess.CompletedProcess:

@@ -248,4 +248,5 @@ def test_filter_precedence_and_reset(gcp: VertexFake) -> None:
     gcp.add_log("1", "workerpool0-0", "x")
     gcp.job_client().create_custom_job(parent=PARENT, custom_job=custom_job())
     gcp.reset()
-    assert not (gcp.jobs or gcp.log_entries or gcp.buckets or gcp.created_bodies or gcp.requests)
+    assert not (gcp.jobs or gcp.log_entries or gcp.buckets or gcp.created_bodies or gcp.objects)
+    assert not [r for r in gcp.requests if not r[1].startswith("/storage/")]  # storage.Client's background GET

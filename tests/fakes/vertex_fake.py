@@ -31,9 +31,13 @@ google-cloud-storage 3.17.1, the versions in .venv):
   The fake (like Google) parses names and numbers for enums alike, accepts snake_case or camelCase keys, and answers
   enums as ints when that ``$alt`` asks for it, as names otherwise. Responses are parsed by the client with
   ``ignore_unknown_fields=True``.
-- Errors are ``{"error": {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}}``; api-core maps them to
-  ``google.api_core.exceptions`` (InvalidArgument, NotFound, FailedPrecondition, ServiceUnavailable, ...).
-  None of create/get/list/cancel has a default retry in the v1 client: a 503 on create raises at once.
+- Errors are ``{"error": {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}}``. Over REST, api-core picks
+  the exception class from the HTTP code only: every 400 (INVALID_ARGUMENT and FAILED_PRECONDITION alike) raises
+  ``google.api_core.exceptions.BadRequest`` (never InvalidArgument/FailedPrecondition), 404 NotFound, 503
+  ServiceUnavailable; the Google status is ``exc.response.json()["error"]["status"]``. None of
+  create/get/list/cancel has a default retry in the v1 client: a 503 on create raises at once.
+- The flattened ``list_custom_jobs`` takes only ``parent``: pass ``request={"parent": .., "filter": ..,
+  "page_size": ..}``. Iterating the pager fetches every page.
 - List filter (AIP-160): ``labels.launch_job_id="abc"`` (quoted or bare value), ``labels.launch_job_id:*``
   (existence), ``display_name="x"`` / ``display_name:"job-*"``, ``state="JOB_STATE_RUNNING"`` / ``!=``,
   ``create_time>"2024-05-18T00:00:00Z"``, ``AND`` / ``OR`` / ``NOT`` / parentheses. Mind AIP-160 precedence: OR
@@ -69,8 +73,11 @@ google-cloud-storage 3.17.1, the versions in .venv):
   then the bytes); bigger ones and ``upload_from_file`` without size are resumable (POST ``uploadType=resumable``
   -> ``Location`` session URL -> PUT with ``Content-Range``). Object names are %-encoded in paths (``a/b`` ->
   ``a%2Fb``). ``blob.exists()``/``reload()``: ``GET /storage/v1/b/{b}/o/{name}``; ``bucket.exists()``:
-  ``GET /storage/v1/b/{b}?fields=name``; downloads ``GET /download/storage/v1/b/{b}/o/{name}?alt=media`` (checked
-  against ``x-goog-hash``). ``ifGenerationMatch`` is honoured (412).
+  ``GET /storage/v1/b/{b}?fields=name``; each Client also fetches a bucket's metadata once, in a background
+  daemon thread, on its first upload there (``GET /storage/v1/b/{b}?projection=noAcl``, errors swallowed), so
+  ``requests`` may hold that GET at any point: don't assert exact GCS request sequences. Downloads
+  ``GET /download/storage/v1/b/{b}/o/{name}?alt=media`` (checked against ``x-goog-hash``). ``ifGenerationMatch``
+  is honoured (412 -> PreconditionFailed).
 """
 
 from __future__ import annotations
@@ -85,7 +92,6 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -360,6 +366,7 @@ class VertexFake:
             self.created_bodies: list[Any] = []
             self.cancel_requests: list[str] = []
             self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, %-encoded path, query)
+            self.upload_metadata: list[dict[str, Any]] = []  # JSON metadata parts of multipart uploads
             self.crashes: list[str] = []  # tracebacks of bugs in the fake (answered 500)
             self.log_entries: list[dict[str, Any]] = []
             self.objects: dict[tuple[str, str], bytes] = {}
@@ -758,6 +765,7 @@ class VertexFake:
             return 200, self._store_object(bucket, meta["name"], body, meta, query), {}
         if kind == "multipart":
             meta, data = _parse_multipart(headers.get("Content-Type", ""), body)
+            self.upload_metadata.append(dict(meta))
             return 200, self._store_object(bucket, meta.get("name") or query.get("name", ""), data, meta, query), {}
         if kind == "resumable":
             self._need_bucket(bucket)
@@ -973,8 +981,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body = b""
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                body += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                pass
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
@@ -994,7 +1010,7 @@ class _Handler(BaseHTTPRequestHandler):
             code, headers, payload = 500, {}, {"error": {"code": 500, "message": f"fake crashed: {e!r}",
                                                          "status": "INTERNAL"}}
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(code, HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "")
+        self.send_response(code)
         if not isinstance(payload, bytes):
             self.send_header("Content-Type", "application/json; charset=UTF-8")
         for key, value in headers.items():
