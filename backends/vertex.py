@@ -48,8 +48,9 @@ if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
-JOB_ID_LABEL = "launch-job-id"
-IDEMPOTENCY_LABEL = "launch-idempotency-key"
+# underscores: label keys may hold "-", but Vertex's list-filter grammar is only documented for "_"
+JOB_ID_LABEL = "launch_job_id"
+IDEMPOTENCY_LABEL = "launch_idempotency_key"
 DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
 DEFAULT_DISK_GB = 100
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
@@ -340,7 +341,7 @@ class VertexBackend:
         from google.cloud import aiplatform_v1
         from google.protobuf import json_format
 
-        parent = request.operation
+        parent = request.operation.removesuffix("/customJobs")  # projects/<p>/locations/<region>
         region = parent.split("/")[3]
         job = aiplatform_v1.CustomJob()
         try:
@@ -454,8 +455,12 @@ class VertexBackend:
 
             try:
                 self._jobs(handle.data["region"]).cancel_custom_job(name=handle.data["name"])
-            except (gexc.FailedPrecondition, gexc.NotFound):
+            except gexc.NotFound:
                 return
+            except gexc.GoogleAPICallError as exc:
+                # over REST every 400 is BadRequest; the status says it had already ended
+                if _google_status(exc) != "FAILED_PRECONDITION" and not isinstance(exc, gexc.FailedPrecondition):
+                    raise
 
     # -- list --------------------------------------------------------------------
 
@@ -510,6 +515,16 @@ def _status_of(job: Any, handle: Handle) -> Status:
            f"{handle.data['id']}/cpu?project={handle.data['project']}")
     return Status(state, raw, message, exit_code=0 if state is JobState.SUCCEEDED else None,
                   started_at=started, ended_at=ended, url=url)
+
+
+def _google_status(exc: Any) -> str:
+    """The canonical status ("FAILED_PRECONDITION", ...) of an api-core error raised by the REST
+    transport, which picks the exception class from the HTTP code alone."""
+    response = getattr(exc, "response", None)
+    try:
+        return str(response.json()["error"]["status"]) if response is not None else ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
 
 
 def _is_transient(exc: BaseException) -> bool:
