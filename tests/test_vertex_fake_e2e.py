@@ -91,7 +91,8 @@ def test_status_maps_states_and_errors(vx):
     vx.fake.set_state(name, "JOB_STATE_RUNNING")
     record = _status(vx, job)
     assert record["state"] == "RUNNING" and "console.cloud.google.com/vertex-ai" in record["url"]
-    vx.fake.set_state(name, "JOB_STATE_FAILED", error_message="The replica workerpool0-0 exited with a non-zero status of 1")
+    vx.fake.set_state(name, "JOB_STATE_FAILED",
+                      error_message="The replica workerpool0-0 exited with a non-zero status of 1")
     record = _status(vx, job)
     assert record["state"] == "FAILED" and "non-zero status of 1" in record["message"]
     assert vx.run("wait", job).returncode == 1
@@ -109,6 +110,7 @@ def test_run_wait_exits_0_on_success(vx):
     vx.fake.set_state(name, "JOB_STATE_SUCCEEDED")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert "submitted" in out
 
 
 def test_logs_across_nodes_in_time_order_and_follow_without_repeats(vx):
