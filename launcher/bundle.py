@@ -165,19 +165,13 @@ def _load_launchignore(root: Path) -> Any:
 def _git_files(root: Path) -> list[str] | None:
     """Files git considers part of the tree under root, or None outside git.
 
-    Two subprocesses for the whole tree, never one per file. A missing git or
+    One subprocess for the whole tree, never one per file. A missing git or
     an unusable repository falls back to walking rather than failing.
     """
     env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_OVERRIDES}
+    if not any((parent / ".git").exists() for parent in (root, *root.parents)):
+        return None  # not a work tree: no subprocess at all (a sweep packs once per job)
     try:
-        top = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            env=env,
-            check=False,
-        )
-        if top.returncode != 0 or not top.stdout.strip():
-            return None
         listed = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
             cwd=root,
