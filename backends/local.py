@@ -8,7 +8,6 @@ which is how `status`, `logs` and `list --sync` find it from any later shell.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -18,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backends.nodes import NodeReport, judge
 from backends.remote_job import BOOTSTRAP, LazySettings
 from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 DEFAULT_CANCEL_GRACE_S = 10.0
-TIMED_OUT = 124  # bootstrap.sh's exit code when max_runtime stopped the job
 _READ_CHUNK = 1 << 20
 
 
@@ -176,49 +175,20 @@ class LocalBackend:
         job_dir = Path(handle.data["job_dir"])
         if not job_dir.exists():
             return Status(JobState.UNKNOWN, "missing", f"job directory {job_dir} no longer exists")
-        cancelled = (job_dir / "cancel_requested").exists()
-        running, failed, missing, codes = [], [], [], {}
+        marker = job_dir / "cancel_requested"
+        cancelled = marker.exists()
+        grace = float(handle.data.get("cancel_grace_s", self.cancel_grace_s))
+        reports = []
         for node in handle.data["nodes"]:
-            code = _exit_code(Path(node["dir"]))
-            if code is not None:
-                codes[node["rank"]] = code
-                if code != 0:
-                    failed.append(node["rank"])
-            elif procs.is_alive(node["pid"], node.get("start")):
-                running.append(node["rank"])
-            else:
-                missing.append(node["rank"])
-        total = len(handle.data["nodes"])
-        started = handle.data.get("submitted_at")
-        raw = f"running {len(running)}/{total}" if running else "exited " + ",".join(
-            str(codes.get(n["rank"], "?")) for n in handle.data["nodes"])
-        if running and cancelled:
-            grace = float(handle.data.get("cancel_grace_s", self.cancel_grace_s))
-            stale = time.time() - (job_dir / "cancel_requested").stat().st_mtime > grace + 5
-            if stale and not _stopped:
-                self._stop(handle, grace_s=0)  # the cancelling CLI died before its SIGKILL: finish the job
-                return self.status(handle, _stopped=True)
-            return Status(JobState.CANCELLING, raw, "cancel requested", started_at=started)
-        if running and not failed and not missing:
-            return Status(JobState.RUNNING, raw, started_at=started)
-        if running and not _stopped:  # one node failed: like a provider, end the job, don't hang the rest
+            node_dir = Path(node["dir"])
+            reports.append(NodeReport(node["rank"], _exit_code(node_dir),
+                                      procs.is_alive(node["pid"], node.get("start")), _exit_mtime(node_dir)))
+        verdict = judge(reports, cancelled=cancelled, started_at=handle.data.get("submitted_at"),
+                        cancel_overdue=cancelled and time.time() - marker.stat().st_mtime > grace + 5)
+        if verdict.stop and not _stopped:
             self._stop(handle, grace_s=0)
             return self.status(handle, _stopped=True)
-        if running:
-            return Status(JobState.RUNNING, raw, "stopping after a node failed", started_at=started)
-        ended = _ended_at(handle)
-        if cancelled:
-            return Status(JobState.CANCELLED, raw, "cancelled", started_at=started, ended_at=ended)
-        if failed:  # the first node to fail is the cause; later failures are usually its echo
-            rank = min(failed, key=lambda r: (_exit_mtime(handle, r), r))
-            why = "exceeded max_runtime" if codes[rank] == TIMED_OUT else f"exited with code {codes[rank]}"
-            return Status(JobState.FAILED, raw, f"node {rank} {why}",
-                          exit_code=codes[rank], started_at=started, ended_at=ended)
-        if missing:
-            rank = missing[0]
-            return Status(JobState.FAILED, raw, f"node {rank} ended without recording an exit code "
-                          "(killed?)", started_at=started, ended_at=ended)
-        return Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started, ended_at=ended)
+        return verdict.status
 
     # -- logs --------------------------------------------------------------------
 
@@ -314,20 +284,11 @@ def _exit_code(node_dir: Path) -> int | None:
         return None
 
 
-def _exit_mtime(handle: Handle, rank: int) -> float:
+def _exit_mtime(node_dir: Path) -> float | None:
     try:
-        return (Path(handle.data["nodes"][rank]["dir"]) / "exit_code").stat().st_mtime_ns / 1e9
+        return (node_dir / "exit_code").stat().st_mtime
     except OSError:
-        return float("inf")
-
-
-def _ended_at(handle: Handle) -> float | None:
-    times = []
-    for node in handle.data["nodes"]:
-        with contextlib.suppress(OSError):
-            times.append((Path(node["dir"]) / "exit_code").stat().st_mtime)
-    return max(times) if times else time.time()
-
+        return None
 
 def _read_lines(path: Path, rank: int, offsets: dict[int, int], finished: bool) -> Iterator[LogLine]:
     offset = offsets.get(rank, 0)

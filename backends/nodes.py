@@ -1,0 +1,60 @@
+"""One job state from the states of its nodes, for backends that run bootstrap.sh on
+machines they watch themselves (local processes, ssh hosts).
+
+The rules are the providers' rules, so a job means the same everywhere: it succeeds
+only if every node exited 0; the first node to fail explains the failure and the
+others are stopped rather than left hanging at a rendezvous; a cancel wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from launcher.backend import JobState, Status
+
+TIMED_OUT = 124  # bootstrap.sh's exit code when max_runtime stopped the job
+
+
+@dataclass(frozen=True)
+class NodeReport:
+    rank: int
+    exit_code: int | None      # None: no exit code recorded (yet)
+    alive: bool
+    exited_at: float | None = None  # when the exit code was written, to find the first failure
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    stop: bool = False  # the backend should stop the nodes still running (then ask again)
+
+
+def judge(reports: Sequence[NodeReport], *, cancelled: bool, cancel_overdue: bool = False,
+          started_at: float | None = None) -> Verdict:
+    running = [r for r in reports if r.exit_code is None and r.alive]
+    failed = [r for r in reports if r.exit_code not in (None, 0)]
+    vanished = [r for r in reports if r.exit_code is None and not r.alive]
+    raw = f"running {len(running)}/{len(reports)}" if running else "exited " + ",".join(
+        "?" if r.exit_code is None else str(r.exit_code) for r in reports)
+    if running and cancelled:
+        return Verdict(Status(JobState.CANCELLING, raw, "cancel requested", started_at=started_at),
+                       stop=cancel_overdue)  # the cancelling CLI died before its SIGKILL
+    if running and not failed and not vanished:
+        return Verdict(Status(JobState.RUNNING, raw, started_at=started_at))
+    if running:
+        return Verdict(Status(JobState.RUNNING, raw, "stopping after a node failed", started_at=started_at),
+                       stop=True)
+    times = [r.exited_at for r in reports if r.exited_at is not None]
+    ended_at = max(times) if times else None
+    if cancelled:
+        return Verdict(Status(JobState.CANCELLED, raw, "cancelled", started_at=started_at, ended_at=ended_at))
+    if failed:  # the first node to fail is the cause; later failures are usually its echo
+        first = min(failed, key=lambda r: (r.exited_at if r.exited_at is not None else float("inf"), r.rank))
+        why = "exceeded max_runtime" if first.exit_code == TIMED_OUT else f"exited with code {first.exit_code}"
+        return Verdict(Status(JobState.FAILED, raw, f"node {first.rank} {why}", exit_code=first.exit_code,
+                              started_at=started_at, ended_at=ended_at))
+    if vanished:
+        return Verdict(Status(JobState.FAILED, raw, f"node {vanished[0].rank} ended without recording an exit "
+                              "code (killed?)", started_at=started_at, ended_at=ended_at))
+    return Verdict(Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started_at, ended_at=ended_at))

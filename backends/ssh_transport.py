@@ -1,0 +1,130 @@
+"""Running commands on hosts through the user's own OpenSSH client.
+
+Shared by the ssh backend and the backends that provision machines and then reach
+them over ssh (lambda_cloud). Using the system `ssh` keeps the user's ~/.ssh/config,
+agent, ProxyJump and keys working unchanged; one ControlMaster connection per host
+makes the many small calls of status and log following cheap.
+
+Every value placed in a remote command goes through `shlex.quote`: remote commands
+are built only by `script()`, never by string formatting at call sites.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from launcher.errors import BackendUnreachable
+
+SSH_UNREACHABLE = 255  # ssh's own exit code for connection/authentication failures
+
+
+@dataclass(frozen=True)
+class Host:
+    """`user@host[:port]` (or an alias from ~/.ssh/config) and the address other nodes use."""
+
+    destination: str
+    port: int | None = None
+    internal_address: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, internal_address: str | None = None) -> Host:
+        match = re.fullmatch(r"(?P<dest>[^\s:@]+@[^\s:@]+|[^\s:@]+)(?::(?P<port>\d{1,5}))?", text.strip())
+        if not match:
+            raise ValueError(f"{text!r} is not user@host[:port] or a host alias")
+        port = int(match.group("port")) if match.group("port") else None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range")
+        return cls(match.group("dest"), port, internal_address)
+
+    @property
+    def hostname(self) -> str:
+        return self.destination.rsplit("@", 1)[-1]
+
+    @property
+    def reachable_as(self) -> str:
+        """What the other nodes connect to (master address): the internal address if given."""
+        return self.internal_address or self.hostname
+
+    def __str__(self) -> str:
+        return f"{self.destination}:{self.port}" if self.port else self.destination
+
+
+def script(template: str, **values: object) -> str:
+    """A remote shell command with every value quoted: `script("cat {path}", path=p)`.
+    Lists become space-separated quoted words."""
+    quoted = {k: " ".join(shlex.quote(str(v)) for v in value) if isinstance(value, (list, tuple))
+              else shlex.quote(str(value)) for k, value in values.items()}
+    return template.format(**quoted)
+
+
+def _control_dir() -> Path:
+    """Short and private: ControlPath sockets must fit in ~100 bytes."""
+    path = Path(tempfile.gettempdir()) / f"launch-ssh-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+class SSHTransport:
+    def __init__(self, *, ssh_config: str | None = None, identity_file: str | None = None,
+                 host_key_checking: str = "yes", connect_timeout: int = 10, persist_s: int = 120) -> None:
+        self.ssh_config = ssh_config
+        self.identity_file = identity_file
+        self.host_key_checking = host_key_checking
+        self.connect_timeout = connect_timeout
+        self.persist_s = persist_s
+
+    def ssh_args(self, host: Host) -> list[str]:
+        args = ["ssh", "-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={self.host_key_checking}",
+                "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ControlMaster=auto",
+                "-o", f"ControlPath={_control_dir()}/%C", "-o", f"ControlPersist={self.persist_s}",
+                "-o", "ServerAliveInterval=15", "-o", "LogLevel=ERROR"]
+        if self.ssh_config:
+            args += ["-F", self.ssh_config]
+        if self.identity_file:
+            args += ["-i", self.identity_file]
+        if host.port:
+            args += ["-p", str(host.port)]
+        return [*args, "--", host.destination]
+
+    def run(self, host: Host, command: str, *, stdin: bytes | IO[bytes] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+        """Run `command` (built with `script`) under `sh -c` on the host; raise only when ssh
+        itself failed (unreachable, refused key), not when the command did."""
+        remote = "sh -c " + shlex.quote(command)  # POSIX sh whatever the login shell is
+        kwargs: dict[str, object] = {"capture_output": True, "timeout": timeout}
+        if isinstance(stdin, bytes) or stdin is None:
+            kwargs["input"] = stdin if stdin is not None else b""
+        else:
+            kwargs["stdin"] = stdin
+        try:
+            done = subprocess.run([*self.ssh_args(host), remote], **kwargs)  # type: ignore[call-overload]
+        except FileNotFoundError:
+            raise BackendUnreachable("no `ssh` command on this machine", "install OpenSSH's client") from None
+        except subprocess.TimeoutExpired:
+            raise BackendUnreachable(f"{host}: no answer within {timeout:.0f}s") from None
+        if done.returncode == SSH_UNREACHABLE:
+            reason = done.stderr.decode(errors="replace").strip().splitlines()
+            raise BackendUnreachable(f"cannot reach {host} over ssh: {reason[-1] if reason else 'no reason given'}",
+                                     "check the address, your key and known_hosts (ssh " f"{host.destination})")
+        return done
+
+    def put(self, host: Host, data: bytes | Path, remote_path: str, *, mode: str = "600") -> None:
+        """Write a file atomically with the given mode (0600 by default: env files hold secrets)."""
+        command = script("umask 077 && mkdir -p {dir} && cat > {tmp} && chmod {mode} {tmp} && mv -f {tmp} {path}",
+                         dir=os.path.dirname(remote_path) or ".", tmp=remote_path + ".part", mode=mode,
+                         path=remote_path)
+        if isinstance(data, Path):
+            with data.open("rb") as handle:
+                done = self.run(host, command, stdin=handle, timeout=3600)
+        else:
+            done = self.run(host, command, stdin=data)
+        if done.returncode != 0:
+            raise BackendUnreachable(f"{host}: could not write {remote_path}: "
+                                     f"{done.stderr.decode(errors='replace').strip()}")
