@@ -80,6 +80,12 @@ vertex_topology() {
 [ "$platform" = sagemaker ] && sagemaker_topology
 [ "$platform" = vertex ] && vertex_topology
 
+# Relative paths (the ssh backend's are relative to the login directory) must survive the cd below.
+absolute() { case "$1" in ""|/*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
+bundle=$(absolute "$bundle")
+workdir=$(absolute "$workdir")
+exit_file=$(absolute "$exit_file")
+
 : "${LAUNCH_NODE_RANK:=0}"
 : "${LAUNCH_NUM_NODES:=1}"
 : "${LAUNCH_GPUS_PER_NODE:=0}"
@@ -87,6 +93,8 @@ vertex_topology() {
 : "${LAUNCH_MASTER_PORT:=29500}"
 : "${LAUNCH_OUTPUT_DIR:=$workdir/outputs}"
 : "${LAUNCH_CHECKPOINT_DIR:=$workdir/checkpoints}"
+LAUNCH_OUTPUT_DIR=$(absolute "$LAUNCH_OUTPUT_DIR")
+LAUNCH_CHECKPOINT_DIR=$(absolute "$LAUNCH_CHECKPOINT_DIR")
 export LAUNCH_JOB_ID LAUNCH_NODE_RANK LAUNCH_NUM_NODES LAUNCH_GPUS_PER_NODE \
     LAUNCH_MASTER_ADDR LAUNCH_MASTER_PORT LAUNCH_OUTPUT_DIR LAUNCH_CHECKPOINT_DIR
 

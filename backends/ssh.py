@@ -1,0 +1,347 @@
+"""The `ssh` backend: run the spec on Linux hosts you can already ssh into.
+
+This is how users reach CoreWeave, Lambda or on-prem GPU nodes they have. Node i
+runs on host i through the same bootstrap.sh as every backend, detached with
+`setsid` so it outlives the ssh session; everything about the job lives in
+<remote_root>/jobs/<job id>/ on each host, which is how status, logs and cancel
+find it from any later shell. Values reach the remote shell only through
+`ssh_transport.script` (shlex-quoted); the environment, secrets included, travels
+in a 0600 file, never on a command line.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from backends.nodes import NodeReport, judge
+from backends.remote_job import LazySettings, Placement, job_files, node_environment
+from backends.ssh_transport import Host, SSHTransport, script
+from launcher import config, durations
+from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.errors import BackendError, BackendUnreachable, SpecError, UsageError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+DEFAULT_CANCEL_GRACE_S = 10
+
+
+@functools.cache
+def settings_model() -> type[BaseModel]:
+    """`backends.ssh`: the hosts (or a pool of them from config.toml) and how to reach them."""
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+    class HostSetting(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        address: str = Field(description="user@host[:port] or an alias from ~/.ssh/config")
+        internal_address: str | None = Field(None, description="what the other nodes use to reach this one")
+
+        @field_validator("address")
+        @classmethod
+        def _parses(cls, value: str) -> str:
+            Host.parse(value)
+            return value
+
+    def _host(value: Any) -> Any:
+        return {"address": value} if isinstance(value, str) else value
+
+    HostEntry = Annotated[HostSetting, BeforeValidator(_host)]
+
+    class Pool(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        hosts: list[HostEntry] = Field(min_length=1)
+
+    class SSHSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        hosts: list[HostEntry] = Field(default_factory=list)
+        pool: str | None = Field(None, description="a pool from config.toml: [backends.ssh.pools.<name>]")
+        pools: dict[str, Pool] = Field(default_factory=dict)
+        check_gpus: bool = True
+        host_key_checking: Literal["yes", "accept-new"] = "yes"
+        ssh_config: str | None = None
+        identity_file: str | None = None
+        remote_root: str = Field(".launch", description="job files on the hosts; relative to the login dir")
+        cancel_grace: Annotated[int, BeforeValidator(durations.parse_seconds)] = DEFAULT_CANCEL_GRACE_S
+
+    return SSHSettings
+
+
+class SSHBackend:
+    name: ClassVar[str] = "ssh"
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
+    settings_model = LazySettings(settings_model)
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
+        self.settings = settings_model().model_validate(dict(settings or {})).model_dump()
+        self.transport = client or SSHTransport(
+            ssh_config=self.settings.get("ssh_config"), identity_file=self.settings.get("identity_file"),
+            host_key_checking=self.settings["host_key_checking"])
+
+    @classmethod
+    def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
+        import shutil
+
+        if not shutil.which("ssh"):
+            return Readiness(False, False, "no ssh client", "install OpenSSH's client (apt-get install openssh-client)")
+        if not settings.get("hosts") and not settings.get("pools"):
+            return Readiness(True, False, "no hosts", "list hosts in backends.ssh.hosts, or pools in config.toml "
+                             "under [backends.ssh.pools.<name>]")
+        pools = ", ".join(sorted(settings.get("pools") or {}))
+        return Readiness(True, True, f"{len(settings.get('hosts') or [])} host(s)"
+                         + (f"; pools: {pools}" if pools else ""))
+
+    def _hosts(self) -> list[Host]:
+        entries = self.settings["hosts"]
+        pool = self.settings.get("pool")
+        if pool:
+            pools = self.settings.get("pools") or {}
+            if pool not in pools:
+                raise UsageError(f"no ssh pool named {pool!r}",
+                                 f"define [backends.ssh.pools.{pool}] hosts = [...] in {config.config_path()}")
+            entries = pools[pool]["hosts"]
+        return [Host.parse(e["address"], e.get("internal_address")) for e in entries]
+
+    # -- render ------------------------------------------------------------------
+
+    def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
+               secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
+        hosts = self._hosts()
+        nodes = spec.resources.nodes
+        if not hosts:
+            raise SpecError([spec.problem("backends.ssh.hosts", "no hosts: list them, e.g. hosts: "
+                                          "[ubuntu@gpu-node-0], or set pool: <name> from config.toml")])
+        if nodes > len(hosts):
+            raise SpecError([spec.problem("resources.nodes", f"{nodes} nodes asked for but backends.ssh lists "
+                                          f"{len(hosts)} host(s); add hosts or lower nodes")])
+        root = str(PurePosixPath(self.settings["remote_root"]))
+        job_dir = f"{root}/jobs/{job_id}"
+        where = Placement(job_dir + "/", job_dir + "/", f"{root}/bundles/", f"{root}/bundles/")
+        uploads, files_env = job_files(spec, bundle, where)
+        base = {**node_environment(spec, job_id, secrets, platform="ssh", output_dir=f"{job_dir}/outputs",
+                                   checkpoint_dir=f"{job_dir}/checkpoints", workdir=""),
+                **files_env}
+        node_payloads = []
+        for rank in range(nodes):
+            node_dir = f"{job_dir}/node-{rank}"
+            env = {**base, "LAUNCH_NODE_RANK": str(rank), "LAUNCH_MASTER_ADDR": hosts[0].reachable_as,
+                   "LAUNCH_WORKDIR": f"{node_dir}/work", "LAUNCH_EXIT_FILE": f"{node_dir}/exit_code",
+                   "LAUNCH_LOG_FILE": f"{node_dir}/log", "LAUNCH_MAX_RUNTIME": str(spec.max_runtime or "")}
+            node_payloads.append({"rank": rank, "host": str(hosts[rank]), "dir": node_dir, "env": env})
+        payload = {
+            "hosts": [{"address": str(h), "internal_address": h.internal_address} for h in hosts[:nodes]],
+            "job_dir": job_dir,
+            "gpus_per_node": spec.resources.accelerators.count if self.settings["check_gpus"] else 0,
+            "cancel_grace_s": self.settings["cancel_grace"],
+            "idempotency_key": idempotency_key,
+            "nodes": node_payloads,
+        }
+        return Request(self.name, job_id, "ssh_start_nodes", payload, tuple(uploads))
+
+    # -- submit ------------------------------------------------------------------
+
+    def submit(self, request: Request) -> Handle:
+        """Check GPUs and copy files to every host first; start nodes only when all are ready,
+        and stop the started ones if a later start fails (never half a job)."""
+        payload = request.payload
+        hosts = [Host.parse(h["address"], h.get("internal_address")) for h in payload["hosts"]]
+        for host in dict.fromkeys(hosts):
+            self._check_gpus(host, payload["gpus_per_node"])
+            for upload in request.uploads:
+                self._upload(host, upload)
+        started: list[dict[str, Any]] = []
+        try:
+            for node in payload["nodes"]:
+                host = hosts[node["rank"]]
+                env_file = f"{node['dir']}/env.sh"
+                env_text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in node["env"].items())
+                self.transport.put(host, env_text.encode(), env_file)
+                started.append({**self._start(host, node, payload["job_dir"]), "rank": node["rank"],
+                                "host": str(host), "internal_address": host.internal_address, "dir": node["dir"]})
+        except Exception:
+            partial = Handle(self.name, request.job_id, {"job_dir": payload["job_dir"], "nodes": started})
+            self._signal(partial, grace_s=0)
+            raise
+        handle = Handle(self.name, request.job_id, {
+            "job_dir": payload["job_dir"], "nodes": started, "submitted_at": time.time(),
+            "cancel_grace_s": payload["cancel_grace_s"], "idempotency_key": payload.get("idempotency_key")})
+        self.transport.put(hosts[0], json.dumps(handle.to_json()).encode(), f"{payload['job_dir']}/handle.json")
+        return handle
+
+    def _check_gpus(self, host: Host, wanted: int) -> None:
+        if wanted <= 0:
+            return
+        done = self.transport.run(host, "nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true")
+        have = int((done.stdout.decode().strip() or "0").splitlines()[-1] or 0)
+        if have < wanted:
+            raise BackendError(f"{host} has {have} NVIDIA GPU(s); the spec asks for {wanted} per node",
+                               "pick other hosts, lower resources.accelerators, or "
+                               "--set backends.ssh.check_gpus=false")
+
+    def _upload(self, host: Host, upload: Upload) -> None:
+        if upload.content is not None:
+            self.transport.put(host, upload.content.encode(), upload.destination)
+            return
+        assert upload.source is not None
+        if "/bundles/" in upload.destination:  # content-addressed: skip when the host has it
+            present = self.transport.run(host, script("test -f {path}", path=upload.destination))
+            if present.returncode == 0:
+                return
+        self.transport.put(host, upload.source, upload.destination, mode="700" if upload.destination.endswith(
+            ".sh") else "600")
+
+    def _start(self, host: Host, node: dict[str, Any], job_dir: str) -> dict[str, Any]:
+        """Start the bootstrap detached in its own session (it outlives this ssh connection),
+        from the login directory that the job's relative paths start from; answer its pid and
+        kernel start time (so a reused pid is never mistaken for the job)."""
+        command = script(
+            "mkdir -p {dir} && setsid sh -c '. \"$1\"; exec sh \"$2\"' launch-node {env} {bootstrap} "
+            "> {log} 2>&1 < /dev/null & pid=$!; echo \"$pid $(cut -d' ' -f22 /proc/$pid/stat 2>/dev/null)\"",
+            dir=node["dir"], env=f"{node['dir']}/env.sh", bootstrap=f"{job_dir}/bootstrap.sh",
+            log=f"{node['dir']}/log")
+        done = self.transport.run(host, command)
+        words = done.stdout.decode().split()
+        if done.returncode != 0 or not words:
+            raise BackendError(f"{host}: could not start node {node['rank']}: "
+                               f"{done.stderr.decode(errors='replace').strip()}")
+        return {"pid": int(words[0]), "start": words[1] if len(words) > 1 else None}
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self, handle: Handle, *, _stopped: bool = False) -> Status:
+        """One ssh call per host. An unreachable host gives UNKNOWN with the reason, never FAILED."""
+        reports: list[NodeReport] = []
+        cancelled = overdue = False
+        grace = float(handle.data.get("cancel_grace_s", DEFAULT_CANCEL_GRACE_S))
+        for host, nodes in _by_host(handle).items():
+            try:
+                done = self.transport.run(host, _status_script(handle.data["job_dir"], nodes), timeout=60)
+            except BackendUnreachable as exc:
+                return Status(JobState.UNKNOWN, "unreachable", exc.message)
+            lines = done.stdout.decode(errors="replace").splitlines()
+            for line in lines:
+                words = line.split()
+                if words[:1] == ["cancel"]:
+                    cancelled = True
+                    overdue = overdue or float(words[1]) > grace + 5
+                elif words[:1] == ["node"] and len(words) >= 3:
+                    code = int(words[3]) if words[2] == "exit" and len(words) > 3 else None
+                    exited = float(words[4]) if code is not None and len(words) > 4 else None
+                    reports.append(NodeReport(int(words[1]), code, words[2] == "running", exited))
+        if not reports:
+            return Status(JobState.UNKNOWN, "missing", "the job's files are gone from its hosts")
+        reports.sort(key=lambda r: r.rank)
+        verdict = judge(reports, cancelled=cancelled, cancel_overdue=overdue,
+                        started_at=handle.data.get("submitted_at"))
+        if verdict.stop and not _stopped:
+            self._signal(handle, grace_s=0)
+            return self.status(handle, _stopped=True)
+        return verdict.status
+
+    # -- logs --------------------------------------------------------------------
+
+    def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
+             node: int | None = None) -> Iterator[LogLine]:
+        """Complete lines after the byte offset of each node ({rank: offset}); a node's last
+        partial line waits until the node has exited, so a resumed follow never splits,
+        loses or repeats a line."""
+        offsets = {int(k): int(v) for k, v in (since or {}).items()}
+        for info in handle.data["nodes"]:
+            rank = info["rank"]
+            if node is not None and rank != node:
+                continue
+            host = Host.parse(info["host"], info.get("internal_address"))
+            command = script("test -f {exit} && echo done || echo running; tail -c +{start} {log} 2>/dev/null",
+                             exit=f"{info['dir']}/exit_code", start=offsets.get(rank, 0) + 1,
+                             log=f"{info['dir']}/log")
+            done = self.transport.run(host, command, timeout=600)
+            status_line, _, data = done.stdout.partition(b"\n")
+            finished = status_line.strip() == b"done"
+            offset = offsets.get(rank, 0)
+            *lines, rest = data.split(b"\n")
+            for raw in lines:
+                offset += len(raw) + 1
+                offsets[rank] = offset
+                yield LogLine(raw.decode("utf-8", "replace"), rank, dict(offsets))
+            if rest and finished:
+                offsets[rank] = offset + len(rest)
+                yield LogLine(rest.decode("utf-8", "replace"), rank, dict(offsets))
+
+    # -- cancel ------------------------------------------------------------------
+
+    def cancel(self, handle: Handle) -> None:
+        if self.status(handle).state.is_terminal:
+            return  # finished before the cancel: keep its real outcome
+        for host in _by_host(handle):
+            self.transport.run(host, script("touch {marker}", marker=f"{handle.data['job_dir']}/cancel_requested"))
+        self._signal(handle, grace_s=float(handle.data.get("cancel_grace_s", DEFAULT_CANCEL_GRACE_S)))
+
+    def _signal(self, handle: Handle, grace_s: float) -> None:
+        """TERM each node's process group, KILL what is left after the grace period (on the host,
+        so a dropped connection cannot leave the job half-stopped)."""
+        for host, nodes in _by_host(handle).items():
+            groups = [str(n["pid"]) for n in nodes]
+            command = script(
+                # `kill -SIG -PGID`: the one spelling dash, bash and busybox all take for a group
+                "for g in {groups}; do kill -TERM -$g 2>/dev/null; done; i=0; "
+                "while [ $i -lt {ticks} ]; do alive=; for g in {groups}; do kill -0 -$g 2>/dev/null && alive=1; "
+                "done; [ -z \"$alive\" ] && break; sleep 0.1; i=$((i+1)); done; "
+                "for g in {groups}; do kill -KILL -$g 2>/dev/null; done; true",
+                groups=groups, ticks=int(grace_s * 10))
+            try:
+                self.transport.run(host, command, timeout=grace_s + 60)
+            except BackendUnreachable:
+                continue
+
+    # -- list --------------------------------------------------------------------
+
+    def list(self, *, since: float | None = None) -> Iterator[Summary]:
+        root = str(PurePosixPath(self.settings["remote_root"]))
+        seen: set[str] = set()
+        for host in dict.fromkeys(self._hosts()):
+            done = self.transport.run(host, script("for f in {root}/jobs/*/handle.json; do [ -f \"$f\" ] && "
+                                                   "cat \"$f\" && echo; done; true", root=root))
+            for line in done.stdout.decode(errors="replace").splitlines():
+                try:
+                    handle = Handle.from_json(json.loads(line))
+                except (ValueError, KeyError):
+                    continue
+                created = handle.data.get("submitted_at")
+                if handle.job_id in seen or (since is not None and created is not None and created < since):
+                    continue
+                seen.add(handle.job_id)
+                yield Summary(handle=handle, name=handle.job_id.rsplit("-", 3)[0], status=self.status(handle),
+                              created_at=created, idempotency_key=handle.data.get("idempotency_key"))
+
+
+def _by_host(handle: Handle) -> dict[Host, list[dict[str, Any]]]:
+    grouped: dict[Host, list[dict[str, Any]]] = {}
+    for node in handle.data["nodes"]:
+        grouped.setdefault(Host.parse(node["host"], node.get("internal_address")), []).append(node)
+    return grouped
+
+
+def _status_script(job_dir: str, nodes: list[dict[str, Any]]) -> str:
+    """Prints `cancel <age s>` if cancelled, then per node `node <rank> exit <code> <mtime>`,
+    `node <rank> running` or `node <rank> gone` (a reused pid is told apart by its start time)."""
+    parts = [script("now=$(date +%s); m={marker}; [ -f \"$m\" ] && echo \"cancel $((now - $(date -r \"$m\" +%s)))\"",
+                    marker=f"{job_dir}/cancel_requested")]
+    for node in nodes:
+        parts.append(script(
+            "e={dir}/exit_code; if [ -f \"$e\" ]; then echo \"node {rank} exit $(cat \"$e\") $(date -r \"$e\" +%s)\"; "
+            "elif [ \"$(cut -d' ' -f22 /proc/{pid}/stat 2>/dev/null)\" = {start} ] && "
+            "[ \"$(cut -d' ' -f3 /proc/{pid}/stat)\" != Z ]; then echo \"node {rank} running\"; "
+            "else echo \"node {rank} gone\"; fi",
+            dir=node["dir"], rank=node["rank"], pid=node["pid"], start=node.get("start") or ""))
+    return "; ".join(parts)
+
