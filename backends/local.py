@@ -181,8 +181,10 @@ class LocalBackend:
         reports = []
         for node in handle.data["nodes"]:
             node_dir = Path(node["dir"])
-            reports.append(NodeReport(node["rank"], _exit_code(node_dir),
-                                      procs.is_alive(node["pid"], node.get("start")), _exit_mtime(node_dir)))
+            alive = procs.is_alive(node["pid"], node.get("start"))
+            # the exit code is read after the liveness check: a node that writes it and ends
+            # between the two reads is then seen as exited, never as vanished
+            reports.append(NodeReport(node["rank"], _exit_code(node_dir), alive, _exit_mtime(node_dir)))
         verdict = judge(reports, cancelled=cancelled, started_at=handle.data.get("submitted_at"),
                         cancel_overdue=cancelled and time.time() - marker.stat().st_mtime > grace + 5)
         if verdict.stop and not _stopped:

@@ -341,6 +341,8 @@ def _status_script(job_dir: str, nodes: list[dict[str, Any]]) -> str:
             "e={dir}/exit_code; if [ -f \"$e\" ]; then echo \"node {rank} exit $(cat \"$e\") $(date -r \"$e\" +%s)\"; "
             "elif [ \"$(cut -d' ' -f22 /proc/{pid}/stat 2>/dev/null)\" = {start} ] && "
             "[ \"$(cut -d' ' -f3 /proc/{pid}/stat)\" != Z ]; then echo \"node {rank} running\"; "
+            # it may have written its exit code and ended between the two checks above
+            "elif [ -f \"$e\" ]; then echo \"node {rank} exit $(cat \"$e\") $(date -r \"$e\" +%s)\"; "
             "else echo \"node {rank} gone\"; fi",
             dir=node["dir"], rank=node["rank"], pid=node["pid"], start=node.get("start") or ""))
     return "; ".join(parts)

@@ -11,6 +11,7 @@ are built only by `script()`, never by string formatting at call sites.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from launcher.errors import BackendUnreachable
+from launcher.errors import BackendUnreachable, TransientBackendError
 
 SSH_UNREACHABLE = 255  # ssh's own exit code for connection/authentication failures
 
@@ -80,10 +81,15 @@ class SSHTransport:
         self.connect_timeout = connect_timeout
         self.persist_s = persist_s
 
-    def ssh_args(self, host: Host) -> list[str]:
+    def control_path(self, host: Host) -> Path:
+        """Our own socket name (not ssh's %C) so we can tell whether a master is up."""
+        key = f"{host.destination}|{host.port}|{self.ssh_config}|{self.identity_file}|{self.host_key_checking}"
+        return _control_dir() / hashlib.sha1(key.encode()).hexdigest()[:20]
+
+    def ssh_args(self, host: Host, *, master: bool = False) -> list[str]:
         args = ["ssh", "-o", "BatchMode=yes", "-o", f"StrictHostKeyChecking={self.host_key_checking}",
-                "-o", f"ConnectTimeout={self.connect_timeout}", "-o", "ControlMaster=auto",
-                "-o", f"ControlPath={_control_dir()}/%C", "-o", f"ControlPersist={self.persist_s}",
+                "-o", f"ConnectTimeout={self.connect_timeout}", "-o", f"ControlPath={self.control_path(host)}",
+                "-o", f"ControlMaster={'yes' if master else 'no'}", "-o", f"ControlPersist={self.persist_s}",
                 "-o", "ServerAliveInterval=15", "-o", "LogLevel=ERROR"]
         if self.ssh_config:
             args += ["-F", self.ssh_config]
@@ -93,10 +99,31 @@ class SSHTransport:
             args += ["-p", str(host.port)]
         return [*args, "--", host.destination]
 
+    def _ensure_master(self, host: Host) -> None:
+        """Start the shared connection for this host once (`-N -f`: it backgrounds after login).
+        Its output goes to a file: a master holding our pipes would make every call wait for it."""
+        if self.control_path(host).exists():
+            return
+        with tempfile.TemporaryFile() as errors:
+            try:
+                done = subprocess.run([*self.ssh_args(host, master=True)[:-2], "-N", "-f", "--", host.destination],
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
+                                      timeout=self.connect_timeout + 20)
+            except FileNotFoundError:
+                raise BackendUnreachable("no `ssh` command on this machine", "install OpenSSH's client") from None
+            except subprocess.TimeoutExpired:
+                raise BackendUnreachable(f"{host}: no answer within {self.connect_timeout + 20}s") from None
+            if done.returncode != 0:
+                errors.seek(0)
+                reason = errors.read().decode(errors="replace").strip().splitlines()
+                raise BackendUnreachable(f"cannot reach {host} over ssh: {reason[-1] if reason else 'no reason'}",
+                                         f"check the address, your key and known_hosts (ssh {host.destination})")
+
     def run(self, host: Host, command: str, *, stdin: bytes | IO[bytes] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
         """Run `command` (built with `script`) under `sh -c` on the host; raise only when ssh
         itself failed (unreachable, refused key), not when the command did."""
+        self._ensure_master(host)
         remote = "sh -c " + shlex.quote(command)  # POSIX sh whatever the login shell is
         kwargs: dict[str, object] = {"capture_output": True, "timeout": timeout}
         if isinstance(stdin, bytes) or stdin is None:
@@ -110,9 +137,11 @@ class SSHTransport:
         except subprocess.TimeoutExpired:
             raise BackendUnreachable(f"{host}: no answer within {timeout:.0f}s") from None
         if done.returncode == SSH_UNREACHABLE:
+            # The host answered a moment ago (the master is up): a dropped connection is worth a
+            # retry. Forget the shared connection so the next call builds a fresh one.
+            self.control_path(host).unlink(missing_ok=True)
             reason = done.stderr.decode(errors="replace").strip().splitlines()
-            raise BackendUnreachable(f"cannot reach {host} over ssh: {reason[-1] if reason else 'no reason given'}",
-                                     "check the address, your key and known_hosts (ssh " f"{host.destination})")
+            raise TransientBackendError(f"lost the ssh connection to {host}: {reason[-1] if reason else 'no reason'}")
         return done
 
     def put(self, host: Host, data: bytes | Path, remote_path: str, *, mode: str = "600") -> None:

@@ -86,7 +86,7 @@ def _q(value: str | os.PathLike[str]) -> str:
     text = str(value)
     if '"' in text or "\n" in text:
         raise ValueError(f"cannot put {text!r} in an ssh config file")
-    return f'"{text}"'
+    return f'"{text}"' if not text or any(c.isspace() for c in text) else text
 
 
 def _proc_table() -> dict[int, tuple[int, str, int]]:

@@ -1,0 +1,186 @@
+"""The ssh backend against real OpenSSH sshds on 127.0.0.1 and 127.0.0.2 (tests/fakes/sshd.py),
+through the real CLI and the system ssh client. Jobs' files go to each server's throwaway
+`remote_root` (sshd always logs in to the passwd home, so the tests point the backend there)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fakes.sshd import SSHServer
+
+SUBMITTED = re.compile(r"submitted (\S+) to ssh")
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    first, second = SSHServer("127.0.0.1"), SSHServer("127.0.0.2")
+    with first, second:
+        both = tmp_path_factory.mktemp("ssh") / "both.config"
+        both.write_text(f"Include {first.ssh_config}\nInclude {second.ssh_config}\n")
+        yield first, second, str(both)
+
+
+@pytest.fixture
+def ssh(servers, cli, write_spec, tmp_path):
+    first, _, both = servers
+
+    class Helper:
+        remote_root = first.remote_root
+
+        @staticmethod
+        def spec(body: str, *, hosts: list[str] | None = None, extra: str = "") -> Path:
+            hosts = hosts or [first.host_spec]
+            host_lines = "".join(f"      - {h}\n" for h in hosts)
+            return write_spec(f"{body}backends:\n  ssh:\n    hosts:\n{host_lines}    ssh_config: {both}\n"
+                              f"    remote_root: {first.remote_root}\n    cancel_grace: 2s\n{extra}")
+
+        @staticmethod
+        def run(*args: str, check_rc: int | None = None, **kw):
+            return cli(*args, check_rc=check_rc, **kw)
+
+        @staticmethod
+        def submit(spec: Path, *extra: str) -> str:
+            out = Helper.run("run", str(spec), "--backend", "ssh", *extra, check_rc=0).stdout
+            return SUBMITTED.search(out).group(1)
+
+    return Helper
+
+
+def test_job_runs_on_the_host_and_reports_success(ssh, tmp_path):
+    code = tmp_path / "src"
+    code.mkdir()
+    (code / "train.py").write_text("import os\nprint('rank', os.environ['LAUNCH_NODE_RANK'], 'cwd-ok', "
+                                   "os.path.exists('train.py'))\n")
+    spec = ssh.spec("name: sshjob\ncode: ./src\nsetup: echo setup-done\nrun: python3 train.py\n")
+    result = ssh.run("run", str(spec), "--backend", "ssh", "--follow", check_rc=0)
+    assert "setup-done" in result.stdout and "rank 0 cwd-ok True" in result.stdout
+    job = SUBMITTED.search(result.stdout).group(1)
+    record = json.loads(ssh.run("status", job, "-o", "json", check_rc=0).stdout)
+    assert record["state"] == "SUCCEEDED" and record["exit_code"] == 0
+    env_file = Path(ssh.remote_root) / "jobs" / job / "node-0" / "env.sh"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_failing_node_fails_the_job_with_its_code(ssh):
+    spec = ssh.spec("name: sshfail\nrun: echo about to fail; exit 7\n")
+    result = ssh.run("run", str(spec), "--backend", "ssh", "--wait")
+    assert result.returncode == 1, result.stderr
+    assert "node 0 exited with code 7" in result.stderr and "about to fail" in result.stderr
+
+
+def test_two_hosts_two_ranks_master_is_host_zero(ssh, servers):
+    first, second, _ = servers
+    spec = ssh.spec("name: twohost\nresources:\n  nodes: 2\n"
+                    "run: echo rank=$LAUNCH_NODE_RANK of=$LAUNCH_NUM_NODES master=$LAUNCH_MASTER_ADDR\n",
+                    hosts=[first.host_spec, second.host_spec])
+    result = ssh.run("run", str(spec), "--backend", "ssh", "--follow", check_rc=0)
+    assert "[node 0] rank=0 of=2 master=127.0.0.1" in result.stdout
+    assert "[node 1] rank=1 of=2 master=127.0.0.1" in result.stdout
+    job = SUBMITTED.search(result.stdout).group(1)
+    node_one = ssh.run("logs", job, "--node", "1", check_rc=0).stdout.splitlines()
+    assert "rank=1 of=2 master=127.0.0.1" in node_one and not any("rank=0" in line for line in node_one)
+
+
+def test_cancel_stops_the_remote_process_tree(ssh):
+    spec = ssh.spec("name: sshcancel\nrun: sleep 300 & sleep 300; wait\n")
+    job = ssh.submit(spec)
+    handle = _handle(ssh, job)
+    pid = handle["data"]["nodes"][0]["pid"]
+    _wait_until(lambda: _group_members(pid), "the job's processes to start")
+    assert "CANCEL" in ssh.run("cancel", job, check_rc=0).stdout
+    _wait_until(lambda: not _group_members(pid), "the job's process group to disappear")
+    assert ssh.run("wait", job).returncode == 3
+    ssh.run("cancel", job, check_rc=0)  # again: harmless
+
+
+def test_hostile_strings_arrive_literally(ssh, tmp_path):
+    marker = tmp_path / "pwned"
+    nasty = [
+        f"$(touch {marker})", f"`touch {marker}`", f"; touch {marker}", f"' ; touch {marker} ; '",
+        f"\" ; touch {marker} ; \"", f"\n touch {marker}", f"| touch {marker}", f"&& touch {marker}",
+        f"$(touch {marker}) *", "*", "~root", "$HOME", "a\\b", "--flag=$(id)", f"> {marker}",
+        "${IFS}touch${IFS}" + str(marker), "%s%n", "\t tab",
+    ]
+    env_lines = "".join(f"  V{i}: {json.dumps(value)}\n" for i, value in enumerate(nasty))
+    checks = "; ".join(f'printf "%s\\n" "$V{i}"' for i in range(len(nasty)))
+    # setup/run are command lines the user means to run; quoted inside them, a payload must stay text
+    setup = f"printf '%s\\n' '$(touch {marker})' '`touch {marker}`'"
+    spec = ssh.spec(f"name: hostile\nenv:\n{env_lines}run: {json.dumps(checks)}\nsetup: {json.dumps(setup)}\n")
+    result = ssh.run("run", str(spec), "--backend", "ssh", "--follow")
+    assert not marker.exists(), "a value was executed by a shell"
+    printed = result.stdout
+    for value in nasty:
+        for piece in value.split("\n"):
+            assert piece in printed, (value, printed)
+    assert f"$(touch {marker})" in printed and f"`touch {marker}`" in printed  # setup's quoted text
+
+
+def test_unreachable_host_exits_4_and_records_nothing(ssh):
+    spec = ssh.spec("name: nohost\nrun: echo hi\n", hosts=["nobody@127.0.0.1:1"])
+    result = ssh.run("run", str(spec), "--backend", "ssh")
+    assert result.returncode == 4, result.stderr
+    assert "cannot reach" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(ssh.run("list", "-o", "json", check_rc=0).stdout) == []
+
+
+def test_host_without_gpus_is_refused_before_anything_starts(ssh):
+    spec = ssh.spec("name: gpus\nrun: echo hi\nresources:\n  accelerators: H100:8\n")
+    result = ssh.run("run", str(spec), "--backend", "ssh")
+    assert result.returncode == 1 and "has 0 NVIDIA GPU(s)" in result.stderr
+    assert "check_gpus=false" in result.stderr
+    assert not list((Path(ssh.remote_root) / "jobs").glob("gpus-*/node-0/log"))
+    ssh.run("run", str(spec), "--backend", "ssh", "--set", "backends.ssh.check_gpus=false", "--wait", check_rc=0)
+
+
+def test_follow_survives_a_dropped_connection_without_loss_or_repeats(ssh, servers):
+    first = servers[0]
+    spec = ssh.spec("name: drop\nrun: 'for i in $(seq 1 40); do echo line-$i; sleep 0.1; done'\n")
+    job = ssh.submit(spec)
+    follower = subprocess.Popen([sys.executable, "-m", "launcher", "logs", "-f", job], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ})
+    time.sleep(1.5)
+    assert first.kill_connections() >= 0
+    out, err = follower.communicate(timeout=120)
+    assert follower.returncode == 0, err
+    job_lines = [line for line in out.splitlines() if not line.startswith("[launch]")]
+    assert job_lines == [f"line-{i}" for i in range(1, 41)]
+
+
+def test_list_sync_recovers_jobs_from_the_hosts(ssh, servers, launch_home):
+    first, _, both = servers
+    job = ssh.submit(ssh.spec("name: syncme\nrun: echo hi\n"), "--idempotency-key", "k-1")
+    ssh.run("wait", job, check_rc=0)
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    # the history is gone; the user's config still says where their hosts are
+    (launch_home / "config.toml").write_text(
+        f'[backends.ssh]\nhosts = ["{first.host_spec}"]\nssh_config = "{both}"\nremote_root = "{first.remote_root}"\n')
+    out = ssh.run("list", "--sync", "--backend", "ssh", "-o", "json", check_rc=0).stdout
+    found = {r["id"]: r for r in json.loads(out)}
+    assert found[job]["state"] == "SUCCEEDED" and found[job]["idempotency_key"] == "k-1"
+
+
+def _handle(ssh, job: str) -> dict:
+    return json.loads(ssh.run("status", job, "-o", "json", check_rc=0).stdout)["handle"]
+
+
+def _group_members(pgid: int) -> list[int]:
+    from helpers import live_group_members
+
+    return live_group_members(pgid)
+
+
+def _wait_until(condition, what: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
