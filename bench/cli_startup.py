@@ -92,7 +92,7 @@ def fill_store(home: Path, count: int, seed: int = 7, finished_only: bool = Fals
         store.reserve(JobRecord(id=job_id, name=name, backend=backend, handle=None, spec=spec,
                                 state=JobState.PENDING, message="submitting", created_at=created,
                                 updated_at=created, idempotency_key=f"ci-{i}" if rng.random() < 0.4 else None))
-        store.set_handle(job_id, Handle(backend, job_id, BACKENDS[backend](job_id, i)))
+        store.set_handle(job_id, Handle(backend, job_id, BACKENDS[backend](job_id, i), fast_status=backend == "local"))
         state = JobState(rng.choice(states))
         started = created + rng.uniform(5, 600)
         ended = started + rng.uniform(60, 36000) if state.is_terminal else None

@@ -104,13 +104,17 @@ class Handle:
     backend: str
     job_id: str
     data: dict[str, Any] = field(default_factory=dict)
+    # Copied from the backend's capabilities at submit: lets `launch list` refresh local
+    # jobs without importing any backend module to find out which ones are local.
+    fast_status: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Handle:
-        return cls(backend=value["backend"], job_id=value["job_id"], data=dict(value.get("data") or {}))
+        return cls(backend=value["backend"], job_id=value["job_id"], data=dict(value.get("data") or {}),
+                   fast_status=bool(value.get("fast_status", False)))
 
 
 @dataclass(frozen=True)

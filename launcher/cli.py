@@ -305,8 +305,8 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
         click.echo(f"synced {', '.join(report.backends)}: {report.added} added, {report.updated} updated", err=True)
     wanted = tuple(JobState(s.upper()) for s in states)
     records = store.list(backend=backend, limit=None if show_all or wanted else limit)
-    if any(not r.state.is_terminal for r in records):  # the runner (and logging) load only when needed
-        from launcher import runner
+    if any(r.needs_refresh(all_backends=refresh) for r in records):
+        from launcher import runner  # only when some job needs it: `list` stays fast
 
         records = runner.refresh_active(store, records, all_backends=refresh)
     if wanted:

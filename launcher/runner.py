@@ -6,6 +6,7 @@ with providers, so every backend only answers single questions.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -165,6 +166,7 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
         store.set_status(job_id, Status(JobState.UNKNOWN, "interrupted",
                                         "interrupted while submitting; `launch list --sync` checks the provider"))
         raise
+    handle = dataclasses.replace(handle, fast_status=backend.capabilities.fast_status)
     store.set_handle(job_id, handle)
     store.set_status(job_id, Status(JobState.PENDING, "submitted"))
     record = store.get(job_id)
@@ -216,15 +218,13 @@ def refresh(store: Store, record: JobRecord, backend: Any = None) -> JobRecord:
 
 def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool) -> list[JobRecord]:
     """Bring unfinished jobs up to date for `list`: always where status is a local file
-    read, and on every backend when asked (that costs a provider call per job). One
-    job that cannot be refreshed never hides the others."""
-    installed = set(registry.names())
+    read (the handle says so), and on every backend when asked (that costs a provider call
+    per job). One job that cannot be refreshed never hides the others."""
     out = []
     for record in records:
-        if not record.state.is_terminal and record.handle is not None and record.backend in installed:
+        if record.needs_refresh(all_backends=all_backends):
             try:
-                if all_backends or registry.backend_class(record.backend).capabilities.fast_status:
-                    record = refresh(store, record)
+                record = refresh(store, record)
             except Exception as exc:
                 if logs.get().isEnabledFor(10):  # DEBUG, i.e. --debug/--verbose: show the traceback
                     raise
@@ -329,7 +329,9 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
     report = SyncReport(backends=tuple(backends))
     for name in backends:
         backend = registry.create(name, config.backend_settings(name))
-        listed = with_retries(lambda b=backend: list(b.list()), f"listing {name}")
+        fast = backend.capabilities.fast_status
+        listed = [dataclasses.replace(s, handle=dataclasses.replace(s.handle, fast_status=fast))
+                  for s in with_retries(lambda b=backend: list(b.list()), f"listing {name}")]
         seen = {summary.handle.job_id for summary in listed}
         for record in store.list(backend=name):
             if record.handle is None and record.id not in seen and time.time() - record.created_at > SUBMIT_GRACE_S:

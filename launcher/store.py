@@ -65,6 +65,11 @@ class JobRecord:
     ended_at: float | None = None
     idempotency_key: str | None = None
 
+    def needs_refresh(self, *, all_backends: bool) -> bool:
+        """Unfinished, and either its status is a cheap local read or every backend was asked for."""
+        return (not self.state.is_terminal and self.handle is not None
+                and (all_backends or self.handle.fast_status))
+
     @property
     def submitted(self) -> bool:
         """False while a submit is in flight (or crashed before the provider answered)."""
