@@ -184,3 +184,29 @@ def _wait_until(condition, what: str, timeout: float = 15) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_unknown_host_key_is_refused_by_default(ssh, servers, tmp_path):
+    first = servers[0]
+    empty_known_hosts = tmp_path / "known_hosts"
+    empty_known_hosts.write_text("")
+    strict = tmp_path / "strict.config"
+    strict.write_text(Path(first.ssh_config).read_text().replace(str(first.known_hosts), str(empty_known_hosts)))
+    spec = ssh.spec("name: hostkey\nrun: echo hi\n")
+    result = ssh.run("run", str(spec), "--backend", "ssh", "--set", f"backends.ssh.ssh_config={strict}")
+    assert result.returncode == 4, result.stderr
+    assert "Host key verification failed" in result.stderr
+    assert empty_known_hosts.read_text() == ""  # nothing was accepted on the user's behalf
+
+
+def test_hosts_from_a_named_pool_in_the_config(ssh, servers, launch_home, write_spec):
+    first, _, both = servers
+    launch_home.mkdir(parents=True, exist_ok=True)
+    (launch_home / "config.toml").write_text(
+        f'[backends.ssh]\nssh_config = "{both}"\nremote_root = "{first.remote_root}"\n'
+        f'[backends.ssh.pools.lab]\nhosts = ["{first.host_spec}"]\n')
+    spec = write_spec("name: pooled\nrun: echo from-the-pool\n", "pooled.yaml")
+    result = ssh.run("run", str(spec), "--backend", "ssh", "--set", "backends.ssh.pool=lab", "--follow", check_rc=0)
+    assert "from-the-pool" in result.stdout
+    missing = ssh.run("run", str(spec), "--backend", "ssh", "--set", "backends.ssh.pool=nope")
+    assert missing.returncode == 2 and "no ssh pool named 'nope'" in missing.stderr
