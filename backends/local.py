@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.nodes import NodeReport, judge
-from backends.remote_job import BOOTSTRAP, LazySettings
+from backends.remote_job import BOOTSTRAP, LazySettings, master_port
 from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError
@@ -88,7 +88,7 @@ class LocalBackend:
                 "LAUNCH_NUM_NODES": str(nodes),
                 "LAUNCH_GPUS_PER_NODE": str(accel.count),
                 "LAUNCH_MASTER_ADDR": "127.0.0.1",
-                "LAUNCH_MASTER_PORT": str(_master_port(job_id)),
+                "LAUNCH_MASTER_PORT": str(master_port(job_id)),
                 "LAUNCH_OUTPUT_DIR": str(job_dir / "outputs"),
                 "LAUNCH_CHECKPOINT_DIR": str(job_dir / "checkpoints"),
                 "LAUNCH_BUNDLE": bundle_path,
@@ -251,13 +251,6 @@ class LocalBackend:
             name = handle.job_id.rsplit("-", 3)[0]
             yield Summary(handle=handle, name=name, status=self.status(handle), created_at=created,
                           idempotency_key=handle.data.get("idempotency_key"))
-
-
-def _master_port(job_id: str) -> int:
-    """A port per job so two local multi-node jobs do not collide (stable for the job)."""
-    import zlib
-
-    return 29500 + zlib.crc32(job_id.encode()) % 10000
 
 
 def _place(source: Path, destination: Path) -> None:

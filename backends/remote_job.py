@@ -58,8 +58,17 @@ def job_files(spec: JobSpec, bundle: Bundle | None, where: Placement) -> tuple[l
     return uploads, env
 
 
+def master_port(job_id: str) -> int:
+    """A rendezvous port per job, stable for the job, so two multi-node jobs sharing a host
+    (local runs, ssh pools) do not both listen on 29500. Managed providers give each job its
+    own machines and keep 29500."""
+    import zlib
+
+    return 29500 + zlib.crc32(job_id.encode()) % 10000
+
+
 def node_environment(spec: JobSpec, job_id: str, secrets: Mapping[str, str], *, platform: str,
-                     output_dir: str, checkpoint_dir: str, workdir: str) -> dict[str, str]:
+                     output_dir: str, checkpoint_dir: str, workdir: str, port: int = 29500) -> dict[str, str]:
     """The spec's env, its secrets and the LAUNCH_* contract; rank and master address are
     filled in on the node by bootstrap.sh from what the provider tells it."""
     return {
@@ -68,7 +77,7 @@ def node_environment(spec: JobSpec, job_id: str, secrets: Mapping[str, str], *, 
         "LAUNCH_JOB_ID": job_id,
         "LAUNCH_NUM_NODES": str(spec.resources.nodes),
         "LAUNCH_GPUS_PER_NODE": str(spec.resources.accelerators.count),
-        "LAUNCH_MASTER_PORT": "29500",
+        "LAUNCH_MASTER_PORT": str(port),
         "LAUNCH_OUTPUT_DIR": output_dir,
         "LAUNCH_CHECKPOINT_DIR": spec.checkpoint_dir or checkpoint_dir,
         "LAUNCH_PLATFORM": platform,

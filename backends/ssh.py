@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.nodes import NodeReport, judge
-from backends.remote_job import LazySettings, Placement, job_files, node_environment
+from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
 from backends.ssh_transport import Host, SSHTransport, script
 from launcher import config, durations
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
@@ -129,7 +129,7 @@ class SSHBackend:
         where = Placement(job_dir + "/", job_dir + "/", f"{root}/bundles/", f"{root}/bundles/")
         uploads, files_env = job_files(spec, bundle, where)
         base = {**node_environment(spec, job_id, secrets, platform="ssh", output_dir=f"{job_dir}/outputs",
-                                   checkpoint_dir=f"{job_dir}/checkpoints", workdir=""),
+                                   checkpoint_dir=f"{job_dir}/checkpoints", workdir="", port=master_port(job_id)),
                 **files_env}
         node_payloads = []
         for rank in range(nodes):
