@@ -17,7 +17,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,14 +25,12 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import fakes.sshd as sshd_harness
-import pytest
 from fakes.sshd import SSHServer, netns_available
 
 SUBMITTED = re.compile(r"submitted (\S+) to ssh")
 VENV_BIN = Path(sys.executable).parent
 LINK = "lnk0"          # the node-to-node interface, same name in both namespaces (GLOO_SOCKET_IFNAME)
 NS_SSH_PORT = 2222     # not 22: known_hosts spells port 22 without brackets, the harness writes [addr]:port
-MASTER_PORT = 29500    # fixed by backends/remote_job.py
 
 ALLREDUCE = """\
 import datetime
@@ -151,12 +148,6 @@ def _two_hosts() -> Iterator[tuple[str, list[SSHServer], list[str], str]]:
             servers = [stack.enter_context(NetnsSSHServer(ns, address)) for ns, address, _ in hosts]
             yield "netns", servers, [internal for _, _, internal in hosts], LINK
         else:
-            with socket.socket() as probe:  # both nodes share this network here: the fixed port must be free
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as torch's TCPStore binds it
-                try:
-                    probe.bind(("", MASTER_PORT))
-                except OSError as exc:
-                    pytest.fail(f"loopback fallback: port {MASTER_PORT} (LAUNCH_MASTER_PORT, fixed) is taken: {exc}")
             servers = [stack.enter_context(SSHServer(address)) for address in ("127.0.0.2", "127.0.0.3")]
             yield "loopback", servers, [s.address for s in servers], "lo"
 
