@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.nodes import NodeReport, judge
+from backends.nodes import NodeReport, judge, log_blocks
 from backends.remote_job import BOOTSTRAP, LazySettings, master_port
 from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
@@ -286,29 +286,13 @@ def _exit_mtime(node_dir: Path) -> float | None:
         return None
 
 def _read_lines(path: Path, rank: int, offsets: dict[int, int], finished: bool) -> Iterator[LogLine]:
-    offset = offsets.get(rank, 0)
     try:
         file = path.open("rb")
     except FileNotFoundError:
         return
     with file:
-        file.seek(offset)
-        pending = b""
-        while True:
-            chunk = file.read(_READ_CHUNK)
-            if not chunk:
-                break
-            data = pending + chunk
-            lines = data.split(b"\n")
-            pending = lines.pop()
-            for raw in lines:
-                offset += len(raw) + 1
-                offsets[rank] = offset
-                yield LogLine(raw.decode("utf-8", "replace"), rank, dict(offsets))
-        if pending and finished:
-            offset += len(pending)
-            offsets[rank] = offset
-            yield LogLine(pending.decode("utf-8", "replace"), rank, dict(offsets))
+        file.seek(offsets.get(rank, 0))
+        yield from log_blocks(iter(lambda: file.read(_READ_CHUNK), b""), rank, offsets, finished=finished)
 
 
 def _gpu_count() -> int:

@@ -8,10 +8,10 @@ others are stopped rather than left hanging at a rendezvous; a cancel wins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from launcher.backend import JobState, Status
+from launcher.backend import JobState, LogLine, Status
 
 TIMED_OUT = 124  # bootstrap.sh's exit code when max_runtime stopped the job
 
@@ -58,3 +58,27 @@ def judge(reports: Sequence[NodeReport], *, cancelled: bool, cancel_overdue: boo
         return Verdict(Status(JobState.FAILED, raw, f"node {vanished[0].rank} ended without recording an exit "
                               "code (killed?)", started_at=started_at, ended_at=ended_at))
     return Verdict(Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started_at, ended_at=ended_at))
+
+
+def log_blocks(chunks: Iterable[bytes], rank: int, offsets: dict[int, int], *, finished: bool) -> Iterator[LogLine]:
+    """Turn a node's log bytes (read from `offsets[rank]` on) into blocks of complete lines.
+
+    A trailing partial line is held back until the node has finished, so a follow never
+    splits a line; `offsets` advances as blocks are yielded, so resuming from a block's
+    cursor neither repeats nor loses a line.
+    """
+    offset = offsets.get(rank, 0)
+    pending = b""
+    for chunk in chunks:
+        data = pending + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            pending = data
+            continue
+        block, pending = data[:cut], data[cut + 1:]
+        offset += cut + 1
+        offsets[rank] = offset
+        yield LogLine(block.decode("utf-8", "replace"), rank, dict(offsets))
+    if pending and finished:
+        offsets[rank] = offset + len(pending)
+        yield LogLine(pending.decode("utf-8", "replace"), rank, dict(offsets))

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.nodes import NodeReport, judge
+from backends.nodes import NodeReport, judge, log_blocks
 from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
 from backends.ssh_transport import Host, SSHTransport, script
 from launcher import config, durations
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 DEFAULT_CANCEL_GRACE_S = 10
+LOG_CHUNK = 1 << 20
 
 
 @functools.cache
@@ -83,10 +84,16 @@ class SSHBackend:
     settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
-        self.settings = settings_model().model_validate(dict(settings or {})).model_dump()
+        self._raw = dict(settings or {})
+        # status/logs/cancel need only these three and the handle: no pydantic on that path
         self.transport = client or SSHTransport(
-            ssh_config=self.settings.get("ssh_config"), identity_file=self.settings.get("identity_file"),
-            host_key_checking=self.settings["host_key_checking"])
+            ssh_config=self._raw.get("ssh_config"), identity_file=self._raw.get("identity_file"),
+            host_key_checking="accept-new" if self._raw.get("host_key_checking") == "accept-new" else "yes")
+
+    @functools.cached_property
+    def settings(self) -> dict[str, Any]:
+        """Validated on first use (render, list): settings from config.toml alone are checked too."""
+        return settings_model().model_validate(self._raw).model_dump()
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
@@ -264,18 +271,10 @@ class SSHBackend:
             command = script("test -f {exit} && echo done || echo running; tail -c +{start} {log} 2>/dev/null",
                              exit=f"{info['dir']}/exit_code", start=offsets.get(rank, 0) + 1,
                              log=f"{info['dir']}/log")
-            done = self.transport.run(host, command, timeout=600)
-            status_line, _, data = done.stdout.partition(b"\n")
-            finished = status_line.strip() == b"done"
-            offset = offsets.get(rank, 0)
-            *lines, rest = data.split(b"\n")
-            for raw in lines:
-                offset += len(raw) + 1
-                offsets[rank] = offset
-                yield LogLine(raw.decode("utf-8", "replace"), rank, dict(offsets))
-            if rest and finished:
-                offsets[rank] = offset + len(rest)
-                yield LogLine(rest.decode("utf-8", "replace"), rank, dict(offsets))
+            with self.transport.stream(host, command) as out:
+                finished = out.readline().strip() == b"done"
+                yield from log_blocks(iter(lambda out=out: out.read(LOG_CHUNK), b""), rank, offsets,
+                                      finished=finished)
 
     # -- cancel ------------------------------------------------------------------
 

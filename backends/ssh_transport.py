@@ -11,12 +11,14 @@ are built only by `script()`, never by string formatting at call sites.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shlex
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -143,6 +145,27 @@ class SSHTransport:
             reason = done.stderr.decode(errors="replace").strip().splitlines()
             raise TransientBackendError(f"lost the ssh connection to {host}: {reason[-1] if reason else 'no reason'}")
         return done
+
+    @contextlib.contextmanager
+    def stream(self, host: Host, command: str) -> Iterator[IO[bytes]]:
+        """Run `command` and read its output as it comes (a 100 MB log is never held in memory).
+        A connection lost on the way raises TransientBackendError after what was read."""
+        self._ensure_master(host)
+        proc = subprocess.Popen([*self.ssh_args(host), "sh -c " + shlex.quote(command)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            yield proc.stdout
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.stdout.close()
+        errors = proc.stderr.read()
+        if proc.wait() == SSH_UNREACHABLE:
+            self.control_path(host).unlink(missing_ok=True)
+            reason = errors.decode(errors="replace").strip().splitlines()
+            raise TransientBackendError(f"lost the ssh connection to {host}: {reason[-1] if reason else 'no reason'}")
 
     def put(self, host: Host, data: bytes | Path, remote_path: str, *, mode: str = "600") -> None:
         """Write a file atomically with the given mode (0600 by default: env files hold secrets)."""

@@ -130,11 +130,16 @@ class Status:
 
 @dataclass(frozen=True)
 class LogLine:
-    """One line of output; `cursor` resumes reading right after it (opaque to the runner)."""
+    """Output of one node: one complete line, or a block of complete lines joined by "\n"
+    (no trailing newline). Blocks let a 100 MB log stream without a Python object per line.
+    `cursor` resumes reading right after the last line (opaque to the runner)."""
 
     text: str
     node: int = 0
     cursor: Any = None
+
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
 
 
 @dataclass(frozen=True)

@@ -149,10 +149,8 @@ def _wait_or_follow(store: Any, record: Any, *, follow: bool, node: int | None, 
 
     multi = int(record.spec.get("resources", {}).get("nodes", 1)) > 1 and node is None
     try:
-        if follow:
-            def emit(line: Any) -> None:  # with -o json, stdout holds only the JSON result
-                click.echo(f"[node {line.node}] {line.text}" if multi else line.text, err=quiet)
-            record = runner.follow(store, record, emit, node=node)
+        if follow:  # with -o json, stdout holds only the JSON result
+            record = runner.follow(store, record, _printer(multi, sys.stderr if quiet else sys.stdout), node=node)
         else:
             record = runner.wait(store, record, on_change=None if quiet else _say_state)
     except KeyboardInterrupt:
@@ -162,6 +160,19 @@ def _wait_or_follow(store: Any, record: Any, *, follow: bool, node: int | None, 
     if not quiet:
         _say_end(record, show_tail=not follow)
     return record
+
+
+def _printer(multi: bool, stream: Any) -> Any:
+    """Writes log blocks as they come: one write per block, `[node N] ` before each line
+    only when several nodes share the stream."""
+    def show(block: Any) -> None:
+        if multi:
+            prefix = f"[node {block.node}] "
+            stream.write(prefix + block.text.replace("\n", "\n" + prefix) + "\n")
+        else:
+            stream.write(block.text + "\n")
+        stream.flush()
+    return show
 
 
 def _say_state(record: Any) -> None:
@@ -229,19 +240,22 @@ def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
         raise UsageError(f"job {record.id} has {nodes} node(s); --node takes 0..{nodes - 1}")
     multi = nodes > 1 and node is None
 
-    def show(line: Any) -> None:
-        click.echo(f"[node {line.node}] {line.text}" if multi else line.text)
-
+    show = _printer(multi, sys.stdout)
     cursor = None
     if tail is not None or not follow:
-        shown: deque[Any] = deque(maxlen=tail)  # maxlen None: everything
-        for line in runner.read_logs(record, node=node):
-            shown.append(line)
-            cursor = line.cursor
-            if tail is None:
-                show(shown.popleft())
-        for line in shown:
-            show(line)
+        if tail is None:
+            for block in runner.read_logs(record, node=node):
+                show(block)
+                cursor = block.cursor
+        else:  # the last N lines, whatever blocks they came in
+            from launcher.backend import LogLine
+
+            last: deque[tuple[int, str]] = deque(maxlen=tail)
+            for block in runner.read_logs(record, node=node):
+                last.extend((block.node, text) for text in block.lines())
+                cursor = block.cursor
+            for rank, text in last:
+                show(LogLine(text, rank))
     if follow:  # from the end of what was read, or from the start
         runner.follow(store, record, show, node=node, cursor=cursor)
 

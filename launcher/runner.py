@@ -296,10 +296,13 @@ def tail(record: JobRecord, lines: int = 10) -> list[LogLine]:
     secrets included, so they are shown, never stored)."""
     from collections import deque
 
+    last: deque[LogLine] = deque(maxlen=lines)
     try:
-        return list(deque(read_logs(record), maxlen=lines))
+        for block in read_logs(record):
+            last.extend(LogLine(text, block.node, block.cursor) for text in block.lines()[-lines:])
     except LaunchError:
-        return []
+        pass
+    return list(last)
 
 
 def read_logs(record: JobRecord, *, node: int | None = None) -> Iterator[LogLine]:

@@ -266,13 +266,13 @@ def test_logs_hold_back_a_partial_line_and_resume_from_the_cursor(submit):
         time.sleep(0.02)
     early = list(job.backend.logs(job.handle))
     assert job.status().state == JobState.RUNNING
-    texts = [line.text for line in early]
+    texts = [text for block in early for text in block.lines()]  # blocks of lines, flattened
     assert texts[-1] == "head", "a partial line must not be shown while the node runs"
     job.wait()
-    rest = [line.text for line in job.backend.logs(job.handle, since=early[-1].cursor)]
+    rest = [text for block in job.backend.logs(job.handle, since=early[-1].cursor) for text in block.lines()]
     assert rest[0] == "partial"
     assert "after" in rest
-    everything = [line.text for line in job.backend.logs(job.handle)]
+    everything = [text for block in job.backend.logs(job.handle) for text in block.lines()]
     assert everything == texts + rest
     assert list(job.backend.logs(job.handle, since=job_last_cursor(job))) == []
 
@@ -287,7 +287,7 @@ def test_log_cursor_of_a_multi_node_job_covers_every_node(submit):
     assert job.wait().state == JobState.SUCCEEDED
     lines = list(job.backend.logs(job.handle))
     assert {line.node for line in lines} == {0, 1, 2}
-    again = [(line.node, line.text) for line in job.backend.logs(job.handle, since=lines[-1].cursor)]
+    again = [(b.node, t) for b in job.backend.logs(job.handle, since=lines[-1].cursor) for t in b.lines()]
     assert again == []
     only_one = [line for line in job.backend.logs(job.handle, node=1)]
     assert {line.node for line in only_one} == {1}
