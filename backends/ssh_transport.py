@@ -67,6 +67,17 @@ def script(template: str, **values: object) -> str:
     return template.format(**quoted)
 
 
+def _widen_pipe(fd: int) -> None:
+    """Let ssh keep writing while we turn the previous megabyte into lines (Linux: 64 KiB
+    pipes by default would make the two take turns)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
 def _control_dir() -> Path:
     """Short and private: ControlPath sockets must fit in ~100 bytes."""
     path = Path(tempfile.gettempdir()) / f"launch-ssh-{os.getuid()}"
@@ -154,6 +165,7 @@ class SSHTransport:
         proc = subprocess.Popen([*self.ssh_args(host), "sh -c " + shlex.quote(command)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
+        _widen_pipe(proc.stdout.fileno())
         try:
             yield proc.stdout
         except BaseException:
