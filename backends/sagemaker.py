@@ -33,10 +33,12 @@ from launcher.backend import (
 from launcher.errors import (
     BackendError,
     BackendUnreachable,
+    LaunchError,
     Problem,
     SpecError,
     TransientBackendError,
     UsageError,
+    translated,
 )
 
 if TYPE_CHECKING:
@@ -566,49 +568,38 @@ def _stream_rank(name: str, stream: str) -> int | None:
     return int(match.group(1)) - 1 if match else None
 
 
-class _aws_errors:
-    """Turns botocore's exceptions into launch errors: transient ones are retried by the
-    runner, missing credentials exit 4 with what to set, the rest say what AWS said."""
+def _aws_errors(service: str) -> Any:
+    """`with _aws_errors("SageMaker"):` turns botocore's exceptions into launch errors."""
+    return translated(lambda exc: _aws_error(service, exc))
 
-    def __init__(self, service: str) -> None:
-        self.service = service
 
-    def __enter__(self) -> None:
+def _aws_error(service: str, exc: Exception) -> LaunchError | None:
+    """Transient errors are retried by the runner; missing credentials exit 4 with what to
+    set; the rest say what AWS said."""
+    if not type(exc).__module__.startswith(("botocore", "boto3", "urllib3", "s3transfer")):
         return None
+    from botocore import exceptions as be
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or kind is None:
-            return False
-        module = type(exc).__module__
-        if not module.startswith(("botocore", "boto3", "urllib3", "s3transfer")):
-            return False
-        from botocore import exceptions as be
-
-        if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError, be.ProfileNotFound)):
-            raise BackendUnreachable(f"no usable AWS credentials: {exc}",
-                                     "run `aws configure`, set AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
-                                     "AWS_SECRET_ACCESS_KEY") from exc
-        if isinstance(exc, (be.EndpointConnectionError, be.ConnectionClosedError, be.ReadTimeoutError,
-                            be.ConnectTimeoutError)):
-            raise TransientBackendError(f"could not reach {self.service}: {exc}",
-                                        "check your network or the region") from exc
-        if isinstance(exc, be.ClientError):
-            error = exc.response.get("Error", {})
-            code, text = str(error.get("Code", "")), str(error.get("Message", ""))
-            http = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if code in TRANSIENT_CODES or http >= 500:
-                raise TransientBackendError(f"{self.service} is busy ({code}): {text}") from exc
-            if code in CREDENTIAL_CODES:
-                raise BackendUnreachable(f"AWS rejected the credentials ({code}): {text}",
-                                         "refresh them (aws sso login / aws configure) or check AWS_PROFILE") from exc
-            if code in ("AccessDenied", "AccessDeniedException"):
-                raise BackendError(f"AWS denied the request ({code}): {text}",
-                                   "the credentials need SageMaker, S3 and CloudWatch Logs permissions "
-                                   "and iam:PassRole on the role") from exc
-            if code == "ResourceLimitExceeded":
-                raise BackendError(f"SageMaker quota reached: {text}",
-                                   "request a quota increase for this instance type in Service Quotas, "
-                                   "or pick another accelerator") from exc
-            raise BackendError(f"{self.service} refused the request ({code}): {text}") from exc
-        raise BackendError(f"{self.service} error: {exc}") from exc
-
+    if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError, be.ProfileNotFound)):
+        return BackendUnreachable(f"no usable AWS credentials: {exc}", "run `aws configure`, set AWS_PROFILE, "
+                                  "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if isinstance(exc, (be.EndpointConnectionError, be.ConnectionClosedError, be.ReadTimeoutError,
+                        be.ConnectTimeoutError)):
+        return TransientBackendError(f"could not reach {service}: {exc}", "check your network or the region")
+    if not isinstance(exc, be.ClientError):
+        return BackendError(f"{service} error: {exc}")
+    error = exc.response.get("Error", {})
+    code, text = str(error.get("Code", "")), str(error.get("Message", ""))
+    http = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code in TRANSIENT_CODES or http >= 500:
+        return TransientBackendError(f"{service} is busy ({code}): {text}")
+    if code in CREDENTIAL_CODES:
+        return BackendUnreachable(f"AWS rejected the credentials ({code}): {text}",
+                                  "refresh them (aws sso login / aws configure) or check AWS_PROFILE")
+    if code in ("AccessDenied", "AccessDeniedException"):
+        return BackendError(f"AWS denied the request ({code}): {text}", "the credentials need SageMaker, S3 and "
+                            "CloudWatch Logs permissions and iam:PassRole on the role")
+    if code == "ResourceLimitExceeded":
+        return BackendError(f"SageMaker quota reached: {text}", "request a quota increase for this instance "
+                            "type in Service Quotas, or pick another accelerator")
+    return BackendError(f"{service} refused the request ({code}): {text}")

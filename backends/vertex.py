@@ -36,10 +36,12 @@ from launcher.backend import (
 from launcher.errors import (
     BackendError,
     BackendUnreachable,
+    LaunchError,
     Problem,
     SpecError,
     TransientBackendError,
     UsageError,
+    translated,
 )
 
 if TYPE_CHECKING:
@@ -547,41 +549,31 @@ def _raise_for_status(response: Any, service: str) -> None:
     raise gexc.from_http_status(response.status_code, f"{service}: {message}")
 
 
-class _google_errors:
-    """google-auth / api-core exceptions as launch errors: transient ones are retried by the
-    runner, missing credentials exit 4 with the command that fixes them."""
+def _google_errors(service: str) -> Any:
+    """`with _google_errors("Vertex AI"):` turns google-auth / api-core exceptions into launch errors."""
+    return translated(lambda exc: _google_error(service, exc))
 
-    def __init__(self, service: str) -> None:
-        self.service = service
 
-    def __enter__(self) -> None:
+def _google_error(service: str, exc: Exception) -> LaunchError | None:
+    """Transient errors are retried by the runner; missing credentials exit 4 with the
+    command that fixes them."""
+    if not type(exc).__module__.startswith(("google", "requests", "urllib3")):
         return None
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
 
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, LaunchErrorTypes):
-            return False
-        module = type(exc).__module__
-        if not module.startswith(("google", "requests", "urllib3")):
-            return False
-        from google.api_core import exceptions as gexc
-        from google.auth import exceptions as auth_exc
-
-        if isinstance(exc, auth_exc.DefaultCredentialsError):
-            raise BackendUnreachable(f"no Google Cloud credentials: {exc}",
-                                     "run `gcloud auth application-default login` or set "
-                                     "GOOGLE_APPLICATION_CREDENTIALS") from exc
-        if isinstance(exc, (auth_exc.RefreshError, gexc.Unauthenticated)):
-            raise BackendUnreachable(f"Google Cloud rejected the credentials: {exc}",
-                                     "run `gcloud auth application-default login` again") from exc
-        if _is_transient(exc):
-            raise TransientBackendError(f"{self.service} is unavailable: {exc}") from exc
-        if isinstance(exc, gexc.PermissionDenied):
-            raise BackendError(f"{self.service} denied the request: {exc}",
-                               "the account needs roles/aiplatform.user and access to the staging bucket") from exc
-        if isinstance(exc, gexc.ResourceExhausted):
-            raise BackendError(f"Vertex AI quota reached: {exc}",
-                               "request more quota for this accelerator in this region, or pick another") from exc
-        raise BackendError(f"{self.service} refused the request: {exc}") from exc
-
-
-LaunchErrorTypes = (BackendError, BackendUnreachable, SpecError, UsageError)
+    if isinstance(exc, auth_exc.DefaultCredentialsError):
+        return BackendUnreachable(f"no Google Cloud credentials: {exc}", "run `gcloud auth application-default "
+                                  "login` or set GOOGLE_APPLICATION_CREDENTIALS")
+    if isinstance(exc, (auth_exc.RefreshError, gexc.Unauthenticated)):
+        return BackendUnreachable(f"Google Cloud rejected the credentials: {exc}",
+                                  "run `gcloud auth application-default login` again")
+    if _is_transient(exc):
+        return TransientBackendError(f"{service} is unavailable: {exc}")
+    if isinstance(exc, gexc.PermissionDenied):
+        return BackendError(f"{service} denied the request: {exc}",
+                            "the account needs roles/aiplatform.user and access to the staging bucket")
+    if isinstance(exc, gexc.ResourceExhausted):
+        return BackendError(f"Vertex AI quota reached: {exc}",
+                            "request more quota for this accelerator in this region, or pick another")
+    return BackendError(f"{service} refused the request: {exc}")

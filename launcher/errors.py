@@ -7,6 +7,8 @@ CI pipelines rely on.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 EXIT_SUCCEEDED = 0
@@ -78,3 +80,18 @@ class BackendUnreachable(LaunchError):
 
 class TransientBackendError(BackendUnreachable):
     """Throttling, 5xx, a reset connection: worth retrying with backoff before giving up."""
+
+
+@contextlib.contextmanager
+def translated(translate: Callable[[Exception], LaunchError | None]) -> Iterator[None]:
+    """Re-raise a provider SDK's exception as the LaunchError `translate` maps it to (None: not
+    ours, let it through), so each backend writes its mapping once as a plain function."""
+    try:
+        yield
+    except LaunchError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
