@@ -466,12 +466,19 @@ class VertexBackend:
 
     # -- list --------------------------------------------------------------------
 
+    def find(self, idempotency_key: str) -> Summary | None:
+        """The job labelled with this idempotency key (as render labelled it)."""
+        wanted = label_value(idempotency_key)
+        return next((s for s in self._summaries(f'labels.{IDEMPOTENCY_LABEL}="{wanted}"')), None)
+
     def list(self, *, since: float | None = None) -> Iterator[Summary]:
+        return self._summaries(f"labels.{JOB_ID_LABEL}:*", since=since)
+
+    def _summaries(self, label_filter: str, since: float | None = None) -> Iterator[Summary]:
         project, region = self._project(), self._region()
         parent = f"projects/{project}/locations/{region}"
         with _google_errors("Vertex AI"):
-            jobs = list(self._jobs(region).list_custom_jobs(
-                request={"parent": parent, "filter": f"labels.{JOB_ID_LABEL}:*"}))
+            jobs = list(self._jobs(region).list_custom_jobs(request={"parent": parent, "filter": label_filter}))
         for job in jobs:
             created = job.create_time.timestamp() if job.create_time else None
             if since is not None and created is not None and created < since:

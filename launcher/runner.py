@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from launcher import config, logs, registry
-from launcher.backend import Handle, JobState, LogLine, Request, Status
+from launcher.backend import Handle, JobState, LogLine, Request, Status, Summary
 from launcher.errors import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -152,6 +152,16 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
             logs.get().warning("idempotency key %r was first used for a different spec or backend; "
                                "returning that job, not running this one", idempotency_key)
         return Submission(reserved, None, existing=True)
+    if idempotency_key:  # a CI re-run on a fresh machine has an empty store: ask the provider too
+        try:
+            found = with_retries(lambda: find_at_provider(backend, idempotency_key), f"looking up {idempotency_key}")
+        except BaseException:
+            store.delete(job_id)
+            raise
+        if found is not None:
+            store.delete(job_id)
+            adopted = _adopt(store, found, backend_name, spec.to_record(), backend, idempotency_key)
+            return Submission(adopted, None, existing=True)
     try:
         handle = with_retries(lambda: backend.submit(request), f"submitting {job_id}")
     except TransientBackendError as exc:  # timeouts, resets: the create may have landed; keep the trace
@@ -172,6 +182,37 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
     record = store.get(job_id)
     assert record is not None
     return Submission(record, request)
+
+
+IDEMPOTENCY_WINDOW_S = 14 * 86400
+
+
+def find_at_provider(backend: Any, idempotency_key: str) -> Summary | None:
+    """The provider's job carrying this idempotency key (recent ones), if any. A backend may
+    answer directly with `find`; otherwise its `list` is searched."""
+    finder = getattr(backend, "find", None)
+    if finder is not None:
+        return finder(idempotency_key)
+    since = time.time() - IDEMPOTENCY_WINDOW_S
+    return next((s for s in backend.list(since=since) if s.idempotency_key == idempotency_key), None)
+
+
+def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, Any], backend: Any,
+           idempotency_key: str) -> JobRecord:
+    """Record the provider's job under the user's key (providers may store a normalised form)."""
+    handle = dataclasses.replace(summary.handle, fast_status=backend.capabilities.fast_status)
+    known = store.get(handle.job_id)
+    if known is not None:
+        return known
+    now = time.time()
+    record = store.reserve(JobRecord(
+        id=handle.job_id, name=summary.name, backend=backend_name, handle=handle, spec=spec,
+        state=summary.status.state, raw_state=summary.status.raw_state, message=summary.status.message,
+        created_at=summary.created_at or now, updated_at=now, idempotency_key=idempotency_key,
+    ))
+    logs.get().warning("job %s already exists at %s for this idempotency key; not submitting again",
+                       record.id, backend_name)
+    return record
 
 
 def _backend(record: JobRecord) -> Any:

@@ -489,3 +489,13 @@ def test_list_sync_readopts_jobs_after_the_db_is_lost(cli, write_spec, launch_ho
     again = cli("list", "--sync", "-o", "json", check_rc=0)
     assert len(json.loads(again.stdout)) == 1
     assert "hi" in cli("logs", job, check_rc=0).stdout.splitlines()
+
+
+def test_idempotency_key_survives_a_lost_history(cli, write_spec, launch_home):
+    spec = write_spec("name: once\nrun: echo ran-once\n")
+    first = SUBMITTED.search(cli("run", str(spec), "--idempotency-key", "ci-55", "--wait", check_rc=0).stdout).group(1)
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    again = cli("run", str(spec), "--idempotency-key", "ci-55", check_rc=0)
+    assert first in again.stdout and "already exists" in again.stdout
+    assert len(list((launch_home / "local").iterdir())) == 1

@@ -239,3 +239,17 @@ def _wait_for_job(sm, timeout: float = 30) -> str:
     raise AssertionError("no CreateTrainingJob reached moto")
 
 
+
+
+def test_idempotency_key_holds_on_a_fresh_machine(sm, launch_home):
+    """A CI re-run lands on a new machine with an empty history: the provider's tag decides."""
+    sm.server.hold_new_jobs_in_progress()
+    spec = sm.spec()
+    first = sm.submit(spec, "--idempotency-key", "gh-123-1")
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    again = sm.run("run", str(spec), "--backend", "sagemaker", "--idempotency-key", "gh-123-1", check_rc=0)
+    assert first in again.stdout and "already exists" in again.stdout
+    assert len(sm.server.created_requests) == 1
+    other = sm.submit(spec, "--idempotency-key", "gh-124-1")
+    assert other != first and len(sm.server.created_requests) == 2

@@ -172,3 +172,18 @@ def test_every_create_body_was_accepted_by_the_proto_parser(vx):
     (body,) = vx.fake.created_bodies
     assert body["jobSpec"]["scheduling"]["timeout"] == "7200s"
     assert [p["replicaCount"] for p in body["jobSpec"]["workerPoolSpecs"]] == ["1", "2"]
+
+
+def test_idempotency_key_holds_on_a_fresh_machine(vx, launch_home):
+    spec = vx.spec()
+    first = vx.submit(spec, "--idempotency-key", "GitHub run #7 / attempt 1")
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    again = vx.run("run", str(spec), "--backend", "vertex", "--idempotency-key", "GitHub run #7 / attempt 1",
+                   check_rc=0)
+    assert first in again.stdout and "already exists" in again.stdout
+    assert len(vx.fake.jobs) == 1
+    # and the adopted record answers the same key locally from now on
+    third = vx.run("run", str(spec), "--backend", "vertex", "--idempotency-key", "GitHub run #7 / attempt 1",
+                   check_rc=0)
+    assert first in third.stdout and len(vx.fake.jobs) == 1
