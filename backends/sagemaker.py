@@ -53,6 +53,8 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 CHANNEL_DIR = "/opt/ml/input/data"
 DEFAULT_RUNTIME_S = 24 * 3600
 DEFAULT_VOLUME_GB = 100
+MAX_RUNTIME_S = 28 * 86400  # AWS's cap on MaxRuntimeInSeconds
+MAX_VOLUME_GB = 16384
 NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -71,6 +73,7 @@ STATES: dict[tuple[str, str | None], JobState] = {
     ("InProgress", "DownloadingTrainingImage"): JobState.STARTING,
     ("InProgress", "Interrupted"): JobState.STARTING,  # spot capacity lost; SageMaker waits for more
     ("InProgress", "Restarting"): JobState.STARTING,
+    ("InProgress", "Stopping"): JobState.CANCELLING,
     ("InProgress", "Training"): JobState.RUNNING,
     ("InProgress", "Uploading"): JobState.RUNNING,
     ("InProgress", "Updating"): JobState.RUNNING,
@@ -209,6 +212,12 @@ class SageMakerBackend:
                                          f"{role!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/Name)"))
         instance_type = self._instance(spec, problems)
         runtime = spec.max_runtime or DEFAULT_RUNTIME_S
+        if runtime > MAX_RUNTIME_S:
+            problems.append(spec.problem("max_runtime", f"SageMaker stops training jobs after at most 28 days; "
+                                         f"{durations.format_seconds(runtime)} is longer (checkpoint and resubmit)"))
+        volume = self.settings.get("volume_size_gb") or spec.resources.disk_gb or DEFAULT_VOLUME_GB
+        if volume > MAX_VOLUME_GB:
+            problems.append(spec.problem("resources.disk_gb", f"SageMaker volumes hold at most {MAX_VOLUME_GB} GB"))
         stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
         if spec.spot:
             wait = settings.get("max_wait") or runtime
@@ -257,7 +266,7 @@ class SageMakerBackend:
             "ResourceConfig": {
                 "InstanceType": instance_type,
                 "InstanceCount": spec.resources.nodes,
-                "VolumeSizeInGB": settings.get("volume_size_gb") or spec.resources.disk_gb or DEFAULT_VOLUME_GB,
+                "VolumeSizeInGB": volume,
             },
             "StoppingCondition": stopping,
             "Environment": environment,

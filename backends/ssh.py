@@ -72,7 +72,9 @@ def settings_model() -> type[BaseModel]:
         host_key_checking: Literal["yes", "accept-new"] = "yes"
         ssh_config: str | None = None
         identity_file: str | None = None
-        remote_root: str = Field(".launch", description="job files on the hosts; relative to the login dir")
+        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])",
+                                 description="job files on the hosts; absolute, or relative to the login dir "
+                                 "(no leading - or ~)")
         cancel_grace: Annotated[int, BeforeValidator(durations.parse_seconds)] = DEFAULT_CANCEL_GRACE_S
 
     return SSHSettings
@@ -176,14 +178,24 @@ class SSHBackend:
                 started.append({**self._start(host, node, payload["job_dir"]), "rank": node["rank"],
                                 "host": str(host), "internal_address": host.internal_address, "dir": node["dir"]})
         except Exception:
-            partial = Handle(self.name, request.job_id, {"job_dir": payload["job_dir"], "nodes": started})
-            self._signal(partial, grace_s=0)
+            self._stop_started(hosts, payload["nodes"])
             raise
         handle = Handle(self.name, request.job_id, {
             "job_dir": payload["job_dir"], "nodes": started, "submitted_at": time.time(),
             "cancel_grace_s": payload["cancel_grace_s"], "idempotency_key": payload.get("idempotency_key")})
         self.transport.put(hosts[0], json.dumps(handle.to_json()).encode(), f"{payload['job_dir']}/handle.json")
         return handle
+
+    def _stop_started(self, hosts: list[Host], nodes: list[dict[str, Any]]) -> None:
+        """After a failed submit, kill every node that did start, known or not: the pid files on
+        the hosts say which (a start whose answer was lost is in them too)."""
+        for rank, node in enumerate(nodes):
+            pidfile = f"{node['dir']}/pid"
+            try:
+                self.transport.run(hosts[rank], script(
+                    "[ -s {pidfile} ] && kill -KILL -$(cut -d' ' -f1 {pidfile}) 2>/dev/null; true", pidfile=pidfile))
+            except BackendUnreachable:
+                continue
 
     def _check_gpus(self, host: Host, wanted: int) -> None:
         if wanted <= 0:
@@ -211,11 +223,15 @@ class SSHBackend:
         """Start the bootstrap detached in its own session (it outlives this ssh connection),
         from the login directory that the job's relative paths start from; answer its pid and
         kernel start time (so a reused pid is never mistaken for the job)."""
+        # `mkdir started` is atomic: a retried start (its first answer lost) reads the pid file
+        # instead of starting the node a second time
         command = script(
-            "mkdir -p {dir} && setsid sh -c '. \"$1\"; exec sh \"$2\"' launch-node {env} {bootstrap} "
-            "> {log} 2>&1 < /dev/null & pid=$!; echo \"$pid $(cut -d' ' -f22 /proc/$pid/stat 2>/dev/null)\"",
-            dir=node["dir"], env=f"{node['dir']}/env.sh", bootstrap=f"{job_dir}/bootstrap.sh",
-            log=f"{node['dir']}/log")
+            "mkdir -p {dir} && if mkdir {lock} 2>/dev/null; then "
+            "setsid sh -c '. \"$1\"; exec sh \"$2\"' launch-node {env} {bootstrap} > {log} 2>&1 < /dev/null & "
+            "pid=$!; echo \"$pid $(cut -d' ' -f22 /proc/$pid/stat 2>/dev/null)\" > {pidfile}; fi; "
+            "i=0; while [ ! -s {pidfile} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; cat {pidfile}",
+            dir=node["dir"], lock=f"{node['dir']}/started", env=f"{node['dir']}/env.sh",
+            bootstrap=f"{job_dir}/bootstrap.sh", log=f"{node['dir']}/log", pidfile=f"{node['dir']}/pid")
         done = self.transport.run(host, command)
         words = done.stdout.decode().split()
         if done.returncode != 0 or not words:
@@ -279,15 +295,24 @@ class SSHBackend:
     # -- cancel ------------------------------------------------------------------
 
     def cancel(self, handle: Handle) -> None:
+        """Stop every node we can reach even when one host is down; then say which were not."""
         if self.status(handle).state.is_terminal:
             return  # finished before the cancel: keep its real outcome
+        unreachable = []
         for host in _by_host(handle):
-            self.transport.run(host, script("touch {marker}", marker=f"{handle.data['job_dir']}/cancel_requested"))
-        self._signal(handle, grace_s=float(handle.data.get("cancel_grace_s", DEFAULT_CANCEL_GRACE_S)))
+            try:
+                self.transport.run(host, script("touch {marker}", marker=f"{handle.data['job_dir']}/cancel_requested"))
+            except BackendUnreachable:
+                unreachable.append(str(host))
+        unreachable += self._signal(handle, grace_s=float(handle.data.get("cancel_grace_s", DEFAULT_CANCEL_GRACE_S)))
+        if unreachable:
+            raise BackendUnreachable(f"could not reach {', '.join(sorted(set(unreachable)))} to stop the job there; "
+                                     "the other nodes were stopped", "run `launch cancel` again when it is back")
 
-    def _signal(self, handle: Handle, grace_s: float) -> None:
+    def _signal(self, handle: Handle, grace_s: float) -> list[str]:
         """TERM each node's process group, KILL what is left after the grace period (on the host,
-        so a dropped connection cannot leave the job half-stopped)."""
+        so a dropped connection cannot leave the job half-stopped). Answers the unreachable hosts."""
+        unreachable = []
         for host, nodes in _by_host(handle).items():
             groups = [str(n["pid"]) for n in nodes]
             command = script(
@@ -300,7 +325,8 @@ class SSHBackend:
             try:
                 self.transport.run(host, command, timeout=grace_s + 60)
             except BackendUnreachable:
-                continue
+                unreachable.append(str(host))
+        return unreachable
 
     # -- list --------------------------------------------------------------------
 

@@ -38,7 +38,9 @@ class Host:
 
     @classmethod
     def parse(cls, text: str, internal_address: str | None = None) -> Host:
-        match = re.fullmatch(r"(?P<dest>[^\s:@]+@[^\s:@]+|[^\s:@]+)(?::(?P<port>\d{1,5}))?", text.strip())
+        # user and host from a strict set: they reach ssh's command line and, via %r/%h, ProxyCommands
+        match = re.fullmatch(r"(?P<dest>(?:[A-Za-z0-9._][A-Za-z0-9._-]*@)?[A-Za-z0-9._][A-Za-z0-9._-]*)"
+                             r"(?::(?P<port>\d{1,5}))?", text.strip())
         if not match:
             raise ValueError(f"{text!r} is not user@host[:port] or a host alias")
         port = int(match.group("port")) if match.group("port") else None
@@ -82,6 +84,11 @@ def _control_dir() -> Path:
     """Short and private: ControlPath sockets must fit in ~100 bytes."""
     path = Path(tempfile.gettempdir()) / f"launch-ssh-{os.getuid()}"
     path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not path.is_dir() or path.is_symlink():
+        # someone else's socket here would receive our commands (and the env files with secrets)
+        raise BackendUnreachable(f"{path} is not a private directory of yours; refusing to put ssh sockets there",
+                                 "remove it (or set TMPDIR elsewhere) and retry")
     return path
 
 

@@ -49,8 +49,10 @@ sagemaker_topology() {
     config=${LAUNCH_SAGEMAKER_RESOURCE_CONFIG:-/opt/ml/input/config/resourceconfig.json}
     [ -f "$config" ] || return 0
     flat=$(tr -d ' \n\t\r' < "$config")
-    current=$(printf '%s' "$flat" | sed -n 's/.*"current_host":"\([^"]*\)".*/\1/p')
-    hosts=$(printf '%s' "$flat" | sed -n 's/.*"hosts":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr ',' ' ')
+    # heterogeneous clusters add instance_groups[].hosts: read only the top-level keys
+    top=$(printf '%s' "$flat" | sed 's/"instance_groups":\[.*//')
+    current=$(printf '%s' "$top" | sed -n 's/.*"current_host":"\([^"]*\)".*/\1/p')
+    hosts=$(printf '%s' "$top" | sed -n 's/.*"hosts":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr ',' '\n' | sort -V | tr '\n' ' ')
     rank=0
     first=
     for host in $hosts; do
