@@ -224,10 +224,11 @@ class SSHBackend:
         from the login directory that the job's relative paths start from; answer its pid and
         kernel start time (so a reused pid is never mistaken for the job)."""
         # `mkdir started` is atomic: a retried start (its first answer lost) reads the pid file
-        # instead of starting the node a second time
+        # instead of starting the node a second time. The env file (secrets) is deleted once read.
         command = script(
             "mkdir -p {dir} && if mkdir {lock} 2>/dev/null; then "
-            "setsid sh -c '. \"$1\"; exec sh \"$2\"' launch-node {env} {bootstrap} > {log} 2>&1 < /dev/null & "
+            "setsid sh -c '. \"$1\" && rm -f \"$1\"; exec sh \"$2\"' launch-node {env} {bootstrap} > {log} 2>&1 "
+            "< /dev/null & "
             "pid=$!; echo \"$pid $(cut -d' ' -f22 /proc/$pid/stat 2>/dev/null)\" > {pidfile}; fi; "
             "i=0; while [ ! -s {pidfile} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; cat {pidfile}",
             dir=node["dir"], lock=f"{node['dir']}/started", env=f"{node['dir']}/env.sh",

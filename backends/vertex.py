@@ -56,6 +56,7 @@ IDEMPOTENCY_LABEL = "launch_idempotency_key"
 DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
 DEFAULT_DISK_GB = 100
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
+LOG_LOOKBACK_S = 60  # how late Cloud Logging entries may arrive and still be shown
 LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 STATES: dict[str, JobState] = {
@@ -411,16 +412,19 @@ class VertexBackend:
 
     def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
              node: int | None = None) -> Iterator[LogLine]:
-        """Cloud Logging entries for the job, in timestamp order. The cursor is the last
-        timestamp shown and the insertIds shown at that timestamp, so a poll asks for
-        `timestamp >= last` and skips what it already showed: nothing twice, nothing lost."""
+        """Cloud Logging entries for the job, in timestamp order. Entries can arrive late, stamped
+        earlier than ones already shown, so each poll looks back LOG_LOOKBACK_S before the newest
+        timestamp shown and skips the insertIds it showed in that window: nothing twice, nothing lost.
+        Cursor: {"ts": newest timestamp shown, "seen": [[timestamp, insertId], ...] in the window}."""
         cursor = dict(since or {})
-        last_ts, seen = cursor.get("ts"), set(cursor.get("ids", []))
+        last_ts: str | None = cursor.get("ts")
+        seen = {insert_id for _, insert_id in cursor.get("seen", [])}
+        window = [tuple(pair) for pair in cursor.get("seen", [])]
         filters = ['resource.type="ml_job"', f'resource.labels.job_id="{handle.data["id"]}"']
         if node is not None:
             filters.append(f'resource.labels.task_name="{_task_name(node)}"')
         if last_ts:
-            filters.append(f'timestamp>="{last_ts}"')
+            filters.append(f'timestamp>="{_seconds_before(last_ts, LOG_LOOKBACK_S)}"')
         body: dict[str, Any] = {"resourceNames": [f"projects/{handle.data['project']}"],
                                 "filter": " AND ".join(filters), "orderBy": "timestamp asc", "pageSize": 1000}
         endpoint = (self.settings.get("logging_endpoint") or LOGGING_ENDPOINT).rstrip("/")
@@ -435,18 +439,20 @@ class VertexBackend:
                 if not page.get("nextPageToken"):
                     break
                 body["pageToken"] = page["nextPageToken"]
-        for entry in entries:
+        fresh = [e for e in entries if e.get("insertId", "") not in seen]
+        for entry in fresh:
             ts, insert_id = entry.get("timestamp", ""), entry.get("insertId", "")
-            if ts == last_ts and insert_id in seen:
-                continue
-            if ts != last_ts:
-                last_ts, seen = ts, set()
-            seen.add(insert_id)
+            last_ts = max(last_ts or ts, ts)
+            window.append((ts, insert_id))
+        if fresh:
+            floor = _seconds_before(last_ts or "", LOG_LOOKBACK_S + 5)  # keep a margin past the query's window
+            position = {"ts": last_ts, "seen": [list(p) for p in window if p[0] >= floor]}
+        for entry in fresh:
             task = entry.get("resource", {}).get("labels", {}).get("task_name", "workerpool0-0")
             text = entry.get("textPayload")
             if text is None:
                 text = (entry.get("jsonPayload") or {}).get("message", "")
-            yield LogLine(str(text).rstrip("\n"), _rank(task), {"ts": last_ts, "ids": sorted(seen)})
+            yield LogLine(str(text).rstrip("\n"), _rank(task), position)
 
     # -- cancel ------------------------------------------------------------------
 
@@ -491,6 +497,17 @@ class VertexBackend:
             key = dict(job.labels).get(IDEMPOTENCY_LABEL)
             yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, handle),
                           created_at=created, idempotency_key=key)
+
+
+def _seconds_before(timestamp: str, seconds: int) -> str:
+    """An RFC 3339 UTC timestamp `seconds` earlier, to whole seconds (enough for a filter)."""
+    import datetime
+
+    try:
+        moment = datetime.datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return timestamp
+    return (moment - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _project_from_environment() -> str | None:

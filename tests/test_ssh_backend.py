@@ -64,8 +64,8 @@ def test_job_runs_on_the_host_and_reports_success(ssh, tmp_path):
     job = SUBMITTED.search(result.stdout).group(1)
     record = json.loads(ssh.run("status", job, "-o", "json", check_rc=0).stdout)
     assert record["state"] == "SUCCEEDED" and record["exit_code"] == 0
-    env_file = Path(ssh.remote_root) / "jobs" / job / "node-0" / "env.sh"
-    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    node_dir = Path(ssh.remote_root) / "jobs" / job / "node-0"
+    assert not (node_dir / "env.sh").exists()  # read once at start, then removed: no secrets left on disk
 
 
 def test_failing_node_fails_the_job_with_its_code(ssh):
@@ -259,3 +259,18 @@ def test_remote_root_that_a_shell_would_misread_is_refused(ssh, root):
     spec = ssh.spec("name: badroot\nrun: echo hi\n")
     result = ssh.run("run", str(spec), "--backend", "ssh", "--set", f"backends.ssh.remote_root={root}")
     assert result.returncode == 2 and "remote_root" in result.stderr, result.stderr
+
+
+def test_secrets_reach_the_job_but_stay_off_command_lines_and_disk(ssh, launch_home):
+    import hashlib
+
+    digest = hashlib.sha256(b"canary-ssh-42").hexdigest()  # the job checks the value without naming it
+    check = f'[ "$(printf %s "$MY_TOKEN" | sha256sum | cut -d" " -f1)" = {digest} ] && echo token-ok'
+    spec = ssh.spec(f"name: secret\nsecrets: [MY_TOKEN]\nrun: {json.dumps(check)}\n")
+    result = ssh.run("run", str(spec), "--backend", "ssh", "--follow", env={"MY_TOKEN": "canary-ssh-42"},
+                     check_rc=0)
+    assert "token-ok" in result.stdout and "canary-ssh-42" not in result.stdout + result.stderr
+    job = SUBMITTED.search(result.stdout).group(1)
+    for path in [*Path(ssh.remote_root, "jobs", job).rglob("*"), *launch_home.rglob("*")]:
+        if path.is_file():
+            assert b"canary-ssh-42" not in path.read_bytes(), path

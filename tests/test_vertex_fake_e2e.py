@@ -187,3 +187,29 @@ def test_idempotency_key_holds_on_a_fresh_machine(vx, launch_home):
     third = vx.run("run", str(spec), "--backend", "vertex", "--idempotency-key", "GitHub run #7 / attempt 1",
                    check_rc=0)
     assert first in third.stdout and len(vx.fake.jobs) == 1
+
+
+def test_late_log_entries_are_shown_once(vx, gcp, monkeypatch):
+    """Cloud Logging may deliver an entry stamped before one already shown."""
+    from datetime import UTC, datetime, timedelta
+
+    from backends.vertex import VertexBackend
+    from launcher import config
+
+    job = vx.submit(vx.spec(nodes=2, accel="H100:8"))
+    name = vx.job_name(job)
+    config.load.cache_clear()
+    settings = {**config.backend_settings("vertex"), "project": "my-project", "region": "us-central1"}
+    backend = VertexBackend(settings)
+    from launcher.store import Store
+
+    handle = Store.open().get(job).handle
+    base = datetime.now(UTC).replace(microsecond=0)
+    gcp.add_log(name, "workerpool0-0", "chief early", timestamp=base)
+    gcp.add_log(name, "workerpool0-0", "chief later", timestamp=base + timedelta(seconds=10))
+    first = list(backend.logs(handle))
+    assert [line.text for line in first] == ["chief early", "chief later"]
+    gcp.add_log(name, "workerpool1-0", "worker late", timestamp=base + timedelta(seconds=5))  # arrives late
+    second = list(backend.logs(handle, since=first[-1].cursor))
+    assert [(line.node, line.text) for line in second] == [(1, "worker late")]
+    assert list(backend.logs(handle, since=second[-1].cursor)) == []
