@@ -216,8 +216,8 @@ class SSHBackend:
             present = self.transport.run(host, script("test -f {path}", path=upload.destination))
             if present.returncode == 0:
                 return
-        self.transport.put(host, upload.source, upload.destination, mode="700" if upload.destination.endswith(
-            ".sh") else "600")
+        self.transport.copy(host, upload.source, upload.destination,
+                            mode="700" if upload.destination.endswith(".sh") else "600")
 
     def _start(self, host: Host, node: dict[str, Any], job_dir: str) -> dict[str, Any]:
         """Start the bootstrap detached in its own session (it outlives this ssh connection),

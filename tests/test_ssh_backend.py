@@ -274,3 +274,22 @@ def test_secrets_reach_the_job_but_stay_off_command_lines_and_disk(ssh, launch_h
     for path in [*Path(ssh.remote_root, "jobs", job).rglob("*"), *launch_home.rglob("*")]:
         if path.is_file():
             assert b"canary-ssh-42" not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("with_rsync", [True, False])
+def test_file_copy_keeps_hostile_remote_paths_literal(servers, tmp_path, monkeypatch, with_rsync):
+    """rsync (--protect-args) when both ends have it, else the ssh stream: the same result."""
+    from backends import ssh_transport
+    from backends.ssh_transport import Host, SSHTransport
+
+    first, _, both = servers
+    if not with_rsync:
+        monkeypatch.setattr(ssh_transport.shutil, "which", lambda name: None)
+    marker = tmp_path / "pwned"
+    source = tmp_path / "bundle.tar.gz"
+    source.write_bytes(b"\x1f\x8b payload")
+    remote = f"{first.remote_root}/odd dir/$(touch {marker})/`id`;x/b.tar.gz"
+    SSHTransport(ssh_config=both).copy(Host.parse(first.host_spec), source, remote, mode="600")
+    assert Path(remote).read_bytes() == b"\x1f\x8b payload"
+    assert oct(Path(remote).stat().st_mode & 0o777) == "0o600"
+    assert not marker.exists()
