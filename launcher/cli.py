@@ -94,7 +94,7 @@ def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @click.option("-b", "--backend", default=None, help="Where to run: local (default), ssh, sagemaker, vertex, ...")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -275,7 +275,7 @@ def cancel(job: str, output: str) -> None:
         click.echo(f"{record.id}: {record.state.value}")
 
 
-@main.command()
+@main.command(epilog=EXIT_CODES_HELP)
 @click.argument("job")
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 4).")
 @_output
