@@ -55,7 +55,6 @@ DEFAULT_RUNTIME_S = 24 * 3600
 DEFAULT_VOLUME_GB = 100
 MAX_RUNTIME_S = 28 * 86400  # AWS's cap on MaxRuntimeInSeconds
 MAX_VOLUME_GB = 16384
-NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 ENV_MAX_ENTRIES = 100

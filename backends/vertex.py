@@ -57,7 +57,6 @@ DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
 DEFAULT_DISK_GB = 100
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
 LOG_LOOKBACK_S = 60  # how late Cloud Logging entries may arrive and still be shown
-LABEL_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 
 STATES: dict[str, JobState] = {
     "JOB_STATE_QUEUED": JobState.PENDING,
