@@ -59,6 +59,8 @@ class Capabilities:
     list: bool = True
     # status needs no network (local files): `launch list` refreshes such jobs itself
     fast_status: bool = False
+    # seconds a log service may lag behind the job's end: follow keeps reading that long
+    log_settle_s: float = 0.0
 
 
 @dataclass(frozen=True)

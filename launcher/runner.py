@@ -312,9 +312,11 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
     handle = _require_handle(record)
     backend = _backend(record)
     unknown_since: float | None = None
+    settle_until: float | None = None
     delay = 0.1
     while True:
-        record = refresh(store, record, backend)
+        if settle_until is None:
+            record = refresh(store, record, backend)
         ended = record.state.is_terminal or _unknown_too_long(record, unknown_since)
         unknown_since = (unknown_since or time.monotonic()) if record.state is JobState.UNKNOWN else None
         got = False
@@ -324,7 +326,15 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
             cursor = line.cursor
             got = True
         if ended:
-            return record
+            # services that ingest logs asynchronously (CloudWatch, Cloud Logging) may still deliver
+            # the last lines: keep reading until they have been quiet for the backend's settle time
+            settle = backend.capabilities.log_settle_s
+            if settle_until is None or got:
+                settle_until = time.monotonic() + settle
+            if time.monotonic() >= settle_until:
+                return record
+            time.sleep(min(1.0, settle))
+            continue
         if got:
             delay = 0.1
         else:

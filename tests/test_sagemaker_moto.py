@@ -253,3 +253,20 @@ def test_idempotency_key_holds_on_a_fresh_machine(sm, launch_home):
     assert len(sm.server.created_requests) == 1
     other = sm.submit(spec, "--idempotency-key", "gh-124-1")
     assert other != first and len(sm.server.created_requests) == 2
+
+
+def test_follow_waits_for_lines_that_land_after_the_job_ended(sm):
+    """CloudWatch ingests asynchronously: the last lines can appear after the status says Completed."""
+    sm.server.hold_new_jobs_in_progress()
+    job = sm.submit(sm.spec())
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "logs", "-f", job], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(sm))
+    t0 = int(time.time() * 1000)
+    sm.server.put_logs(job, 1, ["first"], start_ms=t0)
+    time.sleep(1.0)
+    sm.server.set_job_state(job, "Completed", "Completed")
+    time.sleep(2.0)
+    sm.server.put_logs(job, 1, ["last words"], start_ms=t0 + 50)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["first", "last words"]
