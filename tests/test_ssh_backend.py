@@ -240,6 +240,8 @@ def test_cancel_stops_reachable_nodes_when_a_host_is_down(ssh, servers, tmp_path
         job = ssh.submit(spec)
         nodes = _handle(ssh, job)["data"]["nodes"]
         third.stop()  # its node keeps running (same machine), but the host no longer answers
+        status = json.loads(ssh.run("status", job, "-o", "json", check_rc=0).stdout)
+        assert status["state"] == "UNKNOWN" and "cannot reach" in status["message"]  # never FAILED
         result = ssh.run("cancel", job)
         assert result.returncode == 4 and "could not reach" in result.stderr
         _wait_until(lambda: not _group_members(nodes[0]["pid"]), "node 0 on the reachable host to stop")

@@ -213,3 +213,17 @@ def test_late_log_entries_are_shown_once(vx, gcp, monkeypatch):
     second = list(backend.logs(handle, since=first[-1].cursor))
     assert [(line.node, line.text) for line in second] == [(1, "worker late")]
     assert list(backend.logs(handle, since=second[-1].cursor)) == []
+
+
+def test_run_wait_exits_1_with_the_error_message(vx):
+    spec = vx.spec()
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "run", str(spec), "--backend", "vertex", "--wait"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    deadline = time.time() + 60
+    while not vx.fake.jobs and time.time() < deadline:
+        time.sleep(0.1)
+    (name,) = vx.fake.jobs
+    vx.fake.set_state(name, "JOB_STATE_FAILED", error_message="Replica workerpool0-0 ran out of memory")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "ran out of memory" in err
