@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.nodes import NodeReport, judge, log_blocks
+from backends.nodes import NodeReport, judge, log_blocks, tail_block
 from backends.remote_job import BOOTSTRAP, LazySettings, master_port
 from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
@@ -207,6 +207,23 @@ class LocalBackend:
             yield from _read_lines(node_dir / "log", rank, offsets, finished=_exit_code(node_dir) is not None
                                    or not procs.is_alive(info["pid"], info.get("start")))
 
+    def tail(self, handle: Handle, lines: int, *, node: int | None = None) -> tuple[list[LogLine], Any]:
+        """The last `lines` lines of each node, read from the end of its file (a 10 GB log costs
+        what its tail costs), and a cursor at the end for a follow that comes next."""
+        offsets: dict[int, int] = {}
+        out = []
+        for info in handle.data["nodes"]:
+            rank = info["rank"]
+            if node is not None and rank != node:
+                continue
+            node_dir = Path(info["dir"])
+            finished = _exit_code(node_dir) is not None or not procs.is_alive(info["pid"], info.get("start"))
+            data, end = _read_tail(node_dir / "log", lines)
+            block = tail_block(data, end, rank, lines, finished=finished, offsets=offsets)
+            if block is not None:
+                out.append(block)
+        return out, dict(offsets)
+
     # -- cancel ------------------------------------------------------------------
 
     def cancel(self, handle: Handle) -> None:
@@ -293,6 +310,24 @@ def _read_lines(path: Path, rank: int, offsets: dict[int, int], finished: bool) 
     with file:
         file.seek(offsets.get(rank, 0))
         yield from log_blocks(iter(lambda: file.read(_READ_CHUNK), b""), rank, offsets, finished=finished)
+
+
+def _read_tail(path: Path, lines: int) -> tuple[bytes, int]:
+    """Enough bytes from the end of `path` to hold `lines` lines (and one more to know where the
+    first of them starts), and the file size they end at."""
+    try:
+        with path.open("rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            want = 64 * 1024
+            while True:
+                start = max(0, size - want)
+                file.seek(start)
+                data = file.read(size - start)
+                if start == 0 or data.count(b"\n") > lines + 1:
+                    return data, size
+                want *= 4
+    except FileNotFoundError:
+        return b"", 0
 
 
 def _gpu_count() -> int:

@@ -60,6 +60,20 @@ def judge(reports: Sequence[NodeReport], *, cancelled: bool, cancel_overdue: boo
     return Verdict(Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started_at, ended_at=ended_at))
 
 
+def tail_block(data: bytes, end: int, rank: int, lines: int, *, finished: bool, offsets: dict[int, int]
+               ) -> LogLine | None:
+    """The last `lines` complete lines of `data`, the bytes that end at byte `end` of a node's log.
+    A running node's partial last line is left for the follow that comes after (the cursor
+    stops before it)."""
+    if not finished and data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        end -= len(data) - cut
+        data = data[:cut]
+    offsets[rank] = end
+    kept = data.rstrip(b"\n").split(b"\n")[-lines:] if lines and data.strip(b"\n") else []
+    return LogLine(b"\n".join(kept).decode("utf-8", "replace"), rank, dict(offsets)) if kept else None
+
+
 def log_blocks(chunks: Iterable[bytes], rank: int, offsets: dict[int, int], *, finished: bool) -> Iterator[LogLine]:
     """Turn a node's log bytes (read from `offsets[rank]` on) into blocks of complete lines.
 

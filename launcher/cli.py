@@ -196,11 +196,15 @@ def _say_end(record: Any, *, show_tail: bool = True) -> None:
 def _show_tail(record: Any) -> None:
     from launcher import runner
 
-    lines = runner.tail(record)
-    if lines:
+    try:
+        blocks, _ = runner.tail(record)
+    except LaunchError:
+        return
+    texts = [text for block in blocks for text in block.lines()]
+    if texts:
         click.echo("last log lines:", err=True)
-        for line in lines:
-            click.echo(f"  | {line.text}", err=True)
+        for text in texts[-10:]:
+            click.echo(f"  | {text}", err=True)
 
 
 @main.command()
@@ -226,11 +230,10 @@ def status(job: str, output: str) -> None:
 @click.argument("job")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
 @click.option("--node", type=click.IntRange(min=0), default=None, help="Only this node (rank).")
-@click.option("--tail", type=click.IntRange(min=0), default=None, help="Only the last N lines first.")
+@click.option("--tail", type=click.IntRange(min=0), default=None,
+              help="Only the last N lines (of each node) first.")
 def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
     """Print a job's logs (all nodes, or --node N)."""
-    from collections import deque
-
     from launcher import runner
 
     store = _store()
@@ -247,15 +250,10 @@ def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
             for block in runner.read_logs(record, node=node):
                 show(block)
                 cursor = block.cursor
-        else:  # the last N lines, whatever blocks they came in
-            from launcher.backend import LogLine
-
-            last: deque[tuple[int, str]] = deque(maxlen=tail)
-            for block in runner.read_logs(record, node=node):
-                last.extend((block.node, text) for text in block.lines())
-                cursor = block.cursor
-            for rank, text in last:
-                show(LogLine(text, rank))
+        else:  # the last N lines, read from the end where the backend can
+            blocks, cursor = runner.tail(record, tail, node=node)
+            for block in blocks:
+                show(block)
     if follow:  # from the end of what was read, or from the start
         runner.follow(store, record, show, node=node, cursor=cursor)
 

@@ -21,7 +21,6 @@ from launcher.errors import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
     EXIT_UNREACHABLE,
-    LaunchError,
     TransientBackendError,
     UsageError,
 )
@@ -342,18 +341,23 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
             delay = min(delay * 1.5, 2.0)
 
 
-def tail(record: JobRecord, lines: int = 10) -> list[LogLine]:
-    """The last lines of a job's logs, read live (they may hold what the job printed,
-    secrets included, so they are shown, never stored)."""
+def tail(record: JobRecord, lines: int = 10, *, node: int | None = None) -> tuple[list[LogLine], Any]:
+    """The last lines of a job's logs and a cursor after them (for a follow that comes next).
+    Backends that can read from the end do (`tail`); otherwise the logs are read through.
+    Lines are shown, never stored: a job may print what it should not."""
     from collections import deque
 
+    backend = _backend(record)
+    handle = _require_handle(record)
+    reader = getattr(backend, "tail", None)
+    if reader is not None:
+        return reader(handle, lines, node=node)
     last: deque[LogLine] = deque(maxlen=lines)
-    try:
-        for block in read_logs(record):
-            last.extend(LogLine(text, block.node, block.cursor) for text in block.lines()[-lines:])
-    except LaunchError:
-        pass
-    return list(last)
+    cursor = None
+    for block in backend.logs(handle, node=node):
+        last.extend(LogLine(text, block.node, block.cursor) for text in block.lines()[-lines:])
+        cursor = block.cursor
+    return list(last), cursor
 
 
 def read_logs(record: JobRecord, *, node: int | None = None) -> Iterator[LogLine]:

@@ -499,3 +499,11 @@ def test_idempotency_key_survives_a_lost_history(cli, write_spec, launch_home):
     again = cli("run", str(spec), "--idempotency-key", "ci-55", check_rc=0)
     assert first in again.stdout and "already exists" in again.stdout
     assert len(list((launch_home / "local").iterdir())) == 1
+
+
+def test_tail_reads_from_the_end_of_a_big_log(cli, write_spec):
+    spec = write_spec("name: big\nrun: python3 -c \"[print('row', i) for i in range(200000)]\"\n")
+    job = SUBMITTED.search(cli("run", str(spec), "--wait", check_rc=0).stdout).group(1)
+    tail = cli("logs", job, "--tail", "3", check_rc=0).stdout.splitlines()
+    assert tail == ["row 199998", "row 199999", "[launch] exit code 0"]
+    assert cli("logs", job, "--tail", "0", "-f", check_rc=0).stdout == ""

@@ -295,3 +295,11 @@ def test_file_copy_keeps_hostile_remote_paths_literal(servers, tmp_path, monkeyp
     assert Path(remote).read_bytes() == b"\x1f\x8b payload"
     assert oct(Path(remote).stat().st_mode & 0o777) == "0o600"
     assert not marker.exists()
+
+
+def test_tail_runs_on_the_host(ssh):
+    spec = ssh.spec("name: sshtail\nrun: 'for i in $(seq 1 500); do echo row-$i; done'\n")
+    job = ssh.submit(spec)
+    ssh.run("wait", job, check_rc=0)
+    lines = ssh.run("logs", job, "--tail", "2", check_rc=0).stdout.splitlines()
+    assert lines == ["row-500", "[launch] exit code 0"]
