@@ -70,7 +70,8 @@ def tail_block(data: bytes, end: int, rank: int, lines: int, *, finished: bool, 
         end -= len(data) - cut
         data = data[:cut]
     offsets[rank] = end
-    kept = data.rstrip(b"\n").split(b"\n")[-lines:] if lines and data.strip(b"\n") else []
+    body = data[:-1] if data.endswith(b"\n") else data  # one terminator; blank lines are lines too
+    kept = body.split(b"\n")[-lines:] if lines and data else []
     return LogLine(b"\n".join(kept).decode("utf-8", "replace"), rank, dict(offsets)) if kept else None
 
 

@@ -145,7 +145,7 @@ def console_url(region: str, name: str) -> str:
 
 class SageMakerBackend:
     name: ClassVar[str] = "sagemaker"
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=1.0)
     settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:

@@ -193,7 +193,10 @@ class SSHBackend:
             pidfile = f"{node['dir']}/pid"
             try:
                 self.transport.run(hosts[rank], script(
-                    "[ -s {pidfile} ] && kill -KILL -$(cut -d' ' -f1 {pidfile}) 2>/dev/null; true", pidfile=pidfile))
+                    # and forget the start, so a retried submit starts the node afresh
+                    "[ -s {pidfile} ] && kill -KILL -$(cut -d' ' -f1 {pidfile}) 2>/dev/null; "
+                    "rm -f {pidfile} {env}; rmdir {lock} 2>/dev/null; true",
+                    pidfile=pidfile, env=f"{node['dir']}/env.sh", lock=f"{node['dir']}/started"))
             except BackendUnreachable:
                 continue
 
@@ -229,7 +232,8 @@ class SSHBackend:
             "mkdir -p {dir} && if mkdir {lock} 2>/dev/null; then "
             "setsid sh -c '. \"$1\" && rm -f \"$1\"; exec sh \"$2\"' launch-node {env} {bootstrap} > {log} 2>&1 "
             "< /dev/null & "
-            "pid=$!; echo \"$pid $(cut -d' ' -f22 /proc/$pid/stat 2>/dev/null)\" > {pidfile}; fi; "
+            "pid=$!; echo \"$pid $(cut -d' ' -f22 /proc/$pid/stat 2>/dev/null)\" > {pidfile}; "
+            "else rm -f {env}; fi; "  # already started: the env file just rewritten must not linger
             "i=0; while [ ! -s {pidfile} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; cat {pidfile}",
             dir=node["dir"], lock=f"{node['dir']}/started", env=f"{node['dir']}/env.sh",
             bootstrap=f"{job_dir}/bootstrap.sh", log=f"{node['dir']}/log", pidfile=f"{node['dir']}/pid")

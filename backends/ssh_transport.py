@@ -85,9 +85,12 @@ def _widen_pipe(fd: int) -> None:
 def _control_dir() -> Path:
     """Short and private: ControlPath sockets must fit in ~100 bytes."""
     path = Path(tempfile.gettempdir()) / f"launch-ssh-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    info = path.lstat()
-    if info.st_uid != os.getuid() or info.st_mode & 0o077 or not path.is_dir() or path.is_symlink():
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+    except OSError:
+        info = None
+    if info is None or info.st_uid != os.getuid() or info.st_mode & 0o077 or not path.is_dir() or path.is_symlink():
         # someone else's socket here would receive our commands (and the env files with secrets)
         raise BackendUnreachable(f"{path} is not a private directory of yours; refusing to put ssh sockets there",
                                  "remove it (or set TMPDIR elsewhere) and retry")
@@ -197,8 +200,14 @@ class SSHTransport:
         self.run(host, script("umask 077 && mkdir -p {dir}", dir=os.path.dirname(remote_path) or "."))
         shell = " ".join(shlex.quote(arg) for arg in self.ssh_args(host)[:-2])  # rsync adds the destination
         target = f"{host.destination}:{remote_path}"
-        done = subprocess.run(["rsync", "--protect-args", f"--chmod=F{mode}", "-e", shell, "--", str(source), target],
-                              capture_output=True, timeout=3600)
+        try:
+            done = subprocess.run(["rsync", "--protect-args", f"--chmod=F{mode}", "-e", shell, "--", str(source),
+                                   target], capture_output=True, timeout=3600)
+        except subprocess.TimeoutExpired:
+            raise BackendUnreachable(f"{host}: copying {source.name} took more than an hour") from None
+        if done.returncode in (SSH_UNREACHABLE, 12):  # ssh gone / rsync protocol stream broken
+            self.control_path(host).unlink(missing_ok=True)
+            raise TransientBackendError(f"lost the connection to {host} while copying {source.name}")
         if done.returncode != 0:
             raise BackendUnreachable(f"{host}: rsync of {source.name} failed: "
                                      f"{done.stderr.decode(errors='replace').strip()}")

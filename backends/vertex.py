@@ -162,7 +162,7 @@ def _gcloud_default(section: str, key: str) -> str | None:
 
 class VertexBackend:
     name: ClassVar[str] = "vertex"
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=2.0)
     settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:

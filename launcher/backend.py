@@ -61,6 +61,8 @@ class Capabilities:
     fast_status: bool = False
     # seconds a log service may lag behind the job's end: follow keeps reading that long
     log_settle_s: float = 0.0
+    # shortest time between two log reads while following (API quotas: Cloud Logging ~1/s)
+    log_poll_s: float = 0.1
 
 
 @dataclass(frozen=True)

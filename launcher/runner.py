@@ -209,6 +209,9 @@ def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, An
         state=summary.status.state, raw_state=summary.status.raw_state, message=summary.status.message,
         created_at=summary.created_at or now, updated_at=now, idempotency_key=idempotency_key,
     ))
+    if record.id == handle.job_id:
+        store.set_status(record.id, summary.status)  # exit code, times and url, as sync records them
+        record = store.get(record.id) or record
     logs.get().warning("job %s already exists at %s for this idempotency key; not submitting again",
                        record.id, backend_name)
     return record
@@ -332,12 +335,14 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
                 settle_until = time.monotonic() + settle
             if time.monotonic() >= settle_until:
                 return record
-            time.sleep(min(1.0, settle))
+            time.sleep(max(min(1.0, settle), backend.capabilities.log_poll_s))
             continue
-        if got:
+        if got:  # more may be waiting: read again at once, unless the API's quota says otherwise
             delay = 0.1
+            if backend.capabilities.log_poll_s > delay:
+                time.sleep(backend.capabilities.log_poll_s)
         else:
-            time.sleep(delay)
+            time.sleep(max(delay, backend.capabilities.log_poll_s))
             delay = min(delay * 1.5, 2.0)
 
 

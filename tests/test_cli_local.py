@@ -507,3 +507,16 @@ def test_tail_reads_from_the_end_of_a_big_log(cli, write_spec):
     tail = cli("logs", job, "--tail", "3", check_rc=0).stdout.splitlines()
     assert tail == ["row 199998", "row 199999", "[launch] exit code 0"]
     assert cli("logs", job, "--tail", "0", "-f", check_rc=0).stdout == ""
+
+
+def test_adopted_job_keeps_its_exit_code(cli, write_spec, launch_home):
+    spec = write_spec("name: boom\nrun: echo boom; exit 7\n")
+    first = cli("run", str(spec), "--idempotency-key", "k-boom", "--wait")
+    assert first.returncode == 1
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    again = cli("run", str(spec), "--idempotency-key", "k-boom", "--wait")
+    assert again.returncode == 1, again.stderr
+    job = SUBMITTED.search(first.stdout).group(1)
+    record = status_json(cli, job)
+    assert record["exit_code"] == 7 and record["ended_at"] is not None

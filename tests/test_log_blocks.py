@@ -35,3 +35,9 @@ def test_tail_of_a_finished_node_includes_its_last_unterminated_line():
     block = tail_block(b"x\ny\nlast", 50, 0, 2, finished=True, offsets=offsets)
     assert block.lines() == ["y", "last"] and offsets == {0: 50}
     assert tail_block(b"x\n", 2, 0, 0, finished=True, offsets=offsets) is None and offsets == {0: 2}
+
+
+def test_tail_keeps_blank_lines():
+    offsets: dict[int, int] = {}
+    block = tail_block(b"one\n\n", 5, 0, 5, finished=False, offsets=offsets)
+    assert block.lines() == ["one", ""] and offsets == {0: 5}

@@ -303,3 +303,35 @@ def test_tail_runs_on_the_host(ssh):
     ssh.run("wait", job, check_rc=0)
     lines = ssh.run("logs", job, "--tail", "2", check_rc=0).stdout.splitlines()
     assert lines == ["row-500", "[launch] exit code 0"]
+
+
+def test_a_submit_retried_after_a_lost_start_answer_runs_the_node(servers, launch_home, monkeypatch):
+    """The start ran but its answer was lost: the runner retries, and the job still runs to success
+    (not adopted dead, not started twice), with no env file left behind."""
+    from backends.ssh import SSHBackend
+    from backends.ssh_transport import SSHTransport
+    from launcher.errors import TransientBackendError
+    from launcher.spec import parse_spec
+
+    first, _, both = servers
+    real_run = SSHTransport.run
+    dropped = []
+
+    def flaky(self, host, command, **kw):
+        done = real_run(self, host, command, **kw)
+        if "setsid" in command and not dropped:
+            dropped.append(command)
+            raise TransientBackendError("lost the ssh connection (test)")
+        return done
+
+    monkeypatch.setattr(SSHTransport, "run", flaky)
+    backend = SSHBackend({"hosts": [first.host_spec], "ssh_config": both, "remote_root": str(first.remote_root)})
+    spec = parse_spec("name: lost\nrun: echo survived\n", "spec.yaml")
+    request = backend.render(spec, "lost-20260101-000000-abcdef", None, {})
+    with pytest.raises(TransientBackendError):
+        backend.submit(request)
+    handle = backend.submit(request)  # what runner.with_retries does next
+    _wait_until(lambda: backend.status(handle).state.is_terminal, "the job to end")
+    assert backend.status(handle).state.value == "SUCCEEDED"
+    node_dir = Path(first.remote_root) / "jobs" / "lost-20260101-000000-abcdef" / "node-0"
+    assert not (node_dir / "env.sh").exists()
