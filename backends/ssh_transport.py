@@ -71,6 +71,22 @@ def script(template: str, **values: object) -> str:
     return template.format(**quoted)
 
 
+def _listening(socket_path: Path) -> bool:
+    """Whether a ControlMaster still answers on its socket (a stale file would make every call
+    fall back to a fresh, slow connection)."""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(socket_path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def _widen_pipe(fd: int) -> None:
     """Let ssh keep writing while we turn the previous megabyte into lines (Linux: 64 KiB
     pipes by default would make the two take turns)."""
@@ -127,8 +143,11 @@ class SSHTransport:
     def _ensure_master(self, host: Host) -> None:
         """Start the shared connection for this host once (`-N -f`: it backgrounds after login).
         Its output goes to a file: a master holding our pipes would make every call wait for it."""
-        if self.control_path(host).exists():
-            return
+        path = self.control_path(host)
+        if path.exists():
+            if _listening(path):
+                return
+            path.unlink(missing_ok=True)  # left by a master that died (reboot, kill): start a new one
         with tempfile.TemporaryFile() as errors:
             try:
                 done = subprocess.run([*self.ssh_args(host, master=True)[:-2], "-N", "-f", "--", host.destination],

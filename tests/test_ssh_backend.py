@@ -335,3 +335,24 @@ def test_a_submit_retried_after_a_lost_start_answer_runs_the_node(servers, launc
     assert backend.status(handle).state.value == "SUCCEEDED"
     node_dir = Path(first.remote_root) / "jobs" / "lost-20260101-000000-abcdef" / "node-0"
     assert not (node_dir / "env.sh").exists()
+
+
+def test_a_stale_control_socket_is_replaced(servers, tmp_path):
+    """A master that died (reboot, kill -9) leaves its socket file: the next call starts a new one."""
+    import socket
+
+    from backends.ssh_transport import Host, SSHTransport
+
+    first, _, both = servers
+    transport = SSHTransport(ssh_config=both)
+    host = Host.parse(first.host_spec)
+    path = transport.control_path(host)
+    subprocess.run([*transport.ssh_args(host)[:-2], "-O", "exit", "--", host.destination], capture_output=True)
+    path.unlink(missing_ok=True)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # a socket file nobody listens on
+    stale.close()
+    assert transport.run(host, "echo fine").stdout == b"fine\n"
+    probe = socket.socket(socket.AF_UNIX)
+    probe.connect(str(path))  # a live master answers there again
+    probe.close()
