@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.nodes import NodeReport, judge, log_blocks, tail_block
+from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
 from backends.remote_job import BOOTSTRAP, LazySettings, master_port
 from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
@@ -203,26 +203,14 @@ class LocalBackend:
             rank = info["rank"]
             if node is not None and rank != node:
                 continue
-            node_dir = Path(info["dir"])
-            yield from _read_lines(node_dir / "log", rank, offsets, finished=_exit_code(node_dir) is not None
-                                   or not procs.is_alive(info["pid"], info.get("start")))
+            yield from _read_lines(Path(info["dir"]) / "log", rank, offsets, finished=_finished(info))
 
     def tail(self, handle: Handle, lines: int, *, node: int | None = None) -> tuple[list[LogLine], Any]:
         """The last `lines` lines of each node, read from the end of its file (a 10 GB log costs
         what its tail costs), and a cursor at the end for a follow that comes next."""
-        offsets: dict[int, int] = {}
-        out = []
-        for info in handle.data["nodes"]:
-            rank = info["rank"]
-            if node is not None and rank != node:
-                continue
-            node_dir = Path(info["dir"])
-            finished = _exit_code(node_dir) is not None or not procs.is_alive(info["pid"], info.get("start"))
-            data, end = _read_tail(node_dir / "log", lines)
-            block = tail_block(data, end, rank, lines, finished=finished, offsets=offsets)
-            if block is not None:
-                out.append(block)
-        return out, dict(offsets)
+        def read(info: dict[str, Any]) -> tuple[bytes, int, bool]:
+            return (*_read_tail(Path(info["dir"]) / "log", lines), _finished(info))
+        return tail_nodes(handle.data["nodes"], lines, node, read)
 
     # -- cancel ------------------------------------------------------------------
 
@@ -287,6 +275,11 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _finished(info: dict[str, Any]) -> bool:
+    """The node has written its exit code, or is gone: its last partial line is final."""
+    return _exit_code(Path(info["dir"])) is not None or not procs.is_alive(info["pid"], info.get("start"))
 
 
 def _exit_code(node_dir: Path) -> int | None:

@@ -8,8 +8,9 @@ others are stopped rather than left hanging at a rendezvous; a cancel wins.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from launcher.backend import JobState, LogLine, Status
 
@@ -73,6 +74,22 @@ def tail_block(data: bytes, end: int, rank: int, lines: int, *, finished: bool, 
     body = data[:-1] if data.endswith(b"\n") else data  # one terminator; blank lines are lines too
     kept = body.split(b"\n")[-lines:] if lines and data else []
     return LogLine(b"\n".join(kept).decode("utf-8", "replace"), rank, dict(offsets)) if kept else None
+
+
+def tail_nodes(nodes: Sequence[dict[str, Any]], lines: int, node: int | None,
+               read_tail: Callable[[dict[str, Any]], tuple[bytes, int, bool]]) -> tuple[list[LogLine], Any]:
+    """The last `lines` lines of each chosen node and one cursor at their ends; `read_tail(info)`
+    answers (bytes ending the log, the byte offset they end at, whether the node has finished)."""
+    offsets: dict[int, int] = {}
+    out = []
+    for info in nodes:
+        if node is not None and info["rank"] != node:
+            continue
+        data, end, finished = read_tail(info)
+        block = tail_block(data, end, info["rank"], lines, finished=finished, offsets=offsets)
+        if block is not None:
+            out.append(block)
+    return out, dict(offsets)
 
 
 def log_blocks(chunks: Iterable[bytes], rank: int, offsets: dict[int, int], *, finished: bool) -> Iterator[LogLine]:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.nodes import NodeReport, judge, log_blocks, tail_block
+from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
 from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
 from backends.ssh_transport import Host, SSHTransport, script
 from launcher import config, durations
@@ -299,23 +299,15 @@ class SSHBackend:
 
     def tail(self, handle: Handle, lines: int, *, node: int | None = None) -> tuple[list[LogLine], Any]:
         """The last `lines` lines of each node with `tail` on the host, and a cursor at the end."""
-        offsets: dict[int, int] = {}
-        out = []
-        for info in handle.data["nodes"]:
-            rank = info["rank"]
-            if node is not None and rank != node:
-                continue
+        def read(info: dict[str, Any]) -> tuple[bytes, int, bool]:
             host = Host.parse(info["host"], info.get("internal_address"))
             command = script("test -f {exit} && s=done || s=running; n=$(wc -c < {log} 2>/dev/null || echo 0); "
                              "echo \"$s $n\"; head -c \"$n\" {log} 2>/dev/null | tail -n {count}",
                              exit=f"{info['dir']}/exit_code", log=f"{info['dir']}/log", count=lines + 1)
-            done = self.transport.run(host, command, timeout=600)
-            header, _, data = done.stdout.partition(b"\n")
+            header, _, data = self.transport.run(host, command, timeout=600).stdout.partition(b"\n")
             state, _, size = header.decode().partition(" ")
-            block = tail_block(data, int(size.strip() or 0), rank, lines, finished=state == "done", offsets=offsets)
-            if block is not None:
-                out.append(block)
-        return out, dict(offsets)
+            return data, int(size.strip() or 0), state == "done"
+        return tail_nodes(handle.data["nodes"], lines, node, read)
 
     # -- cancel ------------------------------------------------------------------
 
