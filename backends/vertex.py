@@ -358,10 +358,10 @@ class VertexBackend:
             for attempt in range(3):
                 found = self._find(client, parent, label)
                 if found is not None:
-                    return self._handle(request.job_id, found, request.payload)
+                    return self._handle(request.job_id, found)
                 try:
                     created = client.create_custom_job(parent=parent, custom_job=job)
-                    return self._handle(request.job_id, created, request.payload)
+                    return self._handle(request.job_id, created)
                 except Exception as exc:
                     if attempt == 2 or not _is_transient(exc):
                         raise
@@ -372,9 +372,10 @@ class VertexBackend:
             return job
         return None
 
-    def _handle(self, job_id: str, job: Any, payload: Mapping[str, Any]) -> Handle:
+    def _handle(self, job_id: str, job: Any) -> Handle:
+        """Where the CustomJob lives, from its resource name (the same for created and listed jobs)."""
         parts = job.name.split("/")
-        nodes = sum(int(p.get("replica_count", 1)) for p in payload["job_spec"]["worker_pool_specs"])
+        nodes = sum(int(p.replica_count or 1) for p in job.job_spec.worker_pool_specs)
         return Handle(self.name, job_id, {"name": job.name, "project": parts[1], "region": parts[3],
                                           "id": parts[-1], "nodes": nodes})
 
@@ -489,10 +490,7 @@ class VertexBackend:
             if since is not None and created is not None and created < since:
                 continue
             job_id = job.display_name
-            parts = job.name.split("/")
-            nodes = sum(int(p.replica_count or 1) for p in job.job_spec.worker_pool_specs)
-            handle = Handle(self.name, job_id, {"name": job.name, "project": parts[1], "region": parts[3],
-                                                "id": parts[-1], "nodes": nodes})
+            handle = self._handle(job_id, job)
             key = dict(job.labels).get(IDEMPOTENCY_LABEL)
             yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, handle),
                           created_at=created, idempotency_key=key)

@@ -196,10 +196,11 @@ def find_at_provider(backend: Any, idempotency_key: str) -> Summary | None:
     return next((s for s in backend.list(since=since) if s.idempotency_key == idempotency_key), None)
 
 
-def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, Any], backend: Any,
-           idempotency_key: str) -> JobRecord:
-    """Record the provider's job under the user's key (providers may store a normalised form)."""
-    handle = dataclasses.replace(summary.handle, fast_status=backend.capabilities.fast_status)
+def _record_found(store: Store, summary: Summary, backend_name: str, *, spec: dict[str, Any],
+                  idempotency_key: str | None, fast_status: bool) -> JobRecord:
+    """Put a job the provider has (and the store lacks) into the store, state, exit code and
+    times included; one already there is returned as it is."""
+    handle = dataclasses.replace(summary.handle, fast_status=fast_status)
     known = store.get(handle.job_id)
     if known is not None:
         return known
@@ -210,8 +211,16 @@ def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, An
         created_at=summary.created_at or now, updated_at=now, idempotency_key=idempotency_key,
     ))
     if record.id == handle.job_id:
-        store.set_status(record.id, summary.status)  # exit code, times and url, as sync records them
+        store.set_status(record.id, summary.status)
         record = store.get(record.id) or record
+    return record
+
+
+def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, Any], backend: Any,
+           idempotency_key: str) -> JobRecord:
+    """Record the provider's job under the user's key (providers may store a normalised form)."""
+    record = _record_found(store, summary, backend_name, spec=spec, idempotency_key=idempotency_key,
+                           fast_status=backend.capabilities.fast_status)
     logs.get().warning("job %s already exists at %s for this idempotency key; not submitting again",
                        record.id, backend_name)
     return record
@@ -393,8 +402,7 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
     for name in backends:
         backend = registry.create(name, config.backend_settings(name))
         fast = backend.capabilities.fast_status
-        listed = [dataclasses.replace(s, handle=dataclasses.replace(s.handle, fast_status=fast))
-                  for s in with_retries(lambda b=backend: list(b.list()), f"listing {name}")]
+        listed = with_retries(lambda b=backend: list(b.list()), f"listing {name}")
         seen = {summary.handle.job_id for summary in listed}
         for record in store.list(backend=name):
             if record.handle is None and record.id not in seen and time.time() - record.created_at > SUBMIT_GRACE_S:
@@ -405,18 +413,12 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
             job_id = summary.handle.job_id
             known = store.get(job_id)
             if known is None:
-                now = time.time()
-                store.reserve(JobRecord(
-                    id=job_id, name=summary.name, backend=name, handle=summary.handle, spec={},
-                    state=summary.status.state, raw_state=summary.status.raw_state,
-                    message=summary.status.message, created_at=summary.created_at or now, updated_at=now,
-                    idempotency_key=summary.idempotency_key,
-                ))
-                store.set_status(job_id, summary.status)
+                _record_found(store, summary, name, spec={}, idempotency_key=summary.idempotency_key,
+                              fast_status=fast)
                 report.added += 1
             elif known.handle is None or known.state != summary.status.state:
                 if known.handle is None:
-                    store.set_handle(job_id, summary.handle)
+                    store.set_handle(job_id, dataclasses.replace(summary.handle, fast_status=fast))
                 store.set_status(job_id, summary.status)
                 report.updated += 1
     return report
