@@ -72,6 +72,12 @@ class BackendError(LaunchError):
     exit_code = EXIT_FAILED
 
 
+class CapacityError(BackendError):
+    """The provider has no capacity or quota for this request right now (stockout, quota,
+    no region with the instance type). Nothing was created, so trying another backend is
+    safe: `--backend a,b` fails over on this error and on no other."""
+
+
 class BackendUnreachable(LaunchError):
     """The provider could not be reached or had no usable credentials."""
 
