@@ -96,32 +96,57 @@ def _print_json(value: Any) -> None:
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("spec_file", type=click.Path(dir_okay=False))
-@click.option("-b", "--backend", default=None, help="Where to run: local (default), ssh, sagemaker, vertex, ...")
+@click.option("-b", "--backend", default=None, metavar="NAME[,NAME...]|cheapest",
+              help="Where to run: local (default), ssh, sagemaker, vertex, azureml, lambda_cloud. "
+                   "'a,b' tries a, then b only if a has no capacity; 'cheapest' picks the cheapest "
+                   "configured backend that fits (see `launch plan`).")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a spec field, e.g. --set resources.nodes=2 (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the exact request (secrets masked); submit nothing.")
 @click.option("-w", "--wait", "wait_", is_flag=True, help="Wait for the job to end; exit with its result.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it ends (implies --wait).")
 @click.option("--idempotency-key", default=None, metavar="KEY",
-              help="Submitting the same key again returns the first job instead of a new one.")
+              help="Submitting the same key again returns the first job instead of a new one. Under GitHub "
+                   "Actions / GitLab CI it defaults to the CI step's identity; --idempotency-key '' turns that off.")
+@click.option("--detach-on-interrupt", is_flag=True,
+              help="On Ctrl-C / SIGTERM while waiting, leave the job running (default: cancel it).")
+@click.option("--sweep", "sweeps", multiple=True, metavar="NAME=V1,V2",
+              help="Submit one job per combination; values reach the job as env vars and ${NAME} in the spec.")
+@click.option("--max-parallel", type=click.IntRange(min=1), default=None,
+              help="With --sweep: at most this many of the sweep's jobs unfinished at once (default: all).")
 @_output
 def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run: bool, wait_: bool,
-        follow: bool, idempotency_key: str | None, output: str) -> None:
+        follow: bool, idempotency_key: str | None, detach_on_interrupt: bool, sweeps: tuple[str, ...],
+        max_parallel: int | None, output: str) -> None:
     """Submit SPEC_FILE as a job (on this machine unless --backend says otherwise)."""
     from launcher import config, runner
 
     if backend is not None and not backend.strip():
         raise UsageError("--backend is empty", "give a backend name; `launch backends` lists them")
-    backend = backend or config.default_backend()
+    backend_text = backend or config.default_backend()
+    if max_parallel is not None and not sweeps:
+        raise UsageError("--max-parallel goes with --sweep")
+    if idempotency_key is None and not dry_run:
+        idempotency_key = _ci_key(spec_file, overrides, backend_text)
+    idempotency_key = idempotency_key or None
+    backends = _backends_for(spec_file, overrides, backend_text)
+    if sweeps:
+        if follow:
+            raise UsageError("--follow streams one job; a sweep runs many", "use --wait, then `launch logs JOB`")
+        _run_sweep(spec_file, overrides, backends, sweeps, max_parallel=max_parallel, wait=wait_, dry_run=dry_run,
+                   idempotency_key=idempotency_key, detach_on_interrupt=detach_on_interrupt, output=output)
+        return
     if dry_run:
-        _, _, request, _ = runner.prepare(spec_file, overrides, backend, dry_run=True,
+        _, _, request, _ = runner.prepare(spec_file, overrides, backends[0], dry_run=True,
                                           idempotency_key=idempotency_key)
         if output == "text":
-            click.echo(f"# dry run: nothing submitted; {backend} would run {request.operation}:", err=True)
+            click.echo(f"# dry run: nothing submitted; {backends[0]} would run {request.operation}:", err=True)
         _print_json(request.to_display())
         return
     store = _store()
-    submission = runner.submit(store, spec_file, overrides, backend, idempotency_key)
+    if follow or wait_:
+        _signals_interrupt()
+    submission = runner.submit_first(store, spec_file, overrides, backends, idempotency_key, on_skip=_say_skip)
     record = submission.record
     if output == "text":
         if submission.existing:
@@ -131,11 +156,165 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
         if not (wait_ or follow):
             click.echo(f"  launch status {record.id}\n  launch logs -f {record.id}")
     if follow or wait_:
-        record = _wait_or_follow(store, record, follow=follow, node=None, quiet=output == "json")
+        record = _wait_or_follow(store, record, follow=follow, node=None, quiet=output == "json",
+                                 cancel_on_interrupt=not detach_on_interrupt)
     if output == "json":
         _print_json({**record.to_json(), "existing": submission.existing})
+    _ci_report(record)
     if follow or wait_:
         sys.exit(runner_exit(record))
+
+
+def _ci_key(spec_file: str, overrides: tuple[str, ...], backend_text: str) -> str | None:
+    import os
+
+    from launcher import ci_env
+
+    found = ci_env.default_idempotency_key(os.environ, spec_file=spec_file, overrides=overrides,
+                                           backend=backend_text)
+    if found is None:
+        return None
+    click.echo(f"idempotency key {found.key} (from {found.source}; --idempotency-key '' turns it off)", err=True)
+    return found.key
+
+
+def _ci_report(record: Any) -> None:
+    import os
+
+    from launcher import ci_env
+
+    ci_env.write_github_outputs(os.environ, record, echo=click.echo)
+
+
+def _backends_for(spec_file: str, overrides: tuple[str, ...], backend_text: str) -> list[str]:
+    """`--backend` as the ordered list of backends to try; 'cheapest' asks the plan."""
+    from launcher import plan
+
+    if backend_text.strip() != "cheapest":
+        return plan.failover_order(backend_text)
+    from launcher.spec import load_spec
+
+    rows = plan.plan(load_spec(spec_file, overrides), live=False)
+    chosen = plan.cheapest(rows)
+    click.echo(f"cheapest configured backend that fits: {chosen.backend} ({chosen.instance_type} x {chosen.nodes}, "
+               f"${chosen.hourly_usd:,.2f}/h at catalog prices of {chosen.price_as_of})", err=True)
+    return [chosen.backend]
+
+
+def _say_skip(name: str, exc: LaunchError) -> None:
+    click.echo(f"{name}: no capacity ({exc.message}); trying the next backend", err=True)
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM (a CI cancelling the step) handled like Ctrl-C; keeps the signal for the exit code."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _signals_interrupt() -> None:
+    import signal
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise _Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _exit_for_interrupt(exc: KeyboardInterrupt) -> int:
+    return 128 + getattr(exc, "signum", 2)
+
+
+def _run_sweep(spec_file: str, overrides: tuple[str, ...], backends: list[str], sweeps: tuple[str, ...], *,
+               max_parallel: int | None, wait: bool, dry_run: bool, idempotency_key: str | None,
+               detach_on_interrupt: bool, output: str) -> None:
+    """Every point is checked before the first is submitted: a bad value fails the whole sweep
+    with exit 2 and nothing launched."""
+    import threading
+
+    from launcher import runner, sweep
+    from launcher.spec import load_spec
+    from launcher.store import Store
+
+    points = sweep.grid(sweep.parse_axes(sweeps))
+    specs = [load_spec(spec_file, overrides, params) for params in points]
+    if dry_run:
+        requests = [runner.prepare(spec_file, overrides, backends[0], dry_run=True, params=params,
+                                   idempotency_key=sweep.point_key(idempotency_key, params))[2].to_display()
+                    for params in points]
+        if output == "text":
+            click.echo(f"# dry run: nothing submitted; {len(points)} jobs on {backends[0]}:", err=True)
+        _print_json(requests)
+        return
+    group = runner.new_job_id(f"{specs[0].name}-sweep")
+    local = threading.local()
+
+    def store() -> Store:  # one connection per thread: a connection's transactions are not thread-safe
+        if not hasattr(local, "store"):
+            local.store = Store.open()
+        return local.store
+
+    def submit_one(params: dict[str, str]) -> Any:
+        return runner.submit_first(store(), spec_file, overrides, backends, sweep.point_key(idempotency_key, params),
+                                   params=params, group_id=group, on_skip=_say_skip).record
+
+    def is_done(result: Any) -> bool:
+        result.record = runner.refresh(store(), result.record)
+        return bool(result.record.state.is_terminal)
+
+    say = (lambda text: click.echo(text, err=True)) if output == "text" else (lambda _text: None)
+    say(f"sweep {group}: {len(points)} jobs" + (f", at most {max_parallel} at once" if max_parallel else ""))
+    if wait:
+        _signals_interrupt()
+    try:
+        results = sweep.run(points, submit_one, is_done, max_parallel=max_parallel or len(points), wait=wait,
+                            on_event=say)
+    except KeyboardInterrupt as exc:
+        main_store = _store()
+        if not detach_on_interrupt:
+            for record in main_store.list(group=group):
+                if not record.state.is_terminal and record.handle is not None:
+                    runner.cancel(main_store, record)
+                    click.echo(f"cancelled {record.id}", err=True)
+        else:
+            click.echo(f"detached; the sweep's jobs keep running: launch list --group {group}", err=True)
+        sys.exit(_exit_for_interrupt(exc))
+    _report_sweep(group, results, output)
+    sys.exit(_sweep_exit(results, waited=wait))
+
+
+def _report_sweep(group: str, results: list[Any], output: str) -> None:
+    from launcher.sweep import point_label
+
+    rows = [{"params": r.params, "job_id": r.record.id if r.record else None,
+             "state": r.record.state.value if r.record else "NOT SUBMITTED",
+             "error": r.error.message if r.error else None} for r in results]
+    if output == "json":
+        _print_json({"group": group, "jobs": rows})
+        return
+    from launcher.display import columns
+
+    click.echo(columns([("POINT", "JOB", "STATE")] + [(point_label(r["params"]), r["job_id"] or "-",
+                                                      r["state"] + (f": {r['error']}" if r["error"] else ""))
+                                                     for r in rows]))
+    click.echo(f"group {group}: launch list --group {group} / launch cancel --group {group}")
+
+
+def _sweep_exit(results: list[Any], *, waited: bool) -> int:
+    """Not submitted or failed -> that failure's code; with --wait, the worst job result."""
+    from launcher.runner import exit_code_for
+
+    errors = [r.error for r in results if r.error is not None]
+    if errors:
+        return errors[0].exit_code
+    if not waited:
+        return 0
+    codes = {exit_code_for(r.record.state) for r in results}
+    for code in (1, 4, 3):  # failed beats unknown beats cancelled
+        if code in codes:
+            return code
+    return 0
 
 
 def runner_exit(record: Any) -> int:
@@ -144,7 +323,8 @@ def runner_exit(record: Any) -> int:
     return exit_code_for(record.state)
 
 
-def _wait_or_follow(store: Any, record: Any, *, follow: bool, node: int | None, quiet: bool) -> Any:
+def _wait_or_follow(store: Any, record: Any, *, follow: bool, node: int | None, quiet: bool,
+                    cancel_on_interrupt: bool = False) -> Any:
     from launcher import runner
 
     multi = int(record.spec.get("resources", {}).get("nodes", 1)) > 1 and node is None
@@ -153,13 +333,34 @@ def _wait_or_follow(store: Any, record: Any, *, follow: bool, node: int | None, 
             record = runner.follow(store, record, _printer(multi, sys.stderr if quiet else sys.stdout), node=node)
         else:
             record = runner.wait(store, record, on_change=None if quiet else _say_state)
-    except KeyboardInterrupt:
-        click.echo(f"\ndetached; job {record.id} keeps running.\n"
-                   f"  launch logs -f {record.id}\n  launch cancel {record.id}", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        if cancel_on_interrupt:
+            _cancel_after_interrupt(store, record)
+        else:
+            click.echo(f"\ndetached; job {record.id} keeps running.\n"
+                       f"  launch logs -f {record.id}\n  launch cancel {record.id}", err=True)
+        sys.exit(_exit_for_interrupt(exc))
     if not quiet:
         _say_end(record, show_tail=not follow)
     return record
+
+
+def _cancel_after_interrupt(store: Any, record: Any) -> None:
+    """The CI step (or the user) gave up on the run: stop paying for it. A second interrupt
+    while cancelling leaves it as it is, and says so."""
+    from launcher import runner
+
+    click.echo(f"\ninterrupted: cancelling job {record.id} (--detach-on-interrupt leaves it running)", err=True)
+    try:
+        record = runner.cancel(store, store.get(record.id) or record)
+    except KeyboardInterrupt:
+        click.echo(f"cancel interrupted; job {record.id} may still run: launch cancel {record.id}", err=True)
+        return
+    except LaunchError as exc:
+        click.echo(f"could not cancel {record.id}: {exc}", err=True)
+        return
+    click.echo(f"job {record.id}: {record.state.value}", err=True)
+    _ci_report(record)
 
 
 def _printer(multi: bool, stream: Any) -> Any:
@@ -259,18 +460,29 @@ def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
 
 
 @main.command()
-@click.argument("job")
+@click.argument("job", required=False)
+@click.option("--group", default=None, help="Cancel every unfinished job of this sweep group instead.")
 @_output
-def cancel(job: str, output: str) -> None:
-    """Cancel a job (safe to repeat)."""
+def cancel(job: str | None, group: str | None, output: str) -> None:
+    """Cancel a job, or a sweep's jobs with --group (safe to repeat)."""
     from launcher import runner
 
+    if (job is None) == (group is None):
+        raise UsageError("give a JOB or --group GROUP (one of them)", "`launch list` shows both")
     store = _store()
-    record = runner.cancel(store, store.resolve(job))
-    if output == "json":
-        _print_json(record.to_json())
+    if job is not None:
+        records = [store.resolve(job)]
     else:
-        click.echo(f"{record.id}: {record.state.value}")
+        records = store.list(group=group)
+        if not records:
+            raise UsageError(f"no jobs in group {group!r}", "`launch list` shows groups of sweeps")
+    done = []
+    for record in records:
+        done.append(runner.cancel(store, record))
+        if output == "text":
+            click.echo(f"{done[-1].id}: {done[-1].state.value}")
+    if output == "json":
+        _print_json(done[0].to_json() if job is not None else [r.to_json() for r in done])
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -288,6 +500,7 @@ def wait(job: str, timeout: float | None, output: str) -> None:
         _print_json(record.to_json())
     else:
         _say_end(record)
+    _ci_report(record)
     sys.exit(runner.exit_code_for(record.state))
 
 
@@ -299,9 +512,10 @@ def wait(job: str, timeout: float | None, output: str) -> None:
 @click.option("--all", "show_all", is_flag=True, help="No limit.")
 @click.option("--refresh", is_flag=True, help="Ask every backend for the state of unfinished jobs.")
 @click.option("--sync", is_flag=True, help="First ask the backends what they run and reconcile the history.")
+@click.option("--group", default=None, help="Only the jobs of this sweep group.")
 @_output
 def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bool, refresh: bool, sync: bool,
-          output: str) -> None:
+          group: str | None, output: str) -> None:
     """List jobs from the local history, newest first.
 
     Unfinished local jobs are refreshed on the spot; jobs on cloud backends show
@@ -316,7 +530,7 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
         report = runner.sync(store, [backend] if backend else _configured_backends())
         click.echo(f"synced {', '.join(report.backends)}: {report.added} added, {report.updated} updated", err=True)
     wanted = tuple(JobState(s.upper()) for s in states)
-    records = store.list(backend=backend, limit=None if show_all or wanted else limit)
+    records = store.list(backend=backend, group=group, limit=None if show_all or wanted or group else limit)
     if any(r.needs_refresh(all_backends=refresh) for r in records):
         from launcher import runner  # only when some job needs it: `list` stays fast
 
@@ -328,7 +542,7 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
         return
     from launcher.display import table
 
-    filtered = bool(backend or wanted)
+    filtered = bool(backend or wanted or group)
     click.echo(table(records) if records or not filtered else "no jobs match")
 
 
@@ -359,6 +573,63 @@ def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...]) ->
     if backend:
         runner.backend_for(backend, spec.backends.get(backend, {}), origin=spec_file)
     click.echo(f"{spec_file}: ok ({spec.name}, {spec.resources.nodes} node(s) x {spec.resources.accelerators})")
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("-b", "--backend", "names", multiple=True, help="Only these backends (repeatable; default: all).")
+@click.option("-s", "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="As for run.")
+@click.option("--no-live", is_flag=True, help="Do not ask providers for live capacity (Lambda Cloud).")
+@_output
+def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_live: bool, output: str) -> None:
+    """Where SPEC_FILE could run: instance type, GPUs, price, cost for max_runtime, readiness.
+
+    Backends that fit and are configured come first, cheapest first; the others say why
+    not. Prices are catalog list prices (launch catalog), with their as-of date.
+    """
+    from launcher import plan as planner
+    from launcher.spec import load_spec
+
+    spec = load_spec(spec_file, overrides)
+    if names:
+        for name in names:
+            planner.failover_order(name)
+    rows = planner.plan(spec, list(names) or None, live=not no_live)
+    if output == "json":
+        _print_json([row.to_json() for row in rows])
+        return
+    from launcher.display import plan_table
+
+    click.echo(plan_table(rows, spec))
+
+
+@main.command()
+@click.option("-b", "--backend", default=None, help="Only this backend's rows.")
+@click.option("-a", "--accelerator", default=None, metavar="TYPE[:COUNT]", help="Only this accelerator, e.g. H100:8.")
+@_output
+def catalog(backend: str | None, accelerator: str | None, output: str) -> None:
+    """The instance types and list prices launch knows, with source and as-of date."""
+    from launcher import accelerators
+    from launcher import catalog as known
+
+    rows = list(known.offers())
+    if backend:
+        rows = [o for o in rows if o.backend == backend]
+    if accelerator:
+        try:
+            kind, _, count = accelerator.partition(":")
+            wanted = accelerators.canonical_name(kind)
+            rows = [o for o in rows if o.accelerator == wanted and (not count or str(o.count) == count.strip())]
+        except ValueError as exc:
+            raise UsageError(f"--accelerator {accelerator!r}: {exc}") from None
+    if output == "json":
+        import dataclasses
+
+        _print_json([dataclasses.asdict(o) for o in rows])
+        return
+    from launcher.display import catalog_table
+
+    click.echo(catalog_table(rows) if rows else "no catalog rows match")
 
 
 @main.command()

@@ -21,6 +21,7 @@ from launcher.errors import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
     EXIT_UNREACHABLE,
+    CapacityError,
     TransientBackendError,
     UsageError,
 )
@@ -93,12 +94,13 @@ def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
 
 
 def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dry_run: bool,
-            idempotency_key: str | None = None) -> tuple[Any, Any, Request, str]:
+            idempotency_key: str | None = None,
+            params: dict[str, str] | None = None) -> tuple[Any, Any, Request, str]:
     """Everything up to the request, with no side effect but the bundle cache."""
     from launcher.spec import load_spec
 
     backend_class = registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
-    user_spec = load_spec(spec_file, overrides)
+    user_spec = load_spec(spec_file, overrides, params)
     settings = user_spec.backends.get(backend_name, {})
     backend = backend_for(backend_name, settings, origin=spec_file)
     _check_capabilities(backend_class, user_spec)
@@ -135,16 +137,17 @@ def _same_request(record: JobRecord, spec: Any, backend_name: str) -> bool:
 
 
 def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_name: str,
-           idempotency_key: str | None = None) -> Submission:
+           idempotency_key: str | None = None, *, params: dict[str, str] | None = None,
+           group_id: str | None = None) -> Submission:
     """Submit once. The record is reserved before the provider call, so a crash leaves a
     trace `list --sync` can reconcile; a submit that fails cleanly leaves no record."""
     spec, backend, request, job_id = prepare(spec_file, overrides, backend_name, dry_run=False,
-                                             idempotency_key=idempotency_key)
+                                             idempotency_key=idempotency_key, params=params)
     now = time.time()
     reserved = store.reserve(JobRecord(
         id=job_id, name=spec.name, backend=backend_name, handle=None, spec=spec.to_record(),
         state=JobState.PENDING, message="submitting", created_at=now, updated_at=now,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, group_id=group_id,
     ))
     if reserved.id != job_id:
         if not _same_request(reserved, spec, backend_name):
@@ -181,6 +184,49 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
     record = store.get(job_id)
     assert record is not None
     return Submission(record, request)
+
+
+def submit_first(store: Store, spec_file: str, overrides: tuple[str, ...], backend_names: list[str],
+                 idempotency_key: str | None = None, *, params: dict[str, str] | None = None,
+                 group_id: str | None = None, on_skip: Callable[[str, CapacityError], None] | None = None
+                 ) -> Submission:
+    """Submit to the first backend of `backend_names` that has capacity. Only a CapacityError
+    (raised before anything was created) moves on; any other error stops, so a job is never
+    created twice. With a key, every listed backend is asked first whether it already has the
+    job: a CI re-run must not create on backend 1 what an earlier attempt created on backend 2."""
+    if idempotency_key and len(backend_names) > 1 and store.by_key(idempotency_key) is None:
+        found = _find_anywhere(store, spec_file, overrides, backend_names[1:], idempotency_key, params)
+        if found is not None:
+            return found
+    refusals: list[str] = []
+    for name in backend_names:
+        try:
+            return submit(store, spec_file, overrides, name, idempotency_key, params=params, group_id=group_id)
+        except CapacityError as exc:
+            refusals.append(f"{name}: {exc.message}")
+            if name == backend_names[-1]:
+                if len(backend_names) == 1:
+                    raise
+                raise CapacityError(f"no capacity on any of {', '.join(backend_names)}: " + "; ".join(refusals),
+                                    "try later, another region or accelerator, or more backends "
+                                    "(`launch plan SPEC` lists them)") from exc
+            if on_skip is not None:
+                on_skip(name, exc)
+    raise AssertionError("unreachable")
+
+
+def _find_anywhere(store: Store, spec_file: str, overrides: tuple[str, ...], names: list[str],
+                   idempotency_key: str, params: dict[str, str] | None) -> Submission | None:
+    from launcher.spec import load_spec
+
+    spec = load_spec(spec_file, overrides, params)
+    for name in names:
+        backend = backend_for(name, spec.backends.get(name, {}), origin=spec_file)
+        found = with_retries(lambda b=backend: find_at_provider(b, idempotency_key), f"looking up {idempotency_key}")
+        if found is not None:
+            return Submission(_adopt(store, found, name, spec.to_record(), backend, idempotency_key), None,
+                              existing=True)
+    return None
 
 
 IDEMPOTENCY_WINDOW_S = 14 * 86400

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -199,8 +200,10 @@ def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any, tex
     node[path[-1]] = value
 
 
-def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
-    """Read, override and validate a spec file; SpecError lists every problem."""
+def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = (),
+              params: Mapping[str, str] | None = None) -> JobSpec:
+    """Read, override and validate a spec file; SpecError lists every problem. `params` (a sweep
+    point) fill `${name}` in every string and reach the job as env vars."""
     path = Path(file)
     try:
         text = path.read_text(encoding="utf-8")
@@ -208,11 +211,11 @@ def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise UsageError(f"{path}: no such spec file", "check the path; `launch validate FILE` checks a spec") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read spec: {exc}") from None
-    return parse_spec(text, str(path), overrides, base_dir=path.parent)
+    return parse_spec(text, str(path), overrides, base_dir=path.parent, params=params)
 
 
 def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
-               base_dir: Path | None = None) -> JobSpec:
+               base_dir: Path | None = None, params: Mapping[str, str] | None = None) -> JobSpec:
     data, source = yaml_source.load(text, file)
     if data is None:
         data = {}
@@ -225,6 +228,11 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
             if opath[:end] not in source.lines:
                 source.overridden.setdefault(opath[:end], original)
         _apply_override(data, opath, value, original)
+    if params:
+        data = _substitute(data, params)
+        env = data.get("env")
+        if env is None or isinstance(env, dict):  # anything else is reported as the file's problem
+            data["env"] = {**(env or {}), **params}
     problems: list[Problem] = []
     spec: JobSpec | None = None
     try:
@@ -255,6 +263,19 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
     spec._source = source
     return spec
+
+
+def _substitute(value: Any, params: Mapping[str, str]) -> Any:
+    """`${name}` -> the value, in every string of the spec; other `${...}` stay for the shell."""
+    if isinstance(value, str):
+        for name, text in params.items():
+            value = value.replace("${" + name + "}", text)
+        return value
+    if isinstance(value, dict):
+        return {key: _substitute(item, params) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, params) for item in value]
+    return value
 
 
 def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:

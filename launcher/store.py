@@ -21,7 +21,7 @@ from typing import Any
 from launcher.backend import Handle, JobState, Status
 from launcher.errors import UsageError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -38,12 +38,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at REAL NOT NULL,
     started_at REAL,
     ended_at REAL,
-    idempotency_key TEXT UNIQUE
+    idempotency_key TEXT UNIQUE,
+    group_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_group ON jobs (group_id);
 """
+# what each older schema lacks; applied in order by _migrate
+_UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",)}
 _COLUMNS = ("id", "name", "backend", "handle", "spec", "state", "raw_state", "message", "exit_code",
-            "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key")
+            "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key", "group_id")
 _RETRIES = 20
 
 
@@ -64,6 +68,7 @@ class JobRecord:
     started_at: float | None = None
     ended_at: float | None = None
     idempotency_key: str | None = None
+    group_id: str | None = None  # the sweep this job belongs to (`list --group`, `cancel --group`)
 
     def needs_refresh(self, *, all_backends: bool) -> bool:
         """Unfinished, and either its status is a cheap local read or every backend was asked for."""
@@ -131,6 +136,11 @@ class Store:
             if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._db.execute("PRAGMA journal_mode = WAL")
             with self._write():
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                has_table = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone()
+                for old in range(version if has_table else SCHEMA_VERSION, SCHEMA_VERSION):
+                    for statement in _UPGRADES.get(old, ()):
+                        self._db.execute(statement)
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -202,6 +212,10 @@ class Store:
         found = self._select("WHERE id = ?", (job_id,))
         return found[0] if found else None
 
+    def by_key(self, idempotency_key: str) -> JobRecord | None:
+        found = self._select("WHERE idempotency_key = ?", (idempotency_key,))
+        return found[0] if found else None
+
     def resolve(self, prefix: str) -> JobRecord:
         """A job by full id or unique prefix; otherwise a usage error that helps pick."""
         if not prefix.strip():
@@ -219,11 +233,14 @@ class Store:
         return found[0]
 
     def list(self, *, backend: str | None = None, states: tuple[JobState, ...] = (),
-             limit: int | None = None) -> list[JobRecord]:
+             limit: int | None = None, group: str | None = None) -> list[JobRecord]:
         clauses, params = [], []
         if backend:
             clauses.append("backend = ?")
             params.append(backend)
+        if group:
+            clauses.append("group_id = ?")
+            params.append(group)
         if states:
             clauses.append(f"state IN ({', '.join('?' * len(states))})")
             params.extend(s.value for s in states)

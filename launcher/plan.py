@@ -1,0 +1,172 @@
+"""`launch plan`: where could this spec run, on what, at what price, and is it set up here.
+
+Users switch providers to get GPUs sooner or cheaper, so the answer has to cover
+every installed backend at once and say *why* a backend cannot take the spec.
+Prices come from catalog.csv (each with its as-of date); nothing here calls a
+provider except a backend's optional `live_capacity` hook, which is only asked
+when that backend is configured (a key is set), so `plan` stays a local command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from launcher import catalog, config, registry
+from launcher.errors import LaunchError, UsageError
+
+# settings keys by which a backend lets the user pin the machine instead of the catalog
+PINNED_TYPE_KEYS = ("instance_type", "machine_type")
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One backend's answer for the spec. `fits` False means `reason` says why not."""
+
+    backend: str
+    fits: bool
+    reason: str = ""
+    instance_type: str | None = None
+    nodes: int = 1
+    gpus: int = 0                       # in all, over every node
+    ondemand_usd_hr: float | None = None  # per node
+    spot_usd_hr: float | None = None      # per node
+    hourly_usd: float | None = None       # all nodes, spot price when the spec asks for spot
+    est_cost_usd: float | None = None     # hourly_usd x max_runtime
+    configured: bool = False
+    config_detail: str = ""
+    price_as_of: str | None = None
+    capacity: dict[str, bool] | None = field(default=None)  # region -> has capacity now
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan(spec: Any, backend_names: Iterable[str] | None = None, *, live: bool = True) -> list[PlanRow]:
+    """A row per backend (all installed ones by default), those that fit first, cheapest first."""
+    rows = [row_for(name, spec, live=live) for name in (backend_names or registry.names())]
+    return sorted(rows, key=_rank)
+
+
+def _rank(row: PlanRow) -> tuple[int, int, float, str]:
+    return (not row.fits, not row.configured, row.hourly_usd if row.hourly_usd is not None else float("inf"),
+            row.backend)
+
+
+def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
+    """The plan row for one backend: fit from the catalog and the backend's capabilities,
+    readiness from the backend itself."""
+    nodes = spec.resources.nodes
+    accel = spec.resources.accelerators
+    base = PlanRow(backend=name, fits=False, nodes=nodes, gpus=accel.count * nodes)
+    try:
+        backend_class = registry.backend_class(name)
+    except LaunchError as exc:
+        return _replace(base, reason=exc.message)
+    settings = {**config.backend_settings(name), **(spec.backends.get(name) or {})}
+    configured, detail = _readiness(backend_class, settings)
+    base = _replace(base, configured=configured, config_detail=detail)
+    if nodes > 1 and not backend_class.capabilities.multi_node:
+        return _replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
+    in_catalog = any(o.backend == name for o in catalog.offers())
+    if not in_catalog:
+        return _replace(base, fits=True, reason="runs on machines you provide; no catalog price")
+    offer, why_not = _offer(name, spec, settings)
+    if offer is None:
+        if not accel.is_gpu and why_not is None:
+            return _replace(base, fits=True, instance_type="(backend default CPU machine)",
+                            reason="CPU-only; no CPU prices in the catalog")
+        return _replace(base, reason=why_not or "no instance type fits")
+    price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
+    hourly = None if price is None else round(price * nodes, 4)
+    hours = spec.max_runtime / 3600 if spec.max_runtime else None
+    row = _replace(base, fits=True, instance_type=offer.instance_type, ondemand_usd_hr=offer.ondemand_usd_hr,
+                   spot_usd_hr=offer.spot_usd_hr, hourly_usd=hourly, price_as_of=offer.as_of,
+                   est_cost_usd=None if hourly is None or hours is None else round(hourly * hours, 2),
+                   reason="" if price is not None else "no price in the catalog")
+    if spec.spot and offer.spot_usd_hr is None and offer.ondemand_usd_hr is not None:
+        row = _replace(row, reason="no spot price in the catalog; on-demand price shown")
+    if live and configured:
+        row = _replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
+    return row
+
+
+def _replace(row: PlanRow, **changes: Any) -> PlanRow:
+    import dataclasses
+
+    return dataclasses.replace(row, **changes)
+
+
+def _readiness(backend_class: Any, settings: Mapping[str, Any]) -> tuple[bool, str]:
+    try:
+        ready = backend_class.readiness(settings)
+    except LaunchError as exc:
+        return False, exc.message
+    if not ready.sdk_installed:
+        return False, ready.detail or "SDK not installed"
+    return ready.configured, ready.detail if ready.configured else (ready.hint or ready.detail or "not configured")
+
+
+def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.Offer | None, str | None]:
+    """The catalog offer this spec gets on `name`: a pinned type if settings pin one, else the
+    first offer for the accelerator that meets the cpu/memory minimums."""
+    pinned = next((settings[k] for k in PINNED_TYPE_KEYS if settings.get(k)), None)
+    if pinned:
+        match = [o for o in catalog.offers() if o.backend == name and o.instance_type == pinned]
+        return (match[0], None) if match else (None, f"{pinned} (pinned in settings) is not in the catalog")
+    accel = spec.resources.accelerators
+    if not accel.is_gpu:
+        return None, None
+    offers = catalog.find(name, accel)
+    if not offers:
+        try:
+            catalog.lookup(name, accel)
+        except catalog.CatalogError as exc:
+            return None, exc.message
+    cpus, memory = spec.resources.cpus, spec.resources.memory_gb
+    fitting = [o for o in offers if (cpus is None or o.vcpus is None or o.vcpus >= cpus)
+               and (memory is None or o.memory_gb is None or o.memory_gb >= memory)]
+    if not fitting:
+        return None, f"no {accel} instance type with {cpus or 0:g}+ vCPUs and {memory or 0:g}+ GB memory"
+    return fitting[0], None
+
+
+def _live_capacity(backend_class: Any, settings: Mapping[str, Any], instance_type: str) -> dict[str, bool] | None:
+    """Where the backend can tell (Lambda Cloud lists capacity per region), ask it now; a
+    failure to ask is not a reason to hide the row."""
+    hook = getattr(backend_class, "live_capacity", None)
+    if hook is None:
+        return None
+    try:
+        return dict(hook(settings, instance_type))
+    except LaunchError:
+        return None
+
+
+def cheapest(rows: list[PlanRow]) -> PlanRow:
+    """The cheapest configured backend that fits, by the hourly price of all nodes."""
+    usable = [r for r in rows if r.fits and r.configured and r.hourly_usd is not None]
+    if not usable:
+        why = "; ".join(f"{r.backend}: {_why_not_chosen(r)}" for r in rows) or "no backends installed"
+        raise UsageError(f"no configured backend with a known price fits this spec ({why})",
+                         "`launch plan SPEC` shows every backend's answer; name one with --backend")
+    return min(usable, key=_rank)
+
+
+def _why_not_chosen(row: PlanRow) -> str:
+    if not row.fits:
+        return row.reason
+    if not row.configured:
+        return "not configured"
+    return "no price known"
+
+
+def failover_order(text: str) -> list[str]:
+    """`--backend a,b,c` -> ["a", "b", "c"]: tried in order, moving on only on capacity errors."""
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise UsageError(f"--backend {text!r} has an empty name", "write names separated by commas: vertex,sagemaker")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--backend {text!r} names a backend twice", "name each backend once")
+    return names
