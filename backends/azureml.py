@@ -1,0 +1,449 @@
+"""The `azureml` backend: the spec as one Azure ML command job, through azure-ai-ml's MLClient.
+
+Render (backends/azureml_render.py) builds the ARM body as a plain dict so a dry run never
+imports the SDK; submit turns that body into the SDK's command job (which uploads the job's
+code directory and registers the image as an environment) and PUTs it under our own job
+name, so a submit retried after a lost answer finds the job instead of making a second.
+Logs are the run-history log files (user_logs/std_log*.txt), read from where the last
+read stopped with HTTP range requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from backends import azureml_render as rendering
+from backends.nodes import log_blocks
+from backends.remote_job import LazySettings
+from launcher.backend import (
+    Capabilities,
+    Handle,
+    JobState,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    map_state,
+)
+from launcher.errors import (
+    BackendError,
+    BackendUnreachable,
+    LaunchError,
+    TransientBackendError,
+    UsageError,
+    translated,
+)
+
+if TYPE_CHECKING:
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+# a bearer token (`az account get-access-token`) used instead of DefaultAzureCredential
+TOKEN_ENV = "LAUNCH_AZURE_ACCESS_TOKEN"
+PUBLIC_CLOUD = "AzureCloud"
+STUDIO = "https://ml.azure.com"
+
+STATES: dict[str, JobState] = {
+    "NotStarted": JobState.PENDING,
+    "Queued": JobState.PENDING,
+    "Paused": JobState.PENDING,
+    "Starting": JobState.STARTING,
+    "Provisioning": JobState.STARTING,
+    "Preparing": JobState.STARTING,
+    "Running": JobState.RUNNING,
+    "Finalizing": JobState.RUNNING,
+    "CancelRequested": JobState.CANCELLING,
+    "Completed": JobState.SUCCEEDED,
+    "Failed": JobState.FAILED,
+    "Canceled": JobState.CANCELLED,
+    "NotResponding": JobState.UNKNOWN,  # Azure lost the heartbeat; the job may come back
+    "Unknown": JobState.UNKNOWN,
+}
+STATE_MESSAGES = {
+    "NotResponding": "Azure ML has lost contact with the job",
+    "Paused": "paused by Azure ML",
+    "Queued": "waiting for compute quota or capacity",
+}
+# run-history log files: one std_log per process (one process per node here), older runtimes' driver logs
+USER_LOG = re.compile(r"user_logs/std_log(?:_process_(\d+))?\.txt")
+DRIVER_LOG = re.compile(r"azureml-logs/\d+_driver_log(?:_(\d+))?\.txt")
+
+
+class AzureMLBackend:
+    name: ClassVar[str] = "azureml"
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=10.0, log_poll_s=2.0)
+    settings_model = LazySettings(rendering.settings_model)
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
+        # Validated here too: status/logs/cancel build the backend from the record and config.
+        self.settings = rendering.settings_model().model_validate(dict(settings or {})).model_dump()
+        self._client = client
+
+    # -- configuration -----------------------------------------------------------
+
+    @classmethod
+    def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
+        if importlib.util.find_spec("azure") is None or importlib.util.find_spec("azure.ai.ml") is None:
+            return Readiness(False, False, "azure-ai-ml is not installed", "pip install 'launch-jobs[azureml]'")
+        values = rendering.workspace_values(settings)
+        missing = [k for k, v in values.items() if not v]
+        if missing:
+            return Readiness(True, False, f"no {', '.join(missing)}", rendering.missing_workspace_hint(missing))
+        target = settings.get("compute") or "serverless compute"
+        return Readiness(True, True, f"workspace {values['workspace_name']} ({values['resource_group']}), {target}")
+
+    def _workspace(self, handle: Handle | None = None) -> rendering.Workspace:
+        """The job's own workspace (kept in its handle), else the configured one."""
+        if handle is not None and handle.data.get("workspace_name"):
+            return rendering.Workspace(handle.data["subscription_id"], handle.data["resource_group"],
+                                       handle.data["workspace_name"])
+        values = rendering.workspace_values(self.settings)
+        missing = [k for k, v in values.items() if not v]
+        if missing:
+            raise UsageError(f"no Azure ML {', '.join(missing)} configured", rendering.missing_workspace_hint(missing))
+        return rendering.Workspace(**values)
+
+    # -- render ------------------------------------------------------------------
+
+    def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
+               secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
+        return rendering.render(self.settings, spec, job_id, bundle, secrets, idempotency_key=idempotency_key)
+
+    # -- client ------------------------------------------------------------------
+
+    def _ml(self, workspace: rendering.Workspace) -> Any:
+        """MLClient for the workspace. A configured `endpoint` (sovereign clouds, the tests' fake) is
+        registered as a cloud of its own; azure-ai-ml keeps clouds process-wide, so the name is
+        derived from the URL and a second client reuses it."""
+        if self._client is not None:
+            return self._client
+        from azure.ai.ml import MLClient
+
+        _quiet_sdk_logging()
+
+        endpoint = self.settings.get("endpoint")
+        cloud: dict[str, Any] = {"cloud": PUBLIC_CLOUD}
+        if endpoint:
+            url = endpoint.rstrip("/") + "/"
+            host = url.split("//", 1)[1].split("/", 1)[0].split(":")[0]
+            cloud = {"cloud": "launch-" + hashlib.sha256(url.encode()).hexdigest()[:12],
+                     "cloud_metadata": {"azure_portal": url, "resource_manager": url, "active_directory": url,
+                                        "aml_resource_id": url, "storage_endpoint": host,
+                                        "registry_discovery_endpoint": url}}
+        self._client = MLClient(_credential(), workspace.subscription_id, workspace.resource_group,
+                                workspace.workspace_name, enable_telemetry=False, show_progress=False, **cloud)
+        return self._client
+
+    # -- submit ------------------------------------------------------------------
+
+    def submit(self, request: Request) -> Handle:
+        """Check the compute, adopt a job already under our name, else stage the code directory and
+        create the job. The SDK uploads the directory as a code asset and registers the image."""
+        props = request.payload["properties"]
+        workspace = _workspace_of(request.operation)
+        ml = self._ml(workspace)
+        with _azure_errors():
+            compute = (props.get("computeId") or "").rsplit("/", 1)[-1]
+            if compute:
+                self._check_compute(ml, compute, workspace)
+            existing = _get_job(ml, request.job_id)
+            if existing is not None:
+                return self._handle(request.job_id, workspace, existing)
+            staging = Path(tempfile.mkdtemp(prefix="launch-azureml-"))
+            try:
+                job = _command_job(props, request, staging / request.job_id)
+                created = ml.jobs.create_or_update(job)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return self._handle(request.job_id, workspace, created)
+
+    def _check_compute(self, ml: Any, compute: str, workspace: rendering.Workspace) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            ml.compute.get(compute)
+        except ResourceNotFoundError:
+            raise BackendError(f"Azure ML workspace {workspace.workspace_name} has no compute named {compute!r}",
+                               "set backends.azureml.compute to a cluster listed by `az ml compute list`, "
+                               "or remove it to run on serverless compute") from None
+
+    def _handle(self, job_id: str, workspace: rendering.Workspace, job: Any) -> Handle:
+        return Handle(self.name, job_id, {
+            "name": job.name, "subscription_id": workspace.subscription_id,
+            "resource_group": workspace.resource_group, "workspace_name": workspace.workspace_name,
+            "nodes": int(getattr(job.resources, "instance_count", None) or 1),
+            "url": job.studio_url or _studio_url(workspace, job.name)})
+
+    # -- status ------------------------------------------------------------------
+
+    def status(self, handle: Handle) -> Status:
+        workspace = self._workspace(handle)
+        ml = self._ml(workspace)
+        with _azure_errors():
+            job = _get_job(ml, handle.data["name"])
+            if job is None:
+                return Status(JobState.UNKNOWN, "NotFound", "Azure ML no longer knows this job")
+            status = _status_of(job, handle.data.get("url"))
+            if status.state is JobState.FAILED:
+                status = Status(status.state, status.raw_state, _failure_message(ml, job.name) or "the job failed",
+                                status.exit_code, status.started_at, status.ended_at, status.url)
+        return status
+
+    # -- logs --------------------------------------------------------------------
+
+    def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
+             node: int | None = None) -> Iterator[LogLine]:
+        """New complete lines of each node's log since `since` ({rank: byte offset}); a partial last
+        line waits until the job has ended."""
+        offsets = {int(k): int(v) for k, v in dict(since or {}).items()}
+        ml = self._ml(self._workspace(handle))
+        with _azure_errors():
+            details = ml.jobs._runs_operations.get_run_details(handle.data["name"])  # no public API lists them
+        finished = map_state(STATES, str(details.status or "")).is_terminal
+        for rank, url in sorted(_node_logs(details.log_files or {}).items()):
+            if node is not None and rank != node:
+                continue
+            data = _read_from(url, offsets.get(rank, 0))
+            if data:
+                yield from log_blocks([data], rank, offsets, finished=finished)
+
+    # -- cancel ------------------------------------------------------------------
+
+    def cancel(self, handle: Handle) -> None:
+        """begin_cancel and wait for Azure to accept it; a job that ended or vanished is left alone."""
+        ml = self._ml(self._workspace(handle))
+        with _azure_errors():
+            job = _get_job(ml, handle.data["name"])
+            if job is None or map_state(STATES, _raw(job.status)).is_terminal:
+                return
+            ml.jobs.begin_cancel(handle.data["name"]).result()
+
+    # -- list --------------------------------------------------------------------
+
+    def find(self, idempotency_key: str) -> Summary | None:
+        """The job tagged with this idempotency key, if the workspace has one."""
+        return next((s for s in self._summaries(rendering.IDEMPOTENCY_TAG) if s.idempotency_key == idempotency_key),
+                    None)
+
+    def list(self, *, since: float | None = None) -> Iterator[Summary]:
+        return self._summaries(rendering.JOB_ID_TAG, since=since)
+
+    def _summaries(self, tag: str, since: float | None = None) -> Iterator[Summary]:
+        workspace = self._workspace()
+        ml = self._ml(workspace)
+        with _azure_errors():
+            jobs = [j for j in ml.jobs.list(tag=tag) if j is not None]
+        for job in jobs:
+            tags = dict(job.tags or {})
+            job_id = tags.get(rendering.JOB_ID_TAG)
+            if not job_id:
+                continue
+            created_at = getattr(job.creation_context, "created_at", None)
+            created = created_at.timestamp() if created_at else None
+            if since is not None and created is not None and created < since:
+                continue
+            handle = self._handle(job_id, workspace, job)
+            yield Summary(handle=handle, name=job.experiment_name or job_id.rsplit("-", 3)[0],
+                          status=_status_of(job, handle.data["url"]), created_at=created,
+                          idempotency_key=tags.get(rendering.IDEMPOTENCY_TAG))
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _credential() -> Any:
+    """A static bearer token from LAUNCH_AZURE_ACCESS_TOKEN when set (CI that already holds one, the
+    tests' fake), else DefaultAzureCredential: environment, managed identity, az login, ..."""
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        return _StaticToken(token)
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+class _StaticToken:
+    """azure-core's TokenCredential protocol over one token (expiry unknown: claimed for an hour)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+def _quiet_sdk_logging() -> None:
+    """azure-ai-ml warns about experimental classes on import and more while working: keep the
+    user's terminal to launch's own messages unless they asked for detail."""
+    import logging
+
+    from launcher import logs
+
+    if logs.get().isEnabledFor(logging.DEBUG):
+        return
+    # some SDK modules give their logger an INFO level and a stderr handler of its own at import
+    names = [n for n in logging.root.manager.loggerDict if n.startswith(("azure", "azureml"))]
+    for name in ("azure", "azureml", *names):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _workspace_of(operation: str) -> rendering.Workspace:
+    match = re.search(r"/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/"
+                      r"Microsoft\.MachineLearningServices/workspaces/([^/]+)/", operation)
+    if match is None:
+        raise BackendError(f"not an Azure ML job operation: {operation}", "render the request with this backend")
+    return rendering.Workspace(*match.groups())
+
+
+def _studio_url(workspace: rendering.Workspace, name: str) -> str:
+    return f"{STUDIO}/runs/{name}?wsid={workspace.arm_id}"
+
+
+def _command_job(props: Mapping[str, Any], request: Request, code_dir: Path) -> Any:
+    """The SDK's command job for the rendered body: every field comes from the body, so what the
+    SDK sends is what the dry run showed (apart from the ids of what it uploads)."""
+    import isodate
+    from azure.ai.ml import command
+    from azure.ai.ml.entities import Environment, QueueSettings
+
+    code_dir.mkdir(parents=True)
+    for upload in request.uploads:
+        target = code_dir / upload.destination.removeprefix(rendering.CODE_DIR)
+        if upload.content is not None:
+            target.write_text(upload.content, encoding="utf-8")
+        else:
+            shutil.copyfile(upload.source, target)
+    prefix, _, suffix = rendering.ENVIRONMENT_ID.partition("{image}")
+    image = props["environmentId"].removeprefix(prefix).removesuffix(suffix)
+    resources = props["resources"]
+    options: dict[str, Any] = {}
+    if props.get("computeId"):
+        options["compute"] = props["computeId"].rsplit("/", 1)[-1]
+    if resources.get("instanceType"):
+        options["instance_type"] = resources["instanceType"]
+    if resources.get("shmSize"):
+        options["shm_size"] = resources["shmSize"]
+    if props.get("distribution"):
+        options["distribution"] = {"type": "pytorch",
+                                   "process_count_per_instance": props["distribution"]["processCountPerInstance"]}
+    if props.get("limits"):
+        options["timeout"] = int(isodate.parse_duration(props["limits"]["timeout"]).total_seconds())
+    if props.get("queueSettings"):
+        options["queue_settings"] = QueueSettings(job_tier=props["queueSettings"]["jobTier"].lower())
+    return command(name=request.job_id, display_name=props["displayName"], experiment_name=props["experimentName"],
+                   command=props["command"], code=str(code_dir), environment=Environment(image=image),
+                   environment_variables=dict(props["environmentVariables"]), tags=dict(props["tags"]),
+                   instance_count=resources["instanceCount"], **options)
+
+
+def _get_job(ml: Any, name: str) -> Any:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return ml.jobs.get(name)
+    except ResourceNotFoundError:
+        return None
+
+
+def _raw(status: Any) -> str:
+    return str(getattr(status, "value", status) or "")
+
+
+def _status_of(job: Any, url: str | None) -> Status:
+    raw = _raw(job.status)
+    state = map_state(STATES, raw)
+    return Status(state, raw, STATE_MESSAGES.get(raw, ""), exit_code=0 if state is JobState.SUCCEEDED else None,
+                  url=job.studio_url or url)
+
+
+def _failure_message(ml: Any, name: str) -> str:
+    """Why a job failed, from its run-history error (best effort: the state is already known)."""
+    try:
+        details = ml.jobs._runs_operations.get_run_details(name)
+        return str(details.error.error.message or "")
+    except Exception:  # a missing explanation must not hide the FAILED state
+        return ""
+
+
+def _node_logs(files: Mapping[str, str]) -> dict[int, str]:
+    """Node rank -> URL of its log: user_logs/std_log*.txt, or the older azureml-logs driver logs."""
+    for pattern in (USER_LOG, DRIVER_LOG):
+        found = {}
+        for path, url in files.items():
+            match = pattern.fullmatch(path)
+            if match:
+                found[int(match.group(1) or 0)] = url
+        if found:
+            return found
+    return {}
+
+
+def _read_from(url: str, offset: int) -> bytes:
+    """The log's bytes from `offset` on (a SAS URL: no credential needed); nothing new answers 416."""
+    import requests
+
+    response = requests.get(url, headers={"Range": f"bytes={offset}-", "x-ms-version": "2021-08-06"}, timeout=60)
+    if response.status_code == 416:
+        return b""
+    if response.status_code >= 400:
+        raise TransientBackendError(f"Azure ML run history answered {response.status_code} for a log file")
+    if response.status_code == 200 and offset:  # a server that ignores Range sends the whole file
+        return response.content[offset:]
+    return response.content
+
+
+def _azure_errors() -> Any:
+    return translated(_azure_error)
+
+
+def _azure_error(exc: Exception) -> LaunchError | None:
+    """Credentials and permissions exit 4 with the fix; throttling, 5xx and dropped connections are
+    retried by the runner; anything else the service refused is one message."""
+    if not type(exc).__module__.startswith(("azure", "requests", "urllib3", "msrest")):
+        return None
+    from azure.core import exceptions as aexc
+
+    hint = (f"run `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, or put a token from "
+            f"`az account get-access-token` in {TOKEN_ENV}")
+    message = _message(exc)
+    if isinstance(exc, aexc.ClientAuthenticationError):
+        status = getattr(exc, "status_code", None)
+        if status in (401, 403):
+            return BackendUnreachable(f"Azure rejected the credentials ({status}): {message}", hint)
+        return BackendUnreachable(f"no usable Azure credentials: {message}", hint)
+    if isinstance(exc, aexc.HttpResponseError):
+        status = exc.status_code or 0
+        if status == 401:
+            return BackendUnreachable(f"Azure rejected the credentials: {message}", hint)
+        if status == 403:
+            return BackendUnreachable(f"Azure denied access to the workspace: {message}",
+                                      "the identity needs the AzureML Data Scientist role (or Contributor) on it")
+        if status == 429 or status >= 500:
+            return TransientBackendError(f"Azure ML is unavailable ({status}): {message}")
+        if status == 404 and "workspace" in message.lower():
+            return BackendError(f"Azure ML workspace not found: {message}",
+                                "check backends.azureml.subscription_id, resource_group and workspace_name")
+        return BackendError(f"Azure ML refused the request: {message}")
+    if isinstance(exc, (aexc.ServiceRequestError, aexc.ServiceResponseError)) or \
+            type(exc).__module__.startswith(("requests", "urllib3")):
+        return TransientBackendError(f"could not reach Azure ML: {message}")
+    return BackendError(f"Azure ML: {message}")
+
+
+def _message(exc: Exception) -> str:
+    error = getattr(exc, "error", None)
+    text = getattr(error, "message", None) or getattr(exc, "message", None) or str(exc)
+    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__

@@ -1,0 +1,201 @@
+"""The `azureml` backend's pure half: settings, the workspace a job goes to, and the exact ARM body.
+
+Kept apart from backends/azureml.py so a dry run never imports azure-ai-ml (~1.3 s on its
+own): the body is built here as a plain dict, field for field what the SDK puts on the wire
+for the command job submit builds from it (a test captures the SDK's PUT and compares).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backends.remote_job import Placement, job_files, node_environment
+from launcher import catalog
+from launcher.backend import Request
+from launcher.errors import Problem, SpecError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+JOB_ID_TAG = "launch_job_id"
+IDEMPOTENCY_TAG = "launch_idempotency_key"
+CODE_DIR = "code/"  # upload destinations under the job's code directory, which the SDK uploads as its code asset
+DEFAULT_GPU_SHM = "16g"  # Azure's 2g default starves PyTorch DataLoader workers
+# Filled in by the SDK at submit (the code asset and the environment it registers); shown as such on a dry run.
+CODE_ID = "<code asset the SDK uploads: the job's code directory>"
+ENVIRONMENT_ID = "<environment the SDK registers for image {image}>"
+SERVICE_ASSIGNED = ("codeId", "environmentId")
+# The command every node runs, in the code directory. Azure ML's PyTorch distribution (one process per
+# node) exports NODE_RANK, MASTER_ADDR and MASTER_PORT; bootstrap.sh reads the LAUNCH_* names.
+NODE_COMMAND = ('LAUNCH_NODE_RANK="${NODE_RANK:-0}" LAUNCH_MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}" '
+                'LAUNCH_MASTER_PORT="${MASTER_PORT:-29500}" exec sh bootstrap.sh')
+AZUREML_CONFIG_FILES = ("config.json", ".azureml/config.json")
+
+
+@functools.cache
+def settings_model() -> type[BaseModel]:
+    """`backends.azureml`: which workspace, which compute, and how the job is queued."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class AzureMLSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        subscription_id: str | None = Field(None, pattern=r"^[0-9A-Fa-f-]{36}$")
+        resource_group: str | None = Field(None, pattern=r"^[-\w._()]{1,90}$")
+        workspace_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w-]{2,32}$")
+        compute: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9-]{1,31}$",
+                                    description="A compute cluster of the workspace; default: serverless compute")
+        instance_type: str | None = Field(None, pattern=r"^Standard_[A-Za-z0-9_]+$",
+                                          description="Serverless VM size; overrides the catalog")
+        job_tier: Literal["Basic", "Standard", "Premium"] | None = Field(
+            None, description="Serverless queue tier; spot: true asks for the Spot tier")
+        shm_size: str | None = Field(None, pattern=r"^\d+[bkmg]$", description="/dev/shm size, e.g. 16g")
+        endpoint: str | None = Field(None, pattern=r"^https://",
+                                     description="Azure Resource Manager URL (sovereign clouds, tests); "
+                                                 "default https://management.azure.com/")
+
+    return AzureMLSettings
+
+
+@dataclass(frozen=True)
+class Workspace:
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+
+    @property
+    def arm_id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/"
+                f"Microsoft.MachineLearningServices/workspaces/{self.workspace_name}")
+
+
+WORKSPACE_KEYS = {
+    "subscription_id": "the subscription id (a GUID)",
+    "resource_group": "the resource group",
+    "workspace_name": "the Azure ML workspace",
+}
+
+
+def config_file_values(directory: Path | None = None) -> dict[str, str]:
+    """The workspace an Azure ML `config.json` names (./config.json, then ./.azureml/config.json), the
+    file the studio's "download config.json" gives; a file that is not such a config is ignored."""
+    base = directory or Path.cwd()
+    for name in AZUREML_CONFIG_FILES:
+        try:
+            data = json.loads((base / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and any(k in data for k in WORKSPACE_KEYS):
+            aliases = {"workspace_name": data.get("workspace_name") or data.get("workspace"),
+                       "resource_group": data.get("resource_group"), "subscription_id": data.get("subscription_id")}
+            return {k: str(v) for k, v in aliases.items() if v}
+    return {}
+
+
+def workspace_values(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Spec over user config (already merged into `settings`) over config.json."""
+    found = config_file_values()
+    return {key: str(settings.get(key) or found.get(key) or "") for key in WORKSPACE_KEYS}
+
+
+def missing_workspace_hint(missing: list[str]) -> str:
+    return (f"set {', '.join(f'backends.azureml.{k}' for k in missing)} in the spec or under [backends.azureml] in "
+            "config.toml, or put the workspace's config.json (Azure ML studio: Download config file) in the "
+            "current directory or ./.azureml/")
+
+
+def iso_duration(seconds: int) -> str:
+    """Seconds as the ISO 8601 duration the SDK writes (isodate's form: P1DT2H3M4S, zero parts left out)."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    time_part = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M"), (secs, "S")) if n)
+    return "P" + (f"{days}D" if days or not time_part else "") + (f"T{time_part}" if time_part else "")
+
+
+def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bundle | None,
+           secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
+    """The ARM `PUT .../workspaces/{ws}/jobs/{job_id}` body for the spec; every problem at once."""
+    problems: list[Problem] = []
+    values = workspace_values(settings)
+    for key, what in WORKSPACE_KEYS.items():
+        if not values[key]:
+            problems.append(spec.problem(f"backends.azureml.{key}", f"Azure ML needs {what}: "
+                                         + missing_workspace_hint([key])))
+    if not spec.image:
+        problems.append(spec.problem("image", "Azure ML runs the job in a container image: set image:, e.g. "
+                                     "mcr.microsoft.com/azureml/curated/acpt-pytorch-2.2-cuda12.1:latest"))
+    if spec.outputs:
+        problems.append(spec.problem("outputs", "the azureml backend keeps what the job writes to $LAUNCH_OUTPUT_DIR "
+                                     "(./outputs) with the job's run history; remove outputs: for Azure ML"))
+    resources = _resources(settings, spec, problems)
+    if problems:
+        raise SpecError(problems)
+
+    workspace = Workspace(**values)
+    uploads, files_env = job_files(spec, bundle, Placement(CODE_DIR, "", CODE_DIR, ""))
+    environment = {**node_environment(spec, job_id, secrets, platform="azureml", output_dir="outputs",
+                                      checkpoint_dir="/tmp/launch/checkpoints", workdir="/tmp/launch/work"),
+                   **files_env}
+    tags = {JOB_ID_TAG: job_id}
+    if idempotency_key:
+        tags[IDEMPOTENCY_TAG] = idempotency_key
+    properties: dict[str, Any] = {
+        "command": NODE_COMMAND,
+        "codeId": CODE_ID,
+        "properties": {},
+        "experimentName": spec.name,
+        "isArchived": False,
+        "inputs": {},
+        "outputs": {},
+        "environmentId": ENVIRONMENT_ID.format(image=spec.image),
+        "tags": tags,
+        "environmentVariables": environment,
+        "resources": resources,
+        "jobType": "Command",
+        "displayName": job_id,
+    }
+    if settings.get("compute"):
+        properties["computeId"] = f"{workspace.arm_id}/computes/{settings['compute']}"
+    if spec.resources.nodes > 1 or spec.distributed == "torchrun":
+        # one process per node: bootstrap.sh starts torchrun itself with one worker per GPU
+        properties["distribution"] = {"distributionType": "PyTorch", "processCountPerInstance": 1}
+    if spec.max_runtime:
+        properties["limits"] = {"timeout": iso_duration(spec.max_runtime), "jobLimitsType": "Command"}
+    tier = "Spot" if spec.spot else settings.get("job_tier")
+    if tier:
+        properties["queueSettings"] = {"jobTier": tier}
+    operation = f"PUT {workspace.arm_id}/jobs/{job_id}"
+    return Request("azureml", job_id, operation, {"properties": properties}, tuple(uploads))
+
+
+def _resources(settings: Mapping[str, Any], spec: JobSpec, problems: list[Problem]) -> dict[str, Any]:
+    """instanceCount, the serverless VM size (none on a named cluster: its VMs are fixed) and /dev/shm."""
+    accel = spec.resources.accelerators
+    resources: dict[str, Any] = {"instanceCount": spec.resources.nodes}
+    if not settings.get("compute"):
+        instance_type = settings.get("instance_type")
+        if not instance_type and accel.is_gpu:
+            try:
+                instance_type = catalog.lookup("azureml", accel).instance_type
+            except catalog.CatalogError as exc:
+                problems.append(spec.problem("resources.accelerators", f"{exc.message}; {exc.hint}"))
+        if not instance_type and not accel.is_gpu:
+            instance_type = "Standard_DS3_v2"
+        if instance_type:
+            resources["instanceType"] = instance_type
+    resources["properties"] = {}
+    shm = settings.get("shm_size") or (DEFAULT_GPU_SHM if accel.is_gpu else None)
+    if shm:
+        resources["shmSize"] = shm
+    return resources
+
