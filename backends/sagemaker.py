@@ -33,6 +33,7 @@ from launcher.backend import (
 from launcher.errors import (
     BackendError,
     BackendUnreachable,
+    CapacityError,
     LaunchError,
     Problem,
     SpecError,
@@ -88,6 +89,8 @@ TIMEOUT_MESSAGES = {
     "MaxRuntimeExceeded": "timed out: the job ran longer than max_runtime",
     "MaxWaitTimeExceeded": "timed out: spot capacity plus training took longer than backends.sagemaker.max_wait",
 }
+# refusals for want of quota or machines: nothing was created, another backend may have them
+CAPACITY_CODES = {"ResourceLimitExceeded", "CapacityError", "InsufficientCapacityError"}
 TRANSIENT_CODES = {"ThrottlingException", "Throttling", "ServiceUnavailable", "InternalFailure",
                    "InternalServerError", "RequestTimeout", "SlowDown", "TooManyRequestsException"}
 CREDENTIAL_CODES = {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredToken",
@@ -607,7 +610,8 @@ def _aws_error(service: str, exc: Exception) -> LaunchError | None:
     if code in ("AccessDenied", "AccessDeniedException"):
         return BackendError(f"AWS denied the request ({code}): {text}", "the credentials need SageMaker, S3 and "
                             "CloudWatch Logs permissions and iam:PassRole on the role")
-    if code == "ResourceLimitExceeded":
-        return BackendError(f"SageMaker quota reached: {text}", "request a quota increase for this instance "
-                            "type in Service Quotas, or pick another accelerator")
+    if code in CAPACITY_CODES:
+        return CapacityError(f"SageMaker has no quota or capacity for this job ({code}): {text}",
+                             "request a quota increase for this instance type in Service Quotas, pick another "
+                             "accelerator, or list another backend after this one (--backend sagemaker,vertex)")
     return BackendError(f"{service} refused the request ({code}): {text}")

@@ -36,6 +36,7 @@ from launcher.backend import (
 from launcher.errors import (
     BackendError,
     BackendUnreachable,
+    CapacityError,
     LaunchError,
     Problem,
     SpecError,
@@ -558,6 +559,20 @@ def _is_transient(exc: BaseException) -> bool:
         type(exc).__name__ in ("ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout")
 
 
+QUOTA_WORDS = ("custom_model_training", "gpus", "_cpus", "accelerator", "insufficient", "stockout")
+
+
+def _is_quota(exc: BaseException) -> bool:
+    """A 429/RESOURCE_EXHAUSTED about training resources (not the API's request rate): retrying
+    will not help, another backend may. Vertex names the quota metric in the message."""
+    from google.api_core import exceptions as gexc
+
+    if not isinstance(exc, gexc.TooManyRequests) and _google_status(exc) != "RESOURCE_EXHAUSTED":
+        return False
+    text = str(exc).lower()
+    return any(word in text for word in QUOTA_WORDS)
+
+
 def _raise_for_status(response: Any, service: str) -> None:
     if response.status_code < 400:
         return
@@ -589,12 +604,13 @@ def _google_error(service: str, exc: Exception) -> LaunchError | None:
     if isinstance(exc, (auth_exc.RefreshError, gexc.Unauthenticated)):
         return BackendUnreachable(f"Google Cloud rejected the credentials: {exc}",
                                   "run `gcloud auth application-default login` again")
+    if _is_quota(exc):  # before the transient check: quota refusals come as 429 too
+        return CapacityError(f"Vertex AI has no quota or capacity for this job: {exc}",
+                             "request more quota for this accelerator in this region, pick another, "
+                             "or list another backend after this one (--backend vertex,sagemaker)")
     if _is_transient(exc):
         return TransientBackendError(f"{service} is unavailable: {exc}")
     if isinstance(exc, gexc.PermissionDenied):
         return BackendError(f"{service} denied the request: {exc}",
                             "the account needs roles/aiplatform.user and access to the staging bucket")
-    if isinstance(exc, gexc.ResourceExhausted):
-        return BackendError(f"Vertex AI quota reached: {exc}",
-                            "request more quota for this accelerator in this region, or pick another")
     return BackendError(f"{service} refused the request: {exc}")

@@ -89,9 +89,10 @@ def plan_table(rows: list[Any], spec: Any) -> str:
         out.append((row.backend, instance, str(row.gpus), money(row.hourly_usd), money(row.est_cost_usd),
                     "yes" if row.configured else "no", "; ".join(notes)))
     dates = sorted({row.price_as_of for row in rows if row.price_as_of})
-    footer = f"\nprices: catalog list prices for all nodes, as of {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1
-                                                                              else "")
-    return columns(out) + (footer + " (launch catalog)" if dates else "")
+    if not dates:
+        return columns(out)
+    span = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    return columns(out) + f"\nprices: catalog list prices for all nodes, as of {span} (launch catalog)"
 
 
 def catalog_table(offers: list[Any]) -> str:

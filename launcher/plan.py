@@ -79,7 +79,7 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
                             reason="CPU-only; no CPU prices in the catalog")
         return _replace(base, reason=why_not or "no instance type fits")
     price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
-    hourly = None if price is None else round(price * nodes, 4)
+    hourly = None if price is None else price * nodes
     hours = spec.max_runtime / 3600 if spec.max_runtime else None
     row = _replace(base, fits=True, instance_type=offer.instance_type, ondemand_usd_hr=offer.ondemand_usd_hr,
                    spot_usd_hr=offer.spot_usd_hr, hourly_usd=hourly, price_as_of=offer.as_of,
@@ -87,9 +87,30 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
                    reason="" if price is not None else "no price in the catalog")
     if spec.spot and offer.spot_usd_hr is None and offer.ondemand_usd_hr is not None:
         row = _replace(row, reason="no spot price in the catalog; on-demand price shown")
-    if live and configured:
-        row = _replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
+    if configured:
+        refusal = _render_refusal(name, spec)
+        if refusal:
+            return _replace(row, fits=False, reason=refusal)
+        if live:
+            row = _replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
     return row
+
+
+def _render_refusal(name: str, spec: Any) -> str | None:
+    """What the backend itself would refuse in this spec (a missing image, a bad size): render is
+    pure, so asking it costs no network and catches what the catalog cannot know."""
+    from launcher import runner
+    from launcher.errors import SpecError
+
+    try:
+        backend = runner.backend_for(name, spec.backends.get(name, {}), origin="the spec")
+        backend.render(spec.with_backend_settings(name, backend.settings if hasattr(backend, "settings") else {}),
+                       "plan-check", None, {n: runner.MASK for n in spec.secrets})
+    except SpecError as exc:
+        return "; ".join(p.message for p in exc.problems)
+    except LaunchError as exc:
+        return exc.message
+    return None
 
 
 def _replace(row: PlanRow, **changes: Any) -> PlanRow:

@@ -30,6 +30,9 @@ def launch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 CliResult = subprocess.CompletedProcess
+# what makes `launch` behave as a CI step (default idempotency keys, step summaries); a test
+# that wants it passes them in `env`
+CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "GITHUB_STEP_SUMMARY")
 
 
 @pytest.fixture
@@ -38,7 +41,8 @@ def cli(launch_home: Path) -> Callable[..., CliResult]:
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
             cwd: Path | None = None, check_rc: int | None = None) -> CliResult:
-        full_env = {**os.environ, "LAUNCH_HOME": str(launch_home), **(env or {})}
+        full_env = {k: v for k, v in os.environ.items() if k not in CI_VARIABLES}  # tests may run under CI
+        full_env.update({"LAUNCH_HOME": str(launch_home), **(env or {})})
         result = subprocess.run([sys.executable, "-m", "launcher", *args], capture_output=True, text=True,
                                 env=full_env, timeout=timeout, cwd=cwd or REPO)
         if check_rc is not None:

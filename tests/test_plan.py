@@ -1,0 +1,152 @@
+"""`launch plan`, `launch catalog` and `--backend cheapest`: which backends can run a spec,
+at what catalog price, and which one is chosen. The CLI runs as a subprocess; readiness
+comes from the backends' own checks (credentials files, settings), set up per test."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from launcher import catalog, plan
+from launcher.accelerators import parse
+from launcher.spec import parse_spec
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+IMAGE = "image: 763104351884.dkr.ecr.us-east-1.amazonaws.com/pt:2\n"  # SageMaker and Vertex both need one
+
+
+def spec_text(accel: str, nodes: int = 1, extra: str = IMAGE) -> str:
+    return f"name: p\nrun: python train.py\nresources: {{accelerators: '{accel}', nodes: {nodes}}}\n{extra}"
+
+
+@pytest.fixture
+def clouds(launch_home, tmp_path):
+    """Environment in which sagemaker and vertex count as configured (no network is used)."""
+    adc = tmp_path / "adc.json"
+    adc.write_text("{}")
+    creds = tmp_path / "aws-credentials"
+    creds.write_text("[default]\naws_access_key_id = x\naws_secret_access_key = y\n")
+    launch_home.mkdir(parents=True, exist_ok=True)
+    (launch_home / "config.toml").write_text(
+        f'[backends.sagemaker]\nregion = "us-east-1"\nrole_arn = "{ROLE}"\n'
+        '[backends.vertex]\nproject = "my-project"\nregion = "us-central1"\nstaging_bucket = "gs://team-bucket"\n')
+    return {"GOOGLE_APPLICATION_CREDENTIALS": str(adc), "AWS_SHARED_CREDENTIALS_FILE": str(creds),
+            "AWS_PROFILE": "default"}
+
+
+def plan_json(cli, spec, env, *args: str) -> dict[str, dict]:
+    rows = json.loads(cli("plan", str(spec), "-o", "json", "--no-live", *args, env=env, check_rc=0).stdout)
+    return {row["backend"]: row for row in rows}
+
+
+def test_plan_prices_a_multi_node_spec_from_the_catalog(cli, write_spec, clouds):
+    rows = plan_json(cli, write_spec(spec_text("A100-40GB:8", nodes=2, extra=IMAGE + "max_runtime: 10h\n")), clouds)
+    vertex = rows["vertex"]
+    offer = catalog.find("vertex", parse("A100-40GB:8"))[0]
+    assert vertex["fits"] and vertex["configured"]
+    assert vertex["instance_type"] == offer.instance_type and vertex["gpus"] == 16
+    assert vertex["hourly_usd"] == pytest.approx(offer.ondemand_usd_hr * 2)
+    assert vertex["est_cost_usd"] == pytest.approx(offer.ondemand_usd_hr * 2 * 10, abs=0.01)
+    assert vertex["price_as_of"] == offer.as_of
+    sagemaker = rows["sagemaker"]
+    assert sagemaker["fits"] and sagemaker["instance_type"] == "ml.p4d.24xlarge"
+
+
+def test_plan_uses_spot_prices_for_spot_specs(cli, write_spec, clouds):
+    rows = plan_json(cli, write_spec(spec_text("A100-40GB:8", extra=IMAGE + "spot: true\n")), clouds)
+    offer = catalog.find("vertex", parse("A100-40GB:8"))[0]
+    assert rows["vertex"]["hourly_usd"] == pytest.approx(offer.spot_usd_hr)
+    # SageMaker has no spot price in the catalog: the on-demand one is shown, and the row says so
+    assert "no spot price" in rows["sagemaker"]["reason"]
+
+
+def test_plan_says_why_a_backend_cannot_run_the_spec(cli, write_spec, clouds):
+    rows = plan_json(cli, write_spec(spec_text("H100:3")), clouds)
+    for name in ("sagemaker", "vertex"):
+        assert not rows[name]["fits"]
+        assert "H100" in rows[name]["reason"], rows[name]
+    text = cli("plan", str(write_spec(spec_text("H100:3"))), "--no-live", env=clouds, check_rc=0).stdout
+    assert re.search(r"^vertex .*cannot run: .*H100", text, re.M), text
+
+
+def test_plan_marks_backends_that_are_not_configured(cli, write_spec, launch_home):
+    rows = plan_json(cli, write_spec(spec_text("A100-40GB:8")), {"GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent"})
+    assert rows["vertex"]["fits"] and not rows["vertex"]["configured"]
+    assert "project" in rows["vertex"]["config_detail"]
+
+
+def test_plan_respects_cpu_and_memory_minimums(write_spec):
+    spec = parse_spec("name: p\nrun: x\nresources: {accelerators: T4, cpus: 12+, memory_gb: 100+}\n", "s.yaml")
+    row = plan.row_for("azureml", spec, live=False)
+    assert row.instance_type == "Standard_NC16as_T4_v3"  # the first 1xT4 size with 12+ vCPUs and 100+ GB
+    spec = parse_spec("name: p\nrun: x\nresources: {accelerators: T4, cpus: 999+}\n", "s.yaml")
+    row = plan.row_for("azureml", spec, live=False)
+    assert not row.fits and "999" in row.reason
+
+
+def test_pinned_instance_type_is_priced(write_spec):
+    spec = parse_spec("name: p\nrun: x\nresources: {accelerators: T4}\n"
+                      "backends: {vertex: {machine_type: n1-standard-32}}\n", "s.yaml")
+    row = plan.row_for("vertex", spec, live=False)
+    assert row.instance_type == "n1-standard-32"
+    assert row.ondemand_usd_hr == catalog.find("vertex", parse("T4:4"))[0].ondemand_usd_hr
+
+
+def test_single_node_backends_refuse_multi_node(monkeypatch):
+    spec = parse_spec(spec_text("T4:1", nodes=2), "s.yaml")
+
+    class OneNode:
+        name = "one"
+        capabilities = type("C", (), {"multi_node": False})()
+
+        @classmethod
+        def readiness(cls, settings):
+            from launcher.backend import Readiness
+            return Readiness(True, True)
+
+    monkeypatch.setattr(plan.registry, "backend_class", lambda name: OneNode)
+    row = plan.row_for("one", spec, live=False)
+    assert not row.fits and "single-node" in row.reason
+
+
+def test_plan_asks_the_backend_what_it_would_refuse(cli, write_spec, clouds):
+    rows = plan_json(cli, write_spec(spec_text("A100-40GB:8", extra="")), clouds)  # no image
+    for name in ("sagemaker", "vertex"):
+        assert not rows[name]["fits"] and "image" in rows[name]["reason"]
+
+
+def test_cheapest_picks_the_lowest_configured_price(cli, write_spec, clouds, launch_home):
+    spec = write_spec(spec_text("A100-40GB:8"))
+    out = cli("run", str(spec), "--backend", "cheapest", "--dry-run", env=clouds, check_rc=0)
+    # sagemaker $25.25/h < vertex $29.39/h; azureml/lambda_cloud are not configured here
+    assert "cheapest configured backend that fits: sagemaker" in out.stderr
+    assert json.loads(out.stdout)["backend"] == "sagemaker"
+    spot = cli("run", str(spec), "--backend", "cheapest", "--dry-run", "--set", "spot=true", env=clouds, check_rc=0)
+    assert json.loads(spot.stdout)["backend"] == "vertex"  # vertex spot $10.35/h beats sagemaker's on-demand
+
+
+def test_cheapest_with_nothing_usable_says_why(cli, write_spec, clouds):
+    result = cli("run", str(write_spec(spec_text("H100:3"))), "--backend", "cheapest", env=clouds, check_rc=2)
+    assert "no configured backend with a known price fits" in result.stderr
+    assert "vertex:" in result.stderr and "Traceback" not in result.stderr
+    assert cli("list", "-o", "json", check_rc=0).stdout.strip() == "[]"
+
+
+def test_catalog_filters(cli):
+    rows = json.loads(cli("catalog", "--backend", "vertex", "--accelerator", "t4:4", "-o", "json", check_rc=0).stdout)
+    assert rows and all(r["backend"] == "vertex" and r["accelerator"] == "T4" and r["count"] == 4 for r in rows)
+    text = cli("catalog", "-a", "H100:8", check_rc=0).stdout
+    assert "ml.p5.48xlarge" in text and "AS OF" in text
+    bad = cli("catalog", "-a", "H1000", check_rc=2)
+    assert "unknown accelerator" in bad.stderr
+
+
+def test_failover_order_rejects_empty_and_repeated_names():
+    assert plan.failover_order("vertex, sagemaker") == ["vertex", "sagemaker"]
+    for text in ("vertex,,sagemaker", "vertex,vertex"):
+        with pytest.raises(plan.UsageError):
+            plan.failover_order(text)
