@@ -112,6 +112,7 @@ def check_model(value: Any, model: Any, path: str = "") -> list[str]:
         if kind not in mapping:
             return [f"{path}{discriminator}: unknown {discriminator} {kind!r} (known: {sorted(mapping)})"]
         model = mapping[kind]
+    model.__new__(model)  # the SDK computes a model's field table on its first instance (else: its parent's)
     fields = {f._rest_name: f for f in model._attr_to_rest_field.values()}
     problems = [f"{path}{key}: unknown field" for key in value if key not in fields]
     hints = _type_hints(model)

@@ -1,0 +1,184 @@
+"""Azure ML render: golden ARM bodies (checked against the SDK's REST models), the workspace
+taken from spec / config / config.json, the problems found before anything is sent, the
+state table, and a dry run that never imports azure-ai-ml.
+
+Regenerate goldens with UPDATE_GOLDEN=1 after an intended change and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fakes.azureml_fake import check_model
+
+from backends import azureml_render as rendering
+from backends.azureml import STATES, AzureMLBackend
+from launcher.backend import JobState, map_state
+from launcher.bundle import Bundle
+from launcher.errors import SpecError
+from launcher.spec import parse_spec
+
+GOLDEN = Path(__file__).parent / "golden" / "azureml"
+JOB_ID = "golden-20260101-000000-abcdef"
+WORKSPACE = {"subscription_id": "11111111-2222-3333-4444-555555555555", "resource_group": "rg-ml",
+             "workspace_name": "ws-team"}
+BUNDLE = Bundle(path=Path("/tmp/bundle.tar.gz"), digest="d" * 64, size=10, file_count=1)
+
+CASES = {
+    "t4_single": ("name: golden\nimage: img:1\nrun: python train.py\nresources:\n  accelerators: T4:1\n", None),
+    "h100x8_2nodes_torchrun": (
+        "name: golden\nimage: img:1\nrun: python train.py\nresources:\n  accelerators: H100:8\n  nodes: 2\n"
+        "distributed: torchrun\nmax_runtime: 24h\n", None),
+    "spot": ("name: golden\nimage: img:1\nrun: python train.py\nresources:\n  accelerators: A100-80GB:8\n"
+             "spot: true\n", None),
+    "every_optional_field": (
+        "name: golden\nimage: img:1\ncode: .\nsetup: pip install -r requirements.txt\nrun: python train.py\n"
+        "env: {WANDB_PROJECT: demo, EPOCHS: 3}\nsecrets: [WANDB_API_KEY]\n"
+        "resources:\n  accelerators: H100:8\n  nodes: 4\n  disk_gb: 500\n"
+        "distributed: torchrun\nmax_runtime: 90061\ncheckpoint_dir: /ckpt\n"
+        "backends:\n  azureml:\n    compute: gpu-cluster\n    job_tier: Premium\n    shm_size: 64g\n", "CI run #42"),
+}
+
+
+def render(text: str, key: str | None = None, settings: dict | None = None):
+    spec = parse_spec(text, "spec.yaml", base_dir=Path(__file__).parent)
+    merged = {**WORKSPACE, **(settings or {}), **spec.backends.get("azureml", {})}
+    secrets = {name: "****" for name in spec.secrets}
+    return AzureMLBackend(merged).render(spec, JOB_ID, BUNDLE if spec.code else None, secrets, idempotency_key=key)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_body_matches_the_sdk_models(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no stray config.json
+    request = render(*CASES[case])
+    assert check_model(request.payload, _job_base()) == []
+    shown = request.to_display()
+    path = GOLDEN / f"{case}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
+    assert shown == json.loads(path.read_text()), f"{case} changed; rerun with UPDATE_GOLDEN=1 and review"
+
+
+def _job_base():
+    from azure.ai.ml._restclient.arm_ml_service.models import JobBase
+
+    return JobBase
+
+
+def test_torchrun_two_nodes_runs_one_process_per_node_with_azure_topology(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    props = render(*CASES["h100x8_2nodes_torchrun"]).payload["properties"]
+    assert props["distribution"] == {"distributionType": "PyTorch", "processCountPerInstance": 1}
+    assert props["resources"]["instanceCount"] == 2
+    assert props["resources"]["instanceType"] == "Standard_ND96isr_H100_v5"
+    env = props["environmentVariables"]
+    assert env["LAUNCH_GPUS_PER_NODE"] == "8" and env["LAUNCH_DISTRIBUTED"] == "torchrun"
+    assert env["LAUNCH_NUM_NODES"] == "2" and env["LAUNCH_RUN_FILE"] == "run.sh"
+    assert 'LAUNCH_NODE_RANK="${NODE_RANK:-0}"' in props["command"] and "bootstrap.sh" in props["command"]
+    assert props["limits"] == {"timeout": "P1D", "jobLimitsType": "Command"}
+    assert props["experimentName"] == "golden" and props["tags"] == {"launch_job_id": JOB_ID}
+
+
+def test_spot_asks_for_the_spot_tier_and_a_named_cluster_drops_the_vm_size(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    props = render(*CASES["spot"]).payload["properties"]
+    assert props["queueSettings"] == {"jobTier": "Spot"}
+    assert props["resources"]["instanceType"] == "Standard_ND96amsr_A100_v4" and "computeId" not in props
+    props = render(*CASES["every_optional_field"]).payload["properties"]
+    assert props["computeId"].endswith("/workspaces/ws-team/computes/gpu-cluster")
+    assert "instanceType" not in props["resources"] and props["resources"]["shmSize"] == "64g"
+    assert props["queueSettings"] == {"jobTier": "Premium"}
+    assert props["tags"]["launch_idempotency_key"] == "CI run #42"
+    assert props["environmentVariables"]["WANDB_API_KEY"] == "****"
+    assert props["environmentVariables"]["LAUNCH_BUNDLE"] == "d" * 64 + ".tar.gz"
+
+
+def test_request_names_the_arm_put_and_the_uploads():
+    request = render(*CASES["every_optional_field"])
+    assert request.operation == ("PUT /subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-ml/"
+                                 f"providers/Microsoft.MachineLearningServices/workspaces/ws-team/jobs/{JOB_ID}")
+    assert [u.destination for u in request.uploads] == [
+        "code/bootstrap.sh", "code/run.sh", "code/setup.sh", f"code/{'d' * 64}.tar.gz"]
+
+
+@pytest.mark.parametrize("seconds", [1, 59, 60, 3600, 3661, 86400, 90061, 7 * 86400 + 5])
+def test_iso_duration_is_what_the_sdk_writes(seconds):
+    import isodate
+
+    assert rendering.iso_duration(seconds) == isodate.duration_isoformat(timedelta(seconds=seconds))
+
+
+def test_an_accelerator_azure_has_no_size_for_is_a_spec_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError) as err:
+        render("name: x\nimage: img:1\nrun: r\nresources:\n  accelerators: L4:3\n")
+    assert "resources.accelerators" in str(err.value) and "azureml" in str(err.value)
+    # an explicit VM size is the way out
+    props = render("name: x\nimage: img:1\nrun: r\nresources:\n  accelerators: L4:3\n",
+                   settings={"instance_type": "Standard_NC24ads_L4_v3"}).payload["properties"]
+    assert props["resources"]["instanceType"] == "Standard_NC24ads_L4_v3"
+
+
+def test_missing_workspace_names_each_field_and_how_to_set_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec("name: x\nrun: r\noutputs: s3://b/\n", "spec.yaml", base_dir=tmp_path)
+    with pytest.raises(SpecError) as err:
+        AzureMLBackend({}).render(spec, JOB_ID, None, {})
+    text = str(err.value)
+    for key in ("subscription_id", "resource_group", "workspace_name"):
+        assert f"backends.azureml.{key}" in text
+    assert "config.json" in text and "image" in text and "outputs" in text
+
+
+def test_workspace_from_an_azureml_config_json_with_the_spec_winning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".azureml").mkdir()
+    (tmp_path / ".azureml" / "config.json").write_text(json.dumps({
+        "subscription_id": "99999999-2222-3333-4444-555555555555", "resource_group": "rg-file",
+        "workspace_name": "ws-file"}))
+    spec = parse_spec("name: x\nimage: i\nrun: r\n", "spec.yaml", base_dir=tmp_path)
+    request = AzureMLBackend({"workspace_name": "ws-spec"}).render(spec, JOB_ID, None, {})
+    assert "/resourceGroups/rg-file/" in request.operation and "/workspaces/ws-spec/jobs/" in request.operation
+    (tmp_path / "config.json").write_text('{"unrelated": true}')  # not an Azure ML config: ignored
+    assert rendering.config_file_values(tmp_path)["workspace_name"] == "ws-file"
+
+
+@pytest.mark.parametrize("raw,state", [
+    ("NotStarted", JobState.PENDING), ("Queued", JobState.PENDING), ("Starting", JobState.STARTING),
+    ("Provisioning", JobState.STARTING), ("Preparing", JobState.STARTING), ("Running", JobState.RUNNING),
+    ("Finalizing", JobState.RUNNING), ("CancelRequested", JobState.CANCELLING), ("Completed", JobState.SUCCEEDED),
+    ("Failed", JobState.FAILED), ("Canceled", JobState.CANCELLED), ("NotResponding", JobState.UNKNOWN),
+    ("Paused", JobState.PENDING), ("Unknown", JobState.UNKNOWN), ("SomethingNew", JobState.UNKNOWN)])
+def test_state_table(raw, state):
+    assert map_state(STATES, raw) is state
+
+
+def test_state_table_covers_every_azure_job_status():
+    from azure.ai.ml._restclient.arm_ml_service.models import JobStatus
+
+    assert {s.value for s in JobStatus} <= set(STATES)
+
+
+def test_dry_run_never_imports_the_sdk(cli, write_spec):
+    spec = write_spec("name: dry\nimage: img:1\nrun: echo hi\nsecrets: [TOKEN_X]\nresources:\n  accelerators: T4\n"
+                      "backends:\n  azureml:\n    subscription_id: 11111111-2222-3333-4444-555555555555\n"
+                      "    resource_group: rg\n    workspace_name: ws-one\n")
+    code = ("import runpy, sys\nsys.argv = ['launch', 'run', sys.argv[1], '--backend', 'azureml', '--dry-run']\n"
+            "try:\n    runpy.run_module('launcher', run_name='__main__')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(('azure', 'requests')))\n"
+            "assert not bad, bad\n")
+    env = {**os.environ, "TOKEN_X": "s3cret-value", "LAUNCH_HOME": str(spec.parent / "home")}
+    result = subprocess.run([sys.executable, "-c", code, str(spec)], capture_output=True, text=True, env=env,
+                            cwd=spec.parent, timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["payload"]["properties"]["environmentVariables"]["TOKEN_X"] == "****"
+    assert "s3cret-value" not in result.stdout + result.stderr
