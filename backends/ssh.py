@@ -16,7 +16,7 @@ import json
 import shlex
 import time
 from collections.abc import Iterator, Mapping
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
@@ -309,6 +309,19 @@ class SSHBackend:
             return data, int(size.strip() or 0), state == "done"
         return tail_nodes(handle.data["nodes"], lines, node, read)
 
+    def save_logs(self, handle: Handle, directory: Path) -> None:
+        """Copy each node's whole log to `directory`/node-<rank>.log, byte for byte (so a log
+        cursor stays valid on the copy): for machines that are about to be given back."""
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for info in handle.data["nodes"]:
+            host = Host.parse(info["host"], info.get("internal_address"))
+            target = directory / f"node-{info['rank']}.log"
+            with self.transport.stream(host, script("cat {log} 2>/dev/null; true", log=f"{info['dir']}/log")) as out, \
+                    open(target.with_suffix(".part"), "wb") as copy:
+                for chunk in iter(lambda out=out: out.read(LOG_CHUNK), b""):
+                    copy.write(chunk)
+            target.with_suffix(".part").replace(target)
+
     # -- cancel ------------------------------------------------------------------
 
     def cancel(self, handle: Handle) -> None:
@@ -364,6 +377,21 @@ class SSHBackend:
                 seen.add(handle.job_id)
                 yield Summary(handle=handle, name=handle.job_id.rsplit("-", 3)[0], status=self.status(handle),
                               created_at=created, idempotency_key=handle.data.get("idempotency_key"))
+
+
+def placed(request: Request, hosts: list[Host]) -> Request:
+    """The same start request on other hosts (same count): for backends that rent the machines
+    after render, which renders on stand-in hosts so the dry run shows everything else as sent."""
+    import dataclasses
+
+    payload = request.payload
+    if len(hosts) != len(payload["nodes"]):
+        raise ValueError(f"{len(payload['nodes'])} nodes need as many hosts, got {len(hosts)}")
+    nodes = [{**node, "host": str(hosts[node["rank"]]),
+              "env": {**node["env"], "LAUNCH_MASTER_ADDR": hosts[0].reachable_as}} for node in payload["nodes"]]
+    return dataclasses.replace(request, payload={
+        **payload, "nodes": nodes,
+        "hosts": [{"address": str(h), "internal_address": h.internal_address} for h in hosts]})
 
 
 def _by_host(handle: Handle) -> dict[Host, list[dict[str, Any]]]:

@@ -16,6 +16,8 @@
 #                       "vertex": from CLUSTER_SPEC
 #   LAUNCH_MAX_RUNTIME  seconds; past it the job is stopped and exits 124 (where the
 #                       provider does not enforce max_runtime itself)
+#   LAUNCH_ON_EXIT      a script run as `sh FILE CODE` once the exit code is recorded
+#                       (machines the launcher rented clean up after themselves)
 #   LAUNCH_JOB_ID, LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_GPUS_PER_NODE,
 #   LAUNCH_MASTER_ADDR, LAUNCH_MASTER_PORT, LAUNCH_OUTPUT_DIR, LAUNCH_CHECKPOINT_DIR
 
@@ -25,6 +27,9 @@ finish() {
     code=$1
     if [ -n "$exit_file" ]; then
         printf '%s\n' "$code" > "$exit_file.tmp" && mv -f "$exit_file.tmp" "$exit_file"
+    fi
+    if [ -n "$on_exit" ]; then
+        sh "$on_exit" "$code" || say "the on-exit hook failed"
     fi
     exit "$code"
 }
@@ -38,10 +43,11 @@ exit_file=${LAUNCH_EXIT_FILE:-}
 log_file=${LAUNCH_LOG_FILE:-}
 platform=${LAUNCH_PLATFORM:-}
 max_runtime=${LAUNCH_MAX_RUNTIME:-}
+on_exit=${LAUNCH_ON_EXIT:-}
 if [ -n "${LAUNCH_RUN_FILE:-}" ]; then run_cmd=$(cat "$LAUNCH_RUN_FILE") || exit 2; fi
 if [ -n "${LAUNCH_SETUP_FILE:-}" ]; then setup_cmd=$(cat "$LAUNCH_SETUP_FILE") || exit 2; fi
 unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE LAUNCH_LOG_FILE \
-    LAUNCH_RUN_FILE LAUNCH_SETUP_FILE LAUNCH_PLATFORM LAUNCH_MAX_RUNTIME
+    LAUNCH_RUN_FILE LAUNCH_SETUP_FILE LAUNCH_PLATFORM LAUNCH_MAX_RUNTIME LAUNCH_ON_EXIT
 
 # SageMaker names its hosts algo-1..algo-N in /opt/ml/input/config/resourceconfig.json;
 # rank = position of current_host in hosts, master = the first host.
@@ -87,6 +93,7 @@ absolute() { case "$1" in ""|/*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$
 bundle=$(absolute "$bundle")
 workdir=$(absolute "$workdir")
 exit_file=$(absolute "$exit_file")
+on_exit=$(absolute "$on_exit")
 
 : "${LAUNCH_NODE_RANK:=0}"
 : "${LAUNCH_NUM_NODES:=1}"

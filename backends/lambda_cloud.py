@@ -1,0 +1,466 @@
+"""The `lambda_cloud` backend: rent Lambda Cloud GPU instances for a job, run it there over
+ssh, and give the instances back when it ends.
+
+Provisioning is Lambda's REST API (lambda_api); running, logs and cancel are the ssh
+backend's, used through its public methods on the hosts the instances got. Render asks
+the ssh backend for the start request on stand-in hosts, so a dry run shows everything
+but the region, instance type and addresses, which only exist once capacity is found.
+
+No instance is left billing: a submit that fails terminates what it launched; each node
+terminates itself when its job ends (the API key travels to it in a 0600 file); and the
+launcher terminates the job's instances whenever status, wait or cancel sees the end,
+after copying their logs into the state dir (`launch logs` works after they are gone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from backends import lambda_instances as inst
+from backends.lambda_api import DEFAULT_BASE_URL, INSUFFICIENT_CAPACITY, LambdaAPI, LambdaCapacityError
+from backends.nodes import NodeReport, judge, log_blocks
+from backends.remote_job import LazySettings
+from backends.ssh import SSHBackend, placed
+from backends.ssh_transport import Host, script
+from launcher import config, durations
+from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.errors import BackendError, BackendUnreachable, CapacityError, SpecError, UsageError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+NAME = "lambda_cloud"
+STAND_IN = "lambda-node-{rank}"  # render's host names; submit puts the instances' addresses there
+SSH_SETTINGS = ("identity_file", "ssh_config", "host_key_checking", "remote_root", "check_gpus", "cancel_grace")
+
+
+@functools.cache
+def settings_model() -> type[BaseModel]:
+    """`backends.lambda_cloud`: where to rent, which key the instances accept, and how to reach them."""
+    from typing import Annotated, Literal
+
+    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+    Seconds = Annotated[int, BeforeValidator(durations.parse_seconds)]
+
+    class LambdaSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        regions: list[str] = Field(default_factory=list, description="in order of preference; empty: any")
+        instance_type: str | None = Field(None, description="e.g. gpu_8x_h100_sxm5; default: chosen from "
+                                          "/instance-types for resources.accelerators")
+        ssh_key_name: str | None = Field(None, description="an SSH key registered with Lambda Cloud")
+        file_systems: list[str] = Field(default_factory=list)
+        keep_instances: bool = Field(False, description="leave the instances running after the job "
+                                     "(`launch cancel` still terminates them)")
+        api_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://")
+        api_key: str | None = Field(None, description="config.toml only; else LAMBDA_API_KEY")
+        ssh_user: str = Field("ubuntu", pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
+        ssh_port: int = Field(22, ge=1, le=65535)
+        identity_file: str | None = None
+        ssh_config: str | None = None
+        host_key_checking: Literal["yes", "accept-new"] = "accept-new"
+        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])")
+        check_gpus: bool = True
+        cancel_grace: Seconds = 10
+        request_interval: float = Field(1.0, ge=0, description="seconds between API calls (Lambda: 1/s)")
+        launch_interval: float = Field(12.0, ge=0, description="seconds between launches (Lambda: 1 per 12 s)")
+        boot_timeout: Seconds = 1200
+        boot_poll: float = Field(5.0, gt=0)
+        self_terminate_after: Seconds = Field(120, description="a node waits this long after its job before "
+                                              "terminating itself (a watching launcher does it sooner)")
+
+    return LambdaSettings
+
+
+class LambdaCloudBackend:
+    name: ClassVar[str] = NAME
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
+    settings_model = LazySettings(settings_model)
+
+    def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
+        # validated here too: status/logs/cancel build the backend from the record and config
+        self.settings = settings_model().model_validate(dict(settings or {})).model_dump()
+        self._client = client
+        self._ssh: SSHBackend | None = None
+
+    @classmethod
+    def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
+        import importlib.util
+
+        if importlib.util.find_spec("requests") is None:
+            return Readiness(False, False, "requests is not installed", "pip install 'launch-jobs[lambda_cloud]'")
+        missing = []
+        if not (os.environ.get("LAMBDA_API_KEY") or settings.get("api_key")):
+            missing.append("an API key (LAMBDA_API_KEY, or api_key in [backends.lambda_cloud] of config.toml)")
+        if not settings.get("ssh_key_name"):
+            missing.append("ssh_key_name (an SSH key registered at https://cloud.lambda.ai/ssh-keys)")
+        if missing:
+            return Readiness(True, False, "not configured", "set " + "; ".join(missing))
+        return Readiness(True, True, f"regions: {', '.join(settings.get('regions') or []) or 'any'}")
+
+    # -- clients -----------------------------------------------------------------
+
+    @property
+    def api(self) -> LambdaAPI:
+        if self._client is None:
+            key = os.environ.get("LAMBDA_API_KEY") or self.settings.get("api_key")
+            if not key:
+                raise BackendUnreachable("no Lambda Cloud API key",
+                                         "export LAMBDA_API_KEY, or set api_key in [backends.lambda_cloud] of "
+                                         f"{config.config_path()}")
+            if not inst.API_KEY.fullmatch(key):
+                raise UsageError("the Lambda Cloud API key has characters no key has", "check LAMBDA_API_KEY")
+            self._client = LambdaAPI(key, self.settings["api_url"],
+                                     request_interval_s=self.settings["request_interval"],
+                                     launch_interval_s=self.settings["launch_interval"])
+        return self._client
+
+    @property
+    def ssh(self) -> SSHBackend:
+        if self._ssh is None:
+            self._ssh = SSHBackend({k: self.settings[k] for k in SSH_SETTINGS})
+        return self._ssh
+
+    def _host(self, instance: dict[str, Any]) -> Host:
+        return Host.parse(f"{self.settings['ssh_user']}@{instance['ip']}:{self.settings['ssh_port']}",
+                          instance.get("private_ip") or instance["ip"])
+
+    # -- render ------------------------------------------------------------------
+
+    def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
+               secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
+        settings = self.settings
+        nodes = spec.resources.nodes
+        problems = []
+        if not settings["ssh_key_name"]:
+            problems.append(spec.problem("backends.lambda_cloud.ssh_key_name", "Lambda instances need an SSH key "
+                                         "registered with Lambda Cloud: ssh_key_name: <its name>"))
+        if not spec.resources.accelerators.is_gpu and not settings["instance_type"]:
+            problems.append(spec.problem("resources.accelerators", "Lambda Cloud rents GPU instances: ask for "
+                                         "a GPU (e.g. H100:8) or set backends.lambda_cloud.instance_type"))
+        if problems:
+            raise SpecError(problems)
+        stand_ins = [f"{settings['ssh_user']}@{STAND_IN.format(rank=r)}:{settings['ssh_port']}" for r in range(nodes)]
+        ssh_request = SSHBackend({**{k: settings[k] for k in SSH_SETTINGS}, "hosts": stand_ins}).render(
+            spec, job_id, bundle, secrets, idempotency_key=idempotency_key)
+        ssh_payload = ssh_request.payload
+        hook = f"{ssh_payload['job_dir']}/on_exit.sh"
+        for node in ssh_payload["nodes"]:
+            node["env"]["LAUNCH_ON_EXIT"] = hook
+        launches = []
+        for rank in range(nodes):
+            body: dict[str, Any] = {"ssh_key_names": [settings["ssh_key_name"]],
+                                    "name": inst.instance_name(job_id, rank),
+                                    "tags": inst.tags(job_id, rank, idempotency_key)}
+            if settings["file_systems"]:
+                body["file_system_names"] = list(settings["file_systems"])
+            launches.append(body)
+        accelerator = spec.resources.accelerators
+        payload = {
+            "api_url": settings["api_url"],
+            "placement": {"regions": list(settings["regions"]), "instance_type": settings["instance_type"],
+                          "accelerator": accelerator.type, "gpus": accelerator.count,
+                          "min_vcpus": spec.resources.cpus, "min_memory_gib": spec.resources.memory_gb},
+            "launch": launches,  # region_name and instance_type_name are added at submit
+            "keep_instances": settings["keep_instances"],
+            "self_terminate_after_s": settings["self_terminate_after"],
+            "ssh": ssh_payload,
+        }
+        return Request(self.name, job_id, "lambda_launch_instances_then_ssh_start", payload, ssh_request.uploads)
+
+    # -- submit ------------------------------------------------------------------
+
+    def submit(self, request: Request) -> Handle:
+        """Launch (or find, on a retry) one instance per node, wait until all can be reached,
+        then start the job on them. Anything that fails on the way terminates what launched."""
+        payload = request.payload
+        launched: list[dict[str, Any]] = []
+        try:
+            launched = self._launch_all(request.job_id, payload)
+            ready = self._wait_ready(launched)
+            for instance in ready:
+                self._wait_ssh(self._host(instance))
+            described = [{"id": i["id"], "rank": int(inst.tag(i, inst.RANK_TAG) or 0), "name": i.get("name"),
+                          "region": i["region"]["name"], "type": i["instance_type"]["name"], "ip": i["ip"]}
+                         for i in ready]
+            hosts = [self._host(i) for i in ready]
+            job_dir = payload["ssh"]["job_dir"]
+            extra = (Upload(None, f"{job_dir}/on_exit.sh", content=inst.on_exit_hook(
+                         payload["api_url"], described, payload["self_terminate_after_s"])),
+                     Upload(None, f"{job_dir}/lambda.key", content=inst.curl_config(self.api._api_key)))
+            start = placed(Request("ssh", request.job_id, "ssh_start_nodes", payload["ssh"],
+                                   request.uploads + extra), hosts)
+            ssh_handle = self.ssh.submit(start)
+        except BaseException:
+            self._terminate([i["id"] for i in launched] + [i["id"] for i in self._tagged(request.job_id)
+                                                            if i["id"] not in {x["id"] for x in launched}])
+            raise
+        return Handle(self.name, request.job_id, {
+            "instances": described, "ssh": ssh_handle.data, "keep_instances": payload["keep_instances"],
+            "idempotency_key": payload["ssh"].get("idempotency_key"), "submitted_at": time.time()})
+
+    def _tagged(self, job_id: str) -> list[dict[str, Any]]:
+        try:
+            return [i for i in self.api.instances()
+                    if inst.tag(i, inst.JOB_TAG) == job_id and i.get("status") in inst.LIVE]
+        except BackendUnreachable:
+            return []
+
+    def _launch_all(self, job_id: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """One instance per node, all in one region: the first (region, type) with capacity.
+        Instances a failed earlier attempt left are reused, never launched twice."""
+        from launcher.runner import with_retries
+
+        existing = {int(inst.tag(i, inst.RANK_TAG) or 0): i for i in self._tagged(job_id)}
+        if existing:
+            first = next(iter(existing.values()))
+            pairs = [(first["region"]["name"], first["instance_type"]["name"])]
+        else:
+            pairs = self._choices(payload["placement"])
+        tried = []
+        for region, type_name in pairs:
+            launched = dict(existing)
+            try:
+                for rank, body in enumerate(payload["launch"]):
+                    if rank not in launched:
+                        full = {"region_name": region, "instance_type_name": type_name, **body}
+                        launched[rank] = with_retries(lambda full=full, rank=rank: self._launch_one(job_id, rank, full),
+                                                      f"launching node {rank}")
+                return [launched[r] for r in sorted(launched)]
+            except LambdaCapacityError as exc:
+                if exc.code != INSUFFICIENT_CAPACITY:  # quota is account-wide: no region helps
+                    raise
+                tried.append(f"{type_name} in {region}")
+                self._terminate([i["id"] for r, i in launched.items() if r not in existing])
+                existing = {}
+        raise CapacityError("Lambda Cloud has no capacity for this job; tried " + ", ".join(tried),
+                            "add regions (backends.lambda_cloud.regions), allow other instance types, or retry later")
+
+    def _launch_one(self, job_id: str, rank: int, body: dict[str, Any]) -> dict[str, Any]:
+        """Launch unless an instance for this node exists (the answer to an earlier try was lost)."""
+        for instance in self._tagged(job_id):
+            if inst.tag(instance, inst.RANK_TAG) == str(rank):
+                return instance
+        ids = self.api.launch(body)
+        return {"id": ids[0], "status": "booting", "tags": body["tags"], "name": body["name"],
+                "region": {"name": body["region_name"]}, "instance_type": {"name": body["instance_type_name"]}}
+
+    def _choices(self, placement: dict[str, Any]) -> list[tuple[str, str]]:
+        """(region, type) pairs to try; none at all is a capacity error naming what was looked for."""
+        types = self.api.instance_types()
+        wanted = placement["instance_type"]
+        if wanted:
+            if wanted not in types:
+                raise BackendError(f"Lambda Cloud has no instance type {wanted!r}",
+                                   f"known: {', '.join(sorted(types))}")
+            names = [wanted]
+        else:
+            names = [n for n, item in types.items() if inst.fits(item, placement["accelerator"], placement["gpus"],
+                                                                min_vcpus=placement["min_vcpus"],
+                                                                min_memory_gib=placement["min_memory_gib"])]
+            if not names:
+                raise CapacityError(f"no Lambda Cloud instance type has {placement['accelerator']}:"
+                                    f"{placement['gpus']} (with the cpus/memory asked for)",
+                                    "change resources.accelerators, or set backends.lambda_cloud.instance_type")
+        pairs = inst.choices(types, names, placement["regions"])
+        if not pairs:
+            regions = ", ".join(placement["regions"]) or "any region"
+            raise CapacityError(f"Lambda Cloud has no capacity for {', '.join(names)} in {regions} right now",
+                                "add regions, allow other instance types, or retry later")
+        return pairs
+
+    def _wait_ready(self, launched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + self.settings["boot_timeout"]
+        wanted = [i["id"] for i in launched]
+        while True:
+            listed = {i["id"]: i for i in self.api.instances()}
+            ready = [listed.get(i) for i in wanted]
+            for instance_id, instance in zip(wanted, ready, strict=True):
+                if instance is None or instance["status"] in ("terminated", "terminating", "preempted"):
+                    state = instance["status"] if instance else "gone"
+                    raise BackendError(f"Lambda instance {instance_id} is {state} before the job could start",
+                                       "retry; if it repeats, try another region")
+            if all(i is not None and i["status"] == "active" and i.get("ip") for i in ready):
+                return ready  # type: ignore[return-value]
+            if time.monotonic() > deadline:
+                raise BackendError(f"Lambda instances not active within {self.settings['boot_timeout']}s",
+                                   "raise backends.lambda_cloud.boot_timeout, or try another region")
+            time.sleep(self.settings["boot_poll"])
+
+    def _wait_ssh(self, host: Host) -> None:
+        """An instance is `active` a little before its sshd answers."""
+        deadline = time.monotonic() + self.settings["boot_timeout"]
+        while True:
+            try:
+                self.ssh.transport.run(host, "true", timeout=30)
+                return
+            except BackendUnreachable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(self.settings["boot_poll"])
+
+    def _terminate(self, instance_ids: list[str]) -> None:
+        live = {i["id"] for i in self.api.instances() if i.get("status") in inst.LIVE}
+        self.api.terminate([i for i in dict.fromkeys(instance_ids) if i in live])
+
+    # -- status ------------------------------------------------------------------
+
+    def _saved(self, job_id: str) -> Path:
+        return config.home() / NAME / job_id
+
+    def status(self, handle: Handle) -> Status:
+        """Instance states and the job's own state over ssh, in one answer. Once the job has
+        ended its logs are copied here and its instances terminated (unless kept)."""
+        result = self._saved(handle.job_id) / "result.json"
+        if result.exists():
+            return _status_from_json(json.loads(result.read_text()))
+        listed = {i["id"]: i for i in self.api.instances()}
+        nodes = handle.data["instances"]
+        states = {n["rank"]: (listed.get(n["id"]) or {}).get("status", "vanished") for n in nodes}
+        preempted = [n for n in nodes if states[n["rank"]] == "preempted"]
+        if preempted:
+            return self._ended(handle, Status(JobState.FAILED, "preempted", f"node {preempted[0]['rank']}'s "
+                                              f"instance {preempted[0]['id']} was preempted"), reachable=False)
+        gone = [n for n in nodes if states[n["rank"]] not in inst.LIVE]
+        reports = [NodeReport(n["rank"], inst.exit_code_from_name((listed.get(n["id"]) or {}).get("name")), False)
+                   for n in gone]
+        lost = [r for r in reports if r.exit_code is None]
+        if lost:
+            rank = lost[0].rank
+            return self._ended(handle, Status(JobState.FAILED, states[rank], f"node {rank}'s instance was "
+                                              f"{states[rank]} before its job ended"), reachable=False)
+        if any(r.exit_code for r in reports) or len(gone) == len(nodes):
+            return self._ended(handle, judge(reports, cancelled=False).status, reachable=False)
+        if any(states[n["rank"]] == "booting" for n in nodes):
+            return Status(JobState.STARTING, "booting", "an instance is booting")
+        ssh_handle = self._ssh_handle(handle, [n["rank"] for n in nodes if n not in gone])
+        status = self.ssh.status(ssh_handle)
+        if status.state.is_terminal:
+            return self._ended(handle, status)
+        unhealthy = [n["rank"] for n in nodes if states[n["rank"]] == "unhealthy"]
+        if unhealthy and status.state is JobState.UNKNOWN:
+            return Status(JobState.UNKNOWN, "unhealthy", f"node {unhealthy[0]}'s instance is unhealthy; "
+                          f"{status.message}")
+        return status
+
+    def _ssh_handle(self, handle: Handle, ranks: list[int] | None = None) -> Handle:
+        data = handle.data.get("ssh") or self._remote_handle(handle.job_id, handle.data["instances"][0])
+        if data is None:
+            raise BackendUnreachable(f"cannot read job {handle.job_id}'s start record from its first instance")
+        if ranks is not None:
+            data = {**data, "nodes": [n for n in data["nodes"] if n["rank"] in ranks]}
+        return Handle("ssh", handle.job_id, data)
+
+    def _ended(self, handle: Handle, status: Status, *, reachable: bool = True, keep: bool | None = None) -> Status:
+        """Record the outcome here (the instances and their files are about to go), copy the
+        logs while the nodes answer, and terminate the instances unless they are kept."""
+        saved = self._saved(handle.job_id)
+        if reachable:
+            with contextlib.suppress(BackendUnreachable):  # if so, the logs are lost with the instance
+                self.ssh.save_logs(self._ssh_handle(handle), saved)
+        saved.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keep = handle.data.get("keep_instances") if keep is None else keep
+        if not keep:
+            self._terminate([n["id"] for n in handle.data["instances"]])
+        (saved / "result.json").write_text(json.dumps(_status_to_json(status)))
+        return status
+
+    # -- logs --------------------------------------------------------------------
+
+    def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
+             node: int | None = None) -> Iterator[LogLine]:
+        """From the nodes while they run; from the copy taken at the end once they are gone
+        (byte offsets, so a follow's cursor carries over from one to the other)."""
+        saved = self._saved(handle.job_id)
+        if not (saved / "result.json").exists():
+            yield from self.ssh.logs(self._ssh_handle(handle), follow=follow, since=since, node=node)
+            return
+        offsets = {int(k): int(v) for k, v in (since or {}).items()}
+        for info in handle.data["ssh"]["nodes"]:
+            rank = info["rank"]
+            path = saved / f"node-{rank}.log"
+            if (node is not None and rank != node) or not path.exists():
+                continue
+            with path.open("rb") as log:
+                log.seek(offsets.get(rank, 0))
+                yield from log_blocks(iter(lambda log=log: log.read(1 << 20), b""), rank, offsets, finished=True)
+
+    # -- cancel ------------------------------------------------------------------
+
+    def cancel(self, handle: Handle) -> None:
+        """Stop the job where the nodes answer, then terminate its instances, kept or not."""
+        if (self._saved(handle.job_id) / "result.json").exists():
+            self._terminate([n["id"] for n in handle.data["instances"]])
+            return
+        status = Status(JobState.CANCELLED, "cancelled", "cancelled")
+        try:
+            self.ssh.cancel(self._ssh_handle(handle))
+            after = self.ssh.status(self._ssh_handle(handle))
+            status = after if after.state.is_terminal else status
+            reachable = True
+        except BackendUnreachable:
+            reachable = False
+        self._ended(handle, status, reachable=reachable, keep=False)
+
+    # -- list --------------------------------------------------------------------
+
+    def list(self, *, since: float | None = None) -> Iterator[Summary]:
+        """The jobs our tagged instances belong to; status from the instances alone (no ssh)."""
+        yield from self._summaries(self.api.instances())
+
+    def find(self, idempotency_key: str) -> Summary | None:
+        wanted = inst.tag_value(idempotency_key)
+        for summary in self._summaries([i for i in self.api.instances() if inst.tag(i, inst.KEY_TAG) == wanted]):
+            return Summary(summary.handle, summary.name, summary.status, summary.created_at, idempotency_key)
+        return None
+
+    def _summaries(self, instances: list[dict[str, Any]]) -> Iterator[Summary]:
+        jobs: dict[str, list[dict[str, Any]]] = {}
+        for instance in instances:
+            job_id = inst.tag(instance, inst.JOB_TAG)
+            if job_id:
+                jobs.setdefault(job_id, []).append(instance)
+        for job_id, members in jobs.items():
+            described = sorted(({"id": i["id"], "rank": int(inst.tag(i, inst.RANK_TAG) or 0), "name": i.get("name"),
+                                 "region": i["region"]["name"], "type": i["instance_type"]["name"],
+                                 "ip": i.get("ip")} for i in members), key=lambda d: d["rank"])
+            states = {i.get("status") for i in members}
+            state = JobState.RUNNING if states <= {"active"} else JobState.STARTING if "booting" in states \
+                else JobState.UNKNOWN
+            ssh_data = self._remote_handle(job_id, described[0]) if state is JobState.RUNNING else None
+            handle = Handle(self.name, job_id, {"instances": described, "ssh": ssh_data,
+                                                "keep_instances": self.settings["keep_instances"]})
+            yield Summary(handle, job_id.rsplit("-", 3)[0], Status(state, ",".join(sorted(states))),
+                          idempotency_key=inst.tag(members[0], inst.KEY_TAG))
+
+    def _remote_handle(self, job_id: str, first: dict[str, Any]) -> dict[str, Any] | None:
+        """The ssh start record node 0 keeps, so an adopted job can be followed and cancelled."""
+        if not first.get("ip"):
+            return None
+        root = self.settings["remote_root"].rstrip("/")
+        try:
+            done = self.ssh.transport.run(self._host(first), script("cat {path}",
+                                                                    path=f"{root}/jobs/{job_id}/handle.json"))
+            return Handle.from_json(json.loads(done.stdout)).data if done.returncode == 0 else None
+        except (BackendUnreachable, ValueError, KeyError):
+            return None
+
+
+def _status_to_json(status: Status) -> dict[str, Any]:
+    return {"state": status.state.value, "raw_state": status.raw_state, "message": status.message,
+            "exit_code": status.exit_code, "started_at": status.started_at, "ended_at": status.ended_at}
+
+
+def _status_from_json(value: dict[str, Any]) -> Status:
+    return Status(JobState.parse(value["state"]), value.get("raw_state", ""), value.get("message", ""),
+                  value.get("exit_code"), value.get("started_at"), value.get("ended_at"))
