@@ -364,7 +364,7 @@ class VertexBackend:
                     created = client.create_custom_job(parent=parent, custom_job=job)
                     return self._handle(request.job_id, created)
                 except Exception as exc:
-                    if attempt == 2 or not _is_transient(exc):
+                    if attempt == 2 or not _is_transient(exc) or _is_quota(exc):
                         raise
         raise AssertionError("unreachable")
 
