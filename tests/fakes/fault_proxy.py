@@ -1,4 +1,4 @@
-"""A fault-injecting HTTP proxy on 127.0.0.1 that any HTTP fake (moto, the Vertex fake, later the
+r"""A fault-injecting HTTP proxy on 127.0.0.1 that any HTTP fake (moto, the Vertex fake, later the
 Azure ML and Lambda Cloud fakes) can sit behind, so the real clients meet the failures real
 providers produce. The backend is pointed at ``proxy.endpoint`` through its ordinary endpoint
 setting (AWS_ENDPOINT_URL, ``api_endpoint``, ...); nothing in the launcher knows it is there.
@@ -17,7 +17,9 @@ Faults (``KINDS``):
   none hangs (which is what this fault exists to catch).
 
 Random faults hit a request with probability ``rate`` (seeded ``random.Random``: the same seed and
-the same request order give the same faults); ``only`` limits them to matching requests.
+the same request order give the same faults); ``only`` limits them to matching requests. Patterns
+are searched in ``"METHOD /path?query X-Amz-Target"`` (the target names the operation of AWS JSON
+APIs, which all POST to ``/``), e.g. ``"CreateTrainingJob"`` or ``r"^POST \S*/customJobs "``.
 Deterministic one-shot faults and holds (``fail_next``, ``hold_next``) serve the crash tests.
 Every request is counted in ``stats`` and ``log``.
 """
@@ -110,7 +112,7 @@ class FaultProxy:
         self.lock = threading.Lock()
         self.stats: Counter[str] = Counter()
         self.log: list[tuple[str, str, str]] = []  # (method, path, fault or "ok")
-        self._scripted: list[list[Any]] = []  # [pattern, method, kind, times, error_code]
+        self._scripted: list[list[Any]] = []  # [pattern, kind, times, error_code]
         self._holds: list[Hold] = []
         self.endpoint = ""
         self._server: ThreadingHTTPServer | None = None
@@ -159,16 +161,15 @@ class FaultProxy:
                 self.random = random.Random(seed)
 
     # -- scripted faults -------------------------------------------------------------------------------------
-    def fail_next(self, path_regex: str, kind: str | int, *, method: str | None = None, times: int = 1,
-                  error_code: str | None = None) -> None:
-        """The next ``times`` requests matching (re.search on the path) get fault ``kind`` (a KINDS entry or any
-        HTTP status, e.g. 401/403), whatever the random rate says. ``error_code`` overrides the provider code."""
+    def fail_next(self, pattern: str, kind: str | int, *, times: int = 1, error_code: str | None = None) -> None:
+        """The next ``times`` requests matching ``pattern`` get fault ``kind`` (a KINDS entry or any HTTP
+        status, e.g. 401/403), whatever the random rate says. ``error_code`` overrides the provider code."""
         with self.lock:
-            self._scripted.append([re.compile(path_regex), method, str(kind), times, error_code])
+            self._scripted.append([re.compile(pattern), str(kind), times, error_code])
 
-    def hold_next(self, path_regex: str, *, after: bool = False) -> Hold:
+    def hold_next(self, pattern: str, *, after: bool = False) -> Hold:
         """Hold the next matching request: before forwarding it, or (``after``) once the fake has answered."""
-        hold = Hold(re.compile(path_regex), after)
+        hold = Hold(re.compile(pattern), after)
         with self.lock:
             self._holds.append(hold)
         return hold
@@ -178,19 +179,19 @@ class FaultProxy:
         return sum(n for kind, n in self.stats.items() if kind != "ok")
 
     # -- decisions (called by the handler) ------------------------------------------------------------------------
-    def _decide(self, method: str, path: str) -> tuple[str | None, str | None, Hold | None]:
+    def _decide(self, key: str) -> tuple[str | None, str | None, Hold | None]:
         with self.lock:
-            hold = next((h for h in self._holds if h.pattern.search(path)), None)
+            hold = next((h for h in self._holds if h.pattern.search(key)), None)
             if hold is not None:
                 self._holds.remove(hold)
             for entry in self._scripted:
-                pattern, wanted, kind, times, error_code = entry
-                if pattern.search(path) and (wanted is None or wanted == method) and times > 0:
-                    entry[3] -= 1
-                    if entry[3] == 0:
+                pattern, kind, times, error_code = entry
+                if pattern.search(key) and times > 0:
+                    entry[2] -= 1
+                    if entry[2] == 0:
                         self._scripted.remove(entry)
                     return kind, error_code, hold
-            eligible = self.only is None or bool(self.only.search(f"{method} {path}"))
+            eligible = self.only is None or bool(self.only.search(key))
             if eligible and self.rate > 0 and self.random.random() < self.rate:
                 return self.random.choice(self.kinds), None, hold
             return None, None, hold
@@ -263,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.proxy
         body = self._body()
         path = self.path.split("?", 1)[0]
-        kind, error_code, hold = proxy._decide(method, self.path)
+        kind, error_code, hold = proxy._decide(f"{method} {self.path} {self.headers.get('X-Amz-Target', '')}")
         if hold is not None and not hold.after:
             hold.arrived.set()
             hold.released.wait()

@@ -41,8 +41,7 @@ class Cloud:
     spec_text: str  # a spec whose `./src` code dir the harness writes
     provider_jobs: Callable[[], list[str]]  # launch job ids the provider holds, one entry per provider job
     reset: Callable[[], None]
-    create_path: str  # regex of the create request's path, for holds and scripted faults
-    upload_path: str  # regex of an upload's path
+    create_request: str  # FaultProxy pattern of the create request, for holds and scripted faults
     extra: dict[str, Any] = field(default_factory=dict)
 
     def duplicates(self) -> dict[str, int]:
@@ -76,7 +75,7 @@ def _sagemaker() -> Iterator[Cloud]:
                 "backends:\n  sagemaker:\n    region: us-east-1\n"
                 "    role_arn: arn:aws:iam::123456789012:role/Train\n    bucket: team-bucket\n")
         yield Cloud("sagemaker", aws, proxy, env, "", spec, jobs, reset,
-                    create_path=r"^/$", upload_path=r"^/team-bucket/launch/jobs/")
+                    create_request="CreateTrainingJob$")
 
 
 @contextlib.contextmanager
@@ -102,7 +101,7 @@ def _vertex() -> Iterator[Cloud]:
                 "backends:\n  vertex:\n    project: my-project\n    region: us-central1\n"
                 "    staging_bucket: gs://team-bucket\n")
         yield Cloud("vertex", gcp, proxy, {}, config, spec, jobs, reset,
-                    create_path=r"/customJobs$", upload_path=r"^/upload/storage/.*launch%2Fjobs%2F|name=launch/jobs/")
+                    create_request=r"^POST \S*/customJobs(\?\S*)? ")
 
 
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
