@@ -109,3 +109,25 @@ def test_grid_order_and_size_limit():
         sweep.grid(sweep.parse_axes([f"k{i}=" + ",".join(map(str, range(11))) for i in range(3)]))
     assert sweep.point_key(None, {"a": "1"}) is None
     assert sweep.point_key("k", {"a": "1"}) != sweep.point_key("k", {"a": "2"})
+
+
+def test_a_version_1_history_gains_the_group_column_and_keeps_its_jobs(tmp_path):
+    import sqlite3
+
+    from launcher.store import Store
+
+    path = tmp_path / "jobs.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL, handle TEXT, "
+        "spec TEXT NOT NULL, state TEXT NOT NULL, raw_state TEXT NOT NULL DEFAULT '', message TEXT NOT NULL "
+        "DEFAULT '', exit_code INTEGER, url TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+        "started_at REAL, ended_at REAL, idempotency_key TEXT UNIQUE);"
+        "INSERT INTO jobs (id, name, backend, spec, state, created_at, updated_at) "
+        "VALUES ('old-1', 'old', 'local', '{}', 'SUCCEEDED', 1, 1); PRAGMA user_version = 1;")
+    old.commit()
+    old.close()
+    store = Store(path)
+    (record,) = store.list()
+    assert record.id == "old-1" and record.group_id is None
+    assert store.list(group="g") == []
