@@ -196,7 +196,8 @@ class LambdaCloudBackend:
             hosts = [self._host(i) for i in ready]
             job_dir = payload["ssh"]["job_dir"]
             extra = (Upload(None, f"{job_dir}/on_exit.sh", content=inst.on_exit_hook(
-                         payload["api_url"], described, payload["self_terminate_after_s"])),
+                         payload["api_url"], described, payload["self_terminate_after_s"],
+                         self.settings["request_interval"])),
                      Upload(None, f"{job_dir}/lambda.key", content=inst.curl_config(self.api._api_key)))
             start = placed(Request("ssh", request.job_id, "ssh_start_nodes", payload["ssh"],
                                    request.uploads + extra), hosts)

@@ -98,11 +98,12 @@ def curl_config(api_key: str) -> str:
     return f'header = "Authorization: Bearer {api_key}"\n'
 
 
-def on_exit_hook(api_url: str, instances: list[dict[str, Any]], linger_s: int) -> str:
+def on_exit_hook(api_url: str, instances: list[dict[str, Any]], linger_s: int, interval_s: float = 1.0) -> str:
     """`sh on_exit.sh CODE`, run by bootstrap.sh when the node's job has ended: after `linger_s`
     (time for a watching launcher to collect logs and terminate first), write the exit code into
     this instance's name, then terminate this instance; after a failure, every instance of the
-    job (the other nodes would wait for their peer until max_runtime)."""
+    job (the other nodes would wait for their peer until max_runtime). Its two calls are
+    `interval_s` apart: the API's rate limit counts the key, whoever uses it."""
     all_ids = json.dumps({"instance_ids": [i["id"] for i in instances]})
     cases = "".join(script("  {rank}) self_path={path}; name={name}; mine={mine} ;;\n", rank=str(i["rank"]),
                            path="/instances/" + quote(i["id"], safe=""), name=json.dumps(i["name"])[:-1],
@@ -110,8 +111,8 @@ def on_exit_hook(api_url: str, instances: list[dict[str, Any]], linger_s: int) -
                     for i in instances)
     return (
         "#!/bin/sh\n# launch: give this Lambda Cloud instance back when its job has ended\n"
-        + script("api={api}; linger={linger}; all={all}\n", api=api_url.rstrip("/"), linger=str(int(linger_s)),
-                 all=all_ids)
+        + script("api={api}; linger={linger}; interval={interval}; all={all}\n", api=api_url.rstrip("/"),
+                 linger=str(int(linger_s)), interval=f"{interval_s:g}", all=all_ids)
         + 'code=$1; case "$code" in ""|*[!0-9]*) code=x ;; esac\n'
         + 'config="$(dirname "$0")/lambda.key"\n'
         + 'case "${LAUNCH_NODE_RANK:-0}" in\n' + cases + "  *) exit 0 ;;\nesac\n"
@@ -121,6 +122,7 @@ def on_exit_hook(api_url: str, instances: list[dict[str, Any]], linger_s: int) -
           "exit 1; }\n"
         + 'sleep "$linger"\n'
         + 'call "$self_path" "{\\"name\\": $name-exit$code\\"}"\n'
+        + 'sleep "$interval"\n'
         + 'if [ "$code" = 0 ]; then body=$mine; else body=$all; fi\n'
         + 'echo "[launch] terminating this instance (exit code $code)" >&2\n'
         + 'call /instance-operations/terminate "$body"\n'

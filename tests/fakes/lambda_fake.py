@@ -137,10 +137,10 @@ class LambdaFake:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 fake._serve(self, "GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 fake._serve(self, "POST")
 
             def log_message(self, *args: Any) -> None:
@@ -168,7 +168,7 @@ class LambdaFake:
                                "retry_after": retry_after, "code": code})
 
     def fail_launch(self, rank: int, code: str = "instance-operations/launch/insufficient-capacity") -> None:
-        """The launch number `rank` (0-based, counted over this fake's life) fails with `code`."""
+        """The launch number `rank` (0-based, counted since the last reset) fails with `code`."""
         self._launch_failures[rank] = code
 
     def preempt(self, instance_id: str) -> None:
@@ -195,6 +195,7 @@ class LambdaFake:
             self.violations.clear()
             self._failures.clear()
             self._launch_failures.clear()
+            self._launches = 0
             self.throttled = 0
             self.capacity = {name: ["us-east-1"] for name in INSTANCE_TYPES}
 
@@ -288,13 +289,13 @@ class LambdaFake:
     def _get_instances(self, body: Any) -> tuple[int, Any]:
         return 200, {"data": self._listed()}
 
-    def _get_id(self, body: Any, id: str) -> tuple[int, Any]:  # noqa: A002 - the path parameter's name
+    def _get_id(self, body: Any, id: str) -> tuple[int, Any]:
         listed = {i["id"]: i for i in self._listed()}
         if id not in listed:
             return 404, _error("global/object-does-not-exist", "Specified instance does not exist.")
         return 200, {"data": listed[id]}
 
-    def _post_id(self, body: Any, id: str) -> tuple[int, Any]:  # noqa: A002
+    def _post_id(self, body: Any, id: str) -> tuple[int, Any]:
         if id not in self.instances:
             return 404, _error("global/object-does-not-exist", "Specified instance does not exist.")
         if "name" in body:

@@ -1,0 +1,262 @@
+"""The lambda_cloud backend end to end: the real CLI (subprocess) against the local Lambda API fake
+(tests/fakes/lambda_fake.py, every exchange validated against Lambda's OpenAPI spec) whose
+instances are a real OpenSSH sshd on 127.0.0.1 (tests/fakes/sshd.py).
+
+After every test the fake must hold no live instance (unless the test kept one on purpose) and no
+request or response the spec rejects: a leak or a malformed call fails the suite."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+from fakes.lambda_fake import LambdaFake
+from fakes.sshd import SSHServer, sshd_available
+
+pytestmark = pytest.mark.skipif(not sshd_available(), reason="needs OpenSSH's sshd and ssh")
+
+SUBMITTED = re.compile(r"submitted (\S+) to lambda_cloud")
+API_KEY = "lambda-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The machine behind every fake instance: an sshd whose PATH has an `nvidia-smi` showing 8 GPUs."""
+    gpus = tmp_path_factory.mktemp("gpus")
+    smi = gpus / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nfor i in 0 1 2 3 4 5 6 7; do echo \"GPU $i: NVIDIA H100 80GB HBM3 (UUID: x)\"; done\n")
+    smi.chmod(0o755)
+    with SSHServer("127.0.0.1", env={"PATH": f"{gpus}:/usr/local/bin:/usr/bin:/bin"}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def module_fake():
+    with LambdaFake(api_key=API_KEY, ip="127.0.0.1", boot_s=0.3) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(module_fake):
+    """The fake, reset; after the test: no instance left running (unless `fake.keep` says how many may),
+    nothing the spec rejects, and no request the client sent faster than the limits allow."""
+    module_fake.reset()
+    module_fake.request_interval_s = 0.05
+    module_fake.launch_interval_s = 0.3
+    module_fake.keep = 0
+    module_fake.allow_throttling = False
+    yield module_fake
+    live = module_fake.live()
+    module_fake.terminate_all()
+    assert len(live) <= module_fake.keep, f"instances left running: {[i['name'] for i in live]}"
+    assert module_fake.violations == []
+    assert module_fake.allow_throttling or module_fake.throttled == 0, "the client ignored the rate limits"
+
+
+@pytest.fixture
+def lam(fake, server, cli, write_spec):
+    class Helper:
+        @staticmethod
+        def spec(body: str, **settings) -> Path:
+            values = {"api_url": fake.base_url, "ssh_key_name": "test-key", "ssh_user": server.user,
+                      "ssh_port": server.port, "ssh_config": str(server.ssh_config),
+                      "remote_root": str(server.remote_root), "request_interval": 0.05, "launch_interval": 0.3,
+                      "boot_poll": 0.1, "cancel_grace": "2s", "self_terminate_after": "1h", **settings}
+            lines = "".join(f"    {k}: {json.dumps(v)}\n" for k, v in values.items())
+            return write_spec(f"{body}backends:\n  lambda_cloud:\n{lines}")
+
+        @staticmethod
+        def run(*args: str, check_rc: int | None = None, env: dict | None = None, **kw):
+            return cli(*args, check_rc=check_rc, env={"LAMBDA_API_KEY": API_KEY, **(env or {})}, **kw)
+
+        @staticmethod
+        def submit(spec: Path, *extra: str) -> str:
+            out = Helper.run("run", str(spec), "--backend", "lambda_cloud", *extra, check_rc=0).stdout
+            return SUBMITTED.search(out).group(1)
+
+    return Helper
+
+
+def _launches(fake) -> list[dict]:
+    return [body for method, path, body, _ in fake.calls if path.endswith("/instance-operations/launch")]
+
+
+def _terminated_by(fake, agent_prefix: str) -> list[str]:
+    return [i for method, path, body, agent in fake.calls if path.endswith("/terminate")
+            and agent.startswith(agent_prefix) for i in body["instance_ids"]]
+
+
+def _wait_until(condition, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_run_launches_runs_over_ssh_and_terminates(lam, fake):
+    spec = lam.spec("name: lamjob\nresources:\n  accelerators: H100:8\n"
+                    "run: echo rank=$LAUNCH_NODE_RANK gpus=$LAUNCH_GPUS_PER_NODE; echo done-ok\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--follow", check_rc=0)
+    assert "rank=0 gpus=8" in result.stdout and "done-ok" in result.stdout
+    job = SUBMITTED.search(result.stdout).group(1)
+    [launch] = _launches(fake)
+    # the type was chosen from /instance-types at run time: the only 8x H100 type the fake offers
+    assert launch["instance_type_name"] == "gpu_8x_h100_sxm5" and launch["region_name"] == "us-east-1"
+    assert {"key": "launch-job-id", "value": job} in launch["tags"] and launch["ssh_key_names"] == ["test-key"]
+    assert not fake.live() and _terminated_by(fake, "python-requests")  # the launcher gave it back
+    record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
+    assert record["state"] == "SUCCEEDED" and record["exit_code"] == 0
+    # the instance is gone; its log was copied before it went
+    assert "done-ok" in lam.run("logs", job, check_rc=0).stdout
+
+
+def test_failing_job_fails_and_its_instances_are_terminated(lam, fake):
+    spec = lam.spec("name: lamfail\nresources:\n  accelerators: A10\nrun: echo about to fail; exit 7\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait")
+    assert result.returncode == 1, result.stderr
+    assert "node 0 exited with code 7" in result.stderr and "Traceback" not in result.stderr
+    assert _launches(fake)[0]["instance_type_name"] == "gpu_1x_a10"  # A10, never A100
+    assert not fake.live()
+
+
+def test_cancel_stops_the_job_and_terminates_even_kept_instances(lam, fake):
+    spec = lam.spec("name: lamcancel\nresources:\n  accelerators: A10\nrun: sleep 300\n", keep_instances=True)
+    job = lam.submit(spec)
+    assert len(fake.live()) == 1
+    assert "CANCEL" in lam.run("cancel", job, check_rc=0).stdout
+    assert lam.run("wait", job).returncode == 3
+    assert not fake.live()
+    lam.run("cancel", job, check_rc=0)  # again: harmless
+
+
+def test_two_nodes_get_two_instances_in_one_region(lam, fake):
+    spec = lam.spec("name: lamtwo\nresources:\n  accelerators: A10\n  nodes: 2\n"
+                    "run: echo rank=$LAUNCH_NODE_RANK of=$LAUNCH_NUM_NODES master=$LAUNCH_MASTER_ADDR\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--follow", check_rc=0)
+    assert "[node 0] rank=0 of=2 master=127.0.0.1" in result.stdout
+    assert "[node 1] rank=1 of=2 master=127.0.0.1" in result.stdout
+    launches = _launches(fake)
+    assert [b["name"][-3:] for b in launches] == ["-n0", "-n1"] and "quantity" not in launches[0]
+    assert not fake.live()
+
+
+def test_capacity_only_in_the_second_region(lam, fake):
+    fake.capacity = {"gpu_1x_a10": ["us-west-1", "us-east-1"]}
+    fake.fail_launch(0)  # listed as available, but the launch finds none there (as it happens)
+    spec = lam.spec("name: lamregion\nresources:\n  accelerators: A10\nrun: echo ran-in-second\n",
+                    regions=["us-west-1", "us-east-1"])
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait", check_rc=0)
+    assert [b["region_name"] for b in _launches(fake)] == ["us-west-1", "us-east-1"], result.stderr
+
+
+def test_no_capacity_anywhere_names_what_was_tried(lam, fake):
+    fake.capacity = {"gpu_1x_a10": ["us-west-1", "us-east-1"]}
+    fake.fail_launch(0)
+    fake.fail_launch(1)
+    spec = lam.spec("name: lamnone\nresources:\n  accelerators: A10\nrun: echo never\n",
+                    regions=["us-west-1", "us-east-1"])
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud")
+    assert result.returncode == 1, result.stderr
+    assert "gpu_1x_a10 in us-west-1" in result.stderr and "gpu_1x_a10 in us-east-1" in result.stderr
+    assert json.loads(lam.run("list", "-o", "json", check_rc=0).stdout) == []  # nothing recorded
+
+
+def test_partial_launch_failure_terminates_the_launched_node(lam, fake):
+    fake.fail_launch(1, code="global/quota-exceeded")
+    spec = lam.spec("name: lampartial\nresources:\n  accelerators: A10\n  nodes: 2\nrun: echo never\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud")
+    assert result.returncode == 1 and "quota exceeded" in result.stderr.lower(), result.stderr
+    assert len(_launches(fake)) == 2 and len(fake.instances) == 1
+    [first] = fake.instances
+    assert first in _terminated_by(fake, "python-requests")  # node 0 did not stay billing
+
+
+def test_the_node_terminates_itself_when_its_job_ends(lam, fake, server):
+    spec = lam.spec("name: lamself\nresources:\n  accelerators: A10\nrun: echo by-myself\n",
+                    self_terminate_after="1s")
+    job = lam.submit(spec)
+    [instance_id] = fake.instances
+    _wait_until(lambda: instance_id in _terminated_by(fake, "curl/") and not fake.live(),
+                    "the node's own terminate call")
+    renamed = [body for method, path, body, agent in fake.calls if agent.startswith("curl/") and
+               path.endswith(instance_id) and method == "POST"]
+    assert renamed and renamed[0]["name"].endswith("-exit0")
+    # nobody watched: the result comes from the name the node left on its instance
+    record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
+    assert record["state"] == "SUCCEEDED", record
+    key_file = Path(server.remote_root) / "jobs" / job / "lambda.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and API_KEY in key_file.read_text()
+
+
+def test_preempted_instance_fails_the_job_with_that_reason(lam, fake):
+    spec = lam.spec("name: lampreempt\nresources:\n  accelerators: A10\n  nodes: 2\nrun: sleep 300\n")
+    job = lam.submit(spec)
+    first = next(i for i, v in fake.instances.items() if v["name"].endswith("-n0"))
+    fake.preempt(first)
+    result = lam.run("wait", job)
+    assert result.returncode == 1
+    record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
+    assert record["state"] == "FAILED" and "preempted" in record["message"]
+    assert not fake.live()  # the other node was given back
+
+
+def test_vanished_instance_fails_the_job(lam, fake):
+    spec = lam.spec("name: lamvanish\nresources:\n  accelerators: A10\nrun: sleep 300\n")
+    job = lam.submit(spec)
+    [instance_id] = fake.instances
+    fake.vanish(instance_id)
+    assert lam.run("wait", job).returncode == 1
+    record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
+    assert "vanished" in record["message"]
+    lam.run("cancel", job, check_rc=0)  # the job is over; cancel still answers
+
+
+def test_throttling_and_server_errors_are_retried(lam, fake):
+    fake.allow_throttling = True
+    fake.fail_next(r"/instance-types$", 503, times=2)
+    fake.fail_next(r"/instances$", 429, times=1, retry_after=1, code="global/too-many-requests")
+    spec = lam.spec("name: lamretry\nresources:\n  accelerators: A10\nrun: echo survived\n")
+    lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait", check_rc=0)
+    assert not fake.live()
+
+
+def test_bad_api_key_exits_4_with_what_to_do(lam, fake):
+    spec = lam.spec("name: lamkey\nresources:\n  accelerators: A10\nrun: echo never\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", env={"LAMBDA_API_KEY": "wrong-key"})
+    assert result.returncode == 4, result.stderr
+    assert "rejected the API key" in result.stderr and "LAMBDA_API_KEY" in result.stderr
+    assert "wrong-key" not in result.stderr + result.stdout
+
+
+def test_dry_run_shows_the_launch_without_key_or_secrets(lam, fake):
+    spec = lam.spec("name: lamdry\nresources:\n  accelerators: H100:8\n  nodes: 2\nsecrets: [MY_TOKEN]\n"
+                    "run: echo hi\n", regions=["us-west-1", "us-east-1"])
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--dry-run", "-o", "json",
+                     env={"MY_TOKEN": "s3cr3t-value"}, check_rc=0)
+    shown = result.stdout + result.stderr
+    assert "s3cr3t-value" not in shown and API_KEY not in shown
+    payload = json.loads(result.stdout)["payload"]
+    assert [b["name"][-3:] for b in payload["launch"]] == ["-n0", "-n1"]
+    assert payload["placement"]["regions"] == ["us-west-1", "us-east-1"]
+    assert payload["ssh"]["nodes"][0]["env"]["MY_TOKEN"] == "****"
+    assert fake.calls == []  # pure: no API call
+
+
+def test_hostile_instance_ids_stay_literal_in_the_node_hook(lam, fake, tmp_path):
+    marker = tmp_path / "pwned"
+    fake.id_prefix = f"x';touch {marker};'$(touch {marker})`touch {marker}`\"; touch {marker}; \""
+    try:
+        spec = lam.spec("name: lamhostile\nresources:\n  accelerators: A10\nrun: echo hi\n",
+                        self_terminate_after="1s")
+        lam.submit(spec)
+        [instance_id] = fake.instances
+        _wait_until(lambda: instance_id in _terminated_by(fake, "curl/") and not fake.live(),
+                    "the node's own terminate call")
+    finally:
+        fake.id_prefix = ""
+    assert not marker.exists(), "an instance id was executed by a shell"
