@@ -196,6 +196,7 @@ class LambdaFake:
             self._failures.clear()
             self._launch_failures.clear()
             self._launches = 0
+            self._last_request = self._last_launch = float("-inf")
             self.throttled = 0
             self.capacity = {name: ["us-east-1"] for name in INSTANCE_TYPES}
 
