@@ -58,7 +58,12 @@ def test_golden_body_matches_the_sdk_models(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no stray config.json
     request = render(*CASES[case])
     assert check_model(request.payload, _job_base()) == []
-    shown = request.to_display()
+    repo = Path(__file__).resolve().parent.parent
+    shown = {"operation": request.operation, "payload": request.payload,
+             "uploads": [{"destination": u.destination, "content": u.content} if u.source is None else
+                         {"destination": u.destination,
+                          "source": str(u.source.relative_to(repo) if u.source.is_relative_to(repo) else u.source)}
+                         for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
     if os.environ.get("UPDATE_GOLDEN"):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -105,13 +105,18 @@ def check_model(value: Any, model: Any, path: str = "") -> list[str]:
     unknown keys, missing required keys, wrong JSON types; discriminated subtypes are followed."""
     if not isinstance(value, dict):
         return [f"{path or 'body'}: expected an object"]
-    mapping = getattr(model, "__mapping__", None)
-    discriminator = getattr(model, "__discriminator__", None)
-    if mapping and discriminator:
-        kind = value.get(discriminator)
-        if kind not in mapping:
-            return [f"{path}{discriminator}: unknown {discriminator} {kind!r} (known: {sorted(mapping)})"]
-        model = mapping[kind]
+    discriminators: list[str] = []
+    while getattr(model, "__mapping__", None):  # follow jobType, distributionType, ... to the concrete model
+        field = model._get_discriminator(discriminators)
+        if field is None:
+            break
+        discriminators.append(field._rest_name)
+        kind = value.get(field._rest_name)
+        if kind not in model.__mapping__:
+            return [f"{path}{field._rest_name}: unknown value {kind!r} (known: {sorted(model.__mapping__)})"]
+        if model.__mapping__[kind] is model:
+            break
+        model = model.__mapping__[kind]
     model.__new__(model)  # the SDK computes a model's field table on its first instance (else: its parent's)
     fields = {f._rest_name: f for f in model._attr_to_rest_field.values()}
     problems = [f"{path}{key}: unknown field" for key in value if key not in fields]
@@ -121,7 +126,7 @@ def check_model(value: Any, model: Any, path: str = "") -> list[str]:
         annotation = hints.get(attr)
         writable = not field._visibility or any(v in field._visibility for v in ("create", "update"))
         if key not in value:
-            if annotation is not None and not _optional(annotation) and writable and key != discriminator:
+            if annotation is not None and not _optional(annotation) and writable and key not in discriminators:
                 problems.append(f"{path}{key}: required")
             continue
         if annotation is not None:
@@ -177,7 +182,7 @@ def _check_value(value: Any, annotation: Any, path: str) -> list[str]:
     if origin is typing.Literal:
         return [] if value in args else [f"{path.rstrip('.')}: {value!r} is not one of {list(args)}"]
     if isinstance(annotation, type):
-        if hasattr(annotation, "_attr_to_rest_field"):
+        if hasattr(annotation, "_calculated"):  # one of the SDK's models (its field table may not exist yet)
             return check_model(value, annotation, path)
         if issubclass(annotation, enum.Enum) or annotation is str:
             return [] if isinstance(value, str) else [f"{path.rstrip('.')}: expected a string"]
@@ -324,7 +329,7 @@ class AzureMLFake:
                                    "action 'Microsoft.MachineLearningServices/workspaces/jobs/write'."), {}
         failure = self._take_failure(method, path)
         if failure is not None and not failure[5]:
-            return failure[3], _error(failure[4], "injected failure"), {}
+            return failure[3], _error(failure[4], "injected failure"), {"Retry-After": "0"}
         for verb, pattern, action in self._routes():
             if verb != method:
                 continue
@@ -337,7 +342,7 @@ class AzureMLFake:
             except ApiError as exc:
                 return exc.status, _error(exc.code, exc.message), {}
             if failure is not None:
-                return failure[3], _error(failure[4], "injected failure after storing"), {}
+                return failure[3], _error(failure[4], "injected failure after storing"), {"Retry-After": "0"}
             return answer
         return 404, _error("NotFound", f"the fake does not serve {method} {path}"), {}
 
@@ -398,7 +403,10 @@ class AzureMLFake:
         if name not in self.computes:
             raise ApiError(404, "ResourceNotFound", f"Compute {name} not found in workspace {ws}")
         return 200, {"id": f"{self.workspace_id()}/computes/{name}", "name": name, "location": self.location,
-                     "properties": {"computeType": "AmlCompute", "provisioningState": "Succeeded"}}, {}
+                     "properties": {"computeType": "AmlCompute", "provisioningState": "Succeeded",
+                                    "properties": {"vmSize": "STANDARD_ND96ISR_H100_V5", "vmPriority": "Dedicated",
+                                                   "scaleSettings": {"maxNodeCount": 4, "minNodeCount": 0,
+                                                                     "nodeIdleTimeBeforeScaleDown": "PT120S"}}}}, {}
 
     def _datastore(self) -> dict[str, Any]:
         return {"id": f"{self.workspace_id()}/datastores/workspaceblobstore", "name": "workspaceblobstore",
