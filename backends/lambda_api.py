@@ -74,7 +74,7 @@ class LambdaAPI:
         self.request_interval_s = request_interval_s
         self.launch_interval_s = launch_interval_s
         self.timeout_s = timeout_s
-        self._api_key = api_key
+        self.api_key = api_key  # never logged or shown; the node gets it in a 0600 file
         self._session = session
         self._last_request = float("-inf")
         self._last_launch = float("-inf")
@@ -134,7 +134,7 @@ class LambdaAPI:
         self._pace(path)
         try:
             response = self._session.request(method, self.base_url + path, json=body, timeout=self.timeout_s,
-                                             headers={"Authorization": f"Bearer {self._api_key}",
+                                             headers={"Authorization": f"Bearer {self.api_key}",
                                                       "Accept": "application/json"})
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientBackendError(f"cannot reach Lambda Cloud at {self.base_url}: "

@@ -29,9 +29,9 @@ from backends.nodes import NodeReport, judge, log_blocks
 from backends.remote_job import LazySettings
 from backends.ssh import SSHBackend, placed
 from backends.ssh_transport import Host, script
-from launcher import config, durations
+from launcher import config, durations, logs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
-from launcher.errors import BackendError, BackendUnreachable, CapacityError, SpecError, UsageError
+from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, SpecError, UsageError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -186,7 +186,7 @@ class LambdaCloudBackend:
         payload = request.payload
         launched: list[dict[str, Any]] = []
         try:
-            launched = self._launch_all(request.job_id, payload)
+            self._launch_all(request.job_id, payload, launched)
             ready = self._wait_ready(launched)
             for instance in ready:
                 self._wait_ssh(self._host(instance))
@@ -198,17 +198,27 @@ class LambdaCloudBackend:
             extra = (Upload(None, f"{job_dir}/on_exit.sh", content=inst.on_exit_hook(
                          payload["api_url"], described, payload["self_terminate_after_s"],
                          self.settings["request_interval"])),
-                     Upload(None, f"{job_dir}/lambda.key", content=inst.curl_config(self.api._api_key)))
+                     Upload(None, f"{job_dir}/lambda.key", content=inst.curl_config(self.api.api_key)))
             start = placed(Request("ssh", request.job_id, "ssh_start_nodes", payload["ssh"],
                                    request.uploads + extra), hosts)
             ssh_handle = self.ssh.submit(start)
         except BaseException:
-            self._terminate([i["id"] for i in launched] + [i["id"] for i in self._tagged(request.job_id)
-                                                            if i["id"] not in {x["id"] for x in launched}])
+            self._give_back(request.job_id, [i["id"] for i in launched])
             raise
         return Handle(self.name, request.job_id, {
             "instances": described, "ssh": ssh_handle.data, "keep_instances": payload["keep_instances"],
             "idempotency_key": payload["ssh"].get("idempotency_key"), "submitted_at": time.time()})
+
+    def _give_back(self, job_id: str, instance_ids: list[str]) -> None:
+        """After a failed submit: terminate what launched (and any instance tagged with the job
+        whose launch answer was lost); if even that fails, say which instances still bill."""
+        ids = list(instance_ids)
+        try:
+            ids += [i["id"] for i in self._tagged(job_id) if i["id"] not in ids]
+            self._terminate(ids)
+        except LaunchError as exc:
+            logs.get().error("could not terminate Lambda instance(s) %s after the failed submit (%s); terminate "
+                             "them at https://cloud.lambda.ai/instances", ", ".join(ids) or "(unknown)", exc.message)
 
     def _tagged(self, job_id: str) -> list[dict[str, Any]]:
         try:
@@ -217,9 +227,10 @@ class LambdaCloudBackend:
         except BackendUnreachable:
             return []
 
-    def _launch_all(self, job_id: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        """One instance per node, all in one region: the first (region, type) with capacity.
-        Instances a failed earlier attempt left are reused, never launched twice."""
+    def _launch_all(self, job_id: str, payload: dict[str, Any], out: list[dict[str, Any]]) -> None:
+        """One instance per node into `out` (kept up to date, so a failure anywhere knows what to
+        terminate), all in one region: the first (region, type) with capacity. Instances a failed
+        earlier attempt left are reused, never launched twice."""
         from launcher.runner import with_retries
 
         existing = {int(inst.tag(i, inst.RANK_TAG) or 0): i for i in self._tagged(job_id)}
@@ -228,6 +239,7 @@ class LambdaCloudBackend:
             pairs = [(first["region"]["name"], first["instance_type"]["name"])]
         else:
             pairs = self._choices(payload["placement"])
+        out.extend(existing.values())
         tried = []
         for region, type_name in pairs:
             launched = dict(existing)
@@ -237,12 +249,15 @@ class LambdaCloudBackend:
                         full = {"region_name": region, "instance_type_name": type_name, **body}
                         launched[rank] = with_retries(lambda full=full, rank=rank: self._launch_one(job_id, rank, full),
                                                       f"launching node {rank}")
-                return [launched[r] for r in sorted(launched)]
+                        out.append(launched[rank])
+                out[:] = [launched[r] for r in sorted(launched)]
+                return
             except LambdaCapacityError as exc:
                 if exc.code != INSUFFICIENT_CAPACITY:  # quota is account-wide: no region helps
                     raise
                 tried.append(f"{type_name} in {region}")
-                self._terminate([i["id"] for r, i in launched.items() if r not in existing])
+                self._terminate([i["id"] for i in launched.values()])  # a job's nodes share one region
+                out.clear()
                 existing = {}
         raise CapacityError("Lambda Cloud has no capacity for this job; tried " + ", ".join(tried),
                             "add regions (backends.lambda_cloud.regions), allow other instance types, or retry later")
@@ -327,21 +342,11 @@ class LambdaCloudBackend:
             return _status_from_json(json.loads(result.read_text()))
         listed = {i["id"]: i for i in self.api.instances()}
         nodes = handle.data["instances"]
-        states = {n["rank"]: (listed.get(n["id"]) or {}).get("status", "vanished") for n in nodes}
-        preempted = [n for n in nodes if states[n["rank"]] == "preempted"]
-        if preempted:
-            return self._ended(handle, Status(JobState.FAILED, "preempted", f"node {preempted[0]['rank']}'s "
-                                              f"instance {preempted[0]['id']} was preempted"), reachable=False)
-        gone = [n for n in nodes if states[n["rank"]] not in inst.LIVE]
-        reports = [NodeReport(n["rank"], inst.exit_code_from_name((listed.get(n["id"]) or {}).get("name")), False)
-                   for n in gone]
-        lost = [r for r in reports if r.exit_code is None]
-        if lost:
-            rank = lost[0].rank
-            return self._ended(handle, Status(JobState.FAILED, states[rank], f"node {rank}'s instance was "
-                                              f"{states[rank]} before its job ended"), reachable=False)
-        if any(r.exit_code for r in reports) or len(gone) == len(nodes):
-            return self._ended(handle, judge(reports, cancelled=False).status, reachable=False)
+        ended = _ended_by_instances(nodes, listed)
+        if ended is not None:
+            return self._ended(handle, ended, reachable=False)
+        states = {n["rank"]: listed[n["id"]]["status"] for n in nodes}
+        gone = [n for n in nodes if states[n["rank"]] not in inst.LIVE]  # each terminated itself after exit 0
         if any(states[n["rank"]] == "booting" for n in nodes):
             return Status(JobState.STARTING, "booting", "an instance is booting")
         ssh_handle = self._ssh_handle(handle, [n["rank"] for n in nodes if n not in gone])
@@ -436,12 +441,13 @@ class LambdaCloudBackend:
                                  "region": i["region"]["name"], "type": i["instance_type"]["name"],
                                  "ip": i.get("ip")} for i in members), key=lambda d: d["rank"])
             states = {i.get("status") for i in members}
-            state = JobState.RUNNING if states <= {"active"} else JobState.STARTING if "booting" in states \
-                else JobState.UNKNOWN
+            status = _ended_by_instances(described, {i["id"]: i for i in members}) or Status(
+                JobState.STARTING if "booting" in states else JobState.RUNNING, ",".join(sorted(states)))
+            state = status.state
             ssh_data = self._remote_handle(job_id, described[0]) if state is JobState.RUNNING else None
             handle = Handle(self.name, job_id, {"instances": described, "ssh": ssh_data,
                                                 "keep_instances": self.settings["keep_instances"]})
-            yield Summary(handle, job_id.rsplit("-", 3)[0], Status(state, ",".join(sorted(states))),
+            yield Summary(handle, job_id.rsplit("-", 3)[0], status,
                           idempotency_key=inst.tag(members[0], inst.KEY_TAG))
 
     def _remote_handle(self, job_id: str, first: dict[str, Any]) -> dict[str, Any] | None:
@@ -455,6 +461,25 @@ class LambdaCloudBackend:
             return Handle.from_json(json.loads(done.stdout)).data if done.returncode == 0 else None
         except (BackendUnreachable, ValueError, KeyError):
             return None
+
+
+def _ended_by_instances(nodes: list[dict[str, Any]], listed: dict[str, dict[str, Any]]) -> Status | None:
+    """The job's end as its instances tell it (preempted, vanished, or every node gone after
+    leaving its exit code in the instance name); None while the nodes must be asked over ssh."""
+    states = {n["rank"]: (listed.get(n["id"]) or {}).get("status", "vanished") for n in nodes}
+    preempted = [n for n in nodes if states[n["rank"]] == "preempted"]
+    if preempted:
+        return Status(JobState.FAILED, "preempted",
+                      f"node {preempted[0]['rank']}'s instance {preempted[0]['id']} was preempted")
+    gone = [n for n in nodes if states[n["rank"]] not in inst.LIVE]
+    reports = [NodeReport(n["rank"], inst.exit_code_from_name((listed.get(n["id"]) or {}).get("name")), False)
+               for n in gone]
+    lost = next((r.rank for r in reports if r.exit_code is None), None)
+    if lost is not None:
+        return Status(JobState.FAILED, states[lost], f"node {lost}'s instance was {states[lost]} before its job ended")
+    if any(r.exit_code for r in reports) or (nodes and len(gone) == len(nodes)):
+        return judge(reports, cancelled=False).status
+    return None
 
 
 def _status_to_json(status: Status) -> dict[str, Any]:

@@ -260,3 +260,16 @@ def test_hostile_instance_ids_stay_literal_in_the_node_hook(lam, fake, tmp_path)
     finally:
         fake.id_prefix = ""
     assert not marker.exists(), "an instance id was executed by a shell"
+
+
+def test_idempotency_key_finds_the_running_job_on_a_fresh_machine(lam, fake, launch_home):
+    spec = lam.spec("name: lamidem\nresources:\n  accelerators: A10\nrun: sleep 300\n")
+    job = lam.submit(spec, "--idempotency-key", "ci-run-42")
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()  # a CI re-run on another machine: no local history
+    again = lam.run("run", str(spec), "--backend", "lambda_cloud", "--idempotency-key", "ci-run-42", check_rc=0)
+    assert job in again.stdout and "already exists" in again.stdout
+    assert len(_launches(fake)) == 1
+    # the adopted job is a full one: its start record was read from node 0, so cancel stops it there
+    assert "CANCEL" in lam.run("cancel", job, check_rc=0).stdout
+    assert not fake.live()
