@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -84,20 +83,6 @@ def _launches(fake) -> list[dict]:
     return [body for method, path, body, _ in fake.calls if path.endswith("/instance-operations/launch")]
 
 
-def _terminated_by(fake, agent_prefix: str) -> list[str]:
-    return [i for method, path, body, agent in fake.calls if path.endswith("/terminate")
-            and agent.startswith(agent_prefix) for i in body["instance_ids"]]
-
-
-def _wait_until(condition, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_run_launches_runs_over_ssh_and_terminates(lam, fake):
     spec = lam.spec("name: lamjob\nresources:\n  accelerators: H100:8\n"
                     "run: echo rank=$LAUNCH_NODE_RANK gpus=$LAUNCH_GPUS_PER_NODE; echo done-ok\n")
@@ -108,7 +93,7 @@ def test_run_launches_runs_over_ssh_and_terminates(lam, fake):
     # the type was chosen from /instance-types at run time: the only 8x H100 type the fake offers
     assert launch["instance_type_name"] == "gpu_8x_h100_sxm5" and launch["region_name"] == "us-east-1"
     assert {"key": "launch-job-id", "value": job} in launch["tags"] and launch["ssh_key_names"] == ["test-key"]
-    assert not fake.live() and _terminated_by(fake, "python-requests")  # the launcher gave it back
+    assert not fake.live() and fake.terminated_by("python-requests")  # the launcher gave it back
     record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
     assert record["state"] == "SUCCEEDED" and record["exit_code"] == 0
     # the instance is gone; its log was copied before it went
@@ -173,7 +158,7 @@ def test_partial_launch_failure_terminates_the_launched_node(lam, fake):
     assert result.returncode == 1 and "quota exceeded" in result.stderr.lower(), result.stderr
     assert len(_launches(fake)) == 2 and len(fake.instances) == 1
     [first] = fake.instances
-    assert first in _terminated_by(fake, "python-requests")  # node 0 did not stay billing
+    assert first in fake.terminated_by("python-requests")  # node 0 did not stay billing
 
 
 def test_the_node_terminates_itself_when_its_job_ends(lam, fake, server):
@@ -181,8 +166,7 @@ def test_the_node_terminates_itself_when_its_job_ends(lam, fake, server):
                     self_terminate_after="1s")
     job = lam.submit(spec)
     [instance_id] = fake.instances
-    _wait_until(lambda: instance_id in _terminated_by(fake, "curl/") and not fake.live(),
-                    "the node's own terminate call")
+    fake.await_terminated(instance_id, "curl/")
     renamed = [body for method, path, body, agent in fake.calls if agent.startswith("curl/") and
                path.endswith(instance_id) and method == "POST"]
     assert renamed and renamed[0]["name"].endswith("-exit0")
@@ -255,8 +239,7 @@ def test_hostile_instance_ids_stay_literal_in_the_node_hook(lam, fake, tmp_path)
                         self_terminate_after="1s")
         lam.submit(spec)
         [instance_id] = fake.instances
-        _wait_until(lambda: instance_id in _terminated_by(fake, "curl/") and not fake.live(),
-                    "the node's own terminate call")
+        fake.await_terminated(instance_id, "curl/")
     finally:
         fake.id_prefix = ""
     assert not marker.exists(), "an instance id was executed by a shell"
@@ -273,3 +256,14 @@ def test_idempotency_key_finds_the_running_job_on_a_fresh_machine(lam, fake, lau
     # the adopted job is a full one: its start record was read from node 0, so cancel stops it there
     assert "CANCEL" in lam.run("cancel", job, check_rc=0).stdout
     assert not fake.live()
+
+
+def test_kept_instances_outlive_the_job(lam, fake):
+    fake.keep = 1
+    spec = lam.spec("name: lamkeep\nresources:\n  accelerators: A10\nrun: echo kept\n", keep_instances=True)
+    job = lam.submit(spec, "--wait")
+    [kept] = fake.live()  # the job ended; its instance was kept, as asked
+    assert kept["tags"][0] == {"key": "launch-job-id", "value": job}
+    record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
+    assert record["state"] == "SUCCEEDED"
+    assert "kept" in lam.run("logs", job, check_rc=0).stdout

@@ -10,6 +10,7 @@ Import it from tests as ``from fakes.lambda_fake import LambdaFake``::
         fake.fail_launch(rank=1, code="global/quota-exceeded") # the 2nd launch of this fake fails so
         fake.preempt(instance_id); fake.vanish(instance_id)
         fake.live()                                            # instances not terminated (leak check)
+        fake.await_terminated(instance_id, "curl/")            # until a node's own call gave it back
         fake.calls                                             # (method, path, body, user agent) as received
         fake.violations                                        # requests/responses the spec rejects (must stay [])
 
@@ -182,6 +183,21 @@ class LambdaFake:
     def live(self) -> list[dict[str, Any]]:
         with self._lock:
             return [i for i in self._listed() if i["status"] in LIVE]
+
+    def terminated_by(self, agent_prefix: str) -> list[str]:
+        """Ids named in terminate calls whose User-Agent starts with `agent_prefix` (curl/: a node)."""
+        with self._lock:
+            return [i for method, path, body, agent in self.calls if path.endswith("/terminate")
+                    and agent.startswith(agent_prefix) for i in body["instance_ids"]]
+
+    def await_terminated(self, instance_id: str, agent_prefix: str, timeout: float = 20) -> None:
+        """Block until a caller like `agent_prefix` has terminated the instance (it is no longer live)."""
+        deadline = time.monotonic() + timeout
+        while instance_id not in self.terminated_by(agent_prefix) or any(i["id"] == instance_id
+                                                                        for i in self.live()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no terminate call for {instance_id} from {agent_prefix}* in {timeout}s")
+            time.sleep(0.1)
 
     def terminate_all(self) -> None:
         with self._lock:
