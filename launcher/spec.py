@@ -167,24 +167,30 @@ def json_schema() -> dict[str, Any]:
     return schema
 
 
-def parse_overrides(items: list[str] | tuple[str, ...]) -> list[tuple[tuple[str, ...], Any, str]]:
-    """`--set key.path=value` into (path, YAML-typed value, original text)."""
-    import yaml
+MAX_OVERRIDE_DEPTH = 50  # as deep as the spec file's own loader allows
 
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> list[tuple[tuple[str, ...], Any, str]]:
+    """`--set key.path=value` into (path, YAML-typed value, the flag as messages show it)."""
     out = []
     for item in items:
         key, sep, raw = item.partition("=")
+        shown = item if len(item) <= 200 else f"{item[:200]}... ({len(item)} characters)"  # messages stay short
         path = tuple(key.strip().split("."))
         if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in path):
-            raise UsageError(f"--set {item!r}: expected KEY.PATH=VALUE", "e.g. --set resources.nodes=2")
+            raise UsageError(f"--set {shown!r}: expected KEY.PATH=VALUE", "e.g. --set resources.nodes=2")
+        if len(path) > MAX_OVERRIDE_DEPTH or len(item) > yaml_source.MAX_SPEC_BYTES:
+            raise UsageError(f"--set {shown!r}: too long or too deep for a job spec field",
+                             "put large values in the spec file or the job's own files")
         if path[0] == "env":  # environment values are text: 0123 must stay 0123
             value: Any = raw
         else:
+            # the spec file's loader, with its limits (aliases, nesting, digits); what is not YAML stays text
             try:
-                value = yaml.safe_load(raw) if raw.strip() else ""
-            except yaml.YAMLError:
+                value = yaml_source.load(raw, f"--set {path[0]}")[0] if raw.strip() else ""
+            except SpecError:
                 value = raw
-        out.append((path, value, item))
+        out.append((path, value, shown))
     return out
 
 

@@ -15,6 +15,7 @@ Path_ = tuple[str | int, ...]
 MAX_SPEC_BYTES = 1024 * 1024
 # Aliases can make a 500-byte file expand to billions of nodes ("billion laughs").
 MAX_NODES = 50_000
+MAX_NUMBER_DIGITS = 4000  # below Python's int-from-text limit (4300 digits)
 
 
 @dataclass
@@ -66,6 +67,11 @@ def load(text: str, file: str) -> tuple[Any, SourceMap]:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
+            problems: list[Problem] = []
+            if node is not None:  # before constructing: what construction would choke on is found here
+                _index(node, (), source, problems)
+            if problems:
+                raise SpecError(problems)
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
@@ -82,11 +88,6 @@ def load(text: str, file: str) -> tuple[Any, SourceMap]:
         raise SpecError([Problem(file, None, "", f"YAML error: {exc}")]) from None
     except RecursionError:
         raise SpecError([Problem(file, None, "", "YAML nesting is too deep for a job spec")]) from None
-    problems: list[Problem] = []
-    if node is not None:
-        _index(node, (), source, problems)
-    if problems:
-        raise SpecError(problems)
     return data, source
 
 
@@ -119,6 +120,13 @@ def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -
             seen.add(key)
             source.lines[child] = key_node.start_mark.line + 1
             _index(value_node, child, source, problems)
+    elif node.tag == "tag:yaml.org,2002:int" and len(str(node.value)) > MAX_NUMBER_DIGITS:
+        # Python refuses to turn a longer digit string into an int (ValueError, not a YAML error)
+        problems.append(source.problem(path, f"a number with {len(str(node.value))} digits is not a value a job "
+                                       "spec takes; quote it if it is text"))
+    elif isinstance(node, yaml.ScalarNode) and "\x00" in str(node.value):
+        problems.append(source.problem(path, "contains a NUL character (\\0), which no command line or "
+                                       "environment variable can carry; remove it"))
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _index(item, (*path, index), source, problems)
