@@ -83,10 +83,15 @@ def _launches(fake) -> list[dict]:
     return [body for method, path, body, _ in fake.calls if path.endswith("/instance-operations/launch")]
 
 
-def test_run_launches_runs_over_ssh_and_terminates(lam, fake):
-    spec = lam.spec("name: lamjob\nresources:\n  accelerators: H100:8\n"
-                    "run: echo rank=$LAUNCH_NODE_RANK gpus=$LAUNCH_GPUS_PER_NODE; echo done-ok\n")
-    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--follow", check_rc=0)
+def test_run_launches_runs_over_ssh_and_terminates(lam, fake, launch_home):
+    spec = lam.spec("name: lamjob\nresources:\n  accelerators: H100:8\nsecrets: [MY_TOKEN]\n"
+                    "run: echo rank=$LAUNCH_NODE_RANK gpus=$LAUNCH_GPUS_PER_NODE len=${#MY_TOKEN}; echo done-ok\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--follow", env={"MY_TOKEN": "tok-canary-77"},
+                     check_rc=0)
+    assert "len=13" in result.stdout  # the secret reached the job...
+    for path in launch_home.rglob("*"):  # ...and neither it nor the API key reached launch's own files
+        if path.is_file():
+            assert b"tok-canary-77" not in path.read_bytes() and API_KEY.encode() not in path.read_bytes(), path
     assert "rank=0 gpus=8" in result.stdout and "done-ok" in result.stdout
     job = SUBMITTED.search(result.stdout).group(1)
     [launch] = _launches(fake)

@@ -158,8 +158,11 @@ def test_missing_ssh_key_name_is_a_spec_error_with_its_line(cli, write_spec):
     # the same spec with a GPU renders without any API key (a dry run calls nothing)
     gpu = write_spec("name: gpu\nrun: echo hi\nresources:\n  accelerators: A10\nbackends:\n  lambda_cloud:\n"
                      "    ssh_key_name: k\n", "gpu.yaml")
-    result = cli("run", str(gpu), "--backend", "lambda_cloud", "--dry-run", env={"LAMBDA_API_KEY": ""})
+    result = cli("run", str(gpu), "--backend", "lambda_cloud", "--dry-run",
+                 env={"LAMBDA_API_KEY": "", "PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    assert "backends.lambda_api" in imported and "requests" not in imported  # no HTTP library for a dry run
 
 
 def test_backend_module_imports_no_http_library():
