@@ -80,7 +80,9 @@ DRIVER_LOG = re.compile(r"azureml-logs/\d+_driver_log(?:_(\d+))?\.txt")
 
 class AzureMLBackend:
     name: ClassVar[str] = "azureml"
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=10.0, log_poll_s=2.0)
+    # Log files are uploaded while the job runs and finished during Finalizing (read as RUNNING), so little
+    # can land after Completed; polls stay 2 s apart (run history is rate-limited per workspace).
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=2.0, log_poll_s=2.0)
     settings_model = LazySettings(rendering.settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
