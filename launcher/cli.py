@@ -265,8 +265,7 @@ def _run_sweep(spec_file: str, overrides: tuple[str, ...], backends: list[str], 
 
     say = (lambda text: click.echo(text, err=True)) if output == "text" else (lambda _text: None)
     say(f"sweep {group}: {len(points)} jobs" + (f", at most {max_parallel} at once" if max_parallel else ""))
-    if wait:
-        _signals_interrupt()
+    _signals_interrupt()  # the sweep stays in the foreground (waiting, or feeding --max-parallel)
     try:
         results = sweep.run(points, submit_one, is_done, max_parallel=max_parallel or len(points), wait=wait,
                             on_event=say)
