@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from fakes.azureml_fake import AzureMLFake
@@ -38,7 +40,7 @@ def az(server, cli, write_spec, tmp_path, launch_home):
 
     class Helper:
         fake = server
-        environment = {**os.environ, "LAUNCH_HOME": str(launch_home), **env}
+        environment: ClassVar[dict[str, str]] = {**os.environ, "LAUNCH_HOME": str(launch_home), **env}
 
         @staticmethod
         def run(*args: str, check_rc: int | None = None, **kw):
@@ -154,10 +156,9 @@ def test_a_missing_compute_is_a_clear_error_and_nothing_is_recorded(az):
 
 def test_a_missing_workspace_names_the_settings_to_set(az, launch_home):
     (launch_home / "config.toml").write_text(f'[backends.azureml]\nendpoint = "{az.fake.url}"\n')
-    spec = az.spec()
-    text = open(spec).read().replace("backends:\n  azureml:\n    workspace_name: ws-test\n", "")
-    open(spec, "w").write(text)
-    result = az.run("run", spec, "--backend", "azureml")
+    spec = Path(az.spec())
+    spec.write_text(spec.read_text().replace("backends:\n  azureml:\n    workspace_name: ws-test\n", ""))
+    result = az.run("run", str(spec), "--backend", "azureml")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     for key in ("subscription_id", "resource_group", "workspace_name"):
         assert f"backends.azureml.{key}" in result.stderr
