@@ -90,6 +90,11 @@ class LambdaAPI:
     def launch(self, body: dict[str, Any]) -> list[str]:
         return self.call("POST", "/instance-operations/launch", body)["instance_ids"]
 
+    def rename(self, instance_id: str, name: str) -> None:
+        from urllib.parse import quote
+
+        self.call("POST", f"/instances/{quote(instance_id, safe='')}", {"name": name})
+
     def terminate(self, instance_ids: list[str]) -> list[dict[str, Any]]:
         if not instance_ids:
             return []

@@ -325,9 +325,16 @@ class LambdaCloudBackend:
                     raise
                 time.sleep(self.settings["boot_poll"])
 
-    def _terminate(self, instance_ids: list[str]) -> None:
-        live = {i["id"] for i in self.api.instances() if i.get("status") in inst.LIVE}
-        self.api.terminate([i for i in dict.fromkeys(instance_ids) if i in live])
+    def _terminate(self, instance_ids: list[str], outcome: Status | None = None) -> None:
+        """Terminate those still live, first writing the job's outcome into their names if known."""
+        live = {i["id"]: i for i in self.api.instances() if i.get("status") in inst.LIVE}
+        ids = [i for i in dict.fromkeys(instance_ids) if i in live]
+        for instance_id in ids if outcome is not None else []:
+            name = live[instance_id].get("name") or ""
+            renamed = inst.with_outcome(name, outcome.state.value, outcome.exit_code)
+            if renamed != name:
+                self.api.rename(instance_id, renamed)
+        self.api.terminate(ids)
 
     # -- status ------------------------------------------------------------------
 
@@ -377,7 +384,7 @@ class LambdaCloudBackend:
         saved.mkdir(parents=True, exist_ok=True, mode=0o700)
         keep = handle.data.get("keep_instances") if keep is None else keep
         if not keep:
-            self._terminate([n["id"] for n in handle.data["instances"]])
+            self._terminate([n["id"] for n in handle.data["instances"]], outcome=status)
         (saved / "result.json").write_text(json.dumps(_status_to_json(status)))
         return status
 
@@ -405,8 +412,10 @@ class LambdaCloudBackend:
 
     def cancel(self, handle: Handle) -> None:
         """Stop the job where the nodes answer, then terminate its instances, kept or not."""
-        if (self._saved(handle.job_id) / "result.json").exists():
-            self._terminate([n["id"] for n in handle.data["instances"]])
+        result = self._saved(handle.job_id) / "result.json"
+        if result.exists():  # ended with its instances kept: give them back now
+            self._terminate([n["id"] for n in handle.data["instances"]],
+                            outcome=_status_from_json(json.loads(result.read_text())))
             return
         status = Status(JobState.CANCELLED, "cancelled", "cancelled")
         try:
@@ -472,6 +481,8 @@ def _ended_by_instances(nodes: list[dict[str, Any]], listed: dict[str, dict[str,
         return Status(JobState.FAILED, "preempted",
                       f"node {preempted[0]['rank']}'s instance {preempted[0]['id']} was preempted")
     gone = [n for n in nodes if states[n["rank"]] not in inst.LIVE]
+    if any(inst.cancelled_in_name((listed.get(n["id"]) or {}).get("name")) for n in gone):
+        return Status(JobState.CANCELLED, "cancelled", "cancelled")
     reports = [NodeReport(n["rank"], inst.exit_code_from_name((listed.get(n["id"]) or {}).get("name")), False)
                for n in gone]
     lost = next((r.rank for r in reports if r.exit_code is None), None)

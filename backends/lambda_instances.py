@@ -22,13 +22,29 @@ JOB_TAG = "launch-job-id"
 RANK_TAG = "launch-node-rank"
 KEY_TAG = "launch-idempotency-key"
 LIVE = ("booting", "active", "unhealthy")
-EXIT_NAME = re.compile(r"-exit(\d+|x)$")
+OUTCOME_NAME = re.compile(r"-(?:exit(\d+|x)|(cancelled))$")
 API_KEY = re.compile(r"[A-Za-z0-9_.:+/=-]+")
 
 
 def instance_name(job_id: str, rank: int) -> str:
-    """<= 64 characters (the API's limit) with room for the `-exit<code>` a node appends."""
-    return f"{job_id[:50]}-n{rank}"
+    """<= 64 characters (the API's limit) with room for the outcome appended at the end."""
+    return f"{job_id[:48]}-n{rank}"
+
+
+def with_outcome(name: str, state: str, exit_code: int | None) -> str:
+    """The name an ended job's instance is given just before it is terminated: whoever looks
+    later (another machine's `launch list --sync`) reads the outcome there, as the instance's
+    files are gone."""
+    if OUTCOME_NAME.search(name):
+        return name
+    if state == "CANCELLED":
+        return f"{name}-cancelled"
+    return f"{name}-exit{0 if state == 'SUCCEEDED' else exit_code if exit_code is not None else 'x'}"
+
+
+def cancelled_in_name(name: str | None) -> bool:
+    match = OUTCOME_NAME.search(name or "")
+    return bool(match and match.group(2))
 
 
 def tag_value(text: str) -> str:
@@ -49,8 +65,8 @@ def tag(instance: dict[str, Any], key: str) -> str | None:
 
 def exit_code_from_name(name: str | None) -> int | None:
     """The exit code a node wrote into its instance's name before terminating itself."""
-    match = EXIT_NAME.search(name or "")
-    if not match:
+    match = OUTCOME_NAME.search(name or "")
+    if not match or match.group(2):
         return None
     return int(match.group(1)) if match.group(1) != "x" else 255
 

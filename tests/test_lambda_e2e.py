@@ -121,6 +121,8 @@ def test_cancel_stops_the_job_and_terminates_even_kept_instances(lam, fake):
     assert "CANCEL" in lam.run("cancel", job, check_rc=0).stdout
     assert lam.run("wait", job).returncode == 3
     assert not fake.live()
+    [instance] = fake.instances.values()
+    assert instance["name"].endswith("-cancelled")  # the outcome outlives the instance's files
     lam.run("cancel", job, check_rc=0)  # again: harmless
 
 
@@ -272,3 +274,18 @@ def test_kept_instances_outlive_the_job(lam, fake):
     record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
     assert record["state"] == "SUCCEEDED"
     assert "kept" in lam.run("logs", job, check_rc=0).stdout
+
+
+def test_list_sync_rebuilds_history_from_the_instances(lam, fake, launch_home, server):
+    spec = lam.spec("name: lamsync\nresources:\n  accelerators: A10\nrun: exit 3\n")
+    assert lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait").returncode == 1
+    ok = lam.submit(lam.spec("name: lamsync2\nresources:\n  accelerators: A10\nrun: echo fine\n"), "--wait")
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    (launch_home / "config.toml").write_text(
+        f'[backends.lambda_cloud]\napi_url = "{fake.base_url}"\nssh_port = {server.port}\n'
+        f'ssh_config = "{server.ssh_config}"\nrequest_interval = 0.05\n')
+    out = lam.run("list", "--sync", "--backend", "lambda_cloud", "-o", "json", check_rc=0).stdout
+    found = {r["name"]: r for r in json.loads(out)}
+    assert found["lamsync2"]["id"] == ok and found["lamsync2"]["state"] == "SUCCEEDED"
+    assert found["lamsync"]["state"] == "FAILED" and found["lamsync"]["exit_code"] == 3
