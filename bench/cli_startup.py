@@ -1,38 +1,36 @@
-"""How fast does `launch` answer? Wall time of the commands people type most, with 1,000 jobs in the store.
+"""How fast does `launch` answer, beside a bare interpreter and the tools users would pick instead?
 
 Run by hand (not in CI), with the project's virtualenv:
 
-    .venv/bin/python bench/cli_startup.py                 # 3 warm-ups + 20 timed runs per command
-    .venv/bin/python bench/cli_startup.py --runs 50 --json /tmp/startup.json
+    .venv/bin/python bench/cli_startup.py [--quick] [--with-peers]
 
 Every command runs as a fresh subprocess through the venv's `launch` console script, the way a user
 or CI runs it, against a temporary LAUNCH_HOME filled with 1,000 realistic job records. `python -c pass`
-(same interpreter) is the floor: the ratio column says how much `launch` adds to a bare interpreter.
-Peak RSS comes from GNU time (/usr/bin/time -f %M) where installed.
-The last row lists a history where every job has ended, so `list` refreshes nothing.
+(same interpreter) is the floor. With --with-peers, SkyPilot, dstack and TorchX (bench/peers.py: each in
+its own throwaway venv from the same base interpreter) are timed in the same interleaved rounds, with a
+throwaway HOME so no user state of theirs is read or written.
 
-Bars: `launch --help` and `launch list` each under 100 ms median. Exits 1 if a bar is missed.
+Goals (issue 10): `launch --help` <= 2.5x `python -c pass`, and >= 10x faster than `sky --help`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-BAR_MS = 100.0
-BARRED = ("launch --help", "launch list")
+import peers as peer_tools
+import report
+from timing import REPO, Case, Row, Section, clean_env, interleaved, launch_script
+
 JOBS = 1000
+HELP_GOAL = 2.5
+PEER_GOAL = 0.1
 
 BACKENDS = {
     "local": lambda job_id, i: {"job_dir": f"/home/me/.local/state/launch/local/{job_id}", "submitted_at": 0.0,
@@ -107,129 +105,92 @@ def fill_store(home: Path, count: int, seed: int = 7, finished_only: bool = Fals
     return finished
 
 
-def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and exit code of one run; output goes to /dev/null."""
-    start = time.perf_counter()
-    code = subprocess.call(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start, code
+def peer_cases(found: dict[str, peer_tools.Peer], home: Path) -> tuple[list[Case], list[str]]:
+    """The peers' commands, each run with a throwaway HOME (no user state read or written)."""
+    env = clean_env(HOME=str(home), SKYPILOT_DISABLE_USAGE_COLLECTION="1", DSTACK_DISABLE_USAGE="1")
+    commands = {"skypilot": [("sky --help", ["--help"]), ("sky status", ["status"])],
+                "dstack": [("dstack --help", ["--help"])], "torchx": [("torchx --help", ["--help"])]}
+    cases, notes = [], []
+    for name, peer in found.items():
+        if peer.command is None:
+            notes.append(f"{name}: {peer.error}")
+            continue
+        notes.append(f"{name} {peer.version} (its own venv under {peer.command.parent.parent.parent})")
+        for label, args in commands[name]:
+            argv = [str(peer.command), *args]
+            check = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+            if check.returncode != 0:
+                notes.append(f"`{label}` exited {check.returncode}, not timed: {check.stderr.strip()[-300:]}")
+                continue
+            cases.append(Case(label, argv, env, timeout=600))
+    return cases, notes
 
 
-def peak_rss_kib(argv: list[str], env: dict[str, str], tries: int = 3) -> int | None:
-    """Peak RSS through /usr/bin/time -f %M. (wait4's ru_maxrss is no use here: after a vfork+exec
-    it still counts the parent's pages, so every command reads as this script's own size.)"""
-    gnu_time = Path("/usr/bin/time")
-    if not gnu_time.exists():
-        return None
-    peaks = []
-    with tempfile.NamedTemporaryFile("r") as out:
-        for _ in range(tries):
-            subprocess.run([str(gnu_time), "-f", "%M", "-o", out.name, *argv], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, check=True)
-            out.seek(0)
-            peaks.append(int(out.read().strip().splitlines()[-1]))
-    return statistics.median_high(peaks)
+def measure(quick: bool, found: dict[str, peer_tools.Peer]) -> Section:
+    runs, warmups = (5, 1) if quick else (20, 3)
+    launch = launch_script()
+    sec = Section("CLI start-up")
+    with tempfile.TemporaryDirectory(prefix="launch-bench-") as tmp:
+        home = Path(tmp) / "home"
+        env = clean_env(LAUNCH_HOME=str(home))
+        os.environ["LAUNCH_HOME"] = str(home)
+        sys.path.insert(0, str(REPO))
+        finished = fill_store(home, JOBS)
+        cases = [
+            Case("python -c pass", [sys.executable, "-c", "pass"], env),
+            Case("launch --help", [launch, "--help"], env),
+            Case("launch list", [launch, "list"], env),
+            Case("launch status JOB", [launch, "status", finished], env),
+        ]
+        for case in cases:  # the first `list` refreshes stale unfinished jobs: time the steady state
+            subprocess.run(case.argv, env=env, capture_output=True, timeout=120, check=True)
+        (Path(tmp) / "peer-home").mkdir()
+        extra, notes = peer_cases(found, Path(tmp) / "peer-home") if found else ([], [])
+        got = interleaved(cases + extra, runs, warmups)
+        stop_sky_server(found, Path(tmp) / "peer-home")
+    floor = got["python -c pass"]
+    sec.rows += [
+        Row("start-up, help", "launch --help", got["launch --help"], "python -c pass", floor, goal=f"<= {HELP_GOAL}x",
+            met=got["launch --help"].median <= HELP_GOAL * floor.median),
+        Row(f"list, {JOBS} jobs in the store", "launch list", got["launch list"], "python -c pass", floor),
+        Row("status of a finished job", "launch status JOB", got["launch status JOB"], "python -c pass", floor),
+    ]
+    pairs = [("launch --help", "sky --help", f"<= {PEER_GOAL}x (10x faster)"), ("launch list", "sky status", ""),
+             ("launch status JOB", "sky status", ""), ("launch --help", "dstack --help", ""),
+             ("launch --help", "torchx --help", "")]
+    for ours, theirs, goal in pairs:
+        if theirs in got:
+            met = got[ours].median <= PEER_GOAL * got[theirs].median if goal else None
+            sec.rows.append(Row("vs peer", ours, got[ours], theirs, got[theirs], goal=goal, met=met))
+        elif found:
+            sec.rows.append(Row("vs peer", ours, got[ours], theirs, None, goal=goal,
+                                note="peer not available, see notes"))
+    if not found:
+        notes = ["peers not measured (run with --with-peers)"]
+    sec.notes += [f"{JOBS} jobs in a temporary LAUNCH_HOME (~12% unfinished, on every backend); "
+                  f"{warmups} warm-up rounds, then {runs} interleaved rounds; peak RSS from GNU time",
+                  "`sky status` talks to SkyPilot's local API server, which its first call starts; the timed runs "
+                  "find it running (it is stopped afterwards)", *notes]
+    return sec
 
 
-def bench(cases: list[tuple[str, list[str], dict[str, str]]], runs: int, warmups: int) -> list[dict[str, Any]]:
-    """Round-robin over the commands (one run of each per round), so a burst of noise on the machine
-    spreads over all of them instead of skewing one."""
-    checks = {}
-    for label, argv, env in cases:
-        check = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-        if check.returncode != 0:
-            raise SystemExit(f"{label} exited {check.returncode}:\n{check.stdout}\n{check.stderr}")
-        checks[label] = check
-    # the first runs may refresh stale unfinished jobs and write the store; time the steady state
-    times: dict[str, list[float]] = {label: [] for label, _, _ in cases}
-    for round_ in range(warmups + runs):
-        for label, argv, env in cases:
-            elapsed, code = run_once(argv, env)
-            if code != 0:
-                raise SystemExit(f"{label} exited {code} during timing")
-            if round_ >= warmups:
-                times[label].append(elapsed * 1000)
-    results = []
-    for label, argv, env in cases:
-        t, check = times[label], checks[label]
-        results.append({"command": label, "argv": argv, "median_ms": statistics.median(t), "min_ms": min(t),
-                        "max_ms": max(t), "peak_rss_kib": peak_rss_kib(argv, env), "runs": runs, "samples_ms": t,
-                        "stdout_lines": len(check.stdout.splitlines()),
-                        "stderr_lines": len(check.stderr.splitlines())})
-    return results
+def stop_sky_server(found: dict[str, peer_tools.Peer], home: Path) -> None:
+    """`sky status` leaves SkyPilot's API server running in the background: stop the one we started."""
+    sky = found.get("skypilot")
+    if sky and sky.command:
+        subprocess.run([str(sky.command), "api", "stop"], env=clean_env(HOME=str(home)), capture_output=True,
+                       timeout=120)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per command (default 20)")
-    parser.add_argument("--warmups", type=int, default=3, help="untimed runs first (default 3)")
-    parser.add_argument("--jobs", type=int, default=JOBS, help=f"jobs in the store (default {JOBS})")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here")
+    parser.add_argument("--quick", action="store_true", help="fewer runs, for checking the harness")
+    parser.add_argument("--with-peers", action="store_true", help="install (or reuse) and time SkyPilot, dstack, "
+                        "TorchX")
     args = parser.parse_args()
-
-    launch = Path(sys.executable).parent / "launch"
-    if not launch.exists():
-        found = shutil.which("launch")
-        if not found:
-            raise SystemExit(f"no `launch` console script next to {sys.executable}; pip install -e . first")
-        launch = Path(found)
-
-    with tempfile.TemporaryDirectory(prefix="launch-bench-") as tmp:
-        home = Path(tmp) / "home"
-        env = {**os.environ, "LAUNCH_HOME": str(home)}
-        for var in ("PYTHONPROFILEIMPORTTIME", "PYTHONDONTWRITEBYTECODE", "LAUNCH_BACKEND"):
-            env.pop(var, None)
-        os.environ["LAUNCH_HOME"] = str(home)
-        fill_start = time.perf_counter()
-        finished = fill_store(home, args.jobs)
-        fill_s = time.perf_counter() - fill_start
-        done_home = Path(tmp) / "home-finished"
-        fill_store(done_home, args.jobs, finished_only=True)
-        done_env = {**env, "LAUNCH_HOME": str(done_home)}
-
-        launch_ = str(launch)
-        cases = [
-            ("python -c pass", [sys.executable, "-c", "pass"], env),
-            ("launch --help", [launch_, "--help"], env),
-            ("launch list", [launch_, "list"], env),
-            ("launch list -o json", [launch_, "list", "-o", "json"], env),
-            (f"launch list --all ({args.jobs} rows)", [launch_, "list", "--all"], env),
-            ("launch status <finished>", [launch_, "status", finished], env),
-            ("launch --version", [launch_, "--version"], env),
-            ("launch list (every job finished)", [launch_, "list"], done_env),
-        ]
-        results = bench(cases, args.runs, args.warmups)
-
-    floor = results[0]["median_ms"]
-    for r in results:
-        r["ratio"] = r["median_ms"] / floor
-    print(f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
-          f"{os.cpu_count()} CPUs; {args.jobs} jobs in the store (filled in {fill_s:.1f}s); "
-          f"{args.warmups} warm-ups + {args.runs} runs each\n")
-    print("| command | median ms | min-max ms | x `python -c pass` | peak RSS MiB |")
-    print("|---|---:|---:|---:|---:|")
-    for r in results:
-        rss = f"{r['peak_rss_kib'] / 1024:.1f}" if r["peak_rss_kib"] else "n/a"
-        print(f"| `{r['command']}` | {r['median_ms']:.1f} | {r['min_ms']:.1f}-{r['max_ms']:.1f} | "
-              f"{r['ratio']:.2f} | {rss} |")
-    warned = [r["command"] for r in results if r["stderr_lines"]]
-    if warned:
-        print(f"\nstderr was not empty for: {', '.join(warned)}")
-    print()
-    failed = []
-    for r in results:
-        if r["command"] in BARRED:
-            ok = r["median_ms"] < BAR_MS
-            failed += [] if ok else [r["command"]]
-            print(f"bar: `{r['command']}` median {r['median_ms']:.1f} ms < {BAR_MS:.0f} ms: {'ok' if ok else 'MISSED'}")
-
-    if args.json:
-        args.json.write_text(json.dumps({
-            "python": sys.version, "executable": sys.executable, "launch": str(launch), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "jobs": args.jobs, "runs": args.runs, "warmups": args.warmups,
-            "bar_ms": BAR_MS, "bars_missed": failed, "results": results,
-        }, indent=2))
-    return 1 if failed else 0
+    found = {name: peer_tools.ensure(name) for name in peer_tools.PEERS} if args.with_peers else {}
+    print(report.section(measure(args.quick, found)))
+    return 0
 
 
 if __name__ == "__main__":
