@@ -132,3 +132,38 @@ def test_list_on_empty_home_is_light(tmp_path: Path) -> None:
     modules, result = _modules_after(tmp_path / "home", tmp_path, "list")
     assert "no jobs yet" in result.stdout
     assert _offenders(modules, NEVER_FOR_LIST) == []
+
+
+def test_azureml_backend_imports_and_renders_without_the_sdk(tmp_path: Path) -> None:
+    """azure-ai-ml marked absent (sys.modules entry None): the module loads and renders a request."""
+    code = ("import json, sys\nsys.modules['azure'] = None\n"
+            "from pathlib import Path\nfrom backends.azureml import AzureMLBackend\n"
+            "from launcher.spec import parse_spec\n"
+            "spec = parse_spec('name: x\\nimage: i\\nrun: r\\nresources:\\n  accelerators: T4\\n', 'spec.yaml', "
+            "base_dir=Path('.'))\n"
+            "b = AzureMLBackend({'subscription_id': '11111111-2222-3333-4444-555555555555', 'resource_group': 'rg', "
+            "'workspace_name': 'ws-a'})\n"
+            "request = b.render(spec, 'x-20260101-000000-abcdef', None, {})\n"
+            "loaded = sorted(m for m, v in sys.modules.items() if v)\n"
+            "print(json.dumps({'op': request.operation, 'modules': loaded}))\n")
+    result = _python(["-c", code], tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["op"].endswith("/workspaces/ws-a/jobs/x-20260101-000000-abcdef")
+    assert _offenders(out["modules"], ("azure", "requests", "msrest")) == []
+
+
+def test_list_with_azureml_jobs_does_not_import_azure(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = Store.open(home)
+    now = time.time()
+    for i, state in enumerate([JobState.RUNNING, JobState.SUCCEEDED]):
+        job_id = f"az-20240101-00000{i}-abc{i:03d}"
+        store.reserve(JobRecord(id=job_id, name="az", backend="azureml", handle=None, spec={"name": "az"},
+                                state=JobState.PENDING, created_at=now - i, updated_at=now - i))
+        store.set_handle(job_id, Handle("azureml", job_id, {"name": job_id, "workspace_name": "ws"}))
+        store.set_status(job_id, Status(state, "Running" if i == 0 else "Completed"))
+    store.close()
+    modules, result = _modules_after(home, tmp_path, "list")
+    assert "az-20240101-000000-abc000" in result.stdout
+    assert _offenders(modules, (*NEVER_FOR_LIST, "backends.azureml", "backends.azureml_render")) == []
