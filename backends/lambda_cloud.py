@@ -154,9 +154,9 @@ class LambdaCloudBackend:
         ssh_request = SSHBackend({**{k: settings[k] for k in SSH_SETTINGS}, "hosts": stand_ins}).render(
             spec, job_id, bundle, secrets, idempotency_key=idempotency_key)
         ssh_payload = ssh_request.payload
-        hook = f"{ssh_payload['job_dir']}/on_exit.sh"
-        for node in ssh_payload["nodes"]:
-            node["env"]["LAUNCH_ON_EXIT"] = hook
+        if not settings["keep_instances"]:  # kept instances neither terminate themselves nor hold the key
+            for node in ssh_payload["nodes"]:
+                node["env"]["LAUNCH_ON_EXIT"] = f"{ssh_payload['job_dir']}/on_exit.sh"
         launches = []
         for rank in range(nodes):
             body: dict[str, Any] = {"ssh_key_names": [settings["ssh_key_name"]],
@@ -195,10 +195,11 @@ class LambdaCloudBackend:
                          for i in ready]
             hosts = [self._host(i) for i in ready]
             job_dir = payload["ssh"]["job_dir"]
-            extra = (Upload(None, f"{job_dir}/on_exit.sh", content=inst.on_exit_hook(
-                         payload["api_url"], described, payload["self_terminate_after_s"],
-                         self.settings["request_interval"])),
-                     Upload(None, f"{job_dir}/lambda.key", content=inst.curl_config(self.api.api_key)))
+            extra = () if payload["keep_instances"] else (
+                Upload(None, f"{job_dir}/on_exit.sh", content=inst.on_exit_hook(
+                    payload["api_url"], described, payload["self_terminate_after_s"],
+                    self.settings["request_interval"])),
+                Upload(None, f"{job_dir}/lambda.key", content=inst.curl_config(self.api.api_key)))
             start = placed(Request("ssh", request.job_id, "ssh_start_nodes", payload["ssh"],
                                    request.uploads + extra), hosts)
             ssh_handle = self.ssh.submit(start)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -265,15 +266,19 @@ def test_idempotency_key_finds_the_running_job_on_a_fresh_machine(lam, fake, lau
     assert not fake.live()
 
 
-def test_kept_instances_outlive_the_job(lam, fake):
+def test_kept_instances_outlive_the_job(lam, fake, server):
     fake.keep = 1
-    spec = lam.spec("name: lamkeep\nresources:\n  accelerators: A10\nrun: echo kept\n", keep_instances=True)
+    spec = lam.spec("name: lamkeep\nresources:\n  accelerators: A10\nrun: echo kept\n", keep_instances=True,
+                    self_terminate_after="1s")
     job = lam.submit(spec, "--wait")
     [kept] = fake.live()  # the job ended; its instance was kept, as asked
     assert kept["tags"][0] == {"key": "launch-job-id", "value": job}
     record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
     assert record["state"] == "SUCCEEDED"
     assert "kept" in lam.run("logs", job, check_rc=0).stdout
+    time.sleep(2)  # past self_terminate_after: a kept instance does not give itself back
+    assert len(fake.live()) == 1 and not fake.terminated_by("curl/")
+    assert not (Path(server.remote_root) / "jobs" / job / "lambda.key").exists()  # nor holds the API key
 
 
 def test_list_sync_rebuilds_history_from_the_instances(lam, fake, launch_home, server):
