@@ -314,13 +314,9 @@ def _studio_url(workspace: rendering.Workspace, name: str) -> str:
     return f"{STUDIO}/runs/{name}?wsid={workspace.arm_id}"
 
 
-def _command_job(props: Mapping[str, Any], request: Request, code_dir: Path) -> Any:
-    """The SDK's command job for the rendered body: every field comes from the body, so what the
-    SDK sends is what the dry run showed (apart from the ids of what it uploads)."""
-    import isodate
-    from azure.ai.ml import command
-    from azure.ai.ml.entities import Environment, QueueSettings
-
+def stage_code_dir(request: Request, code_dir: Path) -> None:
+    """Lay the request's uploads out as the directory the SDK uploads as the job's code: each node
+    starts in it, so bootstrap.sh, run.sh and the bundle sit next to each other there."""
     code_dir.mkdir(parents=True)
     for upload in request.uploads:
         target = code_dir / upload.destination.removeprefix(rendering.CODE_DIR)
@@ -328,6 +324,16 @@ def _command_job(props: Mapping[str, Any], request: Request, code_dir: Path) -> 
             target.write_text(upload.content, encoding="utf-8")
         else:
             shutil.copyfile(upload.source, target)
+
+
+def _command_job(props: Mapping[str, Any], request: Request, code_dir: Path) -> Any:
+    """The SDK's command job for the rendered body: every field comes from the body, so what the
+    SDK sends is what the dry run showed (apart from the ids of what it uploads)."""
+    import isodate
+    from azure.ai.ml import command
+    from azure.ai.ml.entities import Environment, QueueSettings
+
+    stage_code_dir(request, code_dir)
     prefix, _, suffix = rendering.ENVIRONMENT_ID.partition("{image}")
     image = props["environmentId"].removeprefix(prefix).removesuffix(suffix)
     resources = props["resources"]
