@@ -267,13 +267,13 @@ def _credential() -> Any:
     tests' fake), else DefaultAzureCredential: environment, managed identity, az login, ..."""
     token = os.environ.get(TOKEN_ENV)
     if token:
-        return _StaticToken(token)
+        return StaticToken(token)
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
 
 
-class _StaticToken:
+class StaticToken:
     """azure-core's TokenCredential protocol over one token (expiry unknown: claimed for an hour)."""
 
     def __init__(self, token: str) -> None:

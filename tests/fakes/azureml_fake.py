@@ -43,13 +43,14 @@ import re
 import ssl
 import tempfile
 import threading
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from backends.azureml import StaticToken  # the backend's LAUNCH_AZURE_ACCESS_TOKEN credential
 
 WS_PREFIX = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
              r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
@@ -660,18 +661,6 @@ class AzureMLFake:
                 return 416, b"", {"Content-Range": f"bytes */{len(data)}"}
             return 206, data[start:end], {"Content-Range": f"bytes {start}-{min(end, len(data)) - 1}/{len(data)}"}
         return 200, data, {}
-
-
-class StaticToken:
-    """A credential with a fixed bearer token (what the fake accepts)."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self.token, int(time.time()) + 3600)
 
 
 def _public(resource: dict[str, Any]) -> dict[str, Any]:
