@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends import lambda_instances as inst
 from backends.lambda_api import DEFAULT_BASE_URL, INSUFFICIENT_CAPACITY, LambdaAPI, LambdaCapacityError
-from backends.nodes import NodeReport, judge, log_blocks
+from backends.nodes import log_blocks
 from backends.remote_job import LazySettings
 from backends.ssh import SSHBackend, placed
 from backends.ssh_transport import Host, script
@@ -350,7 +350,7 @@ class LambdaCloudBackend:
             return _status_from_json(json.loads(result.read_text()))
         listed = {i["id"]: i for i in self.api.instances()}
         nodes = handle.data["instances"]
-        ended = _ended_by_instances(nodes, listed)
+        ended = inst.ended(nodes, listed)
         if ended is not None:
             return self._ended(handle, ended, reachable=False)
         states = {n["rank"]: listed[n["id"]]["status"] for n in nodes}
@@ -451,7 +451,7 @@ class LambdaCloudBackend:
                                  "region": i["region"]["name"], "type": i["instance_type"]["name"],
                                  "ip": i.get("ip")} for i in members), key=lambda d: d["rank"])
             states = {i.get("status") for i in members}
-            status = _ended_by_instances(described, {i["id"]: i for i in members}) or Status(
+            status = inst.ended(described, {i["id"]: i for i in members}) or Status(
                 JobState.STARTING if "booting" in states else JobState.RUNNING, ",".join(sorted(states)))
             state = status.state
             ssh_data = self._remote_handle(job_id, described[0]) if state is JobState.RUNNING else None
@@ -471,27 +471,6 @@ class LambdaCloudBackend:
             return Handle.from_json(json.loads(done.stdout)).data if done.returncode == 0 else None
         except (BackendUnreachable, ValueError, KeyError):
             return None
-
-
-def _ended_by_instances(nodes: list[dict[str, Any]], listed: dict[str, dict[str, Any]]) -> Status | None:
-    """The job's end as its instances tell it (preempted, vanished, or every node gone after
-    leaving its exit code in the instance name); None while the nodes must be asked over ssh."""
-    states = {n["rank"]: (listed.get(n["id"]) or {}).get("status", "vanished") for n in nodes}
-    preempted = [n for n in nodes if states[n["rank"]] == "preempted"]
-    if preempted:
-        return Status(JobState.FAILED, "preempted",
-                      f"node {preempted[0]['rank']}'s instance {preempted[0]['id']} was preempted")
-    gone = [n for n in nodes if states[n["rank"]] not in inst.LIVE]
-    if any(inst.cancelled_in_name((listed.get(n["id"]) or {}).get("name")) for n in gone):
-        return Status(JobState.CANCELLED, "cancelled", "cancelled")
-    reports = [NodeReport(n["rank"], inst.exit_code_from_name((listed.get(n["id"]) or {}).get("name")), False)
-               for n in gone]
-    lost = next((r.rank for r in reports if r.exit_code is None), None)
-    if lost is not None:
-        return Status(JobState.FAILED, states[lost], f"node {lost}'s instance was {states[lost]} before its job ended")
-    if any(r.exit_code for r in reports) or (nodes and len(gone) == len(nodes)):
-        return judge(reports, cancelled=False).status
-    return None
 
 
 def _status_to_json(status: Status) -> dict[str, Any]:

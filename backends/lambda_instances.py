@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from backends.nodes import NodeReport, judge
 from backends.ssh_transport import script
+from launcher.backend import JobState, Status
 
 JOB_TAG = "launch-job-id"
 RANK_TAG = "launch-node-rank"
@@ -69,6 +71,27 @@ def exit_code_from_name(name: str | None) -> int | None:
     if not match or match.group(2):
         return None
     return int(match.group(1)) if match.group(1) != "x" else 255
+
+
+def ended(nodes: list[dict[str, Any]], listed: dict[str, dict[str, Any]]) -> Status | None:
+    """The job's end as its instances tell it (preempted, vanished, or every node gone after
+    leaving its exit code in the instance name); None while the nodes must be asked over ssh."""
+    states = {n["rank"]: (listed.get(n["id"]) or {}).get("status", "vanished") for n in nodes}
+    preempted = [n for n in nodes if states[n["rank"]] == "preempted"]
+    if preempted:
+        return Status(JobState.FAILED, "preempted",
+                      f"node {preempted[0]['rank']}'s instance {preempted[0]['id']} was preempted")
+    gone = [n for n in nodes if states[n["rank"]] not in LIVE]
+    if any(cancelled_in_name((listed.get(n["id"]) or {}).get("name")) for n in gone):
+        return Status(JobState.CANCELLED, "cancelled", "cancelled")
+    reports = [NodeReport(n["rank"], exit_code_from_name((listed.get(n["id"]) or {}).get("name")), False)
+               for n in gone]
+    lost = next((r.rank for r in reports if r.exit_code is None), None)
+    if lost is not None:
+        return Status(JobState.FAILED, states[lost], f"node {lost}'s instance was {states[lost]} before its job ended")
+    if any(r.exit_code for r in reports) or (nodes and len(gone) == len(nodes)):
+        return judge(reports, cancelled=False).status
+    return None
 
 
 def fits(item: dict[str, Any], accelerator: str, count: int, *, min_vcpus: float | None = None,
