@@ -163,7 +163,8 @@ class AzureMLBackend:
             staging = Path(tempfile.mkdtemp(prefix="launch-azureml-"))
             try:
                 job = _command_job(props, request, staging / request.job_id)
-                created = ml.jobs.create_or_update(job)
+                with _sdk_prints_hidden():
+                    created = ml.jobs.create_or_update(job)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return self._handle(request.job_id, workspace, created)
@@ -300,6 +301,20 @@ def _quiet_sdk_logging() -> None:
     names = [n for n in logging.root.manager.loggerDict if n.startswith(("azure", "azureml"))]
     for name in ("azure", "azureml", *names):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _sdk_prints_hidden() -> Any:
+    """The code upload prints a colour-reset line to stderr even with show_progress off: hidden unless
+    the user asked for detail (errors still arrive as exceptions)."""
+    import contextlib
+    import io
+    import logging
+
+    from launcher import logs
+
+    if logs.get().isEnabledFor(logging.DEBUG):
+        return contextlib.nullcontext()
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def _workspace_of(operation: str) -> rendering.Workspace:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.remote_job import Placement, job_files, node_environment
-from launcher import catalog
+from launcher import catalog, logs
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
 
@@ -140,6 +140,9 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     resources = _resources(settings, spec, problems)
     if problems:
         raise SpecError(problems)
+    if spec.retries:
+        logs.get().warning("Azure ML command jobs have no restart setting; retries: %d is not applied on azureml",
+                           spec.retries)
 
     workspace = Workspace(**values)
     uploads, files_env = job_files(spec, bundle, Placement(CODE_DIR, "", CODE_DIR, ""))

@@ -76,7 +76,9 @@ def test_dry_run_sends_nothing_then_run_creates_that_job(az):
     assert shown["payload"]["properties"]["environmentVariables"]["API_KEY"] == "****"
     assert "very-secret-value" not in dry.stdout + dry.stderr
     assert az.fake.requests == []
-    job = az.submit(spec)
+    result = az.run("run", spec, "--backend", "azureml", check_rc=0)
+    assert result.stderr == ""  # none of the SDK's own chatter (experimental classes, upload colour codes)
+    job = SUBMITTED.search(result.stdout).group(1)
     assert list(az.fake.jobs) == [job]
     props = az.fake.job_puts[0]["properties"]
     assert props["distribution"]["distributionType"] == "PyTorch" and props["resources"]["instanceCount"] == 2
