@@ -92,6 +92,7 @@ class Case:
     env: dict[str, str] | None = None
     cwd: str | None = None
     timeout: float = 900
+    drain: bool = False  # stdout into a pipe this process reads (as `| grep` would) instead of /dev/null
 
 
 def launch_script() -> str:
@@ -118,16 +119,23 @@ def clean_env(**extra: str) -> dict[str, str]:
 def run_once(case: Case, *, rss: bool = False) -> tuple[float, int | None]:
     """Wall seconds of one run of `case` and, with `rss`, its peak RSS in KiB. A non-zero exit
     is an error: a benchmark of a command that failed measures nothing."""
-    with tempfile.NamedTemporaryFile("r", prefix="bench-rss-") as out:
+    with tempfile.NamedTemporaryFile("r", prefix="bench-rss-") as out, tempfile.TemporaryFile() as err:
         use_time = rss and GNU_TIME.exists()
         argv = [str(GNU_TIME), "-f", "%M", "-o", out.name, *case.argv] if use_time else list(case.argv)
         start = time.perf_counter()
-        done = subprocess.run(argv, env=case.env, cwd=case.cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, timeout=case.timeout)
+        proc = subprocess.Popen(argv, env=case.env, cwd=case.cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if case.drain else subprocess.DEVNULL, stderr=err)
+        if proc.stdout is not None:
+            sink = bytearray(1 << 20)
+            while proc.stdout.readinto(sink):
+                pass
+            proc.stdout.close()
+        proc.wait(timeout=case.timeout)
         elapsed = time.perf_counter() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"{case.label} exited {done.returncode}: "
-                               f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"{case.label} exited {proc.returncode}: "
+                               f"{err.read().decode(errors='replace').strip()[-500:]}")
         peak = None
         if use_time:
             out.seek(0)

@@ -1,0 +1,98 @@
+"""Reading a local job's 1,000,000-line log, against `cat` of the same file; and whether memory stays flat.
+
+Run by hand (not in CI): .venv/bin/python bench/local_logs.py [--quick]
+
+Two local jobs print training-style lines (~90 bytes each): a big one (1,000,000 lines; --quick 200,000)
+and one a quarter of its size. Both have ended before timing starts, so `launch logs -f` reads the whole
+log and returns: what a user sees who starts following a job that has already written a lot. Every
+command's stdout is a pipe the benchmark reads and drops. Peak RSS (GNU time) of `launch logs` and
+`launch logs -f` at both sizes says whether memory grows with the log.
+
+Goal (issue 10): throughput >= 0.5x `cat` (time ratio <= 2), with flat memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import report
+from timing import Case, Row, Section, Stats, clean_env, interleaved, launch_script
+
+LINE = "step 000123 loss 0.123456 lr 0.000300 grad_norm 1.2345 tokens/s 123456.7 mem 12.3G rank 0 ok"
+GOAL = 0.5
+FLAT_MIB = 8  # peak RSS may differ by allocator noise between sizes, not by anything like the log's size
+
+
+def run_job(launch: str, spec: Path, env: dict[str, str]) -> tuple[str, Path]:
+    done = subprocess.run([launch, "run", str(spec), "--wait", "-o", "json"], env=env, capture_output=True,
+                          text=True, timeout=900, check=True)
+    record = json.loads(done.stdout)
+    return record["id"], Path(record["handle"]["data"]["nodes"][0]["dir"]) / "log"
+
+
+def flat(small: Stats, big: Stats) -> bool | None:
+    if not small.peak_rss_kib or not big.peak_rss_kib:
+        return None
+    return (big.peak_rss_kib - small.peak_rss_kib) / 1024 < FLAT_MIB
+
+
+def measure(quick: bool) -> Section:
+    lines, runs = (200_000, 3) if quick else (1_000_000, 5)
+    launch = launch_script()
+    sec = Section(f"Log follow, local job ({lines:,} lines)")
+    with tempfile.TemporaryDirectory(prefix="launch-bench-logs-") as tmp:
+        env = clean_env(LAUNCH_HOME=str(Path(tmp) / "home"))
+        jobs = {}
+        for label, count in (("big", lines), ("small", lines // 4)):
+            spec = Path(tmp) / f"{label}.yaml"
+            spec.write_text(f"name: logs-{label}\nrun: yes '{LINE}' | head -n {count}\n")
+            jobs[label] = run_job(launch, spec, env)
+        big_id, big_log = jobs["big"]
+        small_id, _ = jobs["small"]
+        size = big_log.stat().st_size
+        cases = [
+            Case("launch logs JOB", [launch, "logs", big_id], env, drain=True),
+            Case("launch logs -f JOB", [launch, "logs", "-f", big_id], env, drain=True),
+            Case("cat LOG", ["cat", str(big_log)], env, drain=True),
+            Case("launch logs SMALL", [launch, "logs", small_id], env, drain=True),
+            Case("launch logs -f SMALL", [launch, "logs", "-f", small_id], env, drain=True),
+        ]
+        shown = subprocess.run(cases[0].argv, env=env, capture_output=True, timeout=600, check=True).stdout
+        in_file = big_log.read_bytes().count(b"\n")  # the job's lines and the bootstrap's own two
+        if (count := shown.count(b"\n")) != in_file:
+            raise RuntimeError(f"launch logs showed {count} lines of the log's {in_file}")
+        got = interleaved(cases, runs, warmups=1, rss_runs=1)
+    cat = got["cat LOG"]
+    mb = size / 1e6
+    for ours in ("launch logs JOB", "launch logs -f JOB"):
+        speed = cat.median / got[ours].median
+        sec.rows.append(Row(f"read a {mb:.0f} MB / {lines:,}-line log", ours, got[ours], "cat LOG", cat, unit="s",
+                            goal=f"throughput >= {GOAL}x cat (time ratio <= {1 / GOAL:.0f}x)", met=speed >= GOAL,
+                            note=f"{mb / got[ours].median:.0f} MB/s vs {mb / cat.median:.0f} MB/s"))
+    for ours in ("launch logs", "launch logs -f"):
+        small, big = got[ours + " SMALL"], got[ours + " JOB"]
+        sec.rows.append(Row("peak RSS: 4x the log", f"{ours} ({lines:,} lines)",
+                            Stats((float(big.peak_rss_kib or 0),)), f"{ours} ({lines // 4:,} lines)",
+                            Stats((float(small.peak_rss_kib or 0),)), unit="KiB",
+                            goal=f"flat (grows < {FLAT_MIB} MiB)", met=flat(small, big)))
+    sec.notes.append(f"both jobs have ended before timing (`-f` reads everything, then returns); 1 warm-up, "
+                     f"then {runs} interleaved runs; every command's stdout is a pipe the benchmark drains (as "
+                     "`| grep` would: `cat > /dev/null` alone skips the copy); RSS from one more run of each")
+    return sec
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="200,000 lines, fewer runs")
+    args = parser.parse_args()
+    print(report.section(measure(args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
