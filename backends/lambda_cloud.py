@@ -400,8 +400,7 @@ class LambdaCloudBackend:
             yield from self.ssh.logs(self._ssh_handle(handle), follow=follow, since=since, node=node)
             return
         offsets = {int(k): int(v) for k, v in (since or {}).items()}
-        for info in handle.data["ssh"]["nodes"]:
-            rank = info["rank"]
+        for rank in sorted(n["rank"] for n in handle.data["instances"]):
             path = saved / f"node-{rank}.log"
             if (node is not None and rank != node) or not path.exists():
                 continue
