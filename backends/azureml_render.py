@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 JOB_ID_TAG = "launch_job_id"
 IDEMPOTENCY_TAG = "launch_idempotency_key"
 CODE_DIR = "code/"  # upload destinations under the job's code directory, which the SDK uploads as its code asset
+DEFAULT_CPU_SIZE = "Standard_DS3_v2"  # serverless VM for a job that asks for no GPU (4 vCPU, 14 GiB)
 DEFAULT_GPU_SHM = "16g"  # Azure's 2g default starves PyTorch DataLoader workers
 # Filled in by the SDK at submit (the code asset and the environment it registers); shown as such on a dry run.
 CODE_ID = "<code asset the SDK uploads: the job's code directory>"
@@ -193,7 +194,7 @@ def _resources(settings: Mapping[str, Any], spec: JobSpec, problems: list[Proble
             except catalog.CatalogError as exc:
                 problems.append(spec.problem("resources.accelerators", f"{exc.message}; {exc.hint}"))
         if not instance_type and not accel.is_gpu:
-            instance_type = "Standard_DS3_v2"
+            instance_type = DEFAULT_CPU_SIZE
         if instance_type:
             resources["instanceType"] = instance_type
     resources["properties"] = {}

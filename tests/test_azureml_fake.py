@@ -15,7 +15,6 @@ import pytest
 import requests
 from fakes.azureml_fake import AzureMLFake, StaticToken
 
-from backends import azureml_render as rendering
 from backends.azureml import AzureMLBackend
 from launcher.backend import JobState
 from launcher.bundle import pack
@@ -257,4 +256,3 @@ def test_each_test_client_gets_its_own_cloud_and_a_bearer_token(azure):
     assert first._cloud != second._cloud
     assert os.environ["AZUREML_CURRENT_CLOUD"] == second._cloud
     assert isinstance(first._credential, StaticToken)
-    assert rendering.JOB_ID_TAG == "launch_job_id"

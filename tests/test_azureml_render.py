@@ -187,3 +187,18 @@ def test_dry_run_never_imports_the_sdk(cli, write_spec):
     shown = json.loads(result.stdout)
     assert shown["payload"]["properties"]["environmentVariables"]["TOKEN_X"] == "****"
     assert "s3cret-value" not in result.stdout + result.stderr
+
+
+def test_readiness_names_what_is_missing_and_what_is_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = AzureMLBackend.readiness({"workspace_name": "ws-team"})
+    assert missing.sdk_installed and not missing.configured
+    assert "subscription_id" in missing.detail and "backends.azureml.resource_group" in missing.hint
+    ready = AzureMLBackend.readiness({**WORKSPACE, "compute": "gpu-cluster"})
+    assert ready.configured and "ws-team" in ready.detail and "gpu-cluster" in ready.detail
+
+
+def test_a_cpu_job_runs_on_the_default_serverless_size(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    resources = render("name: x\nimage: i\nrun: r\n").payload["properties"]["resources"]
+    assert resources == {"instanceCount": 1, "instanceType": rendering.DEFAULT_CPU_SIZE, "properties": {}}

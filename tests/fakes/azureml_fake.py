@@ -608,7 +608,6 @@ class AzureMLFake:
         page = jobs[start:start + page_size]
         answer: dict[str, Any] = {"value": [_public(j) for j in page]}
         if start + page_size < len(jobs):
-            base = f"{self.url.rstrip('/')}{WS_PREFIX}"  # replaced below
             base = f"{self.url.rstrip('/')}{self.workspace_id()}/jobs"
             params = {k: v for k, v in query.items() if k != "$skipToken"}
             params["$skipToken"] = str(start + page_size)
