@@ -202,3 +202,12 @@ def test_a_cpu_job_runs_on_the_default_serverless_size(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     resources = render("name: x\nimage: i\nrun: r\n").payload["properties"]["resources"]
     assert resources == {"instanceCount": 1, "instanceType": rendering.DEFAULT_CPU_SIZE, "properties": {}}
+
+
+def test_cpu_and_memory_minimums_pick_the_size_launch_plan_prices(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = "name: x\nimage: i\nrun: r\nresources:\n  accelerators: T4\n  cpus: 12+\n  memory_gb: 100+\n"
+    assert render(text).payload["properties"]["resources"]["instanceType"] == "Standard_NC16as_T4_v3"
+    with pytest.raises(SpecError) as err:
+        render(text.replace("12+", "999+"))
+    assert "resources:" in str(err.value) and "999" in str(err.value)
