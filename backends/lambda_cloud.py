@@ -84,7 +84,7 @@ def settings_model() -> type[BaseModel]:
 
 class LambdaCloudBackend:
     name: ClassVar[str] = NAME
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True)
     settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
@@ -107,6 +107,15 @@ class LambdaCloudBackend:
         if missing:
             return Readiness(True, False, "not configured", "set " + "; ".join(missing))
         return Readiness(True, True, f"regions: {', '.join(settings.get('regions') or []) or 'any'}")
+
+    @classmethod
+    def live_capacity(cls, settings: Mapping[str, Any], instance_type: str) -> dict[str, bool]:
+        """For `launch plan`: which regions have this type free right now (the user's regions
+        in their order, marked False where there is none; else every region with some)."""
+        types = cls(settings).api.instance_types()
+        available = [r["name"] for r in (types.get(instance_type) or {}).get("regions_with_capacity_available") or []]
+        wanted = list(settings.get("regions") or []) or available
+        return {region: region in available for region in wanted}
 
     # -- clients -----------------------------------------------------------------
 

@@ -63,6 +63,8 @@ class Capabilities:
     log_settle_s: float = 0.0
     # shortest time between two log reads while following (API quotas: Cloud Logging ~1/s)
     log_poll_s: float = 0.1
+    # cancel still has work after the job ended (machines kept for inspection are given back)
+    cancel_after_end: bool = False
 
 
 @dataclass(frozen=True)

@@ -426,7 +426,12 @@ def read_logs(record: JobRecord, *, node: int | None = None) -> Iterator[LogLine
 
 
 def cancel(store: Store, record: JobRecord) -> JobRecord:
+    """Stop the job; a finished job keeps its result, but a backend that keeps machines after
+    the end (Lambda's keep_instances) is still asked, so cancel gives them back."""
     if record.state.is_terminal:
+        if record.handle is not None and registry.backend_class(record.backend).capabilities.cancel_after_end:
+            backend = _backend(record)
+            with_retries(lambda: backend.cancel(record.handle), f"releasing {record.id}")
         return record
     handle = _require_handle(record)
     backend = _backend(record)

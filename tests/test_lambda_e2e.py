@@ -279,6 +279,24 @@ def test_kept_instances_outlive_the_job(lam, fake, server):
     time.sleep(2)  # past self_terminate_after: a kept instance does not give itself back
     assert len(fake.live()) == 1 and not fake.terminated_by("curl/")
     assert not (Path(server.remote_root) / "jobs" / job / "lambda.key").exists()  # nor holds the API key
+    lam.run("cancel", job, check_rc=0)  # the job has ended; cancel still gives the kept instance back
+    assert not fake.live()
+    assert json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)["state"] == "SUCCEEDED"
+
+
+def test_plan_shows_live_capacity_by_region(lam, fake):
+    fake.capacity = {"gpu_1x_a10": ["us-west-1"]}
+    spec = lam.spec("name: lamplan\nresources:\n  accelerators: A10\nrun: echo\n",
+                    regions=["us-east-1", "us-west-1"])
+    rows = json.loads(lam.run("plan", str(spec), "-b", "lambda_cloud", "-o", "json", check_rc=0).stdout)
+    (row,) = rows
+    assert row["fits"] and row["configured"] and row["instance_type"] == "gpu_1x_a10"
+    assert row["capacity"] == {"us-east-1": False, "us-west-1": True}
+    text = lam.run("plan", str(spec), "-b", "lambda_cloud", check_rc=0).stdout
+    assert "capacity now: us-west-1" in text
+    offline = json.loads(lam.run("plan", str(spec), "-b", "lambda_cloud", "--no-live", "-o", "json",
+                                 check_rc=0).stdout)
+    assert offline[0]["capacity"] is None
 
 
 def test_list_sync_rebuilds_history_from_the_instances(lam, fake, launch_home, server):
