@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.remote_job import Placement, job_files, node_environment
-from launcher import catalog, logs, plan
+from launcher import catalog, logs
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
 
@@ -189,13 +189,12 @@ def _resources(settings: Mapping[str, Any], spec: JobSpec, problems: list[Proble
     if not settings.get("compute"):
         instance_type = settings.get("instance_type")
         if not instance_type and accel.is_gpu:
-            # the size `launch plan` prices: the first catalog offer meeting the cpus/memory minimums
-            offer, why = plan._offer("azureml", spec, {})
-            if offer is not None:
-                instance_type = offer.instance_type
-            else:
+            try:  # the size `launch plan` prices: the first catalog offer meeting the cpus/memory minimums
+                instance_type = catalog.choose("azureml", accel, cpus=spec.resources.cpus,
+                                               memory_gb=spec.resources.memory_gb).instance_type
+            except catalog.CatalogError as exc:
                 field = "resources.accelerators" if not catalog.find("azureml", accel) else "resources"
-                problems.append(spec.problem(field, f"{why}; pick another accelerator or set "
+                problems.append(spec.problem(field, f"{exc.message}; pick another accelerator or set "
                                              "backends.azureml.instance_type (a serverless VM size)"))
         if not instance_type and not accel.is_gpu:
             instance_type = DEFAULT_CPU_SIZE

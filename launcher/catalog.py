@@ -79,3 +79,20 @@ def lookup(backend: str, accelerator: Accelerator) -> Offer:
     kinds = sorted({f"{o.accelerator}:{o.count}" for o in on_backend})
     raise CatalogError(f"{backend} has no {accelerator.type} instance types; it offers {', '.join(kinds)}",
                        f"pick one of those, or set backends.{backend}.instance_type")
+
+
+def choose(backend: str, accelerator: Accelerator, *, cpus: float | None = None,
+           memory_gb: float | None = None) -> Offer:
+    """The offer a spec gets on `backend`: the first for its accelerator (the default first) that
+    meets the spec's cpus/memory minimums. Renders and `launch plan` both ask here, so the price
+    plan shows is the machine run starts."""
+    found = find(backend, accelerator)
+    if not found:
+        return lookup(backend, accelerator)  # raises, listing what the backend does offer
+    fitting = [o for o in found if (cpus is None or o.vcpus is None or o.vcpus >= cpus)
+               and (memory_gb is None or o.memory_gb is None or o.memory_gb >= memory_gb)]
+    if not fitting:
+        raise CatalogError(f"{backend} has no {accelerator} instance type with {cpus or 0:g}+ vCPUs and "
+                           f"{memory_gb or 0:g}+ GB memory",
+                           f"lower resources.cpus / resources.memory_gb, or set backends.{backend}.instance_type")
+    return fitting[0]

@@ -139,18 +139,10 @@ def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.O
     accel = spec.resources.accelerators
     if not accel.is_gpu:
         return None, None
-    offers = catalog.find(name, accel)
-    if not offers:
-        try:
-            catalog.lookup(name, accel)
-        except catalog.CatalogError as exc:
-            return None, exc.message
-    cpus, memory = spec.resources.cpus, spec.resources.memory_gb
-    fitting = [o for o in offers if (cpus is None or o.vcpus is None or o.vcpus >= cpus)
-               and (memory is None or o.memory_gb is None or o.memory_gb >= memory)]
-    if not fitting:
-        return None, f"no {accel} instance type with {cpus or 0:g}+ vCPUs and {memory or 0:g}+ GB memory"
-    return fitting[0], None
+    try:
+        return catalog.choose(name, accel, cpus=spec.resources.cpus, memory_gb=spec.resources.memory_gb), None
+    except catalog.CatalogError as exc:
+        return None, exc.message
 
 
 def _live_capacity(backend_class: Any, settings: Mapping[str, Any], instance_type: str) -> dict[str, bool] | None:
