@@ -346,7 +346,7 @@ def _problems(exc: ValidationError, source: yaml_source.SourceMap, model: type[B
             allowed = _field_names(model, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
             message = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "") + (
-                f" Allowed here: {', '.join(allowed)}" if allowed else "")
+                f"{'' if close else ';'} allowed here: {', '.join(allowed)}" if allowed else "")
         elif kind == "missing":
             message = "required field is missing; " + _MISSING_HINTS.get(str(loc[-1]), f"add {loc[-1]}:")
         elif kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
