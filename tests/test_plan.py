@@ -150,3 +150,21 @@ def test_failover_order_rejects_empty_and_repeated_names():
     for text in ("vertex,,sagemaker", "vertex,vertex"):
         with pytest.raises(plan.UsageError):
             plan.failover_order(text)
+
+
+CLOUDS = ("sagemaker", "vertex", "azureml", "lambda_cloud")
+
+
+def test_a_spec_that_fits_every_cloud_gets_a_priced_row_from_each(cli, write_spec, clouds):
+    rows = plan_json(cli, write_spec(spec_text("A100-40GB:8")), clouds)
+    for name in CLOUDS:
+        assert rows[name]["fits"], rows[name]
+        assert rows[name]["instance_type"] == catalog.choose(name, parse("A100-40GB:8")).instance_type
+    assert rows["azureml"]["hourly_usd"] is not None and rows["lambda_cloud"]["hourly_usd"] is not None
+    ordered = list(rows)  # fitting and configured first, cheaper first among them
+    assert ordered.index("sagemaker") < ordered.index("vertex") < ordered.index("azureml")
+
+
+def test_a_spec_that_fits_no_cloud_says_so_for_each(cli, write_spec, clouds):
+    rows = plan_json(cli, write_spec(spec_text("H100:3")), clouds)
+    assert all(not rows[name]["fits"] and rows[name]["reason"] for name in CLOUDS)
