@@ -2,13 +2,12 @@
 
 Run by hand (not in CI), with the project's virtualenv:
 
-    .venv/bin/python bench/sagemaker_submit.py                      # 100 jobs each way, 5 rounds
-    .venv/bin/python bench/sagemaker_submit.py --jobs 100 --json /tmp/sm.json --profile
+    .venv/bin/python bench/sagemaker_submit.py [--quick] [--profile]
 
 One in-process moto server (tests/fakes/moto_sagemaker.py) plays S3 and SageMaker; its AWS_* variables are
 laid over os.environ, so every boto3 client in this process talks to it. The same spec (T4:1, an image, a
 small code dir, bucket `bench-bucket`) is submitted three ways, interleaved in rounds (the order rotates
-every round) so a burst of noise on the machine spreads over all of them:
+every round, bench/timing.py) so a burst of noise on the machine spreads over all of them:
 
   (a)  launcher: `launcher.runner.submit(store, spec, (), "sagemaker")` in-process, one Store opened once.
        Each submit loads and validates the spec, packs the bundle, renders, writes the store, builds a
@@ -23,7 +22,7 @@ payload and uploads, and each plain job gets it with its own job id swapped in. 
 is done before the clock starts: render cost is the launcher's alone. All clients use the launcher's
 botocore Config. moto runs in this process, so its request handling (same for all three) shares the GIL.
 
-Goal (the issue): launcher total <= 1.3x the plain script (b). Exits 1 if the goal is missed.
+Goal (issue 10): launcher median per submit <= 1.3x the plain script (b).
 --profile runs cProfile over a few more launcher submits and prints the top 15 cumulative entries plus
 a per-phase breakdown (cProfile inflates Python-heavy phases relative to waiting on the socket).
 """
@@ -35,19 +34,18 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
-import statistics
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import report
+from timing import REPO, Row, Section, interleaved_calls
+
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 GOAL = 1.3
 BUCKET = "bench-bucket"
@@ -181,30 +179,6 @@ class Bench:
         return {"a": self.launcher, "b": self.plain_once, "b2": self.plain_per_job}[mode]()
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
-
-
-def run_rounds(bench: Bench, jobs: int, rounds: int, modes: list[str]) -> dict[str, dict[str, Any]]:
-    """`jobs` submits per mode split over `rounds`; within a round each mode runs its block back to back,
-    and the order of the blocks rotates every round."""
-    samples: dict[str, list[float]] = {m: [] for m in modes}
-    round_totals: dict[str, list[float]] = {m: [] for m in modes}
-    sizes = [jobs // rounds + (1 if r < jobs % rounds else 0) for r in range(rounds)]
-    for r, size in enumerate(sizes):
-        order = modes[r % len(modes):] + modes[:r % len(modes)]
-        for mode in order:
-            fns = [bench.make(mode) for _ in range(size)]  # payloads built before the clock starts
-            times = [timed(fn) for fn in fns]
-            samples[mode].extend(times)
-            round_totals[mode].append(sum(times))
-    return {m: {"jobs": len(t), "total_ms": sum(t), "median_ms": statistics.median(t), "min_ms": min(t),
-                "max_ms": max(t), "round_totals_ms": round_totals[m], "samples_ms": t}
-            for m, t in samples.items()}
-
-
 def count_http(fn: Callable[[], None]) -> Counter[str]:
     """HTTP requests boto3 sends during fn(), by method and service host/path shape."""
     from botocore.httpsession import URLLib3Session
@@ -278,88 +252,64 @@ def check_equivalent(server: Any, launcher_ids: list[str]) -> None:
         raise SystemExit(f"the plain script's request differs from the launcher's:\n{normal(ours)}\n{normal(plain)}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=100, help="timed submits per variant (default 100)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    parser.add_argument("--warmups", type=int, default=3, help="untimed submits per variant first (default 3)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here")
-    parser.add_argument("--profile", action="store_true", help="cProfile launcher submits; print top 15 cumulative")
-    parser.add_argument("--profile-jobs", type=int, default=20, help="launcher submits under cProfile (default 20)")
-    args = parser.parse_args()
-    if args.jobs < args.rounds:
-        parser.error("--jobs must be at least --rounds")
-
+def measure(quick: bool, profile_jobs: int = 0) -> tuple[Section, str]:
+    """Rows for (a) vs (b) and (a) vs (b2), and the cProfile text when profile_jobs > 0."""
+    runs, warmups = (15, 3) if quick else (100, 5)
     from fakes.moto_sagemaker import MotoSageMaker
 
     modes = ["a", "b", "b2"]
     with tempfile.TemporaryDirectory(prefix="launch-bench-sm-") as tmp, MotoSageMaker() as server:
+        saved = dict(os.environ)
         os.environ.update(server.env())
         os.environ["LAUNCH_HOME"] = str(Path(tmp) / "home")
         os.environ.pop("LAUNCH_BACKEND", None)
-        server.client("s3").create_bucket(Bucket=BUCKET)
-        spec_path = write_inputs(Path(tmp))
+        try:
+            server.client("s3").create_bucket(Bucket=BUCKET)
+            spec_path = write_inputs(Path(tmp))
 
-        from launcher import config, runner
-        from launcher.store import Store
+            from launcher import config, runner
+            from launcher.store import Store
 
-        config.load.cache_clear()
-        store = Store.open(config.ensure_home())
-        _, _, request, _ = runner.prepare(str(spec_path), (), "sagemaker", dry_run=False)
-        bench = Bench(spec_path, store, Plain(request, server.region))
+            config.load.cache_clear()
+            store = Store.open(config.ensure_home())
+            _, _, request, _ = runner.prepare(str(spec_path), (), "sagemaker", dry_run=False)
+            bench = Bench(spec_path, store, Plain(request, server.region))
+            got = interleaved_calls({LABELS[m]: (lambda m=m: bench.make(m)) for m in modes}, runs, warmups)
+            http = {mode: count_http(bench.make(mode)) for mode in modes}  # steady state: the bundle is there
+            check_equivalent(server, bench.launcher_ids)
+            text = ""
+            if profile_jobs:
+                text, phases = profile(bench, profile_jobs)
+                text += "\n" + "\n".join(f"{label}: {ms:.2f} ms/submit" for label, ms in phases)
+            store.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            config.load.cache_clear()
+    a, b, b2 = (got[LABELS[m]] for m in modes)
+    calls = {m: ", ".join(f"{n}x {k}" for k, n in sorted(http[m].items())) for m in modes}
+    sec = Section("Submit overhead")
+    sec.rows += [
+        Row("SageMaker submit (moto)", "launcher runner.submit", a, "plain boto3, clients made once", b,
+            goal=f"<= {GOAL}x", met=a.median <= GOAL * b.median),
+        Row("SageMaker submit (moto)", "launcher runner.submit", a, "plain boto3, Session + clients per job", b2),
+    ]
+    sec.notes.append(f"SageMaker: in-process moto; {warmups} warm-up rounds, then {runs} interleaved rounds of one "
+                     f"submit each; HTTP per submit: launcher {calls['a']}; plain {calls['b']}. The plain script "
+                     "replays the launcher's own rendered CreateTrainingJob (checked equal but for the job id).")
+    return sec, text
 
-        for _ in range(args.warmups):  # imports, pydantic models, the bundle's first upload, connections
-            for mode in modes:
-                bench.make(mode)()
-        http = {mode: count_http(bench.make(mode)) for mode in modes}
-        results = run_rounds(bench, args.jobs, args.rounds, modes)
-        check_equivalent(server, bench.launcher_ids)
-        created = len(server.created_requests)
-        profiled = profile(bench, args.profile_jobs) if args.profile else None
-        store.close()
 
-    a, b, b2 = results["a"], results["b"], results["b2"]
-    ratios = {
-        "a/b total": a["total_ms"] / b["total_ms"], "a/b median": a["median_ms"] / b["median_ms"],
-        "a/b2 total": a["total_ms"] / b2["total_ms"], "a/b2 median": a["median_ms"] / b2["median_ms"],
-    }
-    ok = ratios["a/b total"] <= GOAL
-    print(f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
-          f"{os.cpu_count()} CPUs; in-process moto; {args.jobs} jobs per variant in {args.rounds} interleaved "
-          f"rounds (+{args.warmups} warm-ups each); {created} CreateTrainingJob requests reached moto\n")
-    print("| variant | jobs | total ms | median ms/job | min-max ms/job | HTTP requests/job |")
-    print("|---|---:|---:|---:|---:|---|")
-    for mode in modes:
-        r = results[mode]
-        calls = ", ".join(f"{n}x {k}" for k, n in sorted(http[mode].items()))
-        print(f"| {LABELS[mode]} | {r['jobs']} | {r['total_ms']:.0f} | {r['median_ms']:.2f} | "
-              f"{r['min_ms']:.2f}-{r['max_ms']:.2f} | {sum(http[mode].values())}: {calls} |")
-    print()
-    print("| ratio | total | median |")
-    print("|---|---:|---:|")
-    print(f"| a / b | {ratios['a/b total']:.2f}x | {ratios['a/b median']:.2f}x |")
-    print(f"| a / b2 | {ratios['a/b2 total']:.2f}x | {ratios['a/b2 median']:.2f}x |")
-    print(f"\ngoal: launcher total <= {GOAL}x plain script (b): {ratios['a/b total']:.2f}x, "
-          f"{'ok' if ok else 'MISSED'}")
-
-    phases: list[tuple[str, float]] = []
-    if profiled:
-        text, phases = profiled
-        print(f"\n## cProfile, {args.profile_jobs} launcher submits (top 15 by cumulative time)\n")
-        print("```\n" + text.strip() + "\n```\n")
-        print("| phase (cProfile, inflated) | ms per submit |")
-        print("|---|---:|")
-        for label, ms in phases:
-            print(f"| {label} | {ms:.2f} |")
-
-    if args.json:
-        args.json.write_text(json.dumps({
-            "python": sys.version, "machine": platform.machine(), "cpus": os.cpu_count(), "jobs": args.jobs,
-            "rounds": args.rounds, "warmups": args.warmups, "goal": GOAL, "goal_met": ok, "ratios": ratios,
-            "results": {LABELS[m]: {**results[m], "http_requests_per_job": dict(http[m])} for m in modes},
-            "profile_phases_ms_per_submit": dict(phases),
-        }, indent=2))
-    return 0 if ok else 1
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer submits, for checking the harness")
+    parser.add_argument("--profile", action="store_true", help="cProfile 20 launcher submits; print top 15 cumulative")
+    args = parser.parse_args()
+    sec, text = measure(args.quick, 20 if args.profile else 0)
+    print(report.section(sec))
+    if text:
+        print(text)
+    return 0
 
 
 if __name__ == "__main__":
