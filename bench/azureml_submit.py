@@ -1,0 +1,132 @@
+"""How much does `launch` add to an Azure ML submit? The launcher against a plain azure-ai-ml script, on the fake.
+
+Run by hand (not in CI): .venv/bin/python bench/azureml_submit.py [--quick]
+
+One in-process Azure ML fake (tests/fakes/azureml_fake.py: ARM over TLS, code-upload blobs; every body
+checked against the SDK's own REST models) serves both sides. One submit of each per round, the order
+rotating (bench/timing.py):
+
+  ours:     `launcher.runner.submit(store, spec, (), "azureml")` in-process, one Store: load and validate
+            the spec, pack the bundle, render, write the store, build the backend (its MLClient), check
+            the compute, look the job up by name (a retried submit adopts it), stage the code dir, create.
+  baseline: a plain script with one MLClient made before timing (and, second row, one made per job as a
+            one-job script or a fresh `launch run` process does), making the same calls per job:
+            compute.get, jobs.get (not found), jobs.create_or_update of the same command job. The job
+            object and its code dir are built from the launcher's own rendered request before the clock
+            starts: rendering and staging are the launcher's cost alone.
+
+Goal (issue 10): launcher median per submit <= 1.3x the plain script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import report
+from timing import REPO, Row, Section, interleaved_calls
+
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+GOAL = 1.3
+OURS, PLAIN = "launcher runner.submit", "plain azure-ai-ml MLClient, made once"
+PLAIN_FRESH = "plain azure-ai-ml, MLClient made per job"
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """The SDK prints upload progress to stdout even with show_progress=False; keep the report clean."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+def measure(quick: bool) -> Section:
+    runs, warmups = (10, 2) if quick else (40, 3)
+    from fakes.azureml_fake import AzureMLFake
+
+    with tempfile.TemporaryDirectory(prefix="launch-bench-aml-") as tmp_name, AzureMLFake() as fake:
+        tmp = Path(tmp_name)
+        fake.add_compute("gpu-cluster")
+        (tmp / "src").mkdir()
+        (tmp / "src" / "train.py").write_text("print('hi')\n")
+        spec = tmp / "job.yaml"
+        spec.write_text("name: bench-aml\nimage: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04\ncode: ./src\n"
+                        "run: python train.py\nresources:\n  accelerators: T4\nbackends:\n  azureml:\n"
+                        f"    subscription_id: {fake.subscription}\n    resource_group: {fake.resource_group}\n"
+                        f"    workspace_name: {fake.workspace}\n    compute: gpu-cluster\n    endpoint: {fake.url}\n")
+        saved = dict(os.environ)
+        os.environ.update({"LAUNCH_HOME": str(tmp / "home"), "REQUESTS_CA_BUNDLE": str(fake.ca_file),
+                           "LAUNCH_AZURE_ACCESS_TOKEN": "bench-token"})
+        os.environ.pop("LAUNCH_BACKEND", None)
+        try:
+            from backends.azureml import _command_job
+            from launcher import config, runner
+            from launcher.store import Store
+
+            config.load.cache_clear()
+            store = Store.open(config.ensure_home())
+            ml = fake.ml_client(token="bench-token")
+
+            def plain(fresh_client: bool) -> Callable[[], None]:
+                _, _, request, _ = runner.prepare(str(spec), (), "azureml", dry_run=False)
+                staging = Path(tempfile.mkdtemp(dir=tmp))
+                job = _command_job(request.payload["properties"], request, staging / request.job_id)
+
+                def go() -> None:
+                    from azure.core.exceptions import ResourceNotFoundError
+
+                    client = fake.ml_client(token="bench-token") if fresh_client else ml
+                    with quiet():
+                        client.compute.get("gpu-cluster")
+                        try:
+                            client.jobs.get(request.job_id)
+                            raise AssertionError(f"{request.job_id} exists already")
+                        except ResourceNotFoundError:
+                            pass
+                        client.jobs.create_or_update(job)
+                    shutil.rmtree(staging, ignore_errors=True)
+                return go
+
+            def ours() -> Callable[[], None]:
+                def go() -> None:
+                    with quiet():
+                        runner.submit(store, str(spec), (), "azureml")
+                return go
+
+            got = interleaved_calls({OURS: ours, PLAIN: lambda: plain(False), PLAIN_FRESH: lambda: plain(True)},
+                                    runs, warmups)
+            created = len(fake.job_puts)
+            store.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            config.load.cache_clear()
+    if created != 3 * (runs + warmups):
+        raise RuntimeError(f"the fake got {created} job PUTs, expected {3 * (runs + warmups)}")
+    sec = Section("Submit overhead")
+    sec.rows.append(Row("Azure ML submit (local HTTPS fake)", OURS, got[OURS], PLAIN, got[PLAIN],
+                        goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
+    sec.rows.append(Row("Azure ML submit (local HTTPS fake)", OURS, got[OURS], PLAIN_FRESH, got[PLAIN_FRESH]))
+    sec.notes.append(f"Azure ML: in-process HTTPS fake; {warmups} warm-up rounds, then {runs} interleaved rounds; "
+                     "both sides: compute get, job get (404), create_or_update (the SDK registers the "
+                     f"environment, uploads the code dir, PUTs the job); {created} job PUTs checked by the fake "
+                     "against the SDK's REST models.")
+    return sec
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer submits, for checking the harness")
+    args = parser.parse_args()
+    print(report.section(measure(args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
