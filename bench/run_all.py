@@ -11,6 +11,8 @@ check the harness in a minute or two: its numbers are not the published ones.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import platform
 import shlex
@@ -33,7 +35,24 @@ import sagemaker_submit
 import ssh_logs
 import sweep_submit
 import vertex_submit
-from timing import REPO, Row, Section, load_average
+from timing import REPO, Row, Section, Stats, load_average
+
+
+def to_json(sections: list[Section], header: list[str]) -> str:
+    return json.dumps({"header": header, "sections": [dataclasses.asdict(s) for s in sections]}, indent=1)
+
+
+def from_json(text: str) -> tuple[list[Section], list[str]]:
+    """Sections saved by an earlier run, to re-render BENCHMARKS.md (new notes) without measuring again."""
+    data = json.loads(text)
+
+    def stats(value: dict | None) -> Stats | None:
+        return None if value is None else Stats(tuple(value["samples"]), value["peak_rss_kib"])
+
+    sections = [Section(s["title"], [Row(**{**r, "ours_stats": stats(r["ours_stats"]),
+                                            "baseline_stats": stats(r["baseline_stats"])}) for r in s["rows"]],
+                        s["notes"]) for s in data["sections"]]
+    return sections, data["header"]
 
 
 def cpu_model() -> str:
@@ -118,7 +137,16 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md", help="where to write (BENCHMARKS.md)")
     parser.add_argument("--notes", type=Path, default=Path(__file__).with_name("NOTES.md"),
                         help="Markdown appended after the tables (findings, what is not measured yet)")
+    parser.add_argument("--json", type=Path, default=None, help="also save the measurements here")
+    parser.add_argument("--render", type=Path, default=None, metavar="JSON",
+                        help="measure nothing: write BENCHMARKS.md from a --json of an earlier run (new notes)")
     args = parser.parse_args()
+    extra = args.notes.read_text() if args.notes.exists() else ""
+    if args.render:
+        sections, header = from_json(args.render.read_text())
+        args.out.write_text(render(sections, header, extra))
+        print(f"wrote {args.out} from {args.render}", file=sys.stderr)
+        return 0
 
     started = datetime.now(UTC)
     load_start = load_average()
@@ -146,7 +174,8 @@ def main() -> int:
         " (a shared machine: other processes ran during the benchmark)",
         f"- command: `{command}`",
     ]
-    extra = args.notes.read_text() if args.notes.exists() else ""
+    if args.json:
+        args.json.write_text(to_json(sections, header))
     args.out.write_text(render(sections, header, extra))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
