@@ -591,7 +591,9 @@ def _aws_error(service: str, exc: Exception) -> LaunchError | None:
         return None
     from botocore import exceptions as be
 
-    if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError, be.ProfileNotFound)):
+    if isinstance(exc, (be.NoCredentialsError, be.PartialCredentialsError, be.ProfileNotFound,
+                        be.CredentialRetrievalError, be.TokenRetrievalError, be.SSOTokenLoadError,
+                        be.UnauthorizedSSOTokenError)):
         return BackendUnreachable(f"no usable AWS credentials: {exc}", "run `aws configure`, set AWS_PROFILE, "
                                   "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     if isinstance(exc, (be.EndpointConnectionError, be.ConnectionClosedError, be.ReadTimeoutError,
@@ -607,8 +609,8 @@ def _aws_error(service: str, exc: Exception) -> LaunchError | None:
     if code in CREDENTIAL_CODES:
         return BackendUnreachable(f"AWS rejected the credentials ({code}): {text}",
                                   "refresh them (aws sso login / aws configure) or check AWS_PROFILE")
-    if code in ("AccessDenied", "AccessDeniedException"):
-        return BackendError(f"AWS denied the request ({code}): {text}", "the credentials need SageMaker, S3 and "
+    if code in ("AccessDenied", "AccessDeniedException"):  # credentials without the rights: exit 4, as 401
+        return BackendUnreachable(f"AWS denied the request ({code}): {text}", "the credentials need SageMaker, S3 and "
                             "CloudWatch Logs permissions and iam:PassRole on the role")
     if code in CAPACITY_CODES:
         return CapacityError(f"SageMaker has no quota or capacity for this job ({code}): {text}",

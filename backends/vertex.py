@@ -391,11 +391,11 @@ class VertexBackend:
             bucket, _, key = upload.destination.removeprefix("gs://").partition("/")
             blob = client.bucket(bucket).blob(key)
             if upload.content is not None:
-                blob.upload_from_string(upload.content)
-            elif "/bundles/" in key and blob.exists():
+                blob.upload_from_string(upload.content, retry=_storage_retry())
+            elif "/bundles/" in key and blob.exists(retry=_storage_retry()):
                 continue  # content-addressed: already there
             else:
-                blob.upload_from_filename(str(upload.source))
+                blob.upload_from_filename(str(upload.source), retry=_storage_retry())
 
     # -- status ------------------------------------------------------------------
 
@@ -495,6 +495,17 @@ class VertexBackend:
             key = dict(job.labels).get(IDEMPOTENCY_LABEL)
             yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, handle),
                           created_at=created, idempotency_key=key)
+
+
+STORAGE_RETRY_S = 20.0
+
+
+def _storage_retry() -> Any:
+    """GCS retries its calls (uploads included) for 120 s by default; the runner retries the whole submit too, so a dead
+    endpoint would hold `launch run` for ten minutes. 20 s rides out a blip."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_timeout(STORAGE_RETRY_S)
 
 
 def _seconds_before(timestamp: str, seconds: int) -> str:
@@ -601,7 +612,9 @@ def _google_error(service: str, exc: Exception) -> LaunchError | None:
     if isinstance(exc, auth_exc.DefaultCredentialsError):
         return BackendUnreachable(f"no Google Cloud credentials: {exc}", "run `gcloud auth application-default "
                                   "login` or set GOOGLE_APPLICATION_CREDENTIALS")
-    if isinstance(exc, (auth_exc.RefreshError, gexc.Unauthenticated)):
+    # HTTP 401/403 raise Unauthorized/Forbidden (REST and GCS); Unauthenticated/PermissionDenied are their
+    # gRPC-named subclasses: catch the parents
+    if isinstance(exc, (auth_exc.RefreshError, gexc.Unauthorized)):
         return BackendUnreachable(f"Google Cloud rejected the credentials: {exc}",
                                   "run `gcloud auth application-default login` again")
     if _is_quota(exc):  # before the transient check: quota refusals come as 429 too
@@ -610,7 +623,10 @@ def _google_error(service: str, exc: Exception) -> LaunchError | None:
                              "or list another backend after this one (--backend vertex,sagemaker)")
     if _is_transient(exc):
         return TransientBackendError(f"{service} is unavailable: {exc}")
-    if isinstance(exc, gexc.PermissionDenied):
-        return BackendError(f"{service} denied the request: {exc}",
+    if isinstance(exc, gexc.RetryError):  # the SDK's own retries ran out (GCS retries for STORAGE_RETRY_S)
+        return BackendUnreachable(f"could not reach {service}: {exc.cause or exc}",
+                                  "check your network, the region and the endpoint settings")
+    if isinstance(exc, gexc.Forbidden):  # credentials without the rights: exit 4, as 401
+        return BackendUnreachable(f"{service} denied the request: {exc}",
                             "the account needs roles/aiplatform.user and access to the staging bucket")
     return BackendError(f"{service} refused the request: {exc}")
