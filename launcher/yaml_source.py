@@ -6,6 +6,7 @@ keeps a map from each path to the line its key (or item) starts on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ Path_ = tuple[str | int, ...]
 MAX_SPEC_BYTES = 1024 * 1024
 # Aliases can make a 500-byte file expand to billions of nodes ("billion laughs").
 MAX_NODES = 50_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_NUMBER_DIGITS = 4000  # below Python's int-from-text limit (4300 digits)
 
 
@@ -127,6 +129,10 @@ def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -
     elif isinstance(node, yaml.ScalarNode) and "\x00" in str(node.value):
         problems.append(source.problem(path, "contains a NUL character (\\0), which no command line or "
                                        "environment variable can carry; remove it"))
+    elif isinstance(node, yaml.ScalarNode) and _SURROGATE.search(str(node.value)):
+        # "\ud83d\ude00" in a quoted YAML string gives two lone surrogates, not the emoji: no text encoding takes them
+        problems.append(source.problem(path, "contains a lone UTF-16 surrogate (a \\ud800-\\udfff escape); "
+                                       "write the character itself or use \\U0001F600-style escapes"))
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _index(item, (*path, index), source, problems)

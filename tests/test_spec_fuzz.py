@@ -163,3 +163,12 @@ def test_set_values_go_through_the_file_loaders_limits():
     with pytest.raises(SpecError) as raised:
         parse_spec("name: x\nrun: echo\n", "x.yaml", overrides=["resources.nodes=" + "9" * 5000])
     assert "resources.nodes" in str(raised.value)
+
+
+def test_a_lone_surrogate_escape_is_refused_where_it_stands():
+    # JSON-style "\\ud83d\\ude00" in a quoted YAML string is two lone surrogates to PyYAML, which no encoder takes
+    with pytest.raises(SpecError) as raised:
+        parse_spec('name: x\nrun: echo\nenv:\n  A: "\\ud83d\\ude00"\n', "s.yaml")
+    (problem,) = raised.value.problems
+    assert (problem.line, problem.path) == (4, "env.A") and "surrogate" in problem.message
+    assert parse_spec('name: x\nrun: echo\nenv:\n  A: "\\U0001F600"\n', "s.yaml").env == {"A": "\U0001f600"}
