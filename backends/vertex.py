@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 # underscores: label keys may hold "-", but Vertex's list-filter grammar is only documented for "_"
 JOB_ID_LABEL = "launch_job_id"
 IDEMPOTENCY_LABEL = "launch_idempotency_key"
+# Every Vertex and Logging call gets this timeout: the SDK's default for custom-job calls is none, so an
+# answer lost on the way would hold `launch run` forever. A timed-out create is found again by its label.
+API_TIMEOUT_S = 60.0
 DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
 DEFAULT_DISK_GB = 100
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
@@ -361,7 +364,7 @@ class VertexBackend:
                 if found is not None:
                     return self._handle(request.job_id, found)
                 try:
-                    created = client.create_custom_job(parent=parent, custom_job=job)
+                    created = client.create_custom_job(parent=parent, custom_job=job, timeout=API_TIMEOUT_S)
                     return self._handle(request.job_id, created)
                 except Exception as exc:
                     if attempt == 2 or not _is_transient(exc) or _is_quota(exc):
@@ -369,7 +372,8 @@ class VertexBackend:
         raise AssertionError("unreachable")
 
     def _find(self, client: Any, parent: str, label: str) -> Any:
-        for job in client.list_custom_jobs(request={"parent": parent, "filter": f'labels.{JOB_ID_LABEL}="{label}"'}):
+        for job in client.list_custom_jobs(request={"parent": parent, "filter": f'labels.{JOB_ID_LABEL}="{label}"'},
+                                           timeout=API_TIMEOUT_S):
             return job
         return None
 
@@ -404,7 +408,7 @@ class VertexBackend:
             from google.api_core import exceptions as gexc
 
             try:
-                job = self._jobs(handle.data["region"]).get_custom_job(name=handle.data["name"])
+                job = self._jobs(handle.data["region"]).get_custom_job(name=handle.data["name"], timeout=API_TIMEOUT_S)
             except gexc.NotFound:
                 return Status(JobState.UNKNOWN, "NOT_FOUND", "Vertex no longer knows this job")
         return _status_of(job, handle)
@@ -433,7 +437,7 @@ class VertexBackend:
         with _google_errors("Cloud Logging"):
             session = self._authorized_session()
             while True:
-                response = session.post(f"{endpoint}/v2/entries:list", json=body, timeout=60)
+                response = session.post(f"{endpoint}/v2/entries:list", json=body, timeout=API_TIMEOUT_S)
                 _raise_for_status(response, "Cloud Logging")
                 page = response.json()
                 entries.extend(page.get("entries", []))
@@ -463,7 +467,7 @@ class VertexBackend:
             from google.api_core import exceptions as gexc
 
             try:
-                self._jobs(handle.data["region"]).cancel_custom_job(name=handle.data["name"])
+                self._jobs(handle.data["region"]).cancel_custom_job(name=handle.data["name"], timeout=API_TIMEOUT_S)
             except gexc.NotFound:
                 return
             except gexc.GoogleAPICallError as exc:
@@ -485,7 +489,8 @@ class VertexBackend:
         project, region = self._project(), self._region()
         parent = f"projects/{project}/locations/{region}"
         with _google_errors("Vertex AI"):
-            jobs = list(self._jobs(region).list_custom_jobs(request={"parent": parent, "filter": label_filter}))
+            jobs = list(self._jobs(region).list_custom_jobs(request={"parent": parent, "filter": label_filter},
+                                                            timeout=API_TIMEOUT_S))
         for job in jobs:
             created = job.create_time.timestamp() if job.create_time else None
             if since is not None and created is not None and created < since:
