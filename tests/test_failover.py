@@ -91,11 +91,16 @@ def test_no_failover_when_the_create_may_have_landed(both):
     assert unconfirmed["backend"] == "vertex" and unconfirmed["state"] == "UNKNOWN"
 
 
-def test_other_errors_stop_at_once(both):
+@pytest.mark.parametrize("code, message, exit_code", [
+    (400, "Invalid value at 'custom_job.job_spec.worker_pool_specs[0]'", 1),  # refused
+    (403, "Permission 'aiplatform.customJobs.create' denied", 4),            # credentials
+])
+def test_other_errors_stop_at_once(both, code, message, exit_code):
     gcp, aws, spec, run = both
-    gcp.fail_next(CREATE, 403, method="POST", message="Permission 'aiplatform.customJobs.create' denied")
-    result = run("run", str(spec), "--backend", "vertex,sagemaker", check_rc=1)
-    assert "denied" in result.stderr and "Traceback" not in result.stderr
+    gcp.fail_next(CREATE, code, method="POST", message=message)
+    result = run("run", str(spec), "--backend", "vertex,sagemaker", check_rc=exit_code)
+    assert message.split("'")[0] in result.stderr and "Traceback" not in result.stderr
+    assert "trying the next backend" not in result.stderr
     assert _sagemaker_jobs(aws) == [] and not gcp.jobs
 
 
