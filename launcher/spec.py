@@ -333,6 +333,9 @@ _MISSING_HINTS = {
 }
 
 
+MAX_MESSAGE = 400
+
+
 def _problems(exc: ValidationError, source: yaml_source.SourceMap, model: type[BaseModel],
               prefix: tuple[str, ...]) -> list[Problem]:
     problems = []
@@ -342,6 +345,8 @@ def _problems(exc: ValidationError, source: yaml_source.SourceMap, model: type[B
             loc = loc[:-1]
         kind = error["type"]
         message = error["msg"].removeprefix("Value error, ")
+        if len(message) > MAX_MESSAGE:  # validators quote the value: a 10 MB value must not make a 10 MB error
+            message = f"{message[:MAX_MESSAGE // 2]} ... {message[-MAX_MESSAGE // 4:]}"
         if kind == "extra_forbidden":
             allowed = _field_names(model, loc[:-1])
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)

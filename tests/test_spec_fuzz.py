@@ -3,6 +3,8 @@ traceback (property-based: random YAML documents, values and --set overrides).""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
@@ -11,6 +13,8 @@ from hypothesis import strategies as st
 from launcher.errors import LaunchError, SpecError, UsageError
 from launcher.spec import parse_spec
 
+# LAUNCH_RELIABILITY_FULL=1 (the reliability harness's full run) tries ten times as many cases
+SCALE = 10 if os.environ.get("LAUNCH_RELIABILITY_FULL") == "1" else 1
 FIELDS = ["name", "image", "code", "setup", "run", "env", "secrets", "resources", "distributed", "spot",
           "max_runtime", "retries", "checkpoint_dir", "outputs", "backends", "accelerators", "nodes", "local",
           "cancel_grace", "sagemaker", "vertex", "ssh", "hosts"]
@@ -25,7 +29,7 @@ documents = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document=st.dictionaries(st.sampled_from(FIELDS), documents, max_size=8))
 def test_random_documents_end_in_a_spec_or_a_clear_error(document):
     try:
@@ -38,7 +42,7 @@ def test_random_documents_end_in_a_spec_or_a_clear_error(document):
         assert str(exc)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None)
 @given(text=st.text(max_size=300))
 def test_random_text_ends_in_a_spec_or_a_clear_error(text):
     try:
@@ -47,7 +51,7 @@ def test_random_text_ends_in_a_spec_or_a_clear_error(text):
         assert str(exc)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200 * SCALE, deadline=None)
 @given(overrides=st.lists(st.text(max_size=30), max_size=4))
 def test_random_set_overrides_end_in_a_spec_or_a_clear_error(overrides):
     try:
@@ -81,7 +85,7 @@ def _nested(path: str, value: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60 * SCALE, deadline=None)
 @given(field=st.sampled_from(FIELD_PATHS), digits=st.integers(min_value=1, max_value=6000),
        sign=st.sampled_from(["", "-", "0x", "+"]))
 def test_huge_numbers_in_any_field_are_a_field_error(field, digits, sign):
@@ -96,7 +100,7 @@ def test_huge_numbers_in_any_field_are_a_field_error(field, digits, sign):
         _assert_names_where(exc)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25 * SCALE, deadline=None)
 @given(depth=st.integers(min_value=1, max_value=3000), opener=st.sampled_from(["[", "{a: "]),
        field=st.sampled_from(["env", "backends", "resources", "secrets", "run"]))
 def test_deep_nesting_is_a_clear_error(depth, opener, field):
@@ -107,7 +111,7 @@ def test_deep_nesting_is_a_clear_error(depth, opener, field):
         _assert_names_where(exc)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8 * SCALE, deadline=None)
 @given(field=st.sampled_from(["run", "name", "setup", "env.BIG", "image", "backends.local.x"]),
        char=st.sampled_from(["a", "é", "😀", "\u202e", "'"]))
 def test_ten_megabyte_strings_in_the_file_or_set_are_a_short_clear_error(field, char):
@@ -121,7 +125,7 @@ def test_ten_megabyte_strings_in_the_file_or_set_are_a_short_clear_error(field, 
         _assert_names_where(exc)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150 * SCALE, deadline=None)
 @given(value=st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60),
        field=st.sampled_from(FIELD_PATHS))
 def test_unicode_set_values_end_in_a_spec_or_a_field_error(value, field):
@@ -172,3 +176,10 @@ def test_a_lone_surrogate_escape_is_refused_where_it_stands():
     (problem,) = raised.value.problems
     assert (problem.line, problem.path) == (4, "env.A") and "surrogate" in problem.message
     assert parse_spec('name: x\nrun: echo\nenv:\n  A: "\\U0001F600"\n', "s.yaml").env == {"A": "\U0001f600"}
+
+
+def test_a_huge_value_quoted_by_a_validator_gives_a_short_message():
+    with pytest.raises(SpecError) as raised:  # the duration validator quotes what it could not read
+        parse_spec("name: x\nrun: echo\n", "x.yaml", overrides=["max_runtime=" + "x" * 100_000])
+    (problem,) = raised.value.problems
+    assert problem.path == "max_runtime" and "not a duration" in problem.message and len(str(raised.value)) < 1000
