@@ -41,8 +41,8 @@ PLAIN_FRESH = "plain azure-ai-ml, MLClient made per job"
 
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """The SDK prints upload progress to stdout even with show_progress=False; keep the report clean."""
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+    """The SDK prints upload progress even with show_progress=False; keep the report clean."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         yield
 
 

@@ -7,7 +7,7 @@ from timing import Row, Section, Stats
 SCALE = {"ms": 1000.0, "s": 1.0, "B": 1.0, "KiB": 1.0}
 
 
-def _value(stats: Stats | None, unit: str) -> str:
+def value(stats: Stats | None, unit: str) -> str:
     if stats is None:
         return "n/a"
     return f"{_number(stats.median * SCALE.get(unit, 1.0), unit)} {unit}"
@@ -44,8 +44,8 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         runs = "/".join(str(s.runs) for s in (r.ours_stats, r.baseline_stats) if s) or "0"
         cells = [r.what + (f" ({r.note})" if r.note else ""), f"`{r.ours}`" if r.ours else "",
-                 _value(r.ours_stats, r.unit), f"`{r.baseline}`" if r.baseline else "",
-                 _value(r.baseline_stats, r.unit), _ratio(r),
+                 value(r.ours_stats, r.unit), f"`{r.baseline}`" if r.baseline else "",
+                 value(r.baseline_stats, r.unit), _ratio(r),
                  f"{_spread(r.ours_stats, r.unit)} / {_spread(r.baseline_stats, r.unit)}", runs,
                  f"{_rss(r.ours_stats)} / {_rss(r.baseline_stats)}", r.goal, _met(r)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

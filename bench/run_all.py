@@ -102,11 +102,12 @@ def goals(sections: list[Section]) -> list[Row]:
 
 def render(sections: list[Section], header: list[str], extra: str) -> str:
     rows = goals(sections)
-    summary = ["| goal | row | ours / baseline | result |", "|---|---|---:|---|"]
+    summary = ["| goal | row | ours | baseline | ratio | result |", "|---|---|---:|---:|---:|---|"]
     for row in rows:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "n/a"
-        summary.append(f"| {row.goal} | {row.what}: `{row.ours}` vs `{row.baseline}` | {ratio} | "
-                       f"{'met' if row.met else '**missed**'} |")
+        summary.append(f"| {row.goal} | {row.what}: `{row.ours}` vs `{row.baseline}` | "
+                       f"{report.value(row.ours_stats, row.unit)} | {report.value(row.baseline_stats, row.unit)} | "
+                       f"{ratio} | {'met' if row.met else '**missed**'} |")
     met = sum(1 for r in rows if r.met)
     body = [
         "# Benchmarks",
