@@ -37,6 +37,7 @@ from launcher.backend import (
 from launcher.errors import (
     BackendError,
     BackendUnreachable,
+    CapacityError,
     LaunchError,
     TransientBackendError,
     UsageError,
@@ -454,6 +455,11 @@ def _azure_error(exc: Exception) -> LaunchError | None:
         if status == 403:
             return BackendUnreachable(f"Azure denied access to the workspace: {message}",
                                       "the identity needs the AzureML Data Scientist role (or Contributor) on it")
+        if _is_capacity(exc, message):
+            return CapacityError(f"Azure ML has no quota or capacity for this job: {message}",
+                                 "request more quota for this VM family (Azure portal: Quotas), pick another "
+                                 "accelerator or region, or list another backend after this one "
+                                 "(--backend azureml,vertex)")
         if status == 429 or status >= 500:
             return TransientBackendError(f"Azure ML is unavailable ({status}): {message}")
         if status == 404 and "workspace" in message.lower():
@@ -464,6 +470,17 @@ def _azure_error(exc: Exception) -> LaunchError | None:
             type(exc).__module__.startswith(("requests", "urllib3")):
         return TransientBackendError(f"could not reach Azure ML: {message}")
     return BackendError(f"Azure ML: {message}")
+
+
+# refusals for want of quota or machines (ARM and Azure ML codes): nothing was created
+CAPACITY_CODES = {"QuotaExceeded", "ResourceQuotaExceeded", "InsufficientQuota", "InsufficientCapacity",
+                  "JobNodeCountExceedsCoreQuota", "ClusterMinNodesExceedCoreQuota", "SkuNotAvailable",
+                  "AllocationFailed", "ZonalAllocationFailed"}
+
+
+def _is_capacity(exc: Exception, message: str) -> bool:
+    code = str(getattr(getattr(exc, "error", None), "code", "") or "")
+    return code in CAPACITY_CODES or code.endswith("CoreQuota") or "vcpu quota" in message.lower()
 
 
 def _message(exc: Exception) -> str:

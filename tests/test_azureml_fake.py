@@ -256,3 +256,13 @@ def test_each_test_client_gets_its_own_cloud_and_a_bearer_token(azure):
     assert first._cloud != second._cloud
     assert os.environ["AZUREML_CURRENT_CLOUD"] == second._cloud
     assert isinstance(first._credential, StaticToken)
+
+
+@pytest.mark.parametrize("code", ["JobNodeCountExceedsCoreQuota", "QuotaExceeded"])
+def test_a_quota_refusal_is_a_capacity_error_and_creates_nothing(azure, tmp_path, code):
+    from launcher.errors import CapacityError
+
+    azure.fail_next(r"/jobs/" + JOB + "$", 400, method="PUT", code=code, times=5)
+    with pytest.raises(CapacityError) as err:  # the one error `--backend azureml,vertex` fails over on
+        submitted(azure, tmp_path)
+    assert "quota" in err.value.message.lower() and azure.jobs == {}
