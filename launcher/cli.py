@@ -23,7 +23,9 @@ Exit codes (run --wait/--follow, wait):
   2  usage or spec error (nothing was submitted)
   3  the job was cancelled
   4  the backend could not be reached (or gave no usable answer)
-  70 launch itself failed (a bug: rerun with --debug)"""
+  70 launch itself failed (a bug: rerun with --debug)
+  130/143 interrupted (Ctrl-C / SIGTERM): run cancels the job first,
+     unless --detach-on-interrupt"""
 
 STATES = ("PENDING", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLING", "CANCELLED", "UNKNOWN")
 
