@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -125,12 +126,19 @@ def run_once(case: Case, *, rss: bool = False) -> tuple[float, int | None]:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, env=case.env, cwd=case.cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE if case.drain else subprocess.DEVNULL, stderr=err)
-        if proc.stdout is not None:
-            sink = bytearray(1 << 20)
-            while proc.stdout.readinto(sink):
-                pass
-            proc.stdout.close()
-        proc.wait(timeout=case.timeout)
+        # Popen.wait(timeout=...) polls with sleeps of up to 50 ms, which would land in every sample:
+        # wait blocking, and let a timer kill a command that hangs
+        killer = threading.Timer(case.timeout, proc.kill)
+        killer.start()
+        try:
+            if proc.stdout is not None:
+                sink = bytearray(1 << 20)
+                while proc.stdout.readinto(sink):
+                    pass
+                proc.stdout.close()
+            proc.wait()
+        finally:
+            killer.cancel()
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             err.seek(0)
