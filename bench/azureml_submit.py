@@ -20,7 +20,6 @@ Goal (issue 10): launcher median per submit <= 1.3x the plain script.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -121,11 +120,7 @@ def measure(quick: bool) -> Section:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer submits, for checking the harness")
-    args = parser.parse_args()
-    print(report.section(measure(args.quick)))
-    return 0
+    return report.script(__doc__ or "", measure, "fewer submits, for checking the harness")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ five is random bytes (checkpoints, images: incompressible), roughly what a train
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sys
@@ -143,11 +142,7 @@ def measure(quick: bool) -> Section:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a 20 MB / 1,000-file tree, fewer runs")
-    args = parser.parse_args()
-    print(report.section(measure(args.quick)))
-    return 0
+    return report.script(__doc__ or "", measure, "a 20 MB / 1,000-file tree, fewer runs")
 
 
 if __name__ == "__main__":

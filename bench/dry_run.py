@@ -9,7 +9,6 @@ Run by hand (not in CI): .venv/bin/python bench/dry_run.py [--quick]
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -88,11 +87,7 @@ def measure(quick: bool) -> Section:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs, for checking the harness")
-    args = parser.parse_args()
-    print(report.section(measure(args.quick)))
-    return 0
+    return report.script(__doc__ or "", measure, "fewer runs, for checking the harness")
 
 
 if __name__ == "__main__":

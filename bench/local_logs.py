@@ -13,7 +13,6 @@ Goal (issue 10): throughput >= 0.5x `cat` (time ratio <= 2), with flat memory.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -21,11 +20,10 @@ import tempfile
 from pathlib import Path
 
 import report
-from timing import Case, Row, Section, Stats, clean_env, interleaved, launch_script
+from timing import Case, Row, Section, clean_env, interleaved, launch_script, memory_row
 
 LINE = "step 000123 loss 0.123456 lr 0.000300 grad_norm 1.2345 tokens/s 123456.7 mem 12.3G rank 0 ok"
 GOAL = 0.5
-FLAT_MIB = 8  # peak RSS may differ by allocator noise between sizes, not by anything like the log's size
 
 
 def run_job(launch: str, spec: Path, env: dict[str, str]) -> tuple[str, Path]:
@@ -33,12 +31,6 @@ def run_job(launch: str, spec: Path, env: dict[str, str]) -> tuple[str, Path]:
                           text=True, timeout=900, check=True)
     record = json.loads(done.stdout)
     return record["id"], Path(record["handle"]["data"]["nodes"][0]["dir"]) / "log"
-
-
-def flat(small: Stats, big: Stats) -> bool | None:
-    if not small.peak_rss_kib or not big.peak_rss_kib:
-        return None
-    return (big.peak_rss_kib - small.peak_rss_kib) / 1024 < FLAT_MIB
 
 
 def measure(quick: bool) -> Section:
@@ -75,11 +67,8 @@ def measure(quick: bool) -> Section:
                             goal=f"throughput >= {GOAL}x cat (time ratio <= {1 / GOAL:.0f}x)", met=speed >= GOAL,
                             note=f"{mb / got[ours].median:.0f} MB/s vs {mb / cat.median:.0f} MB/s"))
     for ours in ("launch logs", "launch logs -f"):
-        small, big = got[ours + " SMALL"], got[ours + " JOB"]
-        sec.rows.append(Row("peak RSS: 4x the log", f"{ours} ({lines:,} lines)",
-                            Stats((float(big.peak_rss_kib or 0),)), f"{ours} ({lines // 4:,} lines)",
-                            Stats((float(small.peak_rss_kib or 0),)), unit="KiB",
-                            goal=f"flat (grows < {FLAT_MIB} MiB)", met=flat(small, big)))
+        sec.rows.append(memory_row(ours, f"{lines:,} lines", got[ours + " JOB"], f"{lines // 4:,} lines",
+                                   got[ours + " SMALL"]))
     sec.notes.append(f"both jobs have ended before timing (`-f` reads everything, then returns); 1 warm-up, "
                      f"then {runs} interleaved runs; every command's stdout is a pipe the benchmark drains (as "
                      "`| grep` would: `cat > /dev/null` alone skips the copy); RSS from one more run of each")
@@ -87,11 +76,7 @@ def measure(quick: bool) -> Section:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="200,000 lines, fewer runs")
-    args = parser.parse_args()
-    print(report.section(measure(args.quick)))
-    return 0
+    return report.script(__doc__ or "", measure, "200,000 lines, fewer runs")
 
 
 if __name__ == "__main__":

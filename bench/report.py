@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+
 from timing import Row, Section, Stats
 
 SCALE = {"ms": 1000.0, "s": 1.0, "B": 1.0, "KiB": 1.0}
@@ -62,3 +65,11 @@ def section(sec: Section, level: int = 2) -> str:
 def failed(title: str, error: BaseException) -> Section:
     """A benchmark that could not run still gets its heading, and says why."""
     return Section(title, [], [f"not measured: {type(error).__name__}: {error}"])
+
+
+def script(doc: str, measure: Callable[[bool], Section], quick_help: str) -> int:
+    """The `main` of a benchmark that takes only --quick: measure, print its section."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    print(section(measure(parser.parse_args().quick)))
+    return 0

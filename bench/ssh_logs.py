@@ -33,11 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import report
-from timing import REPO, Case, Row, Section, Stats, clean_env, interleaved, launch_script
+from timing import REPO, Case, Row, Section, clean_env, interleaved, launch_script, memory_row
 
 STATUS_BAR_S = 0.3
 THROUGHPUT_BAR = 0.5
-FLAT_MIB = 8
 SUBMITTED = re.compile(r"submitted (\S+) to ssh")
 
 
@@ -170,12 +169,7 @@ def measure(quick: bool, profile: bool = False) -> Section:
                         "ssh HOST cat LOG (cold)", got["ssh HOST cat LOG (cold)"], unit="s",
                         note="baseline opens a new connection each run"))
     for ours in ("launch logs", "launch logs -f"):
-        small, big = got[ours + " SMALL"], got[ours + " JOB"]
-        met = None if not (small.peak_rss_kib and big.peak_rss_kib) else \
-            (big.peak_rss_kib - small.peak_rss_kib) / 1024 < FLAT_MIB
-        sec.rows.append(Row("peak RSS: 4x the log", f"{ours} ({mb:.0f} MB)", Stats((float(big.peak_rss_kib or 0),)),
-                            f"{ours} ({mb / 4:.0f} MB)", Stats((float(small.peak_rss_kib or 0),)), unit="KiB",
-                            goal=f"flat (grows < {FLAT_MIB} MiB)", met=met))
+        sec.rows.append(memory_row(ours, f"{mb:.0f} MB", got[ours + " JOB"], f"{mb / 4:.0f} MB", got[ours + " SMALL"]))
     status = got["launch status RUNNING_JOB"]
     sec.rows.append(Row("status of a running ssh job (one ssh call)", "launch status RUNNING_JOB", status,
                         "ssh HOST true (warm)", got["ssh HOST true (warm)"], unit="ms", goal=f"< {STATUS_BAR_S} s",

@@ -11,7 +11,6 @@ second, so most of its time is those polls). The baseline is what a user's shell
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import tempfile
@@ -59,11 +58,7 @@ def measure(quick: bool) -> Section:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20 jobs, one run each")
-    args = parser.parse_args()
-    print(report.section(measure(args.quick)))
-    return 0
+    return report.script(__doc__ or "", measure, "20 jobs, one run each")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,19 @@ class Case:
     drain: bool = False  # stdout into a pipe this process reads (as `| grep` would) instead of /dev/null
 
 
+FLAT_MIB = 8  # peak RSS may differ by allocator noise between log sizes, not by anything like the log's size
+
+
+def memory_row(ours: str, big_label: str, big: Stats, small_label: str, small: Stats) -> Row:
+    """Peak RSS of one command on a log 4x the size of another: flat means it does not grow with the log."""
+    met = None
+    if big.peak_rss_kib and small.peak_rss_kib:
+        met = (big.peak_rss_kib - small.peak_rss_kib) / 1024 < FLAT_MIB
+    return Row("peak RSS: 4x the log", f"{ours} ({big_label})", Stats((float(big.peak_rss_kib or 0),)),
+               f"{ours} ({small_label})", Stats((float(small.peak_rss_kib or 0),)), unit="KiB",
+               goal=f"flat (grows < {FLAT_MIB} MiB)", met=met)
+
+
 def launch_script() -> str:
     """The `launch` console script of the interpreter running the benchmark (the project's venv)."""
     launch = Path(sys.executable).parent / "launch"
