@@ -503,6 +503,7 @@ class VertexBackend:
 
 
 STORAGE_RETRY_S = 20.0
+REACH_HINT = "check your network, the region (Vertex AI has one endpoint per region) and any endpoint settings"
 
 
 def _storage_retry() -> Any:
@@ -627,10 +628,9 @@ def _google_error(service: str, exc: Exception) -> LaunchError | None:
                              "request more quota for this accelerator in this region, pick another, "
                              "or list another backend after this one (--backend vertex,sagemaker)")
     if _is_transient(exc):
-        return TransientBackendError(f"{service} is unavailable: {exc}")
+        return TransientBackendError(f"{service} is unavailable: {exc}", REACH_HINT)
     if isinstance(exc, gexc.RetryError):  # the SDK's own retries ran out (GCS retries for STORAGE_RETRY_S)
-        return BackendUnreachable(f"could not reach {service}: {exc.cause or exc}",
-                                  "check your network, the region and the endpoint settings")
+        return BackendUnreachable(f"could not reach {service}: {exc.cause or exc}", REACH_HINT)
     if isinstance(exc, gexc.Forbidden):  # credentials without the rights: exit 4, as 401
         return BackendUnreachable(f"{service} denied the request: {exc}",
                             "the account needs roles/aiplatform.user and access to the staging bucket")

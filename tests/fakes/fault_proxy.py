@@ -260,17 +260,21 @@ class _Handler(BaseHTTPRequestHandler):
         if method != "HEAD":
             self.wfile.write(data)
 
+    def _held_then_dropped(self, hold: Hold, method: str, path: str) -> bool:
+        """Wait while the test holds this request; True when it chose to drop it."""
+        hold.arrived.set()
+        hold.released.wait()
+        if hold.dropped:
+            self.proxy._count(method, path, "held-dropped")
+        return hold.dropped
+
     def _serve(self, method: str) -> None:
         proxy = self.proxy
         body = self._body()
         path = self.path.split("?", 1)[0]
         kind, error_code, hold = proxy._decide(f"{method} {self.path} {self.headers.get('X-Amz-Target', '')}")
-        if hold is not None and not hold.after:
-            hold.arrived.set()
-            hold.released.wait()
-            if hold.dropped:
-                proxy._count(method, path, "held-dropped")
-                return self._reset()
+        if hold is not None and not hold.after and self._held_then_dropped(hold, method, path):
+            return self._reset()
         if kind == "reset":
             proxy._count(method, path, kind)
             return self._reset()
@@ -279,12 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             data, content_type = proxy.error_body(int(kind), path, self.headers, error_code)
             return self._answer(method, int(kind), [("Content-Type", content_type)], data)
         status, headers, data = self._forward(method, body)
-        if hold is not None and hold.after:
-            hold.arrived.set()
-            hold.released.wait()
-            if hold.dropped:
-                proxy._count(method, path, "held-dropped")
-                return self._reset()
+        if hold is not None and hold.after and self._held_then_dropped(hold, method, path):
+            return self._reset()
         if kind == "lost":
             proxy._count(method, path, kind)
             return self._reset()

