@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import report
-from timing import REPO, Row, Section, interleaved_calls
+from timing import REPO, Row, Section, Stats, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
@@ -101,6 +101,8 @@ def measure(quick: bool) -> Section:
             got = interleaved_calls({OURS: ours, PLAIN: lambda: plain(False), PLAIN_FRESH: lambda: plain(True)},
                                     runs, warmups)
             created = len(fake.job_puts)
+            # every submit packs the same code dir: how many copies of that one bundle did the SDK upload?
+            copies = [len(data) for name, data in fake.blobs.items() if name.endswith(".tar.gz") and "#" not in name]
             store.close()
         finally:
             os.environ.clear()
@@ -112,6 +114,11 @@ def measure(quick: bool) -> Section:
     sec.rows.append(Row("Azure ML submit (local HTTPS fake)", OURS, got[OURS], PLAIN, got[PLAIN],
                         goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
     sec.rows.append(Row("Azure ML submit (local HTTPS fake)", OURS, got[OURS], PLAIN_FRESH, got[PLAIN_FRESH]))
+    resent = sum(copies) - max(copies, default=0)  # all but the first upload of the (unchanged) bundle
+    sec.rows.append(Row("bytes of code sent again by re-submits of the unchanged tree (Azure ML fake)",
+                        "bundle bytes per re-submit", Stats((resent / max(created - 1, 1),)),
+                        "bundle size", Stats((float(max(copies, default=0)),)), unit="B", goal="0 bytes of code",
+                        met=resent == 0, note=f"{len(copies)} copies of one bundle uploaded by {created} submits"))
     sec.notes.append(f"Azure ML: in-process HTTPS fake; {warmups} warm-up rounds, then {runs} interleaved rounds; "
                      "both sides: compute get, job get (404), create_or_update (the SDK registers the "
                      f"environment, uploads the code dir, PUTs the job); {created} job PUTs checked by the fake "
