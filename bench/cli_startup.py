@@ -16,7 +16,6 @@ Goals (issue 10): `launch --help` <= 2.5x `python -c pass`, and >= 10x faster th
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import subprocess
 import sys
@@ -144,7 +143,6 @@ def measure(quick: bool, found: dict[str, peer_tools.Peer]) -> Section:
     with tempfile.TemporaryDirectory(prefix="launch-bench-") as tmp:
         home = Path(tmp) / "home"
         env = clean_env(LAUNCH_HOME=str(home))
-        os.environ["LAUNCH_HOME"] = str(home)
         sys.path.insert(0, str(REPO))
         finished = fill_store(home, JOBS)
         listing = [Case("launch list", [launch, "list"], env), Case("launch status JOB", [launch, "status", finished],
