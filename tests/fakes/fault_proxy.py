@@ -202,24 +202,27 @@ class FaultProxy:
             self.log.append((method, path, outcome))
 
 
+def read_request_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request body, whether sent with Content-Length or chunked (google-resumable-media and
+    requests stream some uploads chunked); shared by the HTTP fakes."""
+    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+        body = b""
+        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            body += handler.rfile.read(size)
+            handler.rfile.readline()
+        while handler.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+            pass
+        return body
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else b""
+
+
 class _Handler(BaseHTTPRequestHandler):
     proxy: FaultProxy
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            body = b""
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                body += self.rfile.read(size)
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return body
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _reset(self) -> None:
         """Close with RST (SO_LINGER 0): the client sees 'connection reset by peer'."""
@@ -270,7 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         proxy = self.proxy
-        body = self._body()
+        body = read_request_body(self)
         path = self.path.split("?", 1)[0]
         kind, error_code, hold = proxy._decide(f"{method} {self.path} {self.headers.get('X-Amz-Target', '')}")
         if hold is not None and not hold.after and self._held_then_dropped(hold, method, path):
