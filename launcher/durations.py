@@ -12,6 +12,17 @@ MAX_SECONDS = 365 * 86400
 
 def parse_seconds(value: object) -> int:
     """Seconds in a duration; bare numbers are seconds. ValueError says how to write one."""
+    try:
+        seconds = _seconds(value)
+    except OverflowError:  # float() of an integer with 309+ digits
+        seconds = math.inf
+    if not 0 < seconds <= MAX_SECONDS:
+        shown = value if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+        raise ValueError(f"duration must be more than 0s and at most 365d, got {shown}")
+    return math.ceil(seconds)
+
+
+def _seconds(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 24h, 90m or 1h30m, got a boolean")
     if isinstance(value, (int, float)):
@@ -26,9 +37,7 @@ def parse_seconds(value: object) -> int:
             raise ValueError(f"{value!r} is not a duration; write e.g. 24h, 90m, 1h30m, 2d or 3600 (seconds)")
     else:
         raise ValueError("expected a duration such as 24h, 90m or 1h30m")
-    if not 0 < seconds <= MAX_SECONDS:
-        raise ValueError(f"duration must be more than 0s and at most 365d, got {value!r}")
-    return math.ceil(seconds)
+    return seconds
 
 
 def format_seconds(seconds: float) -> str:
