@@ -146,10 +146,17 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
     now = time.time()
     reserved = store.reserve(JobRecord(
         id=job_id, name=spec.name, backend=backend_name, handle=None, spec=spec.to_record(),
-        state=JobState.PENDING, message="submitting", created_at=now, updated_at=now,
+        state=JobState.PENDING, raw_state=_submitter(), message="submitting", created_at=now, updated_at=now,
         idempotency_key=idempotency_key, group_id=group_id,
     ))
     if reserved.id != job_id:
+        if _abandoned(reserved) and _same_request(reserved, spec, backend_name):
+            settled = _settle_abandoned(store, reserved, backend, backend_name, idempotency_key)
+            if settled is not None:
+                return Submission(settled, None, existing=True)
+            store.delete(reserved.id)  # the provider never got it: submit afresh under the same key
+            return submit(store, spec_file, overrides, backend_name, idempotency_key, params=params,
+                          group_id=group_id)
         if not _same_request(reserved, spec, backend_name):
             logs.get().warning("idempotency key %r was first used for a different spec or backend; "
                                "returning that job, not running this one", idempotency_key)
@@ -227,6 +234,51 @@ def _find_anywhere(store: Store, spec_file: str, overrides: tuple[str, ...], nam
             return Submission(_adopt(store, found, name, spec.to_record(), backend, idempotency_key), None,
                               existing=True)
     return None
+
+
+def _submitter() -> str:
+    """Who is submitting a reserved job, so a later run with the same key can tell a submit
+    still in flight from one whose process died (kill -9, a lost CI runner)."""
+    import socket
+
+    return f"submitting pid {os.getpid()} on {socket.gethostname()}"
+
+
+def _abandoned(record: JobRecord) -> bool:
+    """A reservation nobody will confirm: its submit failed unconfirmed, `sync` found it was never
+    created, or the process submitting it is gone (on this host; elsewhere, after a grace time)."""
+    if record.handle is not None:
+        return False
+    if record.state in (JobState.UNKNOWN, JobState.FAILED):
+        return True
+    parts = record.raw_state.split()
+    if len(parts) == 5 and parts[:2] == ["submitting", "pid"] and parts[4] == _submitter().split()[4]:
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            return False
+        return False
+    return time.time() - record.created_at > SUBMIT_GRACE_S
+
+
+def _settle_abandoned(store: Store, record: JobRecord, backend: Any, backend_name: str,
+                      idempotency_key: str | None) -> JobRecord | None:
+    """The provider's job for an abandoned reservation, recorded; None when it has none."""
+    if not idempotency_key:
+        return None
+    found = with_retries(lambda: find_at_provider(backend, idempotency_key), f"looking up {idempotency_key}")
+    if found is None:
+        return None
+    if found.handle.job_id != record.id:  # created under another id (another machine's run)
+        store.delete(record.id)
+        return _adopt(store, found, backend_name, record.spec, backend, idempotency_key)
+    store.set_handle(record.id, dataclasses.replace(found.handle, fast_status=backend.capabilities.fast_status))
+    store.set_status(record.id, found.status)
+    logs.get().warning("job %s already exists at %s for this idempotency key; not submitting again",
+                       record.id, backend_name)
+    return store.get(record.id) or record
 
 
 IDEMPOTENCY_WINDOW_S = 14 * 86400
