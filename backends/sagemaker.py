@@ -296,10 +296,12 @@ class SageMakerBackend:
             return str(explicit)
         if not accel.is_gpu:
             return "ml.m5.xlarge"
-        try:
-            return catalog.lookup(self.name, accel).instance_type
+        try:  # the instance `launch plan` prices: the first meeting the cpus/memory minimums
+            return catalog.choose(self.name, accel, cpus=spec.resources.cpus,
+                                  memory_gb=spec.resources.memory_gb).instance_type
         except catalog.CatalogError as exc:
-            problems.append(spec.problem("resources.accelerators", f"{exc.message}; {exc.hint}"))
+            field = "resources.accelerators" if not catalog.find(self.name, accel) else "resources"
+            problems.append(spec.problem(field, f"{exc.message}; {exc.hint}"))
             return ""
 
     # -- AWS clients -------------------------------------------------------------

@@ -294,10 +294,11 @@ class VertexBackend:
             machine = {"machine_type": explicit, "accelerator_type": accelerator_type,
                        "accelerator_count": accel.count}
         else:
-            try:
-                offer = catalog.lookup(self.name, accel)
+            try:  # the machine `launch plan` prices: the first meeting the cpus/memory minimums
+                offer = catalog.choose(self.name, accel, cpus=spec.resources.cpus, memory_gb=spec.resources.memory_gb)
             except catalog.CatalogError as exc:
-                problems.append(spec.problem("resources.accelerators", f"{exc.message}; {exc.hint}"))
+                field = "resources.accelerators" if not catalog.find(self.name, accel) else "resources"
+                problems.append(spec.problem(field, f"{exc.message}; {exc.hint}"))
                 return {}
             machine = {"machine_type": offer.instance_type, "accelerator_type": offer.provider_accelerator,
                        "accelerator_count": accel.count}

@@ -168,3 +168,38 @@ def test_a_spec_that_fits_every_cloud_gets_a_priced_row_from_each(cli, write_spe
 def test_a_spec_that_fits_no_cloud_says_so_for_each(cli, write_spec, clouds):
     rows = plan_json(cli, write_spec(spec_text("H100:3")), clouds)
     assert all(not rows[name]["fits"] and rows[name]["reason"] for name in CLOUDS)
+
+
+@pytest.mark.parametrize("backend, accel, minimums", [
+    ("vertex", "T4:1", ""), ("vertex", "L4:1", "cpus: 10+"), ("vertex", "L4:1", "memory_gb: 100+"),
+    ("sagemaker", "A10G:1", ""), ("azureml", "T4:1", "cpus: 12+, memory_gb: 100+"),
+])
+def test_the_machine_run_starts_is_the_one_plan_prices(backend, accel, minimums, write_spec, launch_home):
+    """plan and render pick through one helper (catalog.choose): a dry run never starts a
+    different (pricier) machine than `launch plan` showed."""
+    import json as _json
+
+    from launcher import runner
+
+    extra = f", {minimums}" if minimums else ""
+    settings = {"vertex": "{project: my-project, region: us-central1, staging_bucket: gs://team-bucket}",
+                "sagemaker": f"{{region: us-east-1, role_arn: '{ROLE}', bucket: team-bucket}}",
+                "azureml": "{subscription_id: 00000000-0000-0000-0000-000000000000, resource_group: rg, "
+                           "workspace_name: ws-team}"}[backend]
+    path = write_spec(f"name: p\n{IMAGE}run: x\nresources: {{accelerators: '{accel}'{extra}}}\n"
+                      f"backends: {{{backend}: {settings}}}\n")
+    from launcher.spec import load_spec
+
+    spec = load_spec(path)
+    planned = plan.row_for(backend, spec, live=False).instance_type
+    _, _, request, _ = runner.prepare(str(path), (), backend, dry_run=True)
+    assert planned and planned in _json.dumps(request.payload)
+
+
+def test_plan_and_run_both_refuse_what_no_instance_meets(cli, write_spec, clouds):
+    spec = write_spec(spec_text("A10G:1", extra=IMAGE + "resources: {accelerators: A10G, cpus: 14+}\n")
+                      .replace("resources: {accelerators: 'A10G:1', nodes: 1}\n", ""))
+    row = plan_json(cli, spec, clouds)["sagemaker"]
+    assert not row["fits"] and "14+ vCPUs" in row["reason"]
+    result = cli("run", str(spec), "--backend", "sagemaker", "--dry-run", env=clouds, check_rc=2)
+    assert "resources" in result.stderr and "14+ vCPUs" in result.stderr
