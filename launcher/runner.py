@@ -429,11 +429,17 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
         ended = record.state.is_terminal or _unknown_too_long(record, unknown_since)
         unknown_since = (unknown_since or time.monotonic()) if record.state is JobState.UNKNOWN else None
         got = False
-        for line in with_retries(lambda since=cursor: list(backend.logs(handle, since=since, node=node)),
-                                 f"logs of {record.id}"):
-            emit(line)
-            cursor = line.cursor
-            got = True
+
+        def drain() -> None:
+            """Emit as read (a big log never sits in memory whole); a retry resumes after the
+            last line shown, so nothing is repeated."""
+            nonlocal cursor, got
+            for line in backend.logs(handle, since=cursor, node=node):
+                emit(line)
+                cursor = line.cursor
+                got = True
+
+        with_retries(drain, f"logs of {record.id}")
         if ended:
             # services that ingest logs asynchronously (CloudWatch, Cloud Logging) may still deliver
             # the last lines: keep reading until they have been quiet for the backend's settle time

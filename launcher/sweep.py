@@ -21,7 +21,10 @@ from launcher.errors import LaunchError, UsageError
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_POINTS = 1000
 SUBMIT_THREADS = 16
-POLL_S = 1.0
+# how often unfinished jobs are checked while feeding --max-parallel or waiting: soon at first
+# (short jobs free their slot at once), backing off so long jobs cost few provider calls
+POLL_FIRST_S = 0.1
+POLL_MAX_S = 5.0
 
 
 @dataclass
@@ -90,6 +93,7 @@ def run(points: list[dict[str, str]], submit_one: Callable[[dict[str, str]], obj
     results = [PointResult(params) for params in points]
     queue = list(range(len(points)))
     active: list[int] = []
+    delay = POLL_FIRST_S
     with ThreadPoolExecutor(max_workers=max(1, min(SUBMIT_THREADS, max_parallel))) as pool:
         while queue or (wait and active):
             free = max_parallel - len(active)
@@ -104,11 +108,12 @@ def run(points: list[dict[str, str]], submit_one: Callable[[dict[str, str]], obj
                     on_event(f"{point_label(points[index])}: submitted {getattr(record, 'id', '?')}")
             if not queue and not wait:
                 break
-            time.sleep(POLL_S if active else 0)
+            time.sleep(delay if active else 0)
             still = []
             for index, done in zip(active, pool.map(lambda i: _judge(is_done, results[i]), active), strict=True):
                 if not done:
                     still.append(index)
+            delay = POLL_FIRST_S if len(still) < len(active) else min(delay * 1.5, POLL_MAX_S)
             active = still
     return results
 
