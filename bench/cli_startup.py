@@ -115,11 +115,11 @@ def peer_cases(found: dict[str, peer_tools.Peer], home: Path, *, server: bool) -
     env = clean_env(HOME=str(home), SKYPILOT_DISABLE_USAGE_COLLECTION="1", DSTACK_DISABLE_USAGE="1")
     cases, notes = [], []
     for name, peer in found.items():
+        if not server:  # said once, in the first phase
+            notes.append(f"{name}: {peer.error}" if peer.command is None else
+                         f"{name} {peer.version} (its own venv under {peer.command.parent.parent.parent})")
         if peer.command is None:
-            notes.append(f"{name}: {peer.error}")
             continue
-        if not server:
-            notes.append(f"{name} {peer.version} (its own venv under {peer.command.parent.parent.parent})")
         for label, args, needs_server in PEER_COMMANDS[name]:
             if needs_server != server:
                 continue
