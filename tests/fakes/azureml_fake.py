@@ -207,6 +207,9 @@ class AzureMLFake:
         self.ca_file, self._key_file = make_certificate(self._dir)
         self._server: ThreadingHTTPServer | None = None
         self._lock = threading.RLock()
+        # the address the fake puts in the URLs it hands out (blob, discovery, next pages, cancel polls):
+        # a proxy in front (tests/fakes/fault_proxy.py) sets its own, so those calls pass through it too
+        self.public_url: str | None = None
         self.reset()
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -263,6 +266,10 @@ class AzureMLFake:
 
     @property
     def url(self) -> str:
+        return self.public_url or self.own_url
+
+    @property
+    def own_url(self) -> str:
         return f"https://127.0.0.1:{self.port}/"
 
     def cloud_metadata(self) -> dict[str, str]:

@@ -1,6 +1,6 @@
-r"""A fault-injecting HTTP proxy on 127.0.0.1 that any HTTP fake (moto, the Vertex fake, later the
-Azure ML and Lambda Cloud fakes) can sit behind, so the real clients meet the failures real
-providers produce. The backend is pointed at ``proxy.endpoint`` through its ordinary endpoint
+r"""A fault-injecting HTTP(S) proxy on 127.0.0.1 that any HTTP fake (moto, the Vertex fake, the
+Lambda Cloud fake) or HTTPS fake (the Azure ML fake) can sit behind, so the real clients meet the
+failures real providers produce. The backend is pointed at ``proxy.endpoint`` through its ordinary endpoint
 setting (AWS_ENDPOINT_URL, ``api_endpoint``, ...); nothing in the launcher knows it is there.
 
 Faults (``KINDS``):
@@ -20,6 +20,9 @@ Random faults hit a request with probability ``rate`` (seeded ``random.Random``:
 the same request order give the same faults); ``only`` limits them to matching requests. Patterns
 are searched in ``"METHOD /path?query X-Amz-Target"`` (the target names the operation of AWS JSON
 APIs, which all POST to ``/``), e.g. ``"CreateTrainingJob"`` or ``r"^POST \S*/customJobs "``.
+An HTTPS upstream is reached with ``upstream_ca`` trusted; ``tls=(cert_file, key_file)`` makes the
+proxy itself speak TLS (the Azure ML fake's throwaway certificate is for 127.0.0.1, so the proxy reuses
+it and the client's REQUESTS_CA_BUNDLE stays as it is).
 Deterministic one-shot faults and holds (``fail_next``, ``hold_next``) serve the crash tests.
 Every request is counted in ``stats`` and ``log``.
 """
@@ -31,6 +34,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -70,6 +74,29 @@ def google_error(code: int, path: str, headers: Any, error_code: str | None = No
     return json.dumps({"error": error}).encode(), "application/json; charset=UTF-8"
 
 
+AZURE_CODES = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable",
+               401: "InvalidAuthenticationToken", 403: "AuthorizationFailed"}
+LAMBDA_CODES = {429: "global/too-many-requests", 500: "global/internal-error", 503: "global/internal-error",
+                401: "global/invalid-api-key", 403: "global/forbidden"}
+
+
+def azure_error(code: int, path: str, headers: Any, error_code: str | None = None) -> tuple[bytes, str]:
+    """ARM's JSON error ({"error": {code, message}}); Blob storage's XML for the blob container."""
+    name, text = error_code or AZURE_CODES.get(code, "InternalServerError"), STATUS_TEXT.get(code, ("", "", "error"))[2]
+    if path.startswith("/azureml-blobstore"):
+        xml = f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{name}</Code><Message>{text}</Message></Error>'
+        return xml.encode(), "application/xml"
+    return json.dumps({"error": {"code": name, "message": text}}).encode(), "application/json; charset=utf-8"
+
+
+def lambda_error(code: int, path: str, headers: Any, error_code: str | None = None) -> tuple[bytes, str]:
+    """Lambda Cloud's envelope: {"error": {code, message, suggestion}}."""
+    text = STATUS_TEXT.get(code, ("", "", "error"))[2]
+    error = {"code": error_code or LAMBDA_CODES.get(code, "global/internal-error"), "message": text,
+             "suggestion": "Try again later."}
+    return json.dumps({"error": error}).encode(), "application/json"
+
+
 @dataclass
 class Hold:
     """A request held at the proxy: ``before`` the fake sees it, or after the fake answered (``after``).
@@ -99,12 +126,16 @@ class FaultProxy:
 
     def __init__(self, upstream: str, *, error_body: ErrorBody = google_error, rate: float = 0.0,
                  kinds: tuple[str, ...] = KINDS, seed: int = 0, only: str | None = None,
-                 hold_s: float = 2.0) -> None:
+                 hold_s: float = 2.0, upstream_ca: str | None = None,
+                 tls: tuple[str, str] | None = None) -> None:
         unknown = set(kinds) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {KINDS}")
         parts = urlsplit(upstream)
-        self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.upstream_host = parts.hostname or "127.0.0.1"
+        self.upstream_tls = ssl.create_default_context(cafile=upstream_ca) if parts.scheme == "https" else None
+        self.upstream_port = parts.port or (443 if self.upstream_tls else 80)
+        self.tls = tls
         self.error_body = error_body
         self.rate, self.kinds, self.hold_s = rate, kinds, hold_s
         self.only = re.compile(only) if only else None
@@ -127,7 +158,13 @@ class FaultProxy:
         Handler.proxy = proxy
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http"
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.endpoint = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                          name="fault-proxy", daemon=True).start()
         return self
@@ -146,8 +183,9 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def reset(self, *, rate: float | None = None, seed: int | None = None) -> None:
-        """Forget counts, scripted faults and holds; optionally a new rate and seed."""
+    def reset(self, *, rate: float | None = None, seed: int | None = None, only: str | None = None) -> None:
+        """Forget counts, scripted faults and holds; optionally a new rate and seed; random faults hit
+        requests matching ``only`` (None: every request)."""
         with self.lock:
             for hold in self._holds:
                 hold.release()
@@ -159,6 +197,7 @@ class FaultProxy:
                 self.rate = rate
             if seed is not None:
                 self.random = random.Random(seed)
+            self.only = re.compile(only) if only else None
 
     # -- scripted faults -------------------------------------------------------------------------------------
     def fail_next(self, pattern: str, kind: str | int, *, times: int = 1, error_code: str | None = None) -> None:
@@ -235,7 +274,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self, method: str, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
         proxy = self.proxy
-        conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=120)
+        conn: http.client.HTTPConnection
+        if proxy.upstream_tls is not None:
+            conn = http.client.HTTPSConnection(proxy.upstream_host, proxy.upstream_port, timeout=120,
+                                               context=proxy.upstream_tls)
+        else:
+            conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=120)
         skip = {"host", "expect", "transfer-encoding", "content-length", "connection", "proxy-connection"}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
         headers["Host"] = self.headers.get("Host", f"{proxy.upstream_host}:{proxy.upstream_port}")

@@ -13,10 +13,12 @@ import pytest
 from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 
 HINTS = {  # what each failure must tell the user to do, per backend
-    "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login"},
-    "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login"},
-    "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user"},
-    "region": {"sagemaker": "region", "vertex": "region"},
+    "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
+                "azureml": "az login"},
+    "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login"},
+    "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist"},
+    # Azure ML has one ARM endpoint for every region; its message names what could not be reached
+    "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML"},
 }
 
 
@@ -33,6 +35,9 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             env.pop(key, None)
         return env
+    if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
+        return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
+                "AZURE_CONFIG_DIR": str(tmp_path / "azure")}
     # Vertex: credentials are looked up for https endpoints only (never sent over http)
     https = f"https://127.0.0.1:{_closed_port()}"
     (launch_home / "config.toml").write_text(cloud.config.replace(cloud.proxy.endpoint, https))
@@ -50,9 +55,12 @@ def test_credential_failures_exit_4_with_one_message_and_no_record(failure: str,
     elif failure == "region":  # the region's endpoint does not answer (no such host there)
         closed = f"http://127.0.0.1:{_closed_port()}"
         extra = {k: (closed if k.startswith("AWS_ENDPOINT_URL") else v) for k, v in extra.items()}
-        # Vertex's API host is per region (<region>-aiplatform.googleapis.com); Cloud Storage is global
-        (launch_home / "config.toml").write_text(cloud.config.replace(f'api_endpoint = "{cloud.proxy.endpoint}"',
-                                                                      f'api_endpoint = "{closed}"'))
+        # Vertex's API host is per region (<region>-aiplatform.googleapis.com); Cloud Storage is global.
+        # Azure ML: the workspace's region is behind the one ARM endpoint (its data plane URLs come from it)
+        config = cloud.config.replace(f'api_endpoint = "{cloud.proxy.endpoint}"', f'api_endpoint = "{closed}"')
+        closed_tls = closed.replace("http:", "https:")
+        config = config.replace(f'endpoint = "{cloud.proxy.endpoint}"', f'endpoint = "{closed_tls}"')
+        (launch_home / "config.toml").write_text(config)
     else:
         cloud.proxy.fail_next(".", failure, times=1000)
     result = run_launch(["run", str(cloud_spec), "--backend", cloud.name], launch_env(launch_home, extra))

@@ -33,7 +33,7 @@ def report(figures: dict[str, object]) -> None:
 
 def test_every_submission_lands_exactly_once_under_faults(cloud: Cloud, cloud_spec: Path, launch_home: Path):
     env = launch_env(launch_home, cloud.env)
-    cloud.proxy.reset(rate=FAULT_RATE, seed=20261125)
+    cloud.proxy.reset(rate=FAULT_RATE, seed=20261125, only=cloud.fault_only)
     with ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda _: run_launch(["run", str(cloud_spec), "--backend", cloud.name], env),
                                 range(SUBMISSIONS)))
