@@ -77,7 +77,7 @@ def google_error(code: int, path: str, headers: Any, error_code: str | None = No
 AZURE_CODES = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable",
                401: "InvalidAuthenticationToken", 403: "AuthorizationFailed"}
 LAMBDA_CODES = {429: "global/too-many-requests", 500: "global/internal-error", 503: "global/internal-error",
-                401: "global/invalid-api-key", 403: "global/forbidden"}
+                401: "global/invalid-api-key", 403: "global/account-inactive"}  # Lambda's only 403 (its spec)
 
 
 def azure_error(code: int, path: str, headers: Any, error_code: str | None = None) -> tuple[bytes, str]:
@@ -90,10 +90,14 @@ def azure_error(code: int, path: str, headers: Any, error_code: str | None = Non
 
 
 def lambda_error(code: int, path: str, headers: Any, error_code: str | None = None) -> tuple[bytes, str]:
-    """Lambda Cloud's envelope: {"error": {code, message, suggestion}}."""
-    text = STATUS_TEXT.get(code, ("", "", "error"))[2]
-    error = {"code": error_code or LAMBDA_CODES.get(code, "global/internal-error"), "message": text,
-             "suggestion": "Try again later."}
+    """Lambda Cloud's envelope {"error": {code, message, suggestion}}, with its spec's texts for 401/403."""
+    message, suggestion = {
+        401: ("API key was invalid, expired, or deleted.", "Check your API key or create a new one, then try again."),
+        403: ("Your account is inactive.", "Make sure you have verified your email address and have a valid payment "
+              "method. Contact Support if problems continue."),
+    }.get(code, (STATUS_TEXT.get(code, ("", "", "error"))[2], "Try again later."))
+    error = {"code": error_code or LAMBDA_CODES.get(code, "global/internal-error"), "message": message,
+             "suggestion": suggestion}
     return json.dumps({"error": error}).encode(), "application/json"
 
 

@@ -13,6 +13,7 @@ real sshd, and no instance outlives a test (`finish` terminates what a test left
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.fault_proxy import FaultProxy, aws_error, azure_error, google_error
+from fakes.fault_proxy import FaultProxy, aws_error, azure_error, google_error, lambda_error
 
 REPO = Path(__file__).resolve().parents[2]
 FULL = os.environ.get("LAUNCH_RELIABILITY_FULL") == "1"
@@ -45,13 +46,18 @@ class Cloud:
     provider_jobs: Callable[[], list[str]]  # launch job ids the provider holds, one entry per provider job
     reset: Callable[[], None]
     create_request: str  # FaultProxy pattern of the create request, for holds and scripted faults
-    received: Callable[[], str]  # what the provider was sent for its jobs (the secrets canary looks there)
+    got_secret: Callable[[str], bool]  # did the provider's job get this value (the secrets canary's proof)
     finish: Callable[[], None] = lambda: None  # after each test: give back what the test left at the provider
     fault_only: str | None = None  # FaultProxy `only` pattern for the random faults (None: every request)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def duplicates(self) -> dict[str, int]:
         return {job: n for job, n in Counter(self.provider_jobs()).items() if n > 1}
+
+
+def _sent_in(bodies: Callable[[], Any]) -> Callable[[str], bool]:
+    """got_secret for a provider whose create requests carry the job's environment."""
+    return lambda value: value in json.dumps(bodies())
 
 
 @contextlib.contextmanager
@@ -81,7 +87,7 @@ def _sagemaker() -> Iterator[Cloud]:
                 "backends:\n  sagemaker:\n    region: us-east-1\n"
                 "    role_arn: arn:aws:iam::123456789012:role/Train\n    bucket: team-bucket\n")
         yield Cloud("sagemaker", aws, proxy, env, "", spec, jobs, reset,
-                    create_request="CreateTrainingJob$", received=lambda: json.dumps(aws.created_requests))
+                    create_request="CreateTrainingJob$", got_secret=_sent_in(lambda: aws.created_requests))
 
 
 @contextlib.contextmanager
@@ -107,7 +113,7 @@ def _vertex() -> Iterator[Cloud]:
                 "backends:\n  vertex:\n    project: my-project\n    region: us-central1\n"
                 "    staging_bucket: gs://team-bucket\n")
         yield Cloud("vertex", gcp, proxy, {}, config, spec, jobs, reset,
-                    create_request=r"^POST \S*/customJobs(\?\S*)? ", received=lambda: json.dumps(gcp.created_bodies))
+                    create_request=r"^POST \S*/customJobs(\?\S*)? ", got_secret=_sent_in(lambda: gcp.created_bodies))
 
 
 # azure-storage-blob's own ExponentialRetry waits 15 s, 18 s, 24 s, ... before retrying a faulted blob
@@ -142,20 +148,95 @@ def _azureml() -> Iterator[Cloud]:
                     "code: ./src\nrun: python train.py\nresources:\n  accelerators: H100:8\n"
                     f"backends:\n  azureml:\n    workspace_name: {azure.workspace}\n    compute: gpu-cluster\n")
             yield Cloud("azureml", azure, proxy, env, config, spec, jobs, reset,
-                        create_request=r"^PUT \S*/jobs/[^/?\s]+(\?\S*)? ", received=lambda: json.dumps(azure.job_puts),
+                        create_request=r"^PUT \S*/jobs/[^/?\s]+(\?\S*)? ", got_secret=_sent_in(lambda: azure.job_puts),
                         fault_only=None if FULL else ARM_ONLY)
+
+
+LAMBDA_KEY = "reliability-lambda-key-0123"
+CANARY_HASH = "canary.sha256"  # the Lambda job's hash of $LAUNCH_CANARY_TOKEN (tests/reliability/test_secrets.py)
+
+
+@contextlib.contextmanager
+def _lambda_cloud() -> Iterator[Cloud]:
+    import tempfile
+    import time
+
+    from fakes.lambda_fake import LambdaFake
+    from fakes.sshd import SSHServer
+
+    from backends import lambda_instances as inst
+
+    with tempfile.TemporaryDirectory(prefix="rel-gpus-") as gpus:
+        smi = Path(gpus) / "nvidia-smi"  # the instances' GPUs, as the ssh backend's check reads them
+        smi.write_text('#!/bin/sh\necho "GPU 0: NVIDIA A10 (UUID: x)"\n')
+        smi.chmod(0o755)
+        with SSHServer("127.0.0.1", env={"PATH": f"{gpus}:/usr/local/bin:/usr/bin:/bin"}) as sshd, \
+                LambdaFake(api_key=LAMBDA_KEY, ip="127.0.0.1", boot_s=0.2) as lam, \
+                FaultProxy(lam.base_url.removesuffix("/api/v1"), error_body=lambda_error) as proxy:
+            # the documented rate limits, shortened as in tests/test_lambda_e2e.py; a node gives its
+            # instance back 1 s after its job ends
+            config = (f'[backends.lambda_cloud]\napi_url = "{proxy.endpoint}/api/v1"\nssh_key_name = "test-key"\n'
+                      f'ssh_user = "{sshd.user}"\nssh_port = {sshd.port}\nssh_config = "{sshd.ssh_config}"\n'
+                      f'remote_root = "{sshd.remote_root}"\nrequest_interval = 0.05\nlaunch_interval = 0.3\n'
+                      'boot_poll = 0.1\ncancel_grace = "2s"\nself_terminate_after = "1s"\n')
+
+            def started(instance: dict[str, Any]) -> bool:
+                """An instance its job ran on: live, or given back with the job's outcome in its name
+                (one terminated without it was given back by a submit that failed before the start)."""
+                return instance["status"] in inst.LIVE or bool(inst.OUTCOME_NAME.search(instance["name"]))
+
+            def jobs() -> list[str]:
+                """One entry per instance a job ran on (two for the same job: launched twice), plus each
+                job all of whose instances were given back by a failed submit (still listed, and imported
+                by `list --sync` as a failed job)."""
+                with lam._lock:
+                    first = [i for i in lam._listed() if inst.tag(i, inst.RANK_TAG) == "0"]
+                ran = [inst.tag(i, inst.JOB_TAG) or "" for i in first if started(i)]
+                given_back = {inst.tag(i, inst.JOB_TAG) or "" for i in first if not started(i)} - set(ran)
+                return ran + sorted(given_back)
+
+            def reset() -> None:
+                lam.terminate_all()
+                lam.reset()
+                proxy.reset(rate=0.0)
+
+            def finish() -> None:
+                """Wait for the nodes to give their instances back (their jobs end in a moment), then
+                terminate what is left (a launch whose job never started); the API was used as specified."""
+                deadline = time.monotonic() + 5
+                while lam.live() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                lam.terminate_all()
+                assert lam.violations == [], lam.violations
+
+            def got_secret(value: str) -> bool:
+                """The secret travels over ssh (its env file is deleted once read): the job leaves its hash."""
+                digest = hashlib.sha256(value.encode()).hexdigest()
+                return any(p.read_text().startswith(digest) for p in Path(sshd.remote_root).rglob(CANARY_HASH))
+
+            spec = ("name: rel-lc\ncode: ./src\n"
+                    f'run: cat train.py; printf %s "${{LAUNCH_CANARY_TOKEN:-}}" | sha256sum > {CANARY_HASH}\n'
+                    "resources:\n  accelerators: A10\n"
+                    "backends:\n  lambda_cloud:\n    ssh_key_name: test-key\n")
+            yield Cloud("lambda_cloud", lam, proxy, {"LAMBDA_API_KEY": LAMBDA_KEY}, config, spec, jobs, reset,
+                        create_request=r"^POST \S*/instance-operations/launch ", got_secret=got_secret,
+                        finish=finish)
 
 
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "sagemaker": _sagemaker,
     "vertex": _vertex,
     "azureml": _azureml,
+    "lambda_cloud": _lambda_cloud,
 }
 
 
 # cases too slow for CI's budget, run by LAUNCH_RELIABILITY_FULL=1 only (deselected, never skipped):
 # azure-core retries a refused connection with backoff inside each of the runner's attempts (~35 s)
-FULL_ONLY = {"test_credential_failures_exit_4_with_one_message_and_no_record[azureml-region]"}
+# and an unreachable Lambda API is retried by three nested retry loops (the API client's, the launch's and
+# the runner's): about 170 s before the clear error
+FULL_ONLY = {"test_credential_failures_exit_4_with_one_message_and_no_record[azureml-region]",
+             "test_credential_failures_exit_4_with_one_message_and_no_record[lambda_cloud-region]"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

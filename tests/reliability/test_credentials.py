@@ -14,12 +14,18 @@ from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 
 HINTS = {  # what each failure must tell the user to do, per backend
     "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
-                "azureml": "az login"},
-    "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login"},
-    "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist"},
-    # Azure ML has one ARM endpoint for every region; its message names what could not be reached
-    "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML"},
+                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY"},
+    "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
+            "lambda_cloud": "set LAMBDA_API_KEY"},
+    "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
+            "lambda_cloud": "payment method"},
+    # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
+    "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
+               "lambda_cloud": "cannot reach Lambda Cloud"},
 }
+# Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
+# is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
+EXIT = {("403", "lambda_cloud"): 1}
 
 
 def _closed_port() -> int:
@@ -35,6 +41,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             env.pop(key, None)
         return env
+    if cloud.name == "lambda_cloud":  # LAMBDA_API_KEY unset, no api_key in config.toml
+        return {}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}
@@ -59,14 +67,15 @@ def test_credential_failures_exit_4_with_one_message_and_no_record(failure: str,
         # Azure ML: the workspace's region is behind the one ARM endpoint (its data plane URLs come from it)
         config = cloud.config.replace(f'api_endpoint = "{cloud.proxy.endpoint}"', f'api_endpoint = "{closed}"')
         closed_tls = closed.replace("http:", "https:")
-        config = config.replace(f'endpoint = "{cloud.proxy.endpoint}"', f'endpoint = "{closed_tls}"')
+        config = config.replace(f'\nendpoint = "{cloud.proxy.endpoint}"', f'\nendpoint = "{closed_tls}"')
+        config = config.replace(f'\napi_url = "{cloud.proxy.endpoint}', f'\napi_url = "{closed}')
         (launch_home / "config.toml").write_text(config)
     else:
         cloud.proxy.fail_next(".", failure, times=1000)
     result = run_launch(["run", str(cloud_spec), "--backend", cloud.name], launch_env(launch_home, extra))
     cloud.proxy.reset()
 
-    assert result.returncode == 4, (result.returncode, result.stderr)
+    assert result.returncode == EXIT.get((failure, cloud.name), 4), (result.returncode, result.stderr)
     assert TRACEBACK not in result.stderr and result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr

@@ -57,7 +57,7 @@ def test_canary_secret_never_leaves_the_job_on_a_cloud(cloud: Cloud, cloud_spec:
     cloud_spec.write_text(cloud.spec_text + f"secrets: [{CANARY_NAME}]\n")
     env = launch_env(launch_home, {**cloud.env, CANARY_NAME: CANARY})
     _check(launch_home, cloud_spec, cloud.name, env)
-    assert CANARY in cloud.received(), "the secret never reached the provider's job: the test proved nothing"
+    assert cloud.got_secret(CANARY), "the secret never reached the provider's job: the test proved nothing"
 
 
 def test_canary_secret_never_leaves_a_local_job(launch_home: Path, tmp_path: Path):
