@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,7 @@ def measure(quick: bool) -> Section:
                 finally:
                     fake.terminate_all()
                     subprocess.run(["ssh", *plain.ssh("-O", "exit", f"{srv.user}@127.0.0.1")], capture_output=True)
+                    shutil.rmtree(plain.control_dir, ignore_errors=True)
                 store.close()
                 launches = sum(1 for c in fake.calls if c[1].endswith("/launch"))
                 problems = list(fake.violations)
