@@ -47,7 +47,7 @@ SMI = "#!/bin/sh\nfor i in 0 1 2 3 4 5 6 7; do echo \"GPU $i: NVIDIA H100 80GB H
 class Plain:
     """The script-equivalent, paced as Lambda asks (one request per REQUEST_S, one launch per LAUNCH_S)."""
 
-    def __init__(self, base_url: str, srv: Any) -> None:
+    def __init__(self, base_url: str, srv: Any, scratch: Path) -> None:
         import requests
 
         self.base_url = base_url
@@ -55,7 +55,8 @@ class Plain:
         self.http = requests.Session()
         self.http.headers.update({"Authorization": f"Bearer {KEY}", "Accept": "application/json"})
         self.last = self.last_launch = 0.0
-        self.control_dir = tempfile.mkdtemp(prefix="bench-cm-", dir="/tmp")
+        self.control_dir = tempfile.mkdtemp(prefix="bench-cm-", dir="/tmp")  # short: a socket path's limit
+        self.scratch = scratch
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         now = time.monotonic()
@@ -82,7 +83,7 @@ class Plain:
         body = request.payload["launch"][0]
         files = []
         for upload in request.uploads:
-            local = Path(tempfile.mkdtemp()) / Path(upload.destination).name
+            local = Path(tempfile.mkdtemp(dir=self.scratch)) / Path(upload.destination).name
             if upload.content is not None:
                 local.write_text(upload.content)
             else:
@@ -147,7 +148,7 @@ def measure(quick: bool) -> Section:
 
                 config.load.cache_clear()
                 store = Store.open(config.ensure_home())
-                plain = Plain(fake.base_url, srv)
+                plain = Plain(fake.base_url, srv, tmp)
 
                 def ours() -> Callable[[], None]:
                     fake.terminate_all()
