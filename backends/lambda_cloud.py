@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import time
@@ -257,8 +258,11 @@ class LambdaCloudBackend:
                 for rank, body in enumerate(payload["launch"]):
                     if rank not in launched:
                         full = {"region_name": region, "instance_type_name": type_name, **body}
-                        launched[rank] = with_retries(lambda full=full, rank=rank: self._launch_one(job_id, rank, full),
-                                                      f"launching node {rank}")
+                        attempt = itertools.count()
+                        launched[rank] = with_retries(
+                            lambda full=full, rank=rank, attempt=attempt: self._launch_one(
+                                job_id, rank, full, retried=next(attempt) > 0),
+                            f"launching node {rank}")
                         out.append(launched[rank])
                 out[:] = [launched[r] for r in sorted(launched)]
                 return
@@ -272,9 +276,10 @@ class LambdaCloudBackend:
         raise CapacityError("Lambda Cloud has no capacity for this job; tried " + ", ".join(tried),
                             "add regions (backends.lambda_cloud.regions), allow other instance types, or retry later")
 
-    def _launch_one(self, job_id: str, rank: int, body: dict[str, Any]) -> dict[str, Any]:
-        """Launch unless an instance for this node exists (the answer to an earlier try was lost)."""
-        for instance in self._tagged(job_id):
+    def _launch_one(self, job_id: str, rank: int, body: dict[str, Any], *, retried: bool) -> dict[str, Any]:
+        """Launch; a retry first looks for the instance an earlier try may have launched (its answer
+        lost). The first try needs no look: `_launch_all` has just listed the job's instances."""
+        for instance in self._tagged(job_id) if retried else ():
             if inst.tag(instance, inst.RANK_TAG) == str(rank):
                 return instance
         ids = self.api.launch(body)
