@@ -203,7 +203,7 @@ def _lambda_cloud() -> Iterator[Cloud]:
             def finish() -> None:
                 """Wait for the nodes to give their instances back (their jobs end in a moment), then
                 terminate what is left (a launch whose job never started); the API was used as specified."""
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 3
                 while lam.live() and time.monotonic() < deadline:
                     time.sleep(0.2)
                 lam.terminate_all()

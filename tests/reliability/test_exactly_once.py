@@ -4,7 +4,7 @@ lost answers and answers held past their time. Afterwards every job exists exact
 provider, the store matches the provider one to one (after `launch list --sync`), and every call
 printed its job id or one clear error.
 
-CI runs a few submissions per backend; LAUNCH_RELIABILITY_FULL=1 runs 100 per backend (200 in all).
+CI runs a few submissions per backend; LAUNCH_RELIABILITY_FULL=1 runs 100 per backend (400 in all).
 LAUNCH_RELIABILITY_REPORT=FILE appends the figures as JSON lines (RELIABILITY.md quotes them).
 """
 
