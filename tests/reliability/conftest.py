@@ -116,8 +116,9 @@ def _vertex() -> Iterator[Cloud]:
                     create_request=r"^POST \S*/customJobs(\?\S*)? ", got_secret=_sent_in(lambda: gcp.created_bodies))
 
 
-# azure-storage-blob's own ExponentialRetry waits 15 s, 18 s, 24 s, ... before retrying a faulted blob
-# request (the code upload): CI faults Azure's ARM requests only; the full run faults the uploads too
+# azure-storage-blob's own ExponentialRetry waits 15 s, 18 s, 24 s, 42 s, ... before retrying a faulted blob
+# request (the code upload): with the uploads faulted too, one `launch run` outlasted the harness's 180 s
+# (RELIABILITY.md, open points). The random faults hit Azure's ARM requests only.
 ARM_ONLY = r"^\S+ /subscriptions/"
 
 
@@ -149,7 +150,7 @@ def _azureml() -> Iterator[Cloud]:
                     f"backends:\n  azureml:\n    workspace_name: {azure.workspace}\n    compute: gpu-cluster\n")
             yield Cloud("azureml", azure, proxy, env, config, spec, jobs, reset,
                         create_request=r"^PUT \S*/jobs/[^/?\s]+(\?\S*)? ", got_secret=_sent_in(lambda: azure.job_puts),
-                        fault_only=None if FULL else ARM_ONLY)
+                        fault_only=ARM_ONLY)
 
 
 LAMBDA_KEY = "reliability-lambda-key-0123"
