@@ -280,7 +280,12 @@ def _credential() -> Any:
         return StaticToken(token)
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential()
+    try:
+        return DefaultAzureCredential()
+    except ValueError as exc:  # e.g. AZURE_CLIENT_ID set but empty
+        raise BackendUnreachable(f"the Azure credential settings are not usable: {exc}",
+                                 "check the AZURE_* variables (an empty one counts as set), or use `az login`") \
+            from None
 
 
 class StaticToken:
@@ -475,9 +480,24 @@ def _azure_error(exc: Exception) -> LaunchError | None:
                                 "check backends.azureml.subscription_id, resource_group and workspace_name")
         return BackendError(f"Azure ML refused the request: {message}")
     if isinstance(exc, (aexc.ServiceRequestError, aexc.ServiceResponseError)) or \
-            type(exc).__module__.startswith(("requests", "urllib3")):
-        return TransientBackendError(f"could not reach Azure ML: {message}")
+            type(exc).__module__.startswith(("requests", "urllib3")) or _dropped_connection(exc):
+        return TransientBackendError(f"could not reach Azure ML: {message}",
+                                     "check backends.azureml.endpoint and your network")
     return BackendError(f"Azure ML: {message}")
+
+
+def _dropped_connection(exc: BaseException) -> bool:
+    """The SDK wraps a connection dropped during the code upload in its own AssetException;
+    what it wraps (or its text) says it is worth a retry."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if type(seen).__module__.startswith(("requests", "urllib3", "http.client")) or \
+                isinstance(seen, (ConnectionError, TimeoutError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Connection aborted" in str(exc) or "Connection reset" in str(exc)
 
 
 # refusals for want of quota or machines (ARM and Azure ML codes): nothing was created

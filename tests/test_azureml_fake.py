@@ -266,3 +266,22 @@ def test_a_quota_refusal_is_a_capacity_error_and_creates_nothing(azure, tmp_path
     with pytest.raises(CapacityError) as err:  # the one error `--backend azureml,vertex` fails over on
         submitted(azure, tmp_path)
     assert "quota" in err.value.message.lower() and azure.jobs == {}
+
+
+def test_a_connection_dropped_inside_an_sdk_asset_error_is_transient():
+    """azure-ai-ml wraps a connection dropped during the code upload in its AssetException; the
+    runner must retry it, not report a refusal (found by the reliability harness)."""
+    from azure.ai.ml.exceptions import AssetException, ErrorCategory, ErrorTarget
+
+    from backends.azureml import _azure_error
+
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError as inner:
+            raise AssetException(message=f"Error with code: ('Connection aborted.', {inner!r})",
+                                 no_personal_data_message="upload failed", target=ErrorTarget.ASSET,
+                                 error_category=ErrorCategory.SYSTEM_ERROR) from inner
+    except AssetException as exc:
+        assert isinstance(_azure_error(exc), TransientBackendError)
+
