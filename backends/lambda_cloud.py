@@ -448,12 +448,30 @@ class LambdaCloudBackend:
         yield from self._summaries(self.api.instances())
 
     def find(self, idempotency_key: str) -> Summary | None:
+        """The job carrying this key. Instances launched for it whose job never started (the
+        submitter died between launch and start) are given back, not adopted: nobody could follow
+        such a job and it would bill until cancelled; the caller then submits afresh."""
         wanted = inst.tag_value(idempotency_key)
-        for summary in self._summaries([i for i in self.api.instances() if inst.tag(i, inst.KEY_TAG) == wanted]):
+        keyed = [i for i in self.api.instances() if inst.tag(i, inst.KEY_TAG) == wanted]
+        candidates = []
+        for summary in self._summaries(keyed, unstarted=True):
+            if summary.handle.data.get("ssh") is None and not summary.status.state.is_terminal:
+                logs.get().warning("job %s: its instances were launched but the job never started; "
+                                   "terminating them", summary.handle.job_id)
+                self._terminate([i["id"] for i in summary.handle.data["instances"]])
+            else:
+                candidates.append(summary)
+        # a job that ran (an exit code, cancelled, or still going) before one given back unstarted
+        ran = [c for c in candidates if not c.status.state.is_terminal or c.status.exit_code is not None
+               or c.status.state is JobState.CANCELLED]
+        for summary in (ran or candidates)[:1]:
             return Summary(summary.handle, summary.name, summary.status, summary.created_at, idempotency_key)
         return None
 
-    def _summaries(self, instances: list[dict[str, Any]]) -> Iterator[Summary]:
+    def _summaries(self, instances: list[dict[str, Any]], *, unstarted: bool = False) -> Iterator[Summary]:
+        """A summary per job. Unfinished jobs with no start record on node 0 (booting, or launched by a
+        submit that died) are left out unless `unstarted`: `list --sync` must not record a job nobody
+        can follow; the submit still in flight records its own."""
         jobs: dict[str, list[dict[str, Any]]] = {}
         for instance in instances:
             job_id = inst.tag(instance, inst.JOB_TAG)
@@ -468,6 +486,8 @@ class LambdaCloudBackend:
                 JobState.STARTING if "booting" in states else JobState.RUNNING, ",".join(sorted(states)))
             state = status.state
             ssh_data = self._remote_handle(job_id, described[0]) if state is JobState.RUNNING else None
+            if not state.is_terminal and ssh_data is None and not unstarted:
+                continue
             handle = Handle(self.name, job_id, {"instances": described, "ssh": ssh_data,
                                                 "keep_instances": self.settings["keep_instances"]})
             yield Summary(handle, job_id.rsplit("-", 3)[0], status,

@@ -49,7 +49,16 @@ class Cloud:
     got_secret: Callable[[str], bool]  # did the provider's job get this value (the secrets canary's proof)
     finish: Callable[[], None] = lambda: None  # after each test: give back what the test left at the provider
     fault_only: str | None = None  # FaultProxy `only` pattern for the random faults (None: every request)
+    # the jobs that ran (default: every provider job). Differs where a create is several steps: Lambda's
+    # instances launched for a job that never started are given back and are no run
+    ran_jobs: Callable[[], list[str]] | None = None
+    # a kill right after the create request leaves machines but no started job (Lambda): a re-run with
+    # the key gives them back and starts the job afresh instead of adopting a job nobody can follow
+    create_is_not_start: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def runs(self) -> list[str]:
+        return (self.ran_jobs or self.provider_jobs)()
 
     def duplicates(self) -> dict[str, int]:
         return {job: n for job, n in Counter(self.provider_jobs()).items() if n > 1}
@@ -196,6 +205,11 @@ def _lambda_cloud() -> Iterator[Cloud]:
                 given_back = {inst.tag(i, inst.JOB_TAG) or "" for i in first if not started(i)} - set(ran)
                 return ran + sorted(given_back)
 
+            def ran() -> list[str]:
+                with lam._lock:
+                    return [inst.tag(i, inst.JOB_TAG) or "" for i in lam._listed()
+                            if inst.tag(i, inst.RANK_TAG) == "0" and started(i)]
+
             def reset() -> None:
                 lam.terminate_all()
                 lam.reset()
@@ -221,7 +235,7 @@ def _lambda_cloud() -> Iterator[Cloud]:
                     "backends:\n  lambda_cloud:\n    ssh_key_name: test-key\n")
             yield Cloud("lambda_cloud", lam, proxy, {"LAMBDA_API_KEY": LAMBDA_KEY}, config, spec, jobs, reset,
                         create_request=r"^POST \S*/instance-operations/launch ", got_secret=got_secret,
-                        finish=finish)
+                        finish=finish, ran_jobs=ran, create_is_not_start=True)
 
 
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
