@@ -592,9 +592,6 @@ def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_
     from launcher.spec import load_spec
 
     spec = load_spec(spec_file, overrides)
-    if names:
-        for name in names:
-            planner.failover_order(name)
     rows = planner.plan(spec, list(names) or None, live=not no_live)
     if output == "json":
         _print_json([row.to_json() for row in rows])

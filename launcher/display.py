@@ -24,11 +24,7 @@ def table(records: list[Any]) -> str:
     for r in records:
         message = (r.message or "").splitlines()[0][:60] if r.message else ""
         rows.append((r.id, r.backend, r.state.value, age(r.created_at, now), message))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
-        for row in rows
-    ).rstrip()
+    return columns(rows)
 
 
 def describe(record: Any) -> str:

@@ -9,6 +9,7 @@ when that backend is configured (a key is set), so `plan` stays a local command.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -63,36 +64,36 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
     try:
         backend_class = registry.backend_class(name)
     except LaunchError as exc:
-        return _replace(base, reason=exc.message)
+        return dataclasses.replace(base, reason=exc.message)
     settings = {**config.backend_settings(name), **(spec.backends.get(name) or {})}
     configured, detail = _readiness(backend_class, settings)
-    base = _replace(base, configured=configured, config_detail=detail)
+    base = dataclasses.replace(base, configured=configured, config_detail=detail)
     if nodes > 1 and not backend_class.capabilities.multi_node:
-        return _replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
+        return dataclasses.replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
     in_catalog = any(o.backend == name for o in catalog.offers())
     if not in_catalog:
-        return _replace(base, fits=True, reason="runs on machines you provide; no catalog price")
+        return dataclasses.replace(base, fits=True, reason="runs on machines you provide; no catalog price")
     offer, why_not = _offer(name, spec, settings)
     if offer is None:
         if not accel.is_gpu and why_not is None:
-            return _replace(base, fits=True, instance_type="(backend default CPU machine)",
+            return dataclasses.replace(base, fits=True, instance_type="(backend default CPU machine)",
                             reason="CPU-only; no CPU prices in the catalog")
-        return _replace(base, reason=why_not or "no instance type fits")
+        return dataclasses.replace(base, reason=why_not or "no instance type fits")
     price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
     hourly = None if price is None else price * nodes
     hours = spec.max_runtime / 3600 if spec.max_runtime else None
-    row = _replace(base, fits=True, instance_type=offer.instance_type, ondemand_usd_hr=offer.ondemand_usd_hr,
+    row = dataclasses.replace(base, fits=True, instance_type=offer.instance_type, ondemand_usd_hr=offer.ondemand_usd_hr,
                    spot_usd_hr=offer.spot_usd_hr, hourly_usd=hourly, price_as_of=offer.as_of,
                    est_cost_usd=None if hourly is None or hours is None else round(hourly * hours, 2),
                    reason="" if price is not None else "no price in the catalog")
     if spec.spot and offer.spot_usd_hr is None and offer.ondemand_usd_hr is not None:
-        row = _replace(row, reason="no spot price in the catalog; on-demand price shown")
+        row = dataclasses.replace(row, reason="no spot price in the catalog; on-demand price shown")
     if configured:
         refusal = _render_refusal(name, spec)
         if refusal:
-            return _replace(row, fits=False, reason=refusal)
+            return dataclasses.replace(row, fits=False, reason=refusal)
         if live:
-            row = _replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
+            row = dataclasses.replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
     return row
 
 
@@ -103,20 +104,13 @@ def _render_refusal(name: str, spec: Any) -> str | None:
     from launcher.errors import SpecError
 
     try:
-        backend = runner.backend_for(name, spec.backends.get(name, {}), origin="the spec")
-        backend.render(spec.with_backend_settings(name, backend.settings if hasattr(backend, "settings") else {}),
-                       "plan-check", None, {n: runner.MASK for n in spec.secrets})
+        backend, effective = runner.backend_and_spec(name, spec, origin="the spec")
+        backend.render(effective, "plan-check", None, {n: runner.MASK for n in spec.secrets})
     except SpecError as exc:
         return "; ".join(p.message for p in exc.problems)
     except LaunchError as exc:
         return exc.message
     return None
-
-
-def _replace(row: PlanRow, **changes: Any) -> PlanRow:
-    import dataclasses
-
-    return dataclasses.replace(row, **changes)
 
 
 def _readiness(backend_class: Any, settings: Mapping[str, Any]) -> tuple[bool, str]:

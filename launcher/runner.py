@@ -82,6 +82,14 @@ def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: 
     return registry.create(name, settings)
 
 
+def backend_and_spec(name: str, user_spec: Any, origin: str) -> tuple[Any, Any]:
+    """The backend for `name` and the spec as its render sees it: `backends.<name>` holding the
+    effective settings (config < spec), checked."""
+    settings = user_spec.backends.get(name, {})
+    backend = backend_for(name, settings, origin=origin)
+    return backend, user_spec.with_backend_settings(name, {**config.backend_settings(name), **settings})
+
+
 def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
     """Secret values from the submitter's environment; masked ones for dry runs."""
     missing = [n for n in names if n not in os.environ]
@@ -101,14 +109,12 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
 
     backend_class = registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
     user_spec = load_spec(spec_file, overrides, params)
-    settings = user_spec.backends.get(backend_name, {})
-    backend = backend_for(backend_name, settings, origin=spec_file)
+    backend, spec = backend_and_spec(backend_name, user_spec, origin=spec_file)
     _check_capabilities(backend_class, user_spec)
     elsewhere = sorted(set(user_spec.backends) - {backend_name})
     if elsewhere and backend_name not in user_spec.backends:
         logs.get().warning("this spec has settings for %s but runs on %s (use --backend %s?)",
                            ", ".join(elsewhere), backend_name, elsewhere[0])
-    spec = user_spec.with_backend_settings(backend_name, {**config.backend_settings(backend_name), **settings})
     bundle = None
     if spec.code:
         from launcher.bundle import pack
@@ -273,12 +279,7 @@ def _settle_abandoned(store: Store, record: JobRecord, backend: Any, backend_nam
         return None
     if found.handle.job_id != record.id:  # created under another id (another machine's run)
         store.delete(record.id)
-        return _adopt(store, found, backend_name, record.spec, backend, idempotency_key)
-    store.set_handle(record.id, dataclasses.replace(found.handle, fast_status=backend.capabilities.fast_status))
-    store.set_status(record.id, found.status)
-    logs.get().warning("job %s already exists at %s for this idempotency key; not submitting again",
-                       record.id, backend_name)
-    return store.get(record.id) or record
+    return _adopt(store, found, backend_name, record.spec, backend, idempotency_key)
 
 
 IDEMPOTENCY_WINDOW_S = 14 * 86400
@@ -296,11 +297,16 @@ def find_at_provider(backend: Any, idempotency_key: str) -> Summary | None:
 
 def _record_found(store: Store, summary: Summary, backend_name: str, *, spec: dict[str, Any],
                   idempotency_key: str | None, fast_status: bool) -> JobRecord:
-    """Put a job the provider has (and the store lacks) into the store, state, exit code and
-    times included; one already there is returned as it is."""
+    """Put a job the provider has into the store, state, exit code and times included. One the
+    store holds without a handle (its submit never heard back) gets the provider's handle and
+    state; one already complete is returned as it is."""
     handle = dataclasses.replace(summary.handle, fast_status=fast_status)
     known = store.get(handle.job_id)
     if known is not None:
+        if known.handle is None:
+            store.set_handle(known.id, handle)
+            store.set_status(known.id, summary.status)
+            return store.get(known.id) or known
         return known
     now = time.time()
     record = store.reserve(JobRecord(
@@ -525,9 +531,11 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
                 _record_found(store, summary, name, spec={}, idempotency_key=summary.idempotency_key,
                               fast_status=fast)
                 report.added += 1
-            elif known.handle is None or known.state != summary.status.state:
-                if known.handle is None:
-                    store.set_handle(job_id, dataclasses.replace(summary.handle, fast_status=fast))
+            elif known.handle is None:
+                _record_found(store, summary, name, spec=known.spec, idempotency_key=known.idempotency_key,
+                              fast_status=fast)
+                report.updated += 1
+            elif known.state != summary.status.state:
                 store.set_status(job_id, summary.status)
                 report.updated += 1
     return report
