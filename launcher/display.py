@@ -73,7 +73,7 @@ def plan_table(rows: list[Any], spec: Any) -> str:
             out.append((row.backend, "-", "-", "-", "-", "yes" if row.configured else "no",
                         f"cannot run: {row.reason}"))
             continue
-        instance = row.instance_type or "-"
+        instance = row.instance_type or "(your machines)"
         if row.nodes > 1:
             instance += f" x {row.nodes}"
         notes = [row.reason] if row.reason else []
