@@ -5,17 +5,25 @@ bytes. The same tree must always give byte-identical bytes, so that an
 unchanged re-submit finds the bundle already uploaded and sends nothing; that
 is why every piece of metadata that varies between checkouts (mtimes, owners,
 umask, gzip timestamps, directory order) is pinned or dropped here.
+
+The local cache only has to hold a bundle until its job is submitted, so it is
+pruned by age and total size. A process keeps a shared lock (flock) on every
+bundle it packed until it exits; pruning takes an exclusive lock first, so it
+never removes a bundle that another `launch` is still uploading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
+import re
 import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,6 +32,11 @@ from launcher.errors import BundleError
 
 DEFAULT_WARN_BYTES = 100 * 1024 * 1024
 LAUNCHIGNORE = ".launchignore"
+GITIGNORE = ".gitignore"
+# [bundles] in config.toml: how long an unused bundle stays cached, and the cache's size cap.
+DEFAULT_MAX_AGE = "7d"
+DEFAULT_MAX_SIZE_MB = 1024
+CONFIG_KEYS = ("max_age", "max_size_mb")
 
 # `tar czf` uses gzip's default level; higher levels cost far more time than
 # they save in upload for source trees.
@@ -31,6 +44,13 @@ _COMPRESSLEVEL = 6
 _COPY_CHUNK = 1024 * 1024
 # Variables that would point git at some other repository than code_dir's.
 _GIT_ENV_OVERRIDES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_PREFIX")
+_BUNDLE_NAME = re.compile(r"[0-9a-f]{64}\.tar\.gz")
+_PARTIAL_PREFIX, _PARTIAL_SUFFIX = ".bundle-", ".partial"
+# A partial file is locked right after it is created; this covers that instant (and nothing
+# legitimate stays unlocked this long), so only the leftovers of killed packs are removed.
+_PARTIAL_GRACE_S = 3600.0
+# Shared locks this process holds on the bundles it packed, by path: released at exit.
+_HELD: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -48,8 +68,10 @@ def list_files(code_dir: Path) -> list[str]:
 
     Inside a git work tree git decides, so the bundle matches what the user
     sees as "the project" (.gitignore honoured, new untracked files included);
-    elsewhere the tree is walked. `.launchignore` then trims either list, and
-    is itself kept so the remote side can see what was left out.
+    elsewhere the tree is walked with the same .gitignore rules (a copied or
+    downloaded project still has a `.venv/` nobody wants shipped).
+    `.launchignore` then trims either list, and is itself kept so the remote
+    side can see what was left out.
     """
     root = _check_code_dir(code_dir)
     spec = _load_launchignore(root)
@@ -64,7 +86,7 @@ def list_files(code_dir: Path) -> list[str]:
 
 
 def pack(
-    code_dir: Path, cache_dir: Path, *, warn_bytes: int = DEFAULT_WARN_BYTES
+    code_dir: Path, cache_dir: Path, *, warn_bytes: int = DEFAULT_WARN_BYTES, store: bool = True
 ) -> tuple[Bundle, list[str]]:
     """Pack code_dir into `cache_dir/<digest>.tar.gz`; return it and warnings.
 
@@ -72,61 +94,239 @@ def pack(
     flat however large the tree is. Everything unsafe to ship (symlinks out of
     the tree, unreadable or special files) is refused before any bytes are
     written, so a failure never leaves half a bundle behind.
+
+    With `store=False` (a dry run) the same bytes are hashed and counted but
+    written nowhere: the Bundle names the path it would have, which does not
+    exist. A stored bundle stays locked against `prune` until this process exits.
     """
     root = _check_code_dir(code_dir)
     cache = Path(cache_dir)
-    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths = _without_cache(list_files(root), root, cache)
     entries = [_entry(root, rel) for rel in paths]
+    if not store:
+        sink = _HashingWriter(None)
+        _write_tar(sink, entries)
+        final = cache / f"{sink.hash.hexdigest()}.tar.gz"
+    else:
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=_PARTIAL_PREFIX, suffix=_PARTIAL_SUFFIX, dir=cache)
+        tmp = Path(tmp_name)
+        held = -1
+        try:
+            held = os.dup(fd)  # the lock lives on while `held` is open, after the writer closes fd
+            _lock(held, exclusive=False)
+            with open(fd, "wb", buffering=_COPY_CHUNK) as raw:
+                sink = _HashingWriter(raw)
+                _write_tar(sink, entries)
+            final = cache / f"{sink.hash.hexdigest()}.tar.gz"
+            held = _publish(tmp, final, held)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            if held >= 0:
+                os.close(held)
+            raise
+        previous = _HELD.pop(str(final), None)
+        _HELD[str(final)] = held
+        if previous is not None:
+            os.close(previous)
 
-    fd, tmp_name = tempfile.mkstemp(prefix=".bundle-", suffix=".partial", dir=cache)
-    tmp = Path(tmp_name)
-    try:
-        with open(fd, "wb", buffering=_COPY_CHUNK) as raw:
-            sink = _HashingWriter(raw)
-            with (
-                gzip.GzipFile(
-                    fileobj=sink,
-                    mode="wb",
-                    mtime=0,
-                    filename="",
-                    compresslevel=_COMPRESSLEVEL,
-                ) as gz,
-                tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-            ):
-                for info, full in entries:
-                    _add(tar, info, full)
-        digest = sink.hash.hexdigest()
-        final = cache / f"{digest}.tar.gz"
-        if final.exists():
-            tmp.unlink()
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-    bundle = Bundle(path=final, digest=digest, size=sink.size, file_count=len(entries))
+    bundle = Bundle(path=final, digest=sink.hash.hexdigest(), size=sink.size, file_count=len(entries))
     return bundle, _warnings(root, bundle, entries, warn_bytes)
+
+
+def _write_tar(sink: _HashingWriter, entries: list[tuple[tarfile.TarInfo, Path | None]]) -> None:
+    with (
+        gzip.GzipFile(
+            fileobj=sink,  # type: ignore[arg-type]
+            mode="wb",
+            mtime=0,
+            filename="",
+            compresslevel=_COMPRESSLEVEL,
+        ) as gz,
+        tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for info, full in entries:
+            _add(tar, info, full)
+
+
+def _publish(tmp: Path, final: Path, held: int) -> int:
+    """Give the locked temp file its content name and return the fd that holds the lock on
+    whatever file now has that name.
+
+    A hard link never replaces an existing bundle: when one is there (the same tree packed
+    before, or by a concurrent `launch`), it is reused and locked instead, and if a prune
+    removed it between the two steps, linking is tried again.
+    """
+    while True:
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            existing = _lock_existing(final)
+            if existing is None:
+                continue  # pruned in between: link ours
+            os.close(held)
+            tmp.unlink()
+            with contextlib.suppress(OSError):
+                os.utime(final)  # its age counts from its last use
+            return existing
+        except OSError:  # a file system without hard links
+            os.replace(tmp, final)
+            return held
+        tmp.unlink()
+        return held
+
+
+def _lock_existing(path: Path) -> int | None:
+    """An fd holding a shared lock on the file at path, or None when path is gone (or was
+    replaced) by the time the lock is held."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        _lock(fd, exclusive=False)
+        if _same_file(fd, path):
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
+
+
+def _lock(fd: int, *, exclusive: bool) -> bool:
+    """flock fd; an exclusive lock is only tried (False when someone holds one), a shared one
+    waits (a prune holds its exclusive lock only while it unlinks). Where the file system has
+    no locks, a shared lock is skipped and an exclusive one is refused, so nothing is pruned."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX | fcntl.LOCK_NB) if exclusive else fcntl.LOCK_SH)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return not exclusive
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (named.st_dev, named.st_ino)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much the bundle cache keeps: bundles unused for longer than max_age_s go, then the
+    oldest ones until the rest fit in max_bytes."""
+
+    max_age_s: float
+    max_bytes: int
+
+
+def configured_limits() -> Limits:
+    """[bundles] max_age and max_size_mb from config.toml, else the defaults."""
+    from launcher import config, durations
+    from launcher.errors import UsageError
+
+    section = config.load().get("bundles", {})
+    where = config.config_path()
+    if not isinstance(section, dict):
+        raise UsageError(f"{where}: `bundles` must be a table: [bundles]")
+    unknown = sorted(set(section) - set(CONFIG_KEYS))
+    if unknown:
+        raise UsageError(f"{where}: [bundles] has no setting {unknown[0]!r}",
+                         f"the settings are {', '.join(CONFIG_KEYS)}")
+    try:
+        max_age = durations.parse_seconds(section.get("max_age", DEFAULT_MAX_AGE))
+    except ValueError as exc:
+        raise UsageError(f"{where}: [bundles] max_age: {exc}", 'write e.g. max_age = "7d"') from None
+    size_mb = section.get("max_size_mb", DEFAULT_MAX_SIZE_MB)
+    if isinstance(size_mb, bool) or not isinstance(size_mb, (int, float)) or not 0 <= size_mb < 2**40:
+        raise UsageError(f"{where}: [bundles] max_size_mb must be a number of megabytes (0 or more), "
+                         f"got {size_mb!r}", f"write e.g. max_size_mb = {DEFAULT_MAX_SIZE_MB}")
+    return Limits(max_age_s=max_age, max_bytes=int(size_mb * 1024 * 1024))
+
+
+def prune(cache_dir: Path, limits: Limits | None = None, *, now: float | None = None) -> list[Path]:
+    """Remove cached bundles past the limits (default: config.toml's), oldest first, and the
+    leftovers of packs that were killed; return what was removed.
+
+    A bundle some process holds (being packed, or packed for a submit still running) is
+    kept whatever its age: its size still counts, so older unused ones go in its place.
+    """
+    limits = limits or configured_limits()
+    now = time.time() if now is None else now
+    bundles: list[tuple[float, int, Path]] = []
+    removed: list[Path] = []
+    try:
+        with os.scandir(cache_dir) as it:
+            found = list(it)
+    except FileNotFoundError:
+        return removed
+    for entry in found:
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            continue
+        path = Path(entry.path)
+        if _BUNDLE_NAME.fullmatch(entry.name):
+            bundles.append((info.st_mtime, info.st_size, path))
+        elif (entry.name.startswith(_PARTIAL_PREFIX) and entry.name.endswith(_PARTIAL_SUFFIX)
+              and now - info.st_mtime > _PARTIAL_GRACE_S and _remove_unused(path)):
+            removed.append(path)
+    kept_bytes = 0
+    for mtime, size, path in sorted(bundles, key=lambda b: (-b[0], b[2].name)):  # newest first
+        if now - mtime <= limits.max_age_s and kept_bytes + size <= limits.max_bytes:
+            kept_bytes += size
+        elif _remove_unused(path):
+            removed.append(path)
+        else:
+            kept_bytes += size
+    return removed
+
+
+def _remove_unused(path: Path) -> bool:
+    """Unlink path unless a process holds a lock on it; True when it was removed."""
+    try:
+        fd = os.open(path, os.O_RDWR)  # write access: NFS emulates flock with fcntl locks
+    except OSError:
+        return False
+    try:
+        if not _lock(fd, exclusive=True) or not _same_file(fd, path):
+            return False
+        path.unlink()
+        return True
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class _HashingWriter:
     """File-like sink that hashes and counts what gzip writes through it."""
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
+    def __init__(self, raw: BinaryIO | None) -> None:
+        self._raw = raw  # None: only hash and count (a dry run stores nothing)
         self.hash = hashlib.sha256()
         self.size = 0
 
     def write(self, data: Any) -> int:
-        self._raw.write(data)
+        if self._raw is not None:
+            self._raw.write(data)
         self.hash.update(data)
         n = len(data)
         self.size += n
         return n
 
     def flush(self) -> None:
-        self._raw.flush()
+        if self._raw is not None:
+            self._raw.flush()
 
 
 def _check_code_dir(code_dir: Path) -> Path:
@@ -146,8 +346,13 @@ def _check_code_dir(code_dir: Path) -> Path:
 
 
 def _load_launchignore(root: Path) -> Any:
-    """The .launchignore spec, or None; pathspec is imported only when packing."""
-    ignore_file = root / LAUNCHIGNORE
+    """The .launchignore spec, or None."""
+    return _ignore_spec(root / LAUNCHIGNORE)
+
+
+def _ignore_spec(ignore_file: Path) -> Any:
+    """A gitignore-syntax file as a spec, or None when there is no such file; pathspec is
+    imported only when packing."""
     if not ignore_file.is_file():
         return None
     from pathspec import GitIgnoreSpec
@@ -198,37 +403,63 @@ def _git_files(root: Path) -> list[str] | None:
     return paths
 
 
-def _walk(root: Path, spec: Any) -> list[str]:
-    """Every non-directory under root, never descending into symlinked dirs.
+# The .gitignore files that apply in a directory: (the directory they sit in, their spec),
+# outermost first.
+_GitRules = tuple[tuple[str, Any], ...]
 
-    Ignored directories are pruned unseen (a stray virtualenv can hold tens of
-    thousands of files), but only when the spec has no `!` patterns: pathspec
-    lets those re-include files under an ignored directory, and pruning would
-    then disagree with the git path, which filters file by file.
+
+def _walk(root: Path, spec: Any) -> list[str]:
+    """Every non-directory under root that git would not ignore, never descending into
+    symlinked dirs.
+
+    Each directory's .gitignore applies below it, a deeper one overriding a shallower one,
+    and a directory git ignores is not entered (as in git, nothing under it can be brought
+    back). Directories the .launchignore spec ignores are pruned unseen too (a stray
+    virtualenv can hold tens of thousands of files), but only when that spec has no `!`
+    patterns: pathspec lets those re-include files under an ignored directory, and pruning
+    would then disagree with the git path, which filters file by file.
     """
     prune = spec is not None and all(p.include is not False for p in spec.patterns)
     found: list[str] = []
-    pending = [""]
+    pending: list[tuple[str, _GitRules]] = [("", ())]
     while pending:
-        rel_dir = pending.pop()
+        rel_dir, rules = pending.pop()
+        here = root / rel_dir if rel_dir else root
         try:
-            with os.scandir(root / rel_dir if rel_dir else root) as it:
+            with os.scandir(here) as it:
                 children = list(it)
         except OSError as exc:
             raise BundleError(
-                f"cannot read directory {root / rel_dir}: {exc.strerror or exc}",
+                f"cannot read directory {here}: {exc.strerror or exc}",
                 hint=f"fix its permissions or list it in {LAUNCHIGNORE}",
             ) from exc
+        own = _ignore_spec(here / GITIGNORE)
+        if own is not None:
+            rules = (*rules, (rel_dir, own))
         for child in children:
             if child.name == ".git":
                 continue
             rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
-            if child.is_dir(follow_symlinks=False):
+            is_dir = child.is_dir(follow_symlinks=False)
+            if _git_ignored(rules, rel, is_dir):
+                continue
+            if is_dir:
                 if not (prune and spec.match_file(rel + "/")):
-                    pending.append(rel)
+                    pending.append((rel, rules))
             else:
                 found.append(rel)
     return found
+
+
+def _git_ignored(rules: _GitRules, rel: str, is_dir: bool) -> bool:
+    """Whether git would ignore rel: the deepest .gitignore with a matching pattern decides,
+    each matching against the path relative to its own directory."""
+    for base, rule in reversed(rules):
+        inside = rel[len(base) + 1:] if base else rel
+        verdict = rule.check_file(inside + "/" if is_dir else inside).include
+        if verdict is not None:
+            return bool(verdict)
+    return False
 
 
 def _in_dot_git(rel: str) -> bool:

@@ -269,12 +269,70 @@ def test_git_repo_root_never_ships_dot_git(tmp_path: Path) -> None:
     assert files == ["train.py"]
 
 
+def nested_ignores(root: Path) -> None:
+    """A tree exercising the .gitignore rules git applies: nested files, deeper ones
+    overriding shallower ones, anchored and directory-only patterns, negation, and a
+    negation that cannot bring back a file under an ignored directory."""
+    write(root, ".gitignore", ".venv/\n*.log\n/build\n!keep.log\nnotes/*\n!notes/todo.md\ncache\n")
+    write(root, ".venv/bin/python", "#!")
+    write(root, ".venv/lib/site.py")
+    write(root, "train.py")
+    write(root, "run.log")
+    write(root, "keep.log")
+    write(root, "build/out.o")
+    write(root, "src/build/keep.py")  # `/build` is anchored to the root
+    write(root, "src/debug.log")
+    write(root, "src/.gitignore", "!debug.log\n*.tmp\nlocal/\n")
+    write(root, "src/a.tmp")
+    write(root, "src/local/x.py")
+    write(root, "local/y.py")  # src's `local/` does not apply above src
+    write(root, "notes/todo.md")
+    write(root, "notes/draft.md")
+    write(root, "pkg/cache/blob.bin")  # `cache` matches a directory at any depth
+    write(root, "pkg/.gitignore", "!cache/blob.bin\n")  # cannot re-include under an ignored dir
+    write(root, "pkg/mod.py")
+
+
+NESTED_KEPT = [
+    ".gitignore", "keep.log", "local/y.py", "notes/todo.md", "pkg/.gitignore", "pkg/mod.py",
+    "src/.gitignore", "src/build/keep.py", "src/debug.log", "train.py",
+]
+
+
+def test_gitignore_honoured_outside_git(tmp_path: Path, cache: Path) -> None:
+    """A copied or downloaded project is not a git work tree: its .gitignore files still
+    keep `.venv/` and the rest out of the bundle."""
+    root = tmp_path / "plain"
+    nested_ignores(root)
+    assert list_files(root) == NESTED_KEPT
+    assert set(members(pack(root, cache)[0])) == set(NESTED_KEPT)
+
+
 @needs_git
-def test_git_ignored_file_in_plain_dir_is_kept_without_git(tmp_path: Path) -> None:
-    """A .gitignore means nothing outside a git work tree: the walk keeps all."""
-    write(tmp_path / "plain", ".gitignore", "*.ckpt\n")
-    write(tmp_path / "plain", "model.ckpt")
-    assert "model.ckpt" in list_files(tmp_path / "plain")
+def test_gitignore_outside_git_agrees_with_git(tmp_path: Path) -> None:
+    """The walk and `git ls-files` choose the same files from the same tree."""
+    plain, repo = tmp_path / "plain", tmp_path / "repo"
+    nested_ignores(plain)
+    nested_ignores(repo)
+    git(repo, "init", "-q")
+    assert list_files(repo) == list_files(plain) == NESTED_KEPT
+
+
+def test_gitignore_and_launchignore_both_apply_outside_git(tree: Path) -> None:
+    write(tree, ".gitignore", "*.ckpt\n")
+    write(tree, ".launchignore", "data/\n")
+    write(tree, "model.ckpt")
+    write(tree, "data/a.csv")
+    files = list_files(tree)
+    assert "model.ckpt" not in files and "data/a.csv" not in files
+    assert {".gitignore", ".launchignore", "train.py"} <= set(files)
+
+
+def test_unreadable_gitignore_is_a_clear_error(tree: Path) -> None:
+    write(tree, "pkg/.gitignore", b"\xff\xfe not utf-8")
+    with pytest.raises(BundleError) as info:
+        list_files(tree)
+    assert "pkg/.gitignore" in info.value.message and "UTF-8" in info.value.hint
 
 
 def test_in_tree_symlinks_are_stored_as_links(
@@ -349,7 +407,7 @@ def test_fifo_refused_not_hung(tree: Path, cache: Path) -> None:
     os.mkfifo(tree / "pipe")
     with pytest.raises(BundleError, match="pipe"):
         pack(tree, cache)
-    assert list(cache.iterdir()) == []  # no temp file left behind
+    assert not cache.exists() or list(cache.iterdir()) == []  # no temp file left behind
 
 
 def test_size_warning_names_largest_entries(tree: Path, cache: Path) -> None:
