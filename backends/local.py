@@ -21,7 +21,7 @@ from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
 from backends.remote_job import BOOTSTRAP, LazySettings, master_port
 from launcher import config, durations, logs, procs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
-from launcher.errors import BackendError
+from launcher.errors import BackendError, UsageError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -124,6 +124,7 @@ class LocalBackend:
         handle_file = job_dir / "handle.json"
         if handle_file.exists():
             return Handle.from_json(json.loads(handle_file.read_text()))
+        _check_torchrun(payload["nodes"][0]["env"])
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)  # logs may hold what jobs print
         job_dir.mkdir(exist_ok=True, mode=0o700)
         for upload in request.uploads:
@@ -343,3 +344,33 @@ def _warn_missing_gpus(requested: int) -> None:
     if have < requested:
         logs.get().warning("the spec asks for %d GPU(s) per node but this machine has %d; "
                     "the local backend runs the job anyway", requested, have)
+
+
+def _check_torchrun(env: Mapping[str, str]) -> None:
+    """`distributed: torchrun` needs a torchrun on the PATH the job runs with; without one the job
+    dies with `torchrun: not found` (exit 127). Refuse before starting anything when nothing could
+    install it (no setup:); when setup: might, warn and let bootstrap.sh say it again if it did not."""
+    import shutil
+
+    if env.get("LAUNCH_DISTRIBUTED") != "torchrun":
+        return
+    job_path = env.get("PATH", os.environ.get("PATH", os.defpath))
+    if shutil.which("torchrun", path=job_path):
+        return
+    problem = "distributed: torchrun, but there is no torchrun command on the PATH the job runs with"
+    if env.get("LAUNCH_SETUP"):
+        logs.get().warning("%s; the job fails unless its setup: installs PyTorch (%s)", problem, _torchrun_hint())
+        return
+    raise UsageError(problem, _torchrun_hint())
+
+
+def _torchrun_hint() -> str:
+    """How to get torchrun onto the job's PATH, naming launch's own environment when it has one."""
+    import sys
+
+    here = Path(sys.executable).parent
+    if (here / "torchrun").exists():
+        how = f"`source {here / 'activate'}`" if (here / "activate").exists() else f"add {here} to PATH"
+        return f"torchrun is in {here}, the environment launch runs from, which is not on PATH: {how}, then run again"
+    return ("install PyTorch into the environment the job runs in (`pip install torch`) and activate it "
+            "before `launch run`, or add `pip install torch` to setup:")

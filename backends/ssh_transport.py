@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from launcher import progress
 from launcher.errors import BackendUnreachable, TransientBackendError
 
 SSH_UNREACHABLE = 255  # ssh's own exit code for connection/authentication failures
@@ -148,7 +149,7 @@ class SSHTransport:
             if _listening(path):
                 return
             path.unlink(missing_ok=True)  # left by a master that died (reboot, kill): start a new one
-        with tempfile.TemporaryFile() as errors:
+        with tempfile.TemporaryFile() as errors, progress.step(f"connecting to {host} over ssh"):
             try:
                 done = subprocess.run([*self.ssh_args(host, master=True)[:-2], "-N", "-f", "--", host.destination],
                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
@@ -213,6 +214,10 @@ class SSHTransport:
     def copy(self, host: Host, source: Path, remote_path: str, *, mode: str = "600") -> None:
         """Copy a local file: rsync (over this host's shared connection) when both ends have it,
         else the same stream as `put`. rsync writes to a temp file and renames, like `put`."""
+        with progress.step(f"copying {source.name} to {host}"):
+            self._copy(host, source, remote_path, mode=mode)
+
+    def _copy(self, host: Host, source: Path, remote_path: str, *, mode: str) -> None:
         if not (shutil.which("rsync") and self._remote_has_rsync(host)):
             self.put(host, source, remote_path, mode=mode)
             return

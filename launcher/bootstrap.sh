@@ -171,6 +171,14 @@ if [ -n "$setup_cmd" ]; then
     fi
 fi
 
+if [ "$distributed" = torchrun ] && ! command -v torchrun >/dev/null 2>&1; then
+    # checked after setup, which may be what installs torch
+    say "distributed: torchrun, but there is no torchrun command on this node (PATH=$PATH)"
+    say "hint: install PyTorch where the job runs (in the image, or \`pip install torch\` in setup:);"
+    say "      for the local backend, activate the environment that has torch before \`launch run\`"
+    timed_out && finish 124
+    finish 127
+fi
 if [ "$distributed" = torchrun ]; then
     nproc=$LAUNCH_GPUS_PER_NODE
     [ "$nproc" -gt 0 ] 2>/dev/null || nproc=1

@@ -117,9 +117,14 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
                            ", ".join(elsewhere), backend_name, elsewhere[0])
     bundle = None
     if spec.code:
-        from launcher.bundle import pack
+        from launcher import progress
+        from launcher.bundle import pack, prune
 
-        bundle, warnings = pack(Path(spec.code), config.home() / "bundles")
+        cache = config.home() / "bundles"
+        with progress.step(f"packing {spec.code}"):
+            bundle, warnings = pack(Path(spec.code), cache, store=not dry_run)  # a dry run stores nothing
+        if not dry_run:
+            prune(cache)  # keeps what this and any other running `launch` packed
         for warning in warnings:
             logs.get().warning("%s", warning)
     job_id = new_job_id(spec.name)
