@@ -322,3 +322,78 @@ def test_list_finds_jobs_from_their_directories(submit, launch_home):
     handle_json = json.loads((job.dir / "handle.json").read_text())
     assert Handle.from_json(handle_json) == job.handle
     assert list(LocalBackend({}).list(since=time.time() + 60)) == []
+
+
+# -- distributed: torchrun without a torchrun --------------------------------------------------
+
+BARE_PATH = "/usr/bin:/bin"  # no virtualenv on it: where a user's shell is before `activate`
+
+
+@pytest.fixture
+def warnings_seen(capsys):
+    """What launch's logger warns about during the test (its handler binds stderr once)."""
+    from launcher import logs
+
+    logs.get.cache_clear()
+    yield lambda: capsys.readouterr().err
+    logs.get.cache_clear()
+
+
+def torchrun_spec(setup: str = "", path: str = BARE_PATH) -> str:
+    return ("name: dist\nrun: echo worker $LAUNCH_NODE_RANK\ndistributed: torchrun\n"
+            f"env: {{PATH: '{path}'}}\n" + (f"setup: {setup}\n" if setup else ""))
+
+
+def test_torchrun_missing_is_refused_before_anything_starts(submit, launch_home):
+    import shutil
+    import sys
+
+    from launcher.errors import UsageError
+
+    assert shutil.which("torchrun", path=BARE_PATH) is None  # the premise of this test
+    with pytest.raises(UsageError) as info:
+        submit(torchrun_spec())
+    assert "no torchrun command on the PATH the job runs with" in info.value.message
+    here = Path(sys.executable).parent
+    if (here / "torchrun").exists():  # launch's own venv has torch: say to activate it
+        assert str(here) in info.value.hint and "not on PATH" in info.value.hint
+    else:
+        assert "pip install torch" in info.value.hint
+    assert not any((launch_home / "local").glob("*/node-0")), "nothing may start"
+
+
+def test_torchrun_hint_without_torch_in_launchs_environment(submit, monkeypatch, tmp_path):
+    import sys
+
+    from launcher.errors import UsageError
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python3"))
+    with pytest.raises(UsageError) as info:
+        submit(torchrun_spec())
+    assert "pip install torch" in info.value.hint and "activate" in info.value.hint
+
+
+def test_torchrun_missing_after_setup_fails_with_a_hint_in_the_log(submit, warnings_seen):
+    """setup: may install torch, so the submit only warns; if it did not, the node says why
+    instead of `torchrun: not found`."""
+    job = submit(torchrun_spec(setup="echo setting up"))
+    assert "no torchrun command on the PATH" in warnings_seen()
+    status = job.wait()
+    assert status.state == JobState.FAILED and status.exit_code == 127
+    log = job.log()
+    assert "setting up" in log  # setup ran first
+    assert "there is no torchrun command on this node" in log
+    assert "hint: install PyTorch where the job runs" in log and "activate the environment" in log
+    assert "not found" not in log
+
+
+def test_torchrun_on_the_jobs_path_runs_the_job_through_it(submit, tmp_path, warnings_seen):
+    stub = tmp_path / "torch-bin"
+    stub.mkdir()
+    (stub / "torchrun").write_text('#!/bin/sh\necho "via torchrun $1 $2"\nshift 6\nexec "$@"\n')
+    (stub / "torchrun").chmod(0o755)
+    job = submit(torchrun_spec(path=f"{stub}:{BARE_PATH}"))
+    status = job.wait()
+    assert status.state == JobState.SUCCEEDED, job.log()
+    assert "via torchrun --nnodes=1 --nproc_per_node=1" in job.log() and "worker 0" in job.log()
+    assert "torchrun" not in warnings_seen()
