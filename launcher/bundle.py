@@ -23,6 +23,7 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ _PARTIAL_PREFIX, _PARTIAL_SUFFIX = ".bundle-", ".partial"
 _PARTIAL_GRACE_S = 3600.0
 # Shared locks this process holds on the bundles it packed, by path: released at exit.
 _HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -125,8 +127,9 @@ def pack(
             if held >= 0:
                 os.close(held)
             raise
-        previous = _HELD.pop(str(final), None)
-        _HELD[str(final)] = held
+        with _HELD_LOCK:  # a sweep packs from several threads
+            previous = _HELD.pop(str(final), None)
+            _HELD[str(final)] = held
         if previous is not None:
             os.close(previous)
 
@@ -137,7 +140,7 @@ def pack(
 def _write_tar(sink: _HashingWriter, entries: list[tuple[tarfile.TarInfo, Path | None]]) -> None:
     with (
         gzip.GzipFile(
-            fileobj=sink,  # type: ignore[arg-type]
+            fileobj=sink,
             mode="wb",
             mtime=0,
             filename="",
@@ -419,7 +422,7 @@ def _walk(root: Path, spec: Any) -> list[str]:
     patterns: pathspec lets those re-include files under an ignored directory, and pruning
     would then disagree with the git path, which filters file by file.
     """
-    prune = spec is not None and all(p.include is not False for p in spec.patterns)
+    skip_launchignored = spec is not None and all(p.include is not False for p in spec.patterns)
     found: list[str] = []
     pending: list[tuple[str, _GitRules]] = [("", ())]
     while pending:
@@ -444,7 +447,7 @@ def _walk(root: Path, spec: Any) -> list[str]:
             if _git_ignored(rules, rel, is_dir):
                 continue
             if is_dir:
-                if not (prune and spec.match_file(rel + "/")):
+                if not (skip_launchignored and spec.match_file(rel + "/")):
                     pending.append((rel, rules))
             else:
                 found.append(rel)

@@ -35,7 +35,7 @@ def on_terminal() -> bool:
 @contextlib.contextmanager
 def step(message: str) -> Iterator[None]:
     """Show `message` with a spinner while the block runs; the line is erased when it ends."""
-    if not on_terminal():
+    if not on_terminal() or not _have_rich():
         yield
         return
     token = object()
@@ -75,3 +75,10 @@ def _plain(message: str) -> Any:
     from rich.text import Text
 
     return Text(message)
+
+
+def _have_rich() -> bool:
+    """rich is a dependency, but an environment missing it must still run jobs, just silently."""
+    import importlib.util
+
+    return importlib.util.find_spec("rich") is not None
