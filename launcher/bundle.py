@@ -436,7 +436,7 @@ def _walk(root: Path, spec: Any) -> list[str]:
                 f"cannot read directory {here}: {exc.strerror or exc}",
                 hint=f"fix its permissions or list it in {LAUNCHIGNORE}",
             ) from exc
-        own = _ignore_spec(here / GITIGNORE)
+        own = None if (here / GITIGNORE).is_symlink() else _ignore_spec(here / GITIGNORE)  # git skips those too
         if own is not None:
             rules = (*rules, (rel_dir, own))
         for child in children:

@@ -291,11 +291,16 @@ def nested_ignores(root: Path) -> None:
     write(root, "pkg/cache/blob.bin")  # `cache` matches a directory at any depth
     write(root, "pkg/.gitignore", "!cache/blob.bin\n")  # cannot re-include under an ignored dir
     write(root, "pkg/mod.py")
+    write(root, "rules", "mod.py\n")
+    (root / "pkg/sub").mkdir()
+    (root / "pkg/sub/.gitignore").symlink_to("../../rules")  # git does not follow a symlinked .gitignore
+    write(root, "pkg/sub/mod.py")
 
 
 NESTED_KEPT = [
     ".gitignore", "keep.log", "local/y.py", "notes/todo.md", "pkg/.gitignore", "pkg/mod.py",
-    "src/.gitignore", "src/build/keep.py", "src/debug.log", "train.py",
+    "pkg/sub/.gitignore", "pkg/sub/mod.py", "rules", "src/.gitignore", "src/build/keep.py", "src/debug.log",
+    "train.py",
 ]
 
 
