@@ -18,6 +18,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,28 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
     assert "could not terminate" not in result.stderr  # nothing was launched, nothing to give back
     listed = _launch(home, "list", "-o", "json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []  # nothing recorded
+
+
+@pytest.mark.parametrize(("backend", "data"), [
+    ("sagemaker", {"region": "us-east-1", "name": "minimal-1", "nodes": 1,
+                   "arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/minimal-1"}),
+    ("vertex", {"name": "projects/p/locations/us-central1/customJobs/1", "project": "p", "region": "us-central1",
+                "id": "1", "nodes": 1}),
+])
+def test_status_of_a_job_whose_sdk_was_removed_says_how_to_install_it(home: Path, backend: str,
+                                                                        data: dict) -> None:
+    from launcher.backend import Handle, JobState
+    from launcher.store import JobRecord, Store
+
+    job_id = f"minimal-20261201-000000-{backend[:6]}"
+    now = time.time()
+    Store.open(home).reserve(JobRecord(id=job_id, name="minimal", backend=backend, handle=Handle(backend, job_id, data),
+                                       spec={}, state=JobState.RUNNING, raw_state="", message="", created_at=now,
+                                       updated_at=now))
+    for command in ("status", "cancel"):
+        result = _launch(home, command, job_id)
+        assert result.returncode == 2, result.stderr
+        assert f"hint: {_expected_line(backend)}" in result.stderr
 
 
 def test_install_line_from_the_checkout_itself_is_dot(home: Path, tmp_path: Path) -> None:
