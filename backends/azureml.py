@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -44,11 +43,13 @@ from launcher.errors import (
     UsageError,
     translated,
 )
+from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
+SDK = Sdk("azureml", "azure-ai-ml", ("azure.ai.ml", "azure.identity"))
 # a bearer token (`az account get-access-token`) used instead of DefaultAzureCredential
 TOKEN_ENV = "LAUNCH_AZURE_ACCESS_TOKEN"
 PUBLIC_CLOUD = "AzureCloud"
@@ -96,8 +97,8 @@ class AzureMLBackend:
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
-        if importlib.util.find_spec("azure") is None or importlib.util.find_spec("azure.ai.ml") is None:
-            return Readiness(False, False, "azure-ai-ml is not installed", "pip install 'launch-jobs[azureml]'")
+        if (absent := SDK.readiness()) is not None:
+            return absent
         values = rendering.workspace_values(settings)
         missing = [k for k, v in values.items() if not v]
         if missing:
@@ -128,6 +129,7 @@ class AzureMLBackend:
         """MLClient for the workspace. A configured `endpoint` (sovereign clouds, the tests' fake) is
         registered as a cloud of its own; azure-ai-ml keeps clouds process-wide, so the name is
         derived from the URL and a second client reuses it."""
+        SDK.require()
         if self._client is None:
             self._client = _shared_client(workspace.subscription_id, workspace.resource_group,
                                           workspace.workspace_name, self.settings.get("endpoint"),

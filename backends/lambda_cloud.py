@@ -33,6 +33,7 @@ from backends.ssh_transport import Host, script
 from launcher import config, durations, logs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, SpecError, UsageError
+from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 NAME = "lambda_cloud"
+SDK = Sdk(NAME, "requests", ("requests",))
 STAND_IN = "lambda-node-{rank}"  # render's host names; submit puts the instances' addresses there
 SSH_SETTINGS = ("identity_file", "ssh_config", "host_key_checking", "remote_root", "check_gpus", "cancel_grace")
 
@@ -96,10 +98,8 @@ class LambdaCloudBackend:
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
-        import importlib.util
-
-        if importlib.util.find_spec("requests") is None:
-            return Readiness(False, False, "requests is not installed", "pip install 'launch-jobs[lambda_cloud]'")
+        if (absent := SDK.readiness()) is not None:
+            return absent
         missing = []
         if not (os.environ.get("LAMBDA_API_KEY") or settings.get("api_key")):
             missing.append("an API key (LAMBDA_API_KEY, or api_key in [backends.lambda_cloud] of config.toml)")
@@ -122,6 +122,7 @@ class LambdaCloudBackend:
 
     @property
     def api(self) -> LambdaAPI:
+        SDK.require()
         if self._client is None:
             key = os.environ.get("LAMBDA_API_KEY") or self.settings.get("api_key")
             if not key:
@@ -193,6 +194,7 @@ class LambdaCloudBackend:
     def submit(self, request: Request) -> Handle:
         """Launch (or find, on a retry) one instance per node, wait until all can be reached,
         then start the job on them. Anything that fails on the way terminates what launched."""
+        SDK.require()  # before the try: nothing launched, nothing to give back
         payload = request.payload
         launched: list[dict[str, Any]] = []
         try:

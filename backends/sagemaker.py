@@ -10,7 +10,6 @@ the exact request without it.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -41,6 +40,7 @@ from launcher.errors import (
     UsageError,
     translated,
 )
+from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
+SDK = Sdk("sagemaker", "boto3", ("boto3", "botocore"))
 JOB_ID_TAG = "launch:job-id"
 IDEMPOTENCY_TAG = "launch:idempotency-key"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -163,9 +164,8 @@ class SageMakerBackend:
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
         """Cheap checks only (no boto3 import, no network): SDK present, credentials and role findable."""
-        installed = importlib.util.find_spec("boto3") is not None
-        if not installed:
-            return Readiness(False, False, "boto3 is not installed", "pip install 'launch-jobs[sagemaker]'")
+        if (absent := SDK.readiness()) is not None:
+            return absent
         has_credentials = bool(
             os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE") or settings.get("profile")
             or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE") or os.environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
@@ -307,6 +307,7 @@ class SageMakerBackend:
     # -- AWS clients -------------------------------------------------------------
 
     def _client(self, service: str, region: str | None = None) -> Any:
+        SDK.require()
         if service not in self._clients:
             endpoint = self.settings.get("endpoint_url") if service == "sagemaker" else None
             aws_environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))

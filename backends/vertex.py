@@ -13,7 +13,6 @@ from __future__ import annotations
 import configparser
 import functools
 import hashlib
-import importlib.util
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -44,6 +43,7 @@ from launcher.errors import (
     UsageError,
     translated,
 )
+from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
+SDK = Sdk("vertex", "google-cloud-aiplatform", ("google.cloud.aiplatform_v1", "google.cloud.storage", "google.auth"))
 # underscores: label keys may hold "-", but Vertex's list-filter grammar is only documented for "_"
 JOB_ID_LABEL = "launch_job_id"
 IDEMPOTENCY_LABEL = "launch_idempotency_key"
@@ -179,11 +180,8 @@ class VertexBackend:
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
-        installed = importlib.util.find_spec("google.cloud.aiplatform_v1") is not None \
-            if importlib.util.find_spec("google.cloud") else False
-        if not installed:
-            return Readiness(False, False, "google-cloud-aiplatform is not installed",
-                             "pip install 'launch-jobs[vertex]'")
+        if (absent := SDK.readiness()) is not None:
+            return absent
         adc = Path(os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
                    or Path.home() / ".config" / "gcloud" / "application_default_credentials.json")
         project = settings.get("project") or _project_from_environment()
@@ -345,6 +343,7 @@ class VertexBackend:
         """Upload, then create. Vertex's create is not idempotent: before any retried create
         (and before the first, in case an earlier process's answer was lost) look for a
         job carrying our job-id label and adopt it."""
+        SDK.require()
         from google.cloud import aiplatform_v1
         from google.protobuf import json_format
 
@@ -604,7 +603,9 @@ def _raise_for_status(response: Any, service: str) -> None:
 
 
 def _google_errors(service: str) -> Any:
-    """`with _google_errors("Vertex AI"):` turns google-auth / api-core exceptions into launch errors."""
+    """`with _google_errors("Vertex AI"):` turns google-auth / api-core exceptions into launch errors.
+    Every call to Google goes through here, so this is where a missing SDK is said (exit 2)."""
+    SDK.require()
     return translated(lambda exc: _google_error(service, exc))
 
 

@@ -641,8 +641,12 @@ def schema() -> None:
 @main.command()
 @_output
 def backends(output: str) -> None:
-    """List the backends, whether their SDK is installed and credentials/config found."""
+    """List the backends, whether their SDK is installed and credentials/config found.
+
+    A backend whose SDK is missing shows the pip line that installs it for this installation.
+    """
     from launcher import config, registry
+    from launcher.display import columns
 
     rows = []
     for name in registry.names():
@@ -657,11 +661,14 @@ def backends(output: str) -> None:
     if output == "json":
         _print_json(rows)
         return
+    lines = [("BACKEND", "SDK", "CONFIGURED", "READY", "DETAIL")]
     for row in rows:
-        mark = "ready" if row["sdk_installed"] and row["configured"] else "not ready"
-        click.echo(f"{row['name']:<14} {mark:<10} {row['detail']}")
+        sdk, configured = row["sdk_installed"], row["sdk_installed"] and row["configured"]
+        lines.append((row["name"], "yes" if sdk else "missing", "yes" if configured else "-" if not sdk else "no",
+                      "ready" if configured else "not ready", row["detail"]))
         if row["hint"]:
-            click.echo(f"{'':<14} {'':<10} hint: {row['hint']}")
+            lines.append(("", "", "", "", f"{'install' if not sdk else 'hint'}: {row['hint']}"))
+    click.echo(columns(lines))
 
 
 def run_main() -> None:

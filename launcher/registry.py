@@ -10,9 +10,15 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import json
 import os
+import re
+import shlex
 import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 from launcher.errors import UsageError
 
@@ -20,9 +26,22 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 GROUP = "launcher.backends"
+DISTRIBUTION = "launch-jobs"
 # Backends this project ships or is building; a spec may carry their sections
 # before they are installed here (checked once they are).
 PROJECT_BACKENDS = ("local", "ssh", "sagemaker", "vertex", "azureml", "lambda_cloud")
+
+
+def _metadata_dirs() -> Iterator[str]:
+    """The *.dist-info / *.egg-info directories on sys.path, in path order (first wins, as for imports)."""
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in sorted(names):
+            if name.endswith((".dist-info", ".egg-info")):
+                yield os.path.join(entry or ".", name)
 
 
 @functools.cache
@@ -34,14 +53,8 @@ def _entry_points() -> dict[str, str]:
     files on sys.path is ~2 ms and gives the same answer (first on the path wins).
     """
     found: dict[str, str] = {}
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for name in sorted(names):
-            if name.endswith((".dist-info", ".egg-info")):
-                _read_group(os.path.join(entry or ".", name, "entry_points.txt"), found)
+    for directory in _metadata_dirs():
+        _read_group(os.path.join(directory, "entry_points.txt"), found)
     return found
 
 
@@ -71,7 +84,7 @@ def _entry_point(name: str) -> str:
         close = difflib.get_close_matches(name, list(eps), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "`launch backends` lists them"
         if name in PROJECT_BACKENDS:
-            hint = f"pip install 'launch-jobs[{name}]' (or the release that adds it)"
+            hint = f"{install_line(name)} (or the release that adds it)"
         raise UsageError(f"unknown backend {name!r}; known: {', '.join(sorted(eps)) or 'none'}", hint)
     return eps[name]
 
@@ -100,3 +113,58 @@ def create(name: str, settings: dict[str, Any] | None = None, client: Any = None
     """A ready backend instance for `name` with validated settings."""
     cls = backend_class(name)
     return cls(settings or {}, client=client)
+
+
+# -- how launch itself was installed ---------------------------------------------
+
+
+def install_line(extra: str) -> str:
+    """The pip command that adds `extra` to this installation of launch: from a checkout the
+    package index knows nothing of launch-jobs, so the line must name the checkout."""
+    try:
+        cwd: Path | None = Path.cwd()
+    except OSError:  # the working directory was deleted
+        cwd = None
+    return install_line_for(_direct_url(), extra, cwd)
+
+
+@functools.cache
+def _direct_url() -> dict[str, Any] | None:
+    """PEP 610's direct_url.json of the first launch-jobs dist-info on sys.path (None: installed from
+    an index, or no record). Only pip's .dist-info counts: an .egg-info in a checkout is build debris."""
+    own = re.sub(r"[-_.]+", "_", DISTRIBUTION).lower()
+    for directory in _metadata_dirs():
+        name = os.path.basename(directory)
+        if name.endswith(".dist-info") and re.sub(r"[-_.]+", "_", name.split("-")[0]).lower() == own:
+            try:
+                with open(os.path.join(directory, "direct_url.json"), encoding="utf-8") as handle:
+                    found = json.load(handle)
+            except (OSError, ValueError):
+                return None
+            return found if isinstance(found, dict) else None
+    return None
+
+
+def install_line_for(direct_url: Mapping[str, Any] | None, extra: str, cwd: Path | None) -> str:
+    """`pip install` for `extra`, given how launch was installed (PEP 610 direct_url.json):
+    a checkout (editable or not) by its path ("." when it is the working directory), a VCS
+    or archive URL by that URL, else the package index."""
+    requirement = f"{DISTRIBUTION}[{extra}]"
+    record = dict(direct_url or {})
+    url = str(record.get("url") or "")
+    if not url:
+        target = requirement
+    elif isinstance(record.get("dir_info"), Mapping) and url.startswith("file:"):
+        path = Path(unquote(urlparse(url).path))
+        target = f"{'.' if path == cwd else path}[{extra}]"
+        if record["dir_info"].get("editable"):
+            return f"pip install -e {shlex.quote(target)}"
+    elif isinstance(record.get("vcs_info"), Mapping):
+        vcs = record["vcs_info"]
+        commit = f"@{vcs['commit_id']}" if vcs.get("commit_id") else ""
+        target = f"{requirement} @ {vcs.get('vcs', 'git')}+{url}{commit}"
+        if record.get("subdirectory"):
+            target += f"#subdirectory={record['subdirectory']}"
+    else:  # an archive (wheel or sdist), local or remote
+        target = f"{requirement} @ {url}"
+    return f"pip install {shlex.quote(target)}"
