@@ -148,17 +148,17 @@ def money(value: float | None, suffix: str = "") -> str:
 def plan_table(rows: list[Any], spec: Any) -> Table:
     """`launch plan`: the rows that fit first; cost is for max_runtime when the spec has one."""
     from launcher.durations import format_seconds
+    from launcher.plan import THIS_MACHINE
 
     hours = f"EST {format_seconds(spec.max_runtime)}" if spec.max_runtime else "EST (no max_runtime)"
     price = "SPOT $/H" if spec.spot else "$/H"
     out = [("BACKEND", "INSTANCE", "GPUS", price, hours, "READY", "NOTE")]
     for row in rows:
         if not row.fits:
-            out.append((row.backend, "-", "-", "-", "-", "yes" if row.configured else "no",
-                        f"cannot run: {row.reason}"))
+            out.append((row.backend, "-", "-", "-", "-", "no", f"cannot run: {row.reason}"))
             continue
         instance = row.instance_type or "(your machines)"
-        if row.nodes > 1:
+        if row.nodes > 1 and instance != THIS_MACHINE:
             instance += f" x {row.nodes}"
         notes = [row.reason] if row.reason else []
         if not row.configured:
