@@ -73,7 +73,8 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
       launch run spec.yaml --backend sagemaker --wait   run it on a provider
       launch list / status JOB / logs -f JOB / cancel JOB
 
-    JOB is a job id or any unique prefix of one. State lives in $LAUNCH_HOME
+    JOB is a job id or any unique prefix of one; without it, status, logs, wait
+    and cancel take the newest job. State lives in $LAUNCH_HOME
     (default ~/.local/state/launch); defaults per backend in its config.toml.
     """
     ctx.obj = {"debug": debug}
