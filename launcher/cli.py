@@ -324,7 +324,7 @@ def _run_sweep(spec_file: str, overrides: tuple[str, ...], backends: list[str], 
 
 
 def _report_sweep(group: str, results: list[Any], output: str) -> None:
-    from launcher.sweep import point_label
+    from launcher.store import point_label
 
     rows = [{"params": r.params, "job_id": r.record.id if r.record else None,
              "state": r.record.state.value if r.record else "NOT SUBMITTED",

@@ -75,7 +75,7 @@ class JobRecord:
     @property
     def label(self) -> str:
         """The sweep point as `lr=3e-4 batch=32`; empty for a job that is no sweep's."""
-        return " ".join(f"{k}={v}" for k, v in (self.params or {}).items())
+        return point_label(self.params or {})
 
     def needs_refresh(self, *, all_backends: bool) -> bool:
         """Unfinished, and either its status is a cheap local read or every backend was asked for."""
@@ -92,6 +92,11 @@ class JobRecord:
         out["state"] = self.state.value
         out["handle"] = self.handle.to_json() if self.handle else None
         return out
+
+
+def point_label(params: dict[str, str]) -> str:
+    """A sweep point as the user typed it: `lr=3e-4 batch=32`."""
+    return " ".join(f"{k}={v}" for k, v in params.items())
 
 
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
