@@ -416,7 +416,9 @@ def _printer(multi: bool, stream: Any) -> Any:
 
 
 def _say_state(record: Any) -> None:
-    click.echo(f"{record.id}: {record.state.value}", err=True)
+    from launcher import display
+
+    display.say_state(f"{record.id}: {record.state.value}", record.state.value)
 
 
 def _say_end(record: Any, *, show_tail: bool = True) -> None:
@@ -428,7 +430,9 @@ def _say_end(record: Any, *, show_tail: bool = True) -> None:
     line = f"job {record.id} {record.state.value}{took}"
     if record.state.value != "SUCCEEDED" and record.message:
         line += f": {record.message}"
-    click.echo(line, err=True)
+    from launcher import display
+
+    display.say_state(line, record.state.value)
     if show_tail and record.state.value == "FAILED":
         _show_tail(record)
 

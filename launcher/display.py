@@ -74,10 +74,20 @@ def write_status(record: Any) -> None:
     _console().print(out, highlight=False)
 
 
-def _console() -> Any:
+def say_state(line: str, state: str) -> None:
+    """A line about a job's state on stderr (where progress goes), in the state's colour on a terminal."""
+    if not sys.stderr.isatty():
+        print(line, file=sys.stderr, flush=True)
+        return
+    from rich.text import Text
+
+    _console(stderr=True).print(Text(line, style=STATE_STYLES.get(state, "")))
+
+
+def _console(*, stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, stderr=stderr)
 
 
 def _cell(text: str, style: str | None) -> Any:

@@ -26,14 +26,16 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LONG = "the provider said something long about quota " * 4
 
 
-def on_a_terminal(home: Path, *args: str, columns: int = 80) -> tuple[str, str]:
-    """Run `launch ARGS` with stdout on a pty `columns` wide; returns (what the terminal got, stderr)."""
+def on_a_terminal(home: Path, *args: str, columns: int = 80, stream: str = "stdout") -> tuple[str, str]:
+    """Run `launch ARGS` with `stream` on a pty `columns` wide; returns (what the terminal got, the other stream)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")}
     env.update({"LAUNCH_HOME": str(home), "TERM": "xterm-256color"})
-    proc = subprocess.Popen([sys.executable, "-m", "launcher", *args], stdout=slave, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+    streams = {"stdout": slave, "stderr": subprocess.PIPE} if stream == "stdout" else {
+        "stdout": subprocess.PIPE, "stderr": slave}
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", *args], **streams, stdin=subprocess.DEVNULL, env=env,
+                            cwd=REPO)
     os.close(slave)
     chunks = []
     while True:
@@ -45,9 +47,9 @@ def on_a_terminal(home: Path, *args: str, columns: int = 80) -> tuple[str, str]:
             break
         chunks.append(data)
     os.close(master)
-    stderr = proc.stderr.read().decode()
-    assert proc.wait(timeout=60) == 0, stderr
-    return b"".join(chunks).decode().replace("\r\n", "\n"), stderr
+    other = (proc.stderr if stream == "stdout" else proc.stdout).read().decode()
+    assert proc.wait(timeout=60) == 0, other
+    return b"".join(chunks).decode().replace("\r\n", "\n"), other
 
 
 @pytest.fixture
@@ -101,3 +103,9 @@ def test_into_a_pipe_the_output_is_plain_and_rich_is_never_loaded(home: Path, tm
     assert header.split() == ["JOB", "BACKEND", "STATE", "CREATED", "MESSAGE"]
     assert LONG[:60].rstrip() in result.stdout  # one line per job, message cut at 60 characters as always
     assert not [m for m in json.loads(out.read_text()) if m == "rich" or m.startswith("rich.")]
+
+
+def test_the_end_of_a_job_is_in_colour_on_a_terminal_stderr(home: Path) -> None:
+    shown, stdout = on_a_terminal(home, "wait", "bert-finetune-20260101-000000", stream="stderr")
+    assert re.search(r"\x1b\[[0-9;]*mjob bert-finetune-20260101-000000-abc000 SUCCEEDED", shown), shown
+    assert "\x1b[" not in stdout
