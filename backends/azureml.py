@@ -86,6 +86,7 @@ class AzureMLBackend:
     # Log files are uploaded while the job runs and finished during Finalizing (read as RUNNING), so little
     # can land after Completed; polls stay 2 s apart (run history is rate-limited per workspace).
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=2.0, log_poll_s=2.0)
+    cpu_instance_type: ClassVar[str] = rendering.DEFAULT_CPU_SIZE  # `launch plan` names what the render picks
     settings_model = LazySettings(rendering.settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:

@@ -65,6 +65,11 @@ class LocalBackend:
         return Readiness(sdk_installed=True, configured=True,
                          detail=f"runs on this machine: {os.cpu_count()} CPUs, {found}")
 
+    @classmethod
+    def machine_gpus(cls, settings: Mapping[str, Any]) -> int:
+        """The GPUs every node of a local job shares: `launch plan` checks a spec against them."""
+        return _gpu_count()
+
     # -- submit ------------------------------------------------------------------
 
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
@@ -325,11 +330,15 @@ def _read_tail(path: Path, lines: int) -> tuple[bytes, int]:
 
 
 def _gpu_count() -> int:
+    """NVIDIA GPUs here: `nvidia-smi -L` where installed, else the driver's /proc entries (one per GPU)."""
     import shutil
     import subprocess
 
     if not shutil.which("nvidia-smi"):
-        return 0
+        try:
+            return len(os.listdir("/proc/driver/nvidia/gpus"))
+        except OSError:
+            return 0
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):

@@ -150,6 +150,7 @@ def console_url(region: str, name: str) -> str:
 class SageMakerBackend:
     name: ClassVar[str] = "sagemaker"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=1.0)
+    cpu_instance_type: ClassVar[str] = "ml.m5.xlarge"  # a job that asks for no GPU; `launch plan` names it too
     settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
@@ -295,7 +296,7 @@ class SageMakerBackend:
                                              f"{explicit!r} is not a SageMaker instance type (e.g. ml.g5.2xlarge)"))
             return str(explicit)
         if not accel.is_gpu:
-            return "ml.m5.xlarge"
+            return self.cpu_instance_type
         try:  # the instance `launch plan` prices: the first meeting the cpus/memory minimums
             return catalog.choose(self.name, accel, cpus=spec.resources.cpus,
                                   memory_gb=spec.resources.memory_gb).instance_type

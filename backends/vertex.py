@@ -168,6 +168,7 @@ def _gcloud_default(section: str, key: str) -> str | None:
 class VertexBackend:
     name: ClassVar[str] = "vertex"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=2.0)
+    cpu_instance_type: ClassVar[str] = "n1-standard-4"  # a job that asks for no GPU; `launch plan` names it too
     settings_model = LazySettings(settings_model)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
@@ -285,7 +286,7 @@ class VertexBackend:
         accel = spec.resources.accelerators
         explicit = self.settings.get("machine_type")
         if not accel.is_gpu:
-            return {"machine_type": explicit or "n1-standard-4"}
+            return {"machine_type": explicit or self.cpu_instance_type}
         if explicit:
             offers = [o for o in catalog.offers() if o.backend == self.name and o.accelerator == accel.type]
             accelerator_type = offers[0].provider_accelerator if offers else ""

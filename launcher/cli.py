@@ -73,7 +73,8 @@ def main(ctx: click.Context, debug: bool, verbose: bool) -> None:
       launch run spec.yaml --backend sagemaker --wait   run it on a provider
       launch list / status JOB / logs -f JOB / cancel JOB
 
-    JOB is a job id or any unique prefix of one. State lives in $LAUNCH_HOME
+    JOB is a job id or any unique prefix of one; without it, status, logs, wait
+    and cancel take the newest job. State lives in $LAUNCH_HOME
     (default ~/.local/state/launch); defaults per backend in its config.toml.
     """
     ctx.obj = {"debug": debug}
@@ -94,6 +95,43 @@ def _store() -> Any:
 
 def _print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _job(store: Any, job: str | None) -> Any:
+    """JOB as given (an id or a unique prefix), or without one the newest job, named on stderr
+    so a script's stdout stays the job's own output."""
+    if job is not None:
+        return store.resolve(job)
+    record = store.newest()
+    click.echo(f"(no JOB given: the newest job, {record.id})", err=True)
+    return record
+
+
+def _complete_from_store(kind: str) -> Any:
+    """Shell completion of job or group ids: one SQLite read, no backend imports, and nothing
+    created when there is no history yet. Any failure completes nothing rather than breaking the shell."""
+    def complete(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        from launcher import config
+        from launcher.store import Store
+
+        try:
+            path = config.home() / "jobs.db"
+            if not path.is_file():
+                return []
+            store = Store(path)
+            try:
+                found = store.job_ids(incomplete) if kind == "job" else store.group_ids(incomplete)
+            finally:
+                store.close()
+        except Exception:  # completion must never print a traceback into the prompt
+            return []
+        return [CompletionItem(value) for value in found]
+    return complete
+
+
+_job_argument = click.argument("job", required=False, shell_complete=_complete_from_store("job"))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -286,7 +324,7 @@ def _run_sweep(spec_file: str, overrides: tuple[str, ...], backends: list[str], 
 
 
 def _report_sweep(group: str, results: list[Any], output: str) -> None:
-    from launcher.sweep import point_label
+    from launcher.store import point_label
 
     rows = [{"params": r.params, "job_id": r.record.id if r.record else None,
              "state": r.record.state.value if r.record else "NOT SUBMITTED",
@@ -294,11 +332,11 @@ def _report_sweep(group: str, results: list[Any], output: str) -> None:
     if output == "json":
         _print_json({"group": group, "jobs": rows})
         return
-    from launcher.display import columns
+    from launcher import display
 
-    click.echo(columns([("POINT", "JOB", "STATE")] + [(point_label(r["params"]), r["job_id"] or "-",
-                                                      r["state"] + (f": {r['error']}" if r["error"] else ""))
-                                                     for r in rows]))
+    display.write(display.Table([("POINT", "JOB", "STATE")] + [
+        (point_label(r["params"]), r["job_id"] or "-", r["state"] + (f": {r['error']}" if r["error"] else ""))
+        for r in rows], state_column=2))
     click.echo(f"group {group}: launch list --group {group} / launch cancel --group {group}")
 
 
@@ -378,7 +416,9 @@ def _printer(multi: bool, stream: Any) -> Any:
 
 
 def _say_state(record: Any) -> None:
-    click.echo(f"{record.id}: {record.state.value}", err=True)
+    from launcher import display
+
+    display.say_state(f"{record.id}: {record.state.value}", record.state.value)
 
 
 def _say_end(record: Any, *, show_tail: bool = True) -> None:
@@ -390,7 +430,9 @@ def _say_end(record: Any, *, show_tail: bool = True) -> None:
     line = f"job {record.id} {record.state.value}{took}"
     if record.state.value != "SUCCEEDED" and record.message:
         line += f": {record.message}"
-    click.echo(line, err=True)
+    from launcher import display
+
+    display.say_state(line, record.state.value)
     if show_tail and record.state.value == "FAILED":
         _show_tail(record)
 
@@ -410,36 +452,36 @@ def _show_tail(record: Any) -> None:
 
 
 @main.command()
-@click.argument("job")
+@_job_argument
 @_output
-def status(job: str, output: str) -> None:
-    """Show a job's state, refreshed from its backend."""
+def status(job: str | None, output: str) -> None:
+    """Show a job's state, refreshed from its backend (default: the newest job)."""
     from launcher import runner
 
     store = _store()
-    record = runner.refresh(store, store.resolve(job))
+    record = runner.refresh(store, _job(store, job))
     if output == "json":
         _print_json(record.to_json())
         return
-    from launcher.display import describe
+    from launcher import display
 
-    click.echo(describe(record))
+    display.write_status(record)
     if record.state.value == "FAILED":
         _show_tail(record)
 
 
 @main.command()
-@click.argument("job")
+@_job_argument
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
 @click.option("--node", type=click.IntRange(min=0), default=None, help="Only this node (rank).")
 @click.option("--tail", type=click.IntRange(min=0), default=None,
               help="Only the last N lines (of each node) first.")
-def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
-    """Print a job's logs (all nodes, or --node N)."""
+def logs(job: str | None, follow: bool, node: int | None, tail: int | None) -> None:
+    """Print a job's logs (all nodes, or --node N; default: the newest job)."""
     from launcher import runner
 
     store = _store()
-    record = store.resolve(job)
+    record = _job(store, job)
     nodes = int(record.spec.get("resources", {}).get("nodes", 1))
     if node is not None and record.spec and node >= nodes:
         raise UsageError(f"job {record.id} has {nodes} node(s); --node takes 0..{nodes - 1}")
@@ -460,42 +502,41 @@ def logs(job: str, follow: bool, node: int | None, tail: int | None) -> None:
         runner.follow(store, record, show, node=node, cursor=cursor)
 
 
+_group_option = click.option("--group", default=None, metavar="GROUP", shell_complete=_complete_from_store("group"),
+                             help="A sweep group: its id or any unique prefix of it.")
+
+
 @main.command()
-@click.argument("job", required=False)
-@click.option("--group", default=None, help="Cancel every unfinished job of this sweep group instead.")
+@_job_argument
+@_group_option
 @_output
 def cancel(job: str | None, group: str | None, output: str) -> None:
-    """Cancel a job, or a sweep's jobs with --group (safe to repeat)."""
+    """Cancel a job (default: the newest), or every unfinished job of a sweep with --group (safe to repeat)."""
     from launcher import runner
 
-    if (job is None) == (group is None):
-        raise UsageError("give a JOB or --group GROUP (one of them)", "`launch list` shows both")
+    if job is not None and group is not None:
+        raise UsageError("give a JOB or --group GROUP, not both", "`launch list` shows both")
     store = _store()
-    if job is not None:
-        records = [store.resolve(job)]
-    else:
-        records = store.list(group=group)
-        if not records:
-            raise UsageError(f"no jobs in group {group!r}", "`launch list` shows groups of sweeps")
+    records = [_job(store, job)] if group is None else store.list(group=store.resolve_group(group))
     done = []
     for record in records:
         done.append(runner.cancel(store, record))
         if output == "text":
             click.echo(f"{done[-1].id}: {done[-1].state.value}")
     if output == "json":
-        _print_json(done[0].to_json() if job is not None else [r.to_json() for r in done])
+        _print_json(done[0].to_json() if group is None else [r.to_json() for r in done])
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.argument("job")
+@_job_argument
 @click.option("--timeout", type=float, default=None, help="Give up after this many seconds (exit 4).")
 @_output
-def wait(job: str, timeout: float | None, output: str) -> None:
-    """Wait for a job to end; exit 0 succeeded, 1 failed, 3 cancelled."""
+def wait(job: str | None, timeout: float | None, output: str) -> None:
+    """Wait for a job to end (default: the newest job); exit 0 succeeded, 1 failed, 3 cancelled."""
     from launcher import runner
 
     store = _store()
-    record = store.resolve(job)
+    record = _job(store, job)
     record = runner.wait(store, record, timeout_s=timeout, on_change=None if output == "json" else _say_state)
     if output == "json":
         _print_json(record.to_json())
@@ -513,7 +554,7 @@ def wait(job: str, timeout: float | None, output: str) -> None:
 @click.option("--all", "show_all", is_flag=True, help="No limit.")
 @click.option("--refresh", is_flag=True, help="Ask every backend for the state of unfinished jobs.")
 @click.option("--sync", is_flag=True, help="First ask the backends what they run and reconcile the history.")
-@click.option("--group", default=None, help="Only the jobs of this sweep group.")
+@_group_option
 @_output
 def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bool, refresh: bool, sync: bool,
           group: str | None, output: str) -> None:
@@ -531,6 +572,8 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
         report = runner.sync(store, [backend] if backend else _configured_backends())
         click.echo(f"synced {', '.join(report.backends)}: {report.added} added, {report.updated} updated", err=True)
     wanted = tuple(JobState(s.upper()) for s in states)
+    if group is not None:
+        group = store.resolve_group(group)
     records = store.list(backend=backend, group=group, limit=None if show_all or wanted or group else limit)
     if any(r.needs_refresh(all_backends=refresh) for r in records):
         from launcher import runner  # only when some job needs it: `list` stays fast
@@ -541,10 +584,10 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
     if output == "json":
         _print_json([r.to_json() for r in records])
         return
-    from launcher.display import table
+    from launcher import display
 
     filtered = bool(backend or wanted or group)
-    click.echo(table(records) if records or not filtered else "no jobs match")
+    display.write(display.job_table(records) if records or not filtered else "no jobs match")
 
 
 def _configured_backends() -> list[str]:
@@ -596,9 +639,9 @@ def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_
     if output == "json":
         _print_json([row.to_json() for row in rows])
         return
-    from launcher.display import plan_table
+    from launcher import display
 
-    click.echo(plan_table(rows, spec))
+    display.write(display.plan_table(rows, spec))
 
 
 @main.command()
@@ -612,6 +655,7 @@ def catalog(backend: str | None, accelerator: str | None, output: str) -> None:
 
     rows = list(known.offers())
     if backend:
+        _check_catalog_backend(backend, {o.backend for o in rows})
         rows = [o for o in rows if o.backend == backend]
     if accelerator:
         try:
@@ -625,9 +669,22 @@ def catalog(backend: str | None, accelerator: str | None, output: str) -> None:
 
         _print_json([dataclasses.asdict(o) for o in rows])
         return
-    from launcher.display import catalog_table
+    from launcher import display
 
-    click.echo(catalog_table(rows) if rows else "no catalog rows match")
+    display.write(display.catalog_table(rows) if rows else "no catalog rows match")
+
+
+def _check_catalog_backend(name: str, in_catalog: set[str]) -> None:
+    """A name the catalog has no rows for is either a backend without prices (local, ssh: say so)
+    or a typo (say which backends exist); both exit 2 instead of printing nothing."""
+    from launcher import registry
+
+    if name in in_catalog:
+        return
+    if name in registry.names():
+        raise UsageError(f"backend {name!r} has no catalog rows: it runs on machines you provide",
+                         f"the catalog covers {', '.join(sorted(in_catalog))}")
+    raise UsageError(f"no backend {name!r}", f"backends: {', '.join(sorted(set(registry.names()) | in_catalog))}")
 
 
 @main.command()
@@ -669,6 +726,29 @@ def backends(output: str) -> None:
         if row["hint"]:
             lines.append(("", "", "", "", f"{'install' if not sdk else 'hint'}: {row['hint']}"))
     click.echo(columns(lines))
+
+
+def _global_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """`launch status JOB -v` means what `launch -v status JOB` does."""
+    if not value or ctx.resilient_parsing:
+        return
+    from launcher import logs
+
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = {}
+    if param.name == "debug":
+        root.obj["debug"] = True
+    logs.set_verbose(True)
+
+
+for _command in main.commands.values():  # every subcommand takes the group's flags after its name too
+    _command.params.extend([
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=_global_flag,
+                     help="Show tracebacks for errors (also before the command)."),
+        click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_global_flag,
+                     help="Say more about retries and progress (also before the command)."),
+    ])
 
 
 def run_main() -> None:

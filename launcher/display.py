@@ -1,9 +1,99 @@
-"""Text views of job records for the terminal: a table for list, a block for status."""
+"""Text views for the terminal: a table for list, plan and catalog, a block for status.
+
+Each view is built once as plain cells; `write` prints it as aligned plain text when stdout
+is a pipe or file (byte-stable for scripts, and `rich` is never imported), and with `rich`
+when stdout is a terminal: states in colour, tables that fit the terminal's width.
+"""
 
 from __future__ import annotations
 
+import sys
 import time
+from dataclasses import dataclass
 from typing import Any
+
+# the colour each state gets on a terminal
+STATE_STYLES = {"SUCCEEDED": "green", "FAILED": "bold red", "CANCELLED": "yellow", "CANCELLING": "yellow",
+                "RUNNING": "cyan", "STARTING": "cyan", "PENDING": "blue", "UNKNOWN": "magenta"}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of cells (the first is the header) and an optional line under them."""
+
+    rows: list[tuple[str, ...]]
+    footer: str = ""
+    state_column: int | None = None  # coloured by STATE_STYLES on a terminal
+    wrap_column: int | None = None   # the one column that wraps on a narrow terminal; the others never do
+
+    def plain(self) -> str:
+        return columns(self.rows) + (f"\n{self.footer}" if self.footer else "")
+
+
+def to_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def write(view: Table | str) -> None:
+    """Print a view to stdout: plain text for pipes and files, rich on a terminal."""
+    if not to_terminal():
+        print(view.plain() if isinstance(view, Table) else view, flush=True)
+        return
+    console = _console()
+    if isinstance(view, str):
+        console.print(view, markup=False, highlight=False)
+        return
+    from rich.table import Table as RichTable
+
+    header, *body = view.rows
+    table = RichTable(box=None, pad_edge=False, show_edge=False, header_style="bold", padding=(0, 2, 0, 0))
+    for i, title in enumerate(header):
+        table.add_column(title, no_wrap=i != view.wrap_column, overflow="fold" if i == view.wrap_column else "ellipsis",
+                         ratio=1 if i == view.wrap_column else None)
+    for row in body:
+        table.add_row(*(_cell(text, STATE_STYLES.get(text.split(":")[0]) if i == view.state_column else None)
+                        for i, text in enumerate(row)))
+    console.print(table)
+    if view.footer:
+        console.print(view.footer, markup=False, highlight=False, style="dim")
+
+
+def write_status(record: Any) -> None:
+    """`launch status`: the block from `describe`, its state line in colour on a terminal."""
+    text = describe(record)
+    if not to_terminal():
+        print(text, flush=True)
+        return
+    from rich.text import Text
+
+    out = Text()
+    for line in text.split("\n"):
+        style = STATE_STYLES.get(record.state.value) if line.startswith("state:") else None
+        out.append(line + "\n", style=style)
+    out.rstrip()
+    _console().print(out, highlight=False)
+
+
+def say_state(line: str, state: str) -> None:
+    """A line about a job's state on stderr (where progress goes), in the state's colour on a terminal."""
+    if not sys.stderr.isatty():
+        print(line, file=sys.stderr, flush=True)
+        return
+    from rich.text import Text
+
+    _console(stderr=True).print(Text(line, style=STATE_STYLES.get(state, "")))
+
+
+def _console(*, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False, stderr=stderr)
+
+
+def _cell(text: str, style: str | None) -> Any:
+    from rich.text import Text
+
+    return Text(text, style=style or "")
 
 
 def age(timestamp: float | None, now: float | None = None) -> str:
@@ -16,15 +106,18 @@ def age(timestamp: float | None, now: float | None = None) -> str:
     return f"{seconds}s ago"
 
 
-def table(records: list[Any]) -> str:
+def job_table(records: list[Any]) -> Table | str:
+    """`launch list`; a POINT column (the sweep's values) only when some listed job has one."""
     if not records:
         return "no jobs yet; try: launch run job_specs/quickstart.yaml --follow"
     now = time.time()
-    rows = [("JOB", "BACKEND", "STATE", "CREATED", "MESSAGE")]
+    points = any(r.params for r in records)
+    rows = [("JOB", *(("POINT",) if points else ()), "BACKEND", "STATE", "CREATED", "MESSAGE")]
     for r in records:
         message = (r.message or "").splitlines()[0][:60] if r.message else ""
-        rows.append((r.id, r.backend, r.state.value, age(r.created_at, now), message))
-    return columns(rows)
+        rows.append((r.id, *((r.label or "-",) if points else ()), r.backend, r.state.value,
+                     age(r.created_at, now), message))
+    return Table(rows, state_column=3 if points else 2, wrap_column=len(rows[0]) - 1)
 
 
 def describe(record: Any) -> str:
@@ -33,6 +126,7 @@ def describe(record: Any) -> str:
     lines = [
         f"job:      {record.id}",
         f"name:     {record.name}",
+        *([f"point:    {record.label}"] if record.params else []),
         f"backend:  {record.backend}",
         f"state:    {record.state.value}" + (f" ({record.raw_state})" if record.raw_state else ""),
     ]
@@ -61,20 +155,20 @@ def money(value: float | None, suffix: str = "") -> str:
     return "-" if value is None else f"${value:,.2f}{suffix}"
 
 
-def plan_table(rows: list[Any], spec: Any) -> str:
+def plan_table(rows: list[Any], spec: Any) -> Table:
     """`launch plan`: the rows that fit first; cost is for max_runtime when the spec has one."""
     from launcher.durations import format_seconds
+    from launcher.plan import THIS_MACHINE
 
     hours = f"EST {format_seconds(spec.max_runtime)}" if spec.max_runtime else "EST (no max_runtime)"
     price = "SPOT $/H" if spec.spot else "$/H"
     out = [("BACKEND", "INSTANCE", "GPUS", price, hours, "READY", "NOTE")]
     for row in rows:
         if not row.fits:
-            out.append((row.backend, "-", "-", "-", "-", "yes" if row.configured else "no",
-                        f"cannot run: {row.reason}"))
+            out.append((row.backend, "-", "-", "-", "-", "no", f"cannot run: {row.reason}"))
             continue
         instance = row.instance_type or "(your machines)"
-        if row.nodes > 1:
+        if row.nodes > 1 and instance != THIS_MACHINE:
             instance += f" x {row.nodes}"
         notes = [row.reason] if row.reason else []
         if not row.configured:
@@ -85,18 +179,19 @@ def plan_table(rows: list[Any], spec: Any) -> str:
         out.append((row.backend, instance, str(row.gpus), money(row.hourly_usd), money(row.est_cost_usd),
                     "yes" if row.configured else "no", "; ".join(notes)))
     dates = sorted({row.price_as_of for row in rows if row.price_as_of})
+    wrap = len(out[0]) - 1
     if not dates:
-        return columns(out)
+        return Table(out, wrap_column=wrap)
     span = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    return columns(out) + f"\nprices: catalog list prices for all nodes, as of {span} (launch catalog)"
+    return Table(out, f"prices: catalog list prices for all nodes, as of {span} (launch catalog)", wrap_column=wrap)
 
 
-def catalog_table(offers: list[Any]) -> str:
+def catalog_table(offers: list[Any]) -> Table:
     out = [("BACKEND", "ACCELERATOR", "INSTANCE", "VCPUS", "MEM GB", "$/H", "SPOT $/H", "REGION", "AS OF")]
     for o in offers:
         out.append((o.backend, f"{o.accelerator}:{o.count}", o.instance_type, _number(o.vcpus),
                     _number(o.memory_gb), money(o.ondemand_usd_hr), money(o.spot_usd_hr), o.region, o.as_of))
-    return columns(out)
+    return Table(out)
 
 
 def _number(value: float | None) -> str:

@@ -19,6 +19,8 @@ from launcher.errors import LaunchError, UsageError
 
 # settings keys by which a backend lets the user pin the machine instead of the catalog
 PINNED_TYPE_KEYS = ("instance_type", "machine_type")
+# the instance of a backend that runs every node here (local): its rows never say "x N nodes"
+THIS_MACHINE = "this machine"
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,11 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
         return dataclasses.replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
     in_catalog = any(o.backend == name for o in catalog.offers())
     if not in_catalog:
-        return dataclasses.replace(base, fits=True, reason="runs on machines you provide; no catalog price")
+        return _own_machines(base, backend_class, settings, spec)
     offer, why_not = _offer(name, spec, settings)
     if offer is None:
         if not accel.is_gpu and why_not is None:
-            return dataclasses.replace(base, fits=True, instance_type="(backend default CPU machine)",
-                            reason="CPU-only; no CPU prices in the catalog")
+            return _cpu_row(base, backend_class, name, spec, settings)
         return dataclasses.replace(base, reason=why_not or "no instance type fits")
     price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
     hourly = None if price is None else price * nodes
@@ -95,6 +96,37 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
         if live:
             row = dataclasses.replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
     return row
+
+
+def _own_machines(base: PlanRow, backend_class: Any, settings: Mapping[str, Any], spec: Any) -> PlanRow:
+    """A backend without catalog prices. One that runs every node on this machine (it reports
+    `machine_gpus`) fits only when this machine has the GPUs of all nodes together."""
+    hook = getattr(backend_class, "machine_gpus", None)
+    if hook is None:
+        return dataclasses.replace(base, fits=True, reason="runs on machines you provide; no catalog price")
+    have = int(hook(settings))
+    accel, nodes = spec.resources.accelerators, spec.resources.nodes
+    want = accel.count * nodes
+    shared = f"{nodes} nodes share this machine, as {nodes} process groups" if nodes > 1 else ""
+    here = f"this machine has {have or 'no'} NVIDIA GPU{'' if have == 1 else 's'}"
+    if want > have:
+        asked = f"{accel}" + (f" per node x {nodes} nodes = {want} GPUs" if nodes > 1 else "")
+        return dataclasses.replace(base, instance_type=THIS_MACHINE, reason=f"{here}; the spec asks for {asked} "
+                                   "(`launch run` starts it anyway, with a warning)")
+    return dataclasses.replace(base, fits=True, instance_type=THIS_MACHINE,
+                               reason="; ".join(filter(None, [base.config_detail or here, shared])))
+
+
+def _cpu_row(base: PlanRow, backend_class: Any, name: str, spec: Any, settings: Mapping[str, Any]) -> PlanRow:
+    """A spec without GPUs: the machine the backend's render picks (pinned in settings, else its
+    `cpu_instance_type`), so plan and the dry run name the same one."""
+    machine = next((settings[k] for k in PINNED_TYPE_KEYS if settings.get(k)), None)
+    machine = machine or getattr(backend_class, "cpu_instance_type", None)
+    if not machine:
+        return dataclasses.replace(base, reason=f"no CPU machine known for {name}; set backends.{name}.instance_type")
+    row = dataclasses.replace(base, fits=True, instance_type=str(machine), reason="no CPU prices in the catalog")
+    refusal = _render_refusal(name, spec) if row.configured else None
+    return dataclasses.replace(row, fits=False, reason=refusal) if refusal else row
 
 
 def _render_refusal(name: str, spec: Any) -> str | None:
@@ -126,11 +158,11 @@ def _readiness(backend_class: Any, settings: Mapping[str, Any]) -> tuple[bool, s
 def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.Offer | None, str | None]:
     """The catalog offer this spec gets on `name`: a pinned type if settings pin one, else the
     first offer for the accelerator that meets the cpu/memory minimums."""
+    accel = spec.resources.accelerators
     pinned = next((settings[k] for k in PINNED_TYPE_KEYS if settings.get(k)), None)
-    if pinned:
+    if pinned and accel.is_gpu:
         match = [o for o in catalog.offers() if o.backend == name and o.instance_type == pinned]
         return (match[0], None) if match else (None, f"{pinned} (pinned in settings) is not in the catalog")
-    accel = spec.resources.accelerators
     if not accel.is_gpu:
         return None, None
     try:

@@ -158,7 +158,7 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
     reserved = store.reserve(JobRecord(
         id=job_id, name=spec.name, backend=backend_name, handle=None, spec=spec.to_record(),
         state=JobState.PENDING, raw_state=_submitter(), message="submitting", created_at=now, updated_at=now,
-        idempotency_key=idempotency_key, group_id=group_id,
+        idempotency_key=idempotency_key, group_id=group_id, params=params or None,
     ))
     if reserved.id != job_id:
         if _abandoned(reserved) and _same_request(reserved, spec, backend_name):

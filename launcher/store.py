@@ -21,7 +21,7 @@ from typing import Any
 from launcher.backend import Handle, JobState, Status
 from launcher.errors import UsageError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -39,15 +39,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     ended_at REAL,
     idempotency_key TEXT UNIQUE,
-    group_id TEXT
+    group_id TEXT,
+    params TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 CREATE INDEX IF NOT EXISTS jobs_group ON jobs (group_id);
 """
 # what each older schema lacks; applied in order by _migrate
-_UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",)}
+_UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",), 2: ("ALTER TABLE jobs ADD COLUMN params TEXT",)}
 _COLUMNS = ("id", "name", "backend", "handle", "spec", "state", "raw_state", "message", "exit_code",
-            "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key", "group_id")
+            "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key", "group_id", "params")
 _RETRIES = 20
 
 
@@ -69,6 +70,12 @@ class JobRecord:
     ended_at: float | None = None
     idempotency_key: str | None = None
     group_id: str | None = None  # the sweep this job belongs to (`list --group`, `cancel --group`)
+    params: dict[str, str] | None = None  # its sweep point (lr=3e-4): what tells a group's jobs apart
+
+    @property
+    def label(self) -> str:
+        """The sweep point as `lr=3e-4 batch=32`; empty for a job that is no sweep's."""
+        return point_label(self.params or {})
 
     def needs_refresh(self, *, all_backends: bool) -> bool:
         """Unfinished, and either its status is a cheap local read or every backend was asked for."""
@@ -87,6 +94,11 @@ class JobRecord:
         return out
 
 
+def point_label(params: dict[str, str]) -> str:
+    """A sweep point as the user typed it: `lr=3e-4 batch=32`."""
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
 def _row_to_record(row: sqlite3.Row) -> JobRecord:
     """One damaged row must not hide every other job: unreadable parts read as absent."""
     values = dict(zip(_COLUMNS, row, strict=True))
@@ -99,6 +111,11 @@ def _row_to_record(row: sqlite3.Row) -> JobRecord:
         values["spec"] = json.loads(values["spec"])
     except (ValueError, TypeError):
         values["spec"] = {}
+    try:
+        params = json.loads(values["params"]) if values["params"] else None
+        values["params"] = {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else None
+    except (ValueError, TypeError):
+        values["params"] = None
     values["state"] = JobState.parse(values["state"])
     return JobRecord(**values)
 
@@ -175,6 +192,7 @@ class Store:
                 values = record.to_json()
                 values["handle"] = json.dumps(values["handle"]) if values["handle"] else None
                 values["spec"] = json.dumps(record.spec, sort_keys=True)
+                values["params"] = json.dumps(record.params) if record.params else None
                 db.execute(f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                            tuple(values[c] for c in _COLUMNS))
                 return record
@@ -231,6 +249,42 @@ class Store:
             raise UsageError(f"{prefix!r} matches several jobs: {shown}{', ...' if len(found) > 5 else ''}",
                              "give more of the id")
         return found[0]
+
+    def newest(self) -> JobRecord:
+        """The most recently created job: what `status`, `logs`, `wait` and `cancel` mean without a JOB."""
+        found = self._select("ORDER BY created_at DESC LIMIT 1")
+        if not found:
+            raise UsageError("no jobs yet", "start one: launch run job_specs/quickstart.yaml")
+        return found[0]
+
+    def resolve_group(self, prefix: str) -> str:
+        """A sweep group by full id or unique prefix, as `resolve` does for jobs."""
+        if not prefix.strip():
+            raise UsageError("no group id given", "`launch list` shows the groups of sweeps")
+        found = self.group_ids(prefix, limit=6)
+        if prefix in found:
+            return prefix
+        if not found:
+            raise UsageError(f"no sweep group matches {prefix!r}", "`launch list` shows the groups of sweeps")
+        if len(found) > 1:
+            shown = ", ".join(found[:5])
+            raise UsageError(f"{prefix!r} matches several sweep groups: {shown}{', ...' if len(found) > 5 else ''}",
+                             "give more of the group id")
+        return found[0]
+
+    def job_ids(self, prefix: str = "", *, limit: int = 200) -> list[str]:
+        """Ids starting with `prefix`, newest first (shell completion)."""
+        rows = _retry(lambda: self._db.execute(
+            "SELECT id FROM jobs WHERE substr(id, 1, ?) = ? ORDER BY created_at DESC LIMIT ?",
+            (len(prefix), prefix, limit)).fetchall())
+        return [row[0] for row in rows]
+
+    def group_ids(self, prefix: str = "", *, limit: int = 200) -> list[str]:
+        """Sweep group ids starting with `prefix`, newest first."""
+        rows = _retry(lambda: self._db.execute(
+            "SELECT group_id FROM jobs WHERE group_id IS NOT NULL AND substr(group_id, 1, ?) = ? "
+            "GROUP BY group_id ORDER BY max(created_at) DESC LIMIT ?", (len(prefix), prefix, limit)).fetchall())
+        return [row[0] for row in rows]
 
     def list(self, *, backend: str | None = None, states: tuple[JobState, ...] = (),
              limit: int | None = None, group: str | None = None) -> list[JobRecord]:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from launcher.errors import LaunchError, UsageError
+from launcher.store import point_label
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_POINTS = 1000
@@ -67,10 +68,6 @@ def grid(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
         raise UsageError(f"the sweep has {size} points; at most {MAX_POINTS}", "sweep fewer values")
     keys = [key for key, _ in axes]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(values for _, values in axes))]
-
-
-def point_label(params: dict[str, str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())
 
 
 def point_key(idempotency_key: str | None, params: dict[str, str]) -> str | None:

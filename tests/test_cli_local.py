@@ -476,6 +476,45 @@ def test_list_filters_and_prefixes(cli, write_spec):
     cli("wait", "no-such-job", check_rc=2)
 
 
+def test_commands_without_a_job_mean_the_newest_and_say_so(cli, write_spec, launch_home):
+    for command in ("status", "logs", "wait", "cancel"):
+        empty = cli(command, check_rc=2)
+        assert "no jobs yet" in empty.stderr and "Traceback" not in empty.stderr
+    older = submit(cli, write_spec("name: same\nrun: echo older\n"))
+    newer = submit(cli, write_spec("name: same\nrun: echo newer; sleep 60\nbackends: {local: {cancel_grace: 1s}}\n",
+                                   "b.yaml"))
+    said = f"(no JOB given: the newest job, {newer})"
+    shown = cli("status", "-o", "json", check_rc=0)
+    assert json.loads(shown.stdout)["id"] == newer and said in shown.stderr
+    assert said not in shown.stdout  # stdout stays the answer alone
+    wait_for_log(launch_home, newer, "newer")
+    lines = cli("logs", check_rc=0).stdout.splitlines()
+    assert "newer" in lines and "older" not in lines
+    cancelled = cli("cancel", check_rc=0)
+    assert cancelled.stdout.startswith(f"{newer}: CANCELL") and said in cancelled.stderr
+    assert cli("wait", check_rc=3).stderr.count(said) == 1
+    assert status_json(cli, older)["state"] == "SUCCEEDED"  # the older job was never touched
+    both = cli("cancel", older, "--group", "x", check_rc=2)
+    assert "not both" in both.stderr
+
+
+def test_verbose_and_debug_work_after_the_subcommand(cli):
+    assert cli("list", "-v", check_rc=0).stdout.startswith("no jobs yet")
+    plain = cli("status", "no-such-job", check_rc=2)
+    assert "Traceback" not in plain.stderr
+    debug = cli("status", "no-such-job", "--debug", check_rc=2)
+    assert "Traceback" in debug.stderr and "no job matches" in debug.stderr
+    assert "--debug" in cli("status", "--help", check_rc=0).stdout
+
+
+def test_catalog_with_an_unknown_backend_names_the_real_ones(cli):
+    typo = cli("catalog", "-b", "aws", check_rc=2)
+    assert "no backend 'aws'" in typo.stderr and "sagemaker" in typo.stderr and "vertex" in typo.stderr
+    no_rows = cli("catalog", "-b", "local", check_rc=2)
+    assert "machines you provide" in no_rows.stderr
+    assert "ml.p5.48xlarge" in cli("catalog", "-b", "sagemaker", check_rc=0).stdout
+
+
 def test_list_sync_readopts_jobs_after_the_db_is_lost(cli, write_spec, launch_home):
     result = cli("run", str(write_spec("name: lost-job\nrun: echo hi\n")), "--wait", check_rc=0)
     job = SUBMITTED.search(result.stdout).group(1)

@@ -173,6 +173,7 @@ def test_a_spec_that_fits_no_cloud_says_so_for_each(cli, write_spec, clouds):
 @pytest.mark.parametrize("backend, accel, minimums", [
     ("vertex", "T4:1", ""), ("vertex", "L4:1", "cpus: 10+"), ("vertex", "L4:1", "memory_gb: 100+"),
     ("sagemaker", "A10G:1", ""), ("azureml", "T4:1", "cpus: 12+, memory_gb: 100+"),
+    ("vertex", "cpu", ""), ("sagemaker", "cpu", ""), ("azureml", "cpu", ""),  # one name for the CPU machine too
 ])
 def test_the_machine_run_starts_is_the_one_plan_prices(backend, accel, minimums, write_spec, launch_home):
     """plan and render pick through one helper (catalog.choose): a dry run never starts a
@@ -203,3 +204,33 @@ def test_plan_and_run_both_refuse_what_no_instance_meets(cli, write_spec, clouds
     assert not row["fits"] and "14+ vCPUs" in row["reason"]
     result = cli("run", str(spec), "--backend", "sagemaker", "--dry-run", env=clouds, check_rc=2)
     assert "resources" in result.stderr and "14+ vCPUs" in result.stderr
+
+
+@pytest.fixture
+def gpus_here(tmp_path):
+    """PATH with an `nvidia-smi` that reports N GPUs: the local backend counts them with `nvidia-smi -L`."""
+    def make(count: int) -> dict[str, str]:
+        bin_dir = tmp_path / f"bin-{count}"
+        bin_dir.mkdir()
+        lines = "".join(f"echo 'GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i})'\n" for i in range(count))
+        (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\n{lines}")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+        import os
+        return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return make
+
+
+def test_local_fits_only_what_this_machine_has(cli, write_spec, launch_home, gpus_here):
+    none = gpus_here(0)
+    local = plan_json(cli, write_spec(spec_text("H100:8", nodes=2)), none)["local"]
+    assert not local["fits"] and "this machine has no NVIDIA GPUs" in local["reason"] and "16 GPUs" in local["reason"]
+    text = cli("plan", str(write_spec(spec_text("H100:8", nodes=2))), "--no-live", "-b", "local", env=none,
+               check_rc=0).stdout.splitlines()[1]
+    assert text.split()[:7] == ["local", "-", "-", "-", "-", "no", "cannot"]  # not READY for what it cannot run
+    two = gpus_here(2)
+    assert not plan_json(cli, write_spec(spec_text("H100:2", nodes=2)), two)["local"]["fits"]  # 4 GPUs asked
+    fits = plan_json(cli, write_spec(spec_text("H100:1", nodes=2)), two)["local"]
+    assert fits["fits"] and fits["gpus"] == 2 and fits["instance_type"] == "this machine"
+    assert "2 NVIDIA GPU(s)" in fits["reason"] and "2 nodes share this machine" in fits["reason"]
+    cpu = plan_json(cli, write_spec(spec_text("cpu")), none)["local"]
+    assert cpu["fits"] and "no NVIDIA GPU" in cpu["reason"]

@@ -245,6 +245,48 @@ def test_resolve_literal_percent_and_underscore_in_ids(store: Store) -> None:
     assert store.resolve("ax").id == "axb-3"
 
 
+def test_newest_is_the_latest_created_and_an_empty_store_says_so(store: Store) -> None:
+    with pytest.raises(UsageError) as err:
+        store.newest()
+    assert "no jobs yet" in err.value.message
+    store.reserve(make_record("b-2", created_at=T0 + 5))
+    store.reserve(make_record("a-1", created_at=T0 + 9))
+    store.reserve(make_record("c-3", created_at=T0 + 1))
+    assert store.newest().id == "a-1"
+
+
+def _grouped(store: Store, job_id: str, group: str | None, at: float, params: dict | None = None) -> None:
+    from dataclasses import replace
+
+    store.reserve(replace(make_record(job_id, created_at=at), group_id=group, params=params))
+
+
+def test_groups_resolve_by_unique_prefix_newest_first(store: Store) -> None:
+    _grouped(store, "x-1", "lr-sweep-20260101-aaa", T0)
+    _grouped(store, "x-2", "lr-sweep-20260101-aaa", T0 + 1)
+    _grouped(store, "x-3", "lr-sweep-20260102-bbb", T0 + 2)
+    _grouped(store, "x-4", None, T0 + 3)
+    assert store.group_ids() == ["lr-sweep-20260102-bbb", "lr-sweep-20260101-aaa"]
+    assert store.resolve_group("lr-sweep-20260101") == "lr-sweep-20260101-aaa"
+    assert store.resolve_group("lr-sweep-20260102-bbb") == "lr-sweep-20260102-bbb"
+    with pytest.raises(UsageError) as err:
+        store.resolve_group("lr-")
+    assert "several sweep groups" in err.value.message and "lr-sweep-20260101-aaa" in err.value.message
+    for missing in ("nope", "%", "_r", "x-1"):  # wildcards are literal; job ids are no groups
+        with pytest.raises(UsageError):
+            store.resolve_group(missing)
+    assert store.job_ids("x-") == ["x-4", "x-3", "x-2", "x-1"] and store.job_ids("x-1") == ["x-1"]
+
+
+def test_sweep_point_round_trips_and_damage_reads_as_none(store: Store) -> None:
+    _grouped(store, "p-1", "g", T0, {"lr": "3e-4", "batch": "32"})
+    record = store.get("p-1")
+    assert record.params == {"lr": "3e-4", "batch": "32"} and record.label == "lr=3e-4 batch=32"
+    assert record.to_json()["params"] == {"lr": "3e-4", "batch": "32"}
+    store._db.execute("UPDATE jobs SET params = '[not json' WHERE id = 'p-1'")
+    assert store.get("p-1").params is None and store.get("p-1").label == ""
+
+
 # --- list -----------------------------------------------------------------------------------------------------
 
 def test_list_filters_orders_and_limits(store: Store) -> None:

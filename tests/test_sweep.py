@@ -57,11 +57,43 @@ def test_cancel_group_stops_every_unfinished_job(cli, write_spec):
     out = json.loads(cli("run", str(spec), "--sweep", "x=a,b,c", "-o", "json", check_rc=0).stdout)
     group = out["group"]
     assert len(out["jobs"]) == 3 and all(j["job_id"] and j["error"] is None for j in out["jobs"])
-    cancelled = cli("cancel", "--group", group, check_rc=0).stdout
+    assert group.startswith("cg-sweep-")
+    cancelled = cli("cancel", "--group", "cg-sw", check_rc=0).stdout  # a unique prefix, as for job ids
     assert cancelled.count("CANCELLED") == 3
     assert {j["state"] for j in _group_jobs(cli, group)} == {"CANCELLED"}
-    other = cli("list", "--group", "no-such-group", check_rc=0).stdout
-    assert other.strip() == "no jobs match"
+    other = cli("list", "--group", "no-such-group", check_rc=2)
+    assert "no sweep group matches 'no-such-group'" in other.stderr
+
+
+def test_group_prefixes_resolve_like_job_ids(cli, write_spec):
+    spec = write_spec("name: gp\nrun: echo hi\n")
+    first = json.loads(cli("run", str(spec), "--sweep", "x=a", "--wait", "-o", "json", check_rc=0).stdout)["group"]
+    second = json.loads(cli("run", str(spec), "--sweep", "x=b", "--wait", "-o", "json", check_rc=0).stdout)["group"]
+    assert [j["params"] for j in _group_jobs(cli, first[:-2])] == [{"x": "a"}]
+    assert [j["params"] for j in _group_jobs(cli, second)] == [{"x": "b"}]
+    ambiguous = cli("list", "--group", "gp-sweep", check_rc=2)
+    assert "several sweep groups" in ambiguous.stderr and first in ambiguous.stderr and second in ambiguous.stderr
+    assert "several sweep groups" in cli("cancel", "--group", "gp", check_rc=2).stderr
+
+
+def test_list_and_status_show_each_job_by_its_point(cli, write_spec):
+    spec = write_spec("name: pt\nrun: echo hi\n")
+    out = json.loads(cli("run", str(spec), "--sweep", "lr=1e-3,3e-4", "--sweep", "b=32", "--wait", "-o", "json",
+                         check_rc=0).stdout)
+    plain = cli("run", str(write_spec("name: solo\nrun: echo hi\n", "solo.yaml")), "--wait", check_rc=0)
+    solo = re.search(r"submitted (\S+)", plain.stdout).group(1)
+    table = cli("list", check_rc=0).stdout.splitlines()
+    assert table[0].split()[:3] == ["JOB", "POINT", "BACKEND"]
+    by_id = {line.split()[0]: line.split()[1:4] for line in table[1:]}
+    for job in out["jobs"]:
+        lr = job["params"]["lr"]
+        assert by_id[job["job_id"]] == [f"lr={lr}", "b=32", "local"]
+        status = cli("status", job["job_id"], check_rc=0).stdout
+        assert f"point:    lr={lr} b=32\n" in status
+    assert by_id[solo][:2] == ["-", "local"]
+    assert "point:" not in cli("status", solo, check_rc=0).stdout
+    # a listing without sweep jobs keeps the table it always had
+    assert cli("list", "-n", "1", check_rc=0).stdout.split()[:3] == ["JOB", "BACKEND", "STATE"]
 
 
 def test_a_bad_point_fails_the_whole_sweep_before_anything_runs(cli, write_spec):
@@ -131,3 +163,25 @@ def test_a_version_1_history_gains_the_group_column_and_keeps_its_jobs(tmp_path)
     (record,) = store.list()
     assert record.id == "old-1" and record.group_id is None
     assert store.list(group="g") == []
+
+
+def test_a_version_2_history_gains_the_params_column_and_keeps_its_jobs(tmp_path):
+    import sqlite3
+
+    from launcher.store import Store
+
+    path = tmp_path / "jobs.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL, handle TEXT, "
+        "spec TEXT NOT NULL, state TEXT NOT NULL, raw_state TEXT NOT NULL DEFAULT '', message TEXT NOT NULL "
+        "DEFAULT '', exit_code INTEGER, url TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, "
+        "started_at REAL, ended_at REAL, idempotency_key TEXT UNIQUE, group_id TEXT);"
+        "INSERT INTO jobs (id, name, backend, spec, state, created_at, updated_at, group_id) "
+        "VALUES ('old-1', 'old', 'local', '{}', 'SUCCEEDED', 1, 1, 'g-1'); PRAGMA user_version = 2;")
+    old.commit()
+    old.close()
+    store = Store(path)
+    (record,) = store.list()
+    assert record.id == "old-1" and record.group_id == "g-1" and record.params is None and record.label == ""
+    assert store.resolve_group("g") == "g-1"
