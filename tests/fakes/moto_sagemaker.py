@@ -10,10 +10,23 @@ Import it from tests as ``from fakes.moto_sagemaker import MotoSageMaker`` (pyte
         aws.put_logs("job", 1, ["hello", "world"])  # -> "job/algo-1-<epoch s>"
         aws.set_job_state("job", "Completed", "Completed")
         aws.created_requests[0]                     # the CreateTrainingJob JSON exactly as it came over HTTP
+        aws.empty_log_pages()                       # GetLogEvents answers empty pages with a moving token first
+        assert aws.take_model_violations() == []    # every fixture, after every test
         aws.reset()                                 # between tests
 
 What this module patches into moto (at import, once per process, whatever name the module is imported under;
 the state lives on moto's ``SageMakerModelBackend`` class):
+
+- Every SageMaker and CloudWatch Logs request (both AWS JSON protocols: the body is the parameters) is checked
+  against botocore's model of its operation (tests/fakes/botocore_model.py): types, required and unknown members
+  and minimums as botocore's ParamValidator, plus the maximums, patterns and enums AWS enforces and moto ignores
+  (moto alone creates a job with a 110-character name, a user ARN as role, ``ml.bogus.huge`` or 301 environment
+  entries of 5,000 characters). A request that breaks the model is answered ``ValidationException`` (HTTP 400, as
+  AWS) and kept as a ``ModelViolation``; ``take_model_violations()`` hands them over (fixtures assert none after
+  each test) and leaving ``with MotoSageMaker()`` with some not taken raises AssertionError. S3 and STS requests
+  (REST-XML and query protocols) are not checked.
+- GetLogEvents records (stream, nextToken) in ``log_reads``; with ``empty_log_pages()`` it answers as CloudWatch
+  may: a page without events whose ``nextForwardToken`` moves on before each page of events (see that method).
 
 - StopTrainingJob (moto 5.2.5 has none: HTTP 500, which botocore even retries). AWS semantics: an InProgress
   job becomes TrainingJobStatus/SecondaryStatus ``Stopping``/``Stopping`` (move it on with
@@ -49,7 +62,8 @@ moto facts left as they are (moto 5.2.5, botocore 1.44.8), for the backend autho
 - CloudWatch ``get_log_events`` tokens are index-based: ``nextForwardToken`` is ``"f/" + 56-digit index`` of the
   last event returned, in the stream's events sorted by timestamp (after the startTime/endTime filter, so pass the
   same startTime/endTime on every call of one walk). With no new events it returns ``events == []`` and the SAME
-  token you passed (as AWS), so "token unchanged" or "no events" both mean "drained for now". An empty stream gives
+  token you passed (as AWS). Only "token unchanged" means "drained for now" (botocore's documentation); moto never
+  gives an empty page with a new token, but CloudWatch does: ``empty_log_pages()`` makes it. An empty stream gives
   ``"f/-000...001"``, which is a valid token to resume from. Once ``nextToken`` is given, ``startFromHead`` is
   ignored. ``limit`` pages (default and max 10000). A bad token -> ``InvalidParameterException`` "The specified
   nextToken is invalid.". An event inserted with a timestamp earlier than already-read ones shifts the indexes
@@ -229,7 +243,12 @@ def _install_patches() -> _HarnessState:
             """Refuse a request that breaks botocore's model (as AWS would) and remember it for the test's check."""
             operation = self._get_action()
             raw = self.body.decode() if isinstance(self.body, bytes) else self.body
-            problems = violations(json.loads(raw) if raw else {}, _input_shape(service, operation))
+            try:
+                params = json.loads(raw) if raw else {}
+            except ValueError as exc:
+                problems = [f"the body is not JSON: {exc}"]
+            else:
+                problems = violations(params, _input_shape(service, operation))
             if not problems:
                 return orig_call(self)
             with state.lock:
