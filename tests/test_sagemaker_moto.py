@@ -191,6 +191,36 @@ def test_follow_keeps_the_token_of_reads_that_showed_nothing(sm):
     assert len(reads) > 6 and reads.count(None) == 1, reads  # the head was read once, then the cursor went on
 
 
+def _read(backend, handle, cursor=None) -> tuple[list[str], dict]:
+    """One logs() call: its lines and the cursor it returns (the generator's return value)."""
+    lines, reader = [], backend.logs(handle, since=cursor)
+    while True:
+        try:
+            lines.append(next(reader).text)
+        except StopIteration as end:
+            return lines, end.value
+
+
+def test_a_read_of_only_empty_pages_stops_and_returns_where_it_got(sm, monkeypatch):
+    """Reading is bounded (MAX_EMPTY_PAGES pages without events in a row); the cursor it returns goes on."""
+    import backends.sagemaker as sagemaker
+    from launcher.spec import parse_spec
+
+    for key, value in sm.server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sagemaker, "MAX_EMPTY_PAGES", 1)
+    backend = sagemaker.SageMakerBackend({"region": "us-east-1", "role_arn": ROLE, "bucket": "team-bucket"})
+    spec = parse_spec("name: e\nimage: img\nrun: echo\n", "spec.yaml")
+    handle = backend.submit(backend.render(spec, "e-20260101-000000-aaaaaa", None, {}))
+    stream = sm.server.put_logs(handle.data["name"], 1, ["one", "two"])
+    sm.server.empty_log_pages()
+    lines, cursor = _read(backend, handle)
+    assert lines == [] and cursor[stream]  # stopped after one empty page, with the token it moved to
+    lines, cursor = _read(backend, handle, cursor)
+    assert lines == ["one", "two"]
+    assert _read(backend, handle, cursor) == ([], {stream: cursor[stream]})
+
+
 def test_cancel_stops_the_job_and_is_safe_to_repeat(sm):
     sm.server.hold_new_jobs_in_progress()
     job = sm.submit(sm.spec())

@@ -87,6 +87,14 @@ def test_vendored_instance_types_are_botocores_enum():
         f"gone {sorted(set(TRAINING_INSTANCE_TYPES) - set(enum))})")
 
 
+def test_catalog_instance_types_are_in_the_enum():
+    """What render picks without an explicit instance_type must pass the same check."""
+    from launcher import catalog
+
+    chosen = {offer.instance_type for offer in catalog.offers() if offer.backend == "sagemaker"}
+    assert chosen and chosen <= set(TRAINING_INSTANCE_TYPES), chosen - set(TRAINING_INSTANCE_TYPES)
+
+
 def test_explicit_instance_type_outside_the_enum_is_a_spec_error():
     spec = "name: x\nimage: i\nrun: r\nbackends:\n  sagemaker:\n    instance_type: {}\n"
     text = problems(spec.format("ml.bogus.huge"))  # of the ml.<family>.<size> form, but no such machine
