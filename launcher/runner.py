@@ -440,7 +440,7 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
             """Emit as read (a big log never sits in memory whole); a retry resumes after the
             last line shown, so nothing is repeated."""
             nonlocal cursor, got
-            lines = backend.logs(handle, since=cursor, node=node)
+            lines = iter(backend.logs(handle, since=cursor, node=node))
             while True:
                 try:
                     line = next(lines)
