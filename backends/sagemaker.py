@@ -9,14 +9,17 @@ the exact request without it.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
-from collections.abc import Iterator, Mapping
+import unicodedata
+from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.remote_job import LazySettings, Placement, job_files, node_environment
+from backends.sagemaker_instance_types import TRAINING_INSTANCE_TYPES
 from launcher import catalog, durations, logs
 from launcher.backend import (
     Capabilities,
@@ -61,8 +64,11 @@ ROLE_RE = re.compile(r"^arn:aws[a-z\-]*:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+
 ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 ENV_MAX_ENTRIES = 100
 ENV_MAX_LENGTH = 512
-TAG_VALUE_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
-INSTANCE_RE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9]+$")
+TAG_VALUE_MAX = 256
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
+# reading one stream stops after this many pages in a row without events although the token moved
+# (the next read goes on from there: the cursor keeps the token)
+MAX_EMPTY_PAGES = 50
 
 # (TrainingJobStatus, SecondaryStatus or None for "any") -> our state.
 STATES: dict[tuple[str, str | None], JobState] = {
@@ -131,6 +137,13 @@ def settings_model() -> type[BaseModel]:
         endpoint_url: str | None = Field(None, description="A custom SageMaker endpoint (VPC endpoint)")
 
     return SageMakerSettings
+
+
+def tag_text_ok(text: str) -> bool:
+    r"""AWS's tag pattern, `[\p{L}\p{Z}\p{N}_.:/=+\-@]*` in botocore's model: letters, separators and numbers
+    of any script, and _ . : / = + - @. Python's `[\w\s]` is not it: `\s` also takes tabs, newlines and other
+    control characters, which AWS refuses."""
+    return all(unicodedata.category(char)[0] in "LZN" or char in TAG_PUNCTUATION for char in text)
 
 
 def training_job_name(job_id: str) -> str:
@@ -210,7 +223,7 @@ class SageMakerBackend:
         if not role:
             problems.append(spec.problem("backends.sagemaker.role_arn", "SageMaker needs an execution role; "
                                          "set role_arn: arn:aws:iam::<account>:role/<name> here or in config.toml"))
-        elif not ROLE_RE.match(role):
+        elif not ROLE_RE.fullmatch(role) or len(role) > 2048:
             problems.append(spec.problem("backends.sagemaker.role_arn",
                                          f"{role!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/Name)"))
         instance_type = self._instance(spec, problems)
@@ -246,9 +259,10 @@ class SageMakerBackend:
 
         tags = [{"Key": JOB_ID_TAG, "Value": job_id}]
         if idempotency_key:
-            if len(idempotency_key) > 256 or not TAG_VALUE_RE.match(idempotency_key):
-                raise SpecError([Problem("--idempotency-key", None, "", "SageMaker tag values allow at most 256 "
-                                         "letters, digits, spaces and _ . : / = + - @")])
+            if len(idempotency_key) > TAG_VALUE_MAX or not tag_text_ok(idempotency_key):
+                raise SpecError([Problem("--idempotency-key", None, "", f"SageMaker tag values allow at most "
+                                         f"{TAG_VALUE_MAX} letters, digits, spaces and _ . : / = + - @ "
+                                         "(no tabs, newlines or other punctuation)")])
             tags.append({"Key": IDEMPOTENCY_TAG, "Value": idempotency_key})
         output = spec.outputs or f"s3://{bucket}/{prefix}/outputs/"
         if not output.startswith("s3://"):
@@ -291,9 +305,11 @@ class SageMakerBackend:
         accel = spec.resources.accelerators
         explicit = self.settings.get("instance_type")
         if explicit:
-            if not INSTANCE_RE.match(explicit):
+            if explicit not in TRAINING_INSTANCE_TYPES:
+                close = difflib.get_close_matches(explicit, TRAINING_INSTANCE_TYPES, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "e.g. ml.g5.2xlarge"
                 problems.append(spec.problem("backends.sagemaker.instance_type",
-                                             f"{explicit!r} is not a SageMaker instance type (e.g. ml.g5.2xlarge)"))
+                                             f"{explicit!r} is not a SageMaker training instance type; {hint}"))
             return str(explicit)
         if not accel.is_gpu:
             return self.cpu_instance_type
@@ -385,39 +401,34 @@ class SageMakerBackend:
     # -- logs --------------------------------------------------------------------
 
     def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
-             node: int | None = None) -> Iterator[LogLine]:
+             node: int | None = None) -> Generator[LogLine, None, dict[str, str]]:
         """New lines of every node's CloudWatch stream, merged in time order. The cursor is
         {stream: forward token}; CloudWatch resumes per page, not per line, so every line of
-        one read carries the cursor after the whole read. Streams not created yet give nothing."""
+        one read carries the cursor after the whole read. Pages without events do not mean the
+        end (CloudWatch gives them while the token moves on), so the cursor is also the generator's
+        return value: a read that moved on without a line still moves whoever follows. Streams not
+        created yet give nothing."""
         name = handle.data["name"]
-        cursor = dict(since or {})
+        cursor: dict[str, str] = dict(since or {})
         events: list[tuple[int, int, str]] = []
         with _aws_errors("CloudWatch Logs"):
             client = self._client("logs", handle.data["region"])
             try:
                 streams = _log_streams(client, name)
             except client.exceptions.ResourceNotFoundException:
-                return
+                return cursor
             for stream in streams:
                 rank = _stream_rank(name, stream)
                 if rank is None or (node is not None and rank != node):
                     continue
-                token = cursor.get(stream)
-                while True:
-                    kwargs = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
-                    if token:
-                        kwargs["nextToken"] = token
-                    page = client.get_log_events(**kwargs)
-                    events.extend((e["timestamp"], rank, e["message"]) for e in page.get("events", []))
-                    next_token = page.get("nextForwardToken") or token
-                    if not page.get("events") or next_token == token:
-                        token = next_token
-                        break
-                    token = next_token
-                cursor[stream] = token
+                found, token = _read_stream(client, stream, cursor.get(stream))
+                events.extend((timestamp, rank, message) for timestamp, message in found)
+                if token:
+                    cursor[stream] = token
         events.sort(key=lambda event: (event[0], event[1]))
         for _, rank, message in events:
             yield LogLine(message.rstrip("\n"), rank, cursor)
+        return cursor
 
     # -- cancel ------------------------------------------------------------------
 
@@ -575,6 +586,29 @@ def _log_streams(client: Any, name: str) -> list[str]:
         if not page.get("nextToken"):
             return sorted(streams)
         kwargs["nextToken"] = page["nextToken"]
+
+
+def _read_stream(client: Any, stream: str, token: str | None) -> tuple[list[tuple[int, str]], str | None]:
+    """(timestamp, message) of the events after `token`, and the token to go on from. botocore's
+    GetLogEvents documentation: the end of the stream is reached when nextForwardToken comes back as
+    sent; a page may be empty while the token moves on, so an empty page is read past. After
+    MAX_EMPTY_PAGES such pages in a row the read stops where it is, to go on at the next call."""
+    found: list[tuple[int, str]] = []
+    empty_pages = 0
+    while True:
+        kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+        if token:
+            kwargs["nextToken"] = token
+        page = client.get_log_events(**kwargs)
+        events = page.get("events") or []
+        found.extend((event["timestamp"], event["message"]) for event in events)
+        next_token = page.get("nextForwardToken") or token
+        if next_token == token:
+            return found, token
+        token = next_token
+        empty_pages = 0 if events else empty_pages + 1
+        if empty_pages >= MAX_EMPTY_PAGES:
+            return found, token
 
 
 def _stream_rank(name: str, stream: str) -> int | None:

@@ -445,7 +445,13 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
             """Emit as read (a big log never sits in memory whole); a retry resumes after the
             last line shown, so nothing is repeated."""
             nonlocal cursor, got
-            for line in backend.logs(handle, since=cursor, node=node):
+            lines = iter(backend.logs(handle, since=cursor, node=node))
+            while True:
+                try:
+                    line = next(lines)
+                except StopIteration as end:  # a read that moved on without a line returns its cursor
+                    cursor = cursor if end.value is None else end.value
+                    return
                 emit(line)
                 cursor = line.cursor
                 got = True

@@ -37,7 +37,8 @@ def server() -> MotoSageMaker:
 @pytest.fixture
 def aws(server: MotoSageMaker) -> MotoSageMaker:
     server.reset()
-    return server
+    yield server
+    assert server.take_model_violations() == [], "a request broke botocore's model"
 
 
 def plain(aws: MotoSageMaker, service: str) -> Any:
@@ -222,6 +223,67 @@ def test_list_training_jobs_validates_status_filter(aws: MotoSageMaker) -> None:
     with pytest.raises(ClientError) as excinfo:
         sm.list_training_jobs(StatusEquals="Running")
     assert error_of(excinfo)[0] == "ValidationException"
+    (violation,) = aws.take_model_violations()  # refused by the model check before moto's own
+    assert violation.operation == "ListTrainingJobs" and "StatusEquals" in str(violation)
+
+
+# -- every request checked against botocore's model ----------------------------------------------------------
+
+BAD_CREATES = {
+    "name of 110 characters": ({"TrainingJobName": "j" * 110}, "TrainingJobName: 110 characters"),
+    "role that is not an IAM role ARN": ({"RoleArn": "arn:aws:iam::123456789012:user/someone"},
+                                         "RoleArn: 'arn:aws:iam::123456789012:user/someone' does not match"),
+    "instance type outside the enum": ({"ResourceConfig": {"InstanceType": "ml.bogus.huge", "InstanceCount": 1,
+                                                           "VolumeSizeInGB": 50}},
+                                       "ResourceConfig.InstanceType: 'ml.bogus.huge' is not one of"),
+    "301 environment entries of 5,000 characters": (
+        {"Environment": {f"V{i}": "x" * 5000 for i in range(301)}}, "Environment: 301 entries"),
+    "tag value with a tab": ({"Tags": [{"Key": "launch:job-id", "Value": "a\tb"}]},
+                             "Tags[0].Value: 'a\\tb' does not match"),
+    "count over the maximum": ({"ResourceConfig": {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1,
+                                                   "VolumeSizeInGB": 50, "KeepAlivePeriodInSeconds": 21601}},
+                               "ResourceConfig.KeepAlivePeriodInSeconds: 21601 is more than"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CREATES))
+def test_a_create_that_breaks_the_model_is_refused_and_reported(aws: MotoSageMaker, case: str) -> None:
+    """moto alone creates any of these; AWS refuses them with ValidationException, and so does the harness."""
+    change, expected = BAD_CREATES[case]
+    request = {**job_request(), **change}
+    with pytest.raises(ClientError) as excinfo:
+        plain(aws, "sagemaker").create_training_job(**request)
+    code, message = error_of(excinfo)
+    assert code == "ValidationException" and expected in message
+    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert plain(aws, "sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+    (violation,) = aws.take_model_violations()
+    assert (violation.service, violation.operation) == ("sagemaker", "CreateTrainingJob")
+    assert any(expected in problem for problem in violation.problems)
+
+
+def test_logs_requests_are_checked_too(aws: MotoSageMaker) -> None:
+    with pytest.raises(ClientError) as excinfo:
+        plain(aws, "logs").get_log_events(logGroupName=LOG_GROUP, logStreamName="job-1/*")
+    assert error_of(excinfo)[0] == "ValidationException"
+    (violation,) = aws.take_model_violations()
+    assert violation.operation == "GetLogEvents" and "logStreamName: 'job-1/*' does not match" in str(violation)
+
+
+def test_a_request_within_the_model_passes(aws: MotoSageMaker) -> None:
+    request = job_request(Environment={f"V{i}": "x" * 512 for i in range(100)},
+                          Tags=[{"Key": "launch:idempotency-key", "Value": "ci run 42 \u00e9\u4e2d\u0663 @/:=+-_."}])
+    plain(aws, "sagemaker").create_training_job(**request)
+    assert aws.take_model_violations() == []
+
+
+def test_leaving_the_server_with_unseen_violations_fails() -> None:
+    other = MotoSageMaker().start()
+    with pytest.raises(ClientError):
+        other.client("sagemaker").create_training_job(**job_request("j" * 110))
+    with pytest.raises(AssertionError, match="TrainingJobName: 110 characters"):
+        other.__exit__(None, None, None)
+    assert other.take_model_violations() == []  # taken by the exit that failed
 
 
 def test_patches_install_once(aws: MotoSageMaker) -> None:
@@ -246,15 +308,16 @@ def test_reset_forgets_jobs_requests_and_hold(aws: MotoSageMaker) -> None:
 # -- CloudWatch Logs -------------------------------------------------------------------------------------------
 
 def read_all(logs: Any, stream: str, token: str | None = None, limit: int = 2) -> tuple[list[str], str]:
-    """Follow a stream with forward tokens until a page comes back empty; return messages and the last token."""
+    """Follow a stream with forward tokens until the token comes back as sent (botocore's GetLogEvents
+    documentation: that is the end; an empty page is not); return messages and the last token."""
     messages: list[str] = []
     while True:
         kwargs = {"nextToken": token} if token else {}
         page = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True, limit=limit,
                                    **kwargs)
         messages += [e["message"] for e in page["events"]]
-        if not page["events"]:
-            return messages, page["nextForwardToken"]
+        if page["nextForwardToken"] == token:
+            return messages, token
         token = page["nextForwardToken"]
 
 
@@ -309,6 +372,28 @@ def test_multi_node_streams_merge_by_time(aws: MotoSageMaker) -> None:
         logGroupName=LOG_GROUP, logStreamName=s, startFromHead=True)["events"]]
     assert [e["message"] for e in sorted(events, key=lambda e: e["timestamp"])] == [
         "n1 a", "n2 a", "n1 b", "n2 b", "n1 c"]
+
+
+def test_empty_log_pages_move_the_token_before_the_events(aws: MotoSageMaker) -> None:
+    logs = plain(aws, "logs")
+    stream = aws.put_logs("job-1", 1, ["a", "b", "c"])
+    aws.empty_log_pages()
+    first = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True)
+    assert first["events"] == [] and first["nextForwardToken"]  # no lines, but not the end: the token moved
+    got, token = read_all(logs, stream)
+    assert got == ["a", "b", "c"]
+    again = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True, nextToken=token)
+    assert again["events"] == [] and again["nextForwardToken"] == token  # drained: the token comes back as sent
+    aws.put_logs("job-1", 1, ["d"])
+    assert read_all(logs, stream, token)[0] == ["d"]
+    assert aws.log_reads[:3] == [(stream, None), (stream, None), (stream, first["nextForwardToken"])]
+    with pytest.raises(ClientError) as excinfo:  # a stream that is not there is still not there
+        logs.get_log_events(logGroupName=LOG_GROUP, logStreamName="job-1/algo-2-1", startFromHead=True)
+    assert error_of(excinfo)[0] == "ResourceNotFoundException"
+    aws.reset()
+    assert aws.log_reads == []
+    stream = aws.put_logs("job-1", 1, ["a"])
+    assert logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True)["events"]
 
 
 def test_put_logs_refuses_what_would_break_tokens(aws: MotoSageMaker) -> None:

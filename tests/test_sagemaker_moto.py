@@ -58,7 +58,8 @@ def sm(aws, cli, write_spec, tmp_path):
             result = Helper.run("run", str(spec), "--backend", "sagemaker", *extra, check_rc=0)
             return SUBMITTED.search(result.stdout).group(1)
 
-    return Helper
+    yield Helper
+    assert aws.take_model_violations() == [], "a request broke botocore's model: AWS would have refused it"
 
 
 def _status(sm, job: str) -> dict:
@@ -145,6 +146,79 @@ def test_follow_streams_until_the_job_ends_without_repeats(sm):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.splitlines() == [f"line {i}" for i in range(10)]
+
+
+def test_follow_reads_past_pages_without_events(sm):
+    """CloudWatch may answer pages without events while nextForwardToken moves on; only a token that comes back
+    as sent is the end. Stopping at the first empty page never showed a line."""
+    sm.server.hold_new_jobs_in_progress()
+    sm.server.empty_log_pages()
+    job = sm.submit(sm.spec(nodes=2))
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "logs", "-f", job], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(sm))
+    t0 = int(time.time() * 1000)
+    sm.server.put_logs(job, 1, ["a1", "a3"], start_ms=t0, step_ms=20)
+    sm.server.put_logs(job, 2, ["b2"], start_ms=t0 + 10)
+    time.sleep(1.5)
+    sm.server.put_logs(job, 1, ["a5"], start_ms=t0 + 100)
+    time.sleep(1.0)
+    sm.server.set_job_state(job, "Completed", "Completed")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["[node 0] a1", "[node 1] b2", "[node 0] a3", "[node 0] a5"]
+    assert sm.run("logs", job, "--node", "1", check_rc=0).stdout.splitlines() == ["b2"]
+
+
+def test_follow_keeps_the_token_of_reads_that_showed_nothing(sm):
+    """A read that moved the token without a line must still move the cursor: reading again from the head at
+    every poll re-reads every empty page (CloudWatch's quota is per account) and never gets further."""
+    sm.server.hold_new_jobs_in_progress()
+    job = sm.submit(sm.spec())
+    stream = sm.server.put_logs(job, 1, [])  # the stream exists, nothing written yet
+    sm.server.empty_log_pages()
+    proc = subprocess.Popen([sys.executable, "-m", "launcher", "logs", "-f", job], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(sm))
+    deadline = time.time() + 30
+    while len([r for r in sm.server.log_reads if r[0] == stream]) < 6 and time.time() < deadline:
+        time.sleep(0.2)  # several polls that found nothing
+    sm.server.put_logs(job, 1, ["late", "lines"])
+    time.sleep(1.5)
+    sm.server.set_job_state(job, "Completed", "Completed")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ["late", "lines"]
+    reads = [token for name, token in sm.server.log_reads if name == stream]
+    assert len(reads) > 6 and reads.count(None) == 1, reads  # the head was read once, then the cursor went on
+
+
+def _read(backend, handle, cursor=None) -> tuple[list[str], dict]:
+    """One logs() call: its lines and the cursor it returns (the generator's return value)."""
+    lines, reader = [], backend.logs(handle, since=cursor)
+    while True:
+        try:
+            lines.append(next(reader).text)
+        except StopIteration as end:
+            return lines, end.value
+
+
+def test_a_read_of_only_empty_pages_stops_and_returns_where_it_got(sm, monkeypatch):
+    """Reading is bounded (MAX_EMPTY_PAGES pages without events in a row); the cursor it returns goes on."""
+    import backends.sagemaker as sagemaker
+    from launcher.spec import parse_spec
+
+    for key, value in sm.server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(sagemaker, "MAX_EMPTY_PAGES", 1)
+    backend = sagemaker.SageMakerBackend({"region": "us-east-1", "role_arn": ROLE, "bucket": "team-bucket"})
+    spec = parse_spec("name: e\nimage: img\nrun: echo\n", "spec.yaml")
+    handle = backend.submit(backend.render(spec, "e-20260101-000000-aaaaaa", None, {}))
+    stream = sm.server.put_logs(handle.data["name"], 1, ["one", "two"])
+    sm.server.empty_log_pages()
+    lines, cursor = _read(backend, handle)
+    assert lines == [] and cursor[stream]  # stopped after one empty page, with the token it moved to
+    lines, cursor = _read(backend, handle, cursor)
+    assert lines == ["one", "two"]
+    assert _read(backend, handle, cursor) == ([], {stream: cursor[stream]})
 
 
 def test_cancel_stops_the_job_and_is_safe_to_repeat(sm):

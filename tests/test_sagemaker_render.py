@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from fakes.botocore_model import violations
 
-from backends.sagemaker import SageMakerBackend, map_state, training_job_name
+from backends.sagemaker import SageMakerBackend, map_state, tag_text_ok, training_job_name
+from backends.sagemaker_instance_types import TRAINING_INSTANCE_TYPES
 from launcher.backend import JobState
 from launcher.bundle import Bundle
 from launcher.errors import SpecError
@@ -66,13 +68,76 @@ def test_golden_request(case):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_payload_matches_botocore_model(case):
-    """botocore's own parameter validation (types, required members) accepts every golden payload."""
+    """Every golden payload keeps to botocore's model: types and required members (botocore's own validator)
+    and the maximums, patterns and enums AWS enforces."""
     from botocore.session import get_session
-    from botocore.validate import validate_parameters
 
     shape = get_session().get_service_model("sagemaker").operation_model("CreateTrainingJob").input_shape
     text, key = CASES[case]
-    validate_parameters(render(text, key).payload, shape)  # raises ParamValidationError when wrong
+    assert violations(render(text, key).payload, shape) == []
+
+
+def test_vendored_instance_types_are_botocores_enum():
+    from botocore.session import get_session
+
+    enum = get_session().get_service_model("sagemaker").shape_for("TrainingInstanceType").enum
+    assert list(TRAINING_INSTANCE_TYPES) == enum, (
+        "botocore's TrainingInstanceType changed: refresh backends/sagemaker_instance_types.py "
+        f"(added {sorted(set(enum) - set(TRAINING_INSTANCE_TYPES))}, "
+        f"gone {sorted(set(TRAINING_INSTANCE_TYPES) - set(enum))})")
+
+
+def test_catalog_instance_types_are_in_the_enum():
+    """What render picks without an explicit instance_type must pass the same check."""
+    from launcher import catalog
+
+    chosen = {offer.instance_type for offer in catalog.offers() if offer.backend == "sagemaker"}
+    assert chosen and chosen <= set(TRAINING_INSTANCE_TYPES), chosen - set(TRAINING_INSTANCE_TYPES)
+
+
+def test_explicit_instance_type_outside_the_enum_is_a_spec_error():
+    spec = "name: x\nimage: i\nrun: r\nbackends:\n  sagemaker:\n    instance_type: {}\n"
+    text = problems(spec.format("ml.bogus.huge"))  # of the ml.<family>.<size> form, but no such machine
+    assert "spec.yaml:6: backends.sagemaker.instance_type" in text
+    assert "'ml.bogus.huge' is not a SageMaker training instance type" in text
+    assert "did you mean 'ml.g5.2xlarge'?" in problems(spec.format("ml.g5.2xlarg"))
+    assert render(spec.format("ml.g5.2xlarge")).payload["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+
+
+# letters, separators and numbers of any script, and _ . : / = + - @ (AWS's tag pattern)
+TAG_ACCEPTED = ["ci run 42", "gh-123_4.5:6/7=8+9@x", "caf\u00e9", "\u4e2d\u6587", "\u0663\u2167\u00bd",
+                "no\u00a0break", "ideographic\u3000space", "line\u2028separator"]
+# what Python's [\w\s] took and AWS refuses: tabs, newlines and other control characters; other punctuation
+TAG_REFUSED = ["a\tb", "a\nb", "trailing newline\n", "a\rb", "a\x0bb", "a\x0cb", "a\x1cb", "a\x85b",
+               "a#b", "a!b", "a,b", "zero\u200bwidth", "combining\u0301"]
+
+
+@pytest.mark.parametrize("key", TAG_ACCEPTED)
+def test_idempotency_keys_aws_accepts_are_accepted(key):
+    tags = render(CASES["cpu_only"][0], key).payload["Tags"]
+    assert {"Key": "launch:idempotency-key", "Value": key} in tags
+
+
+@pytest.mark.parametrize("key", TAG_REFUSED)
+def test_idempotency_keys_aws_refuses_are_a_clear_error(key):
+    with pytest.raises(SpecError) as caught:
+        render(CASES["cpu_only"][0], key)
+    assert "--idempotency-key" in str(caught.value) and "tag values allow" in str(caught.value)
+
+
+def test_tag_check_is_botocores_pattern_for_every_character():
+    """AWS's pattern is Java's [\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*; compared (with the regex module, which reads
+    \\p{..}) on every code point Python's Unicode database assigns."""
+    import unicodedata
+
+    import regex
+    from botocore.session import get_session
+
+    pattern = regex.compile(get_session().get_service_model("sagemaker").shape_for("TagValue").metadata["pattern"])
+    differ = [hex(point) for point in range(0x110000)
+              if unicodedata.category(chr(point)) not in ("Cn", "Cs")
+              and tag_text_ok(chr(point)) != bool(pattern.fullmatch(chr(point)))]
+    assert differ == []
 
 
 def test_instance_types_in_goldens_are_known_to_botocore():
@@ -160,7 +225,8 @@ def test_state_table(status, secondary, state):
 def test_dry_run_never_imports_boto3(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: x\nimage: i\nrun: r\nbackends:\n  sagemaker:\n"
-                    f"    region: us-east-1\n    role_arn: {ROLE}\n    bucket: b-bucket\n")
+                    f"    region: us-east-1\n    role_arn: {ROLE}\n    bucket: b-bucket\n"
+                    "    instance_type: ml.g5.2xlarge\n")  # checked against the enum, without botocore
     probe = (
         "import sys, runpy\n"
         f"sys.argv = ['launch', 'run', {str(spec)!r}, '--backend', 'sagemaker', '--dry-run']\n"
@@ -171,8 +237,12 @@ def test_dry_run_never_imports_boto3(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             env={**os.environ, "LAUNCH_HOME": str(tmp_path / "home")}, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "[]"
-    assert '"CreateTrainingJob"' not in result.stdout or "TrainingJobName" in result.stdout
+    *dry_run, imported = result.stdout.strip().splitlines()
+    assert imported == "[]"  # no boto3 or botocore module was loaded
+    shown = json.loads("\n".join(dry_run))  # and the dry run did print the request
+    assert shown["operation"] == "CreateTrainingJob"
+    assert shown["payload"]["TrainingJobName"].startswith("x-")
+    assert shown["payload"]["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
 
 
 def test_module_imports_and_renders_without_boto3(tmp_path):

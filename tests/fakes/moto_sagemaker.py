@@ -10,10 +10,23 @@ Import it from tests as ``from fakes.moto_sagemaker import MotoSageMaker`` (pyte
         aws.put_logs("job", 1, ["hello", "world"])  # -> "job/algo-1-<epoch s>"
         aws.set_job_state("job", "Completed", "Completed")
         aws.created_requests[0]                     # the CreateTrainingJob JSON exactly as it came over HTTP
+        aws.empty_log_pages()                       # GetLogEvents answers empty pages with a moving token first
+        assert aws.take_model_violations() == []    # every fixture, after every test
         aws.reset()                                 # between tests
 
 What this module patches into moto (at import, once per process, whatever name the module is imported under;
 the state lives on moto's ``SageMakerModelBackend`` class):
+
+- Every SageMaker and CloudWatch Logs request (both AWS JSON protocols: the body is the parameters) is checked
+  against botocore's model of its operation (tests/fakes/botocore_model.py): types, required and unknown members
+  and minimums as botocore's ParamValidator, plus the maximums, patterns and enums AWS enforces and moto ignores
+  (moto alone creates a job with a 110-character name, a user ARN as role, ``ml.bogus.huge`` or 301 environment
+  entries of 5,000 characters). A request that breaks the model is answered ``ValidationException`` (HTTP 400, as
+  AWS) and kept as a ``ModelViolation``; ``take_model_violations()`` hands them over (fixtures assert none after
+  each test) and leaving ``with MotoSageMaker()`` with some not taken raises AssertionError. S3 and STS requests
+  (REST-XML and query protocols) are not checked.
+- GetLogEvents records (stream, nextToken) in ``log_reads``; with ``empty_log_pages()`` it answers as CloudWatch
+  may: a page without events whose ``nextForwardToken`` moves on before each page of events (see that method).
 
 - StopTrainingJob (moto 5.2.5 has none: HTTP 500, which botocore even retries). AWS semantics: an InProgress
   job becomes TrainingJobStatus/SecondaryStatus ``Stopping``/``Stopping`` (move it on with
@@ -49,7 +62,8 @@ moto facts left as they are (moto 5.2.5, botocore 1.44.8), for the backend autho
 - CloudWatch ``get_log_events`` tokens are index-based: ``nextForwardToken`` is ``"f/" + 56-digit index`` of the
   last event returned, in the stream's events sorted by timestamp (after the startTime/endTime filter, so pass the
   same startTime/endTime on every call of one walk). With no new events it returns ``events == []`` and the SAME
-  token you passed (as AWS), so "token unchanged" or "no events" both mean "drained for now". An empty stream gives
+  token you passed (as AWS). Only "token unchanged" means "drained for now" (botocore's documentation); moto never
+  gives an empty page with a new token, but CloudWatch does: ``empty_log_pages()`` makes it. An empty stream gives
   ``"f/-000...001"``, which is a valid token to resume from. Once ``nextToken`` is given, ``startFromHead`` is
   ignored. ``limit`` pages (default and max 10000). A bad token -> ``InvalidParameterException`` "The specified
   nextToken is invalid.". An event inserted with a timestamp earlier than already-read ones shifts the indexes
@@ -69,6 +83,7 @@ moto facts left as they are (moto 5.2.5, botocore 1.44.8), for the backend autho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -85,12 +100,16 @@ import boto3
 import botocore.session
 from botocore.config import Config
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.exceptions import JsonRESTError
 from moto.core.responses import EmptyResult
 from moto.core.utils import camelcase_to_underscores, utcnow
+from moto.logs.responses import LogsResponse
 from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
 from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import ThreadedMotoServer
+
+from .botocore_model import violations
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
@@ -111,6 +130,20 @@ _STATUS_MESSAGES = {
 _NOT_FOUND = "Requested resource not found."
 _STATE_ATTR = "_launch_test_harness_state"
 _MAX_LOG_BATCH = 10_000
+# nextForwardToken of a page without events that the harness puts before a real read (empty_log_pages)
+_EMPTY_PAGE_TOKEN = "e/"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelViolation:
+    """A request that breaks botocore's service model: AWS would have refused it with ValidationException."""
+
+    service: str
+    operation: str
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.operation}: " + "; ".join(self.problems)
 
 
 class _HarnessState:
@@ -120,6 +153,9 @@ class _HarnessState:
         self.lock = threading.Lock()
         self.created_requests: list[dict[str, Any]] = []
         self.hold_new_jobs = False
+        self.model_violations: list[ModelViolation] = []
+        self.empty_log_pages = False
+        self.log_reads: list[tuple[str, str | None]] = []
 
 
 @functools.cache
@@ -130,6 +166,11 @@ def _sagemaker_model() -> Any:
 @functools.cache
 def _enum(shape: str) -> frozenset[str]:
     return frozenset(_sagemaker_model().shape_for(shape).enum)
+
+
+@functools.cache
+def _input_shape(service: str, operation: str) -> Any:
+    return botocore.session.get_session().get_service_model(service).operation_model(operation).input_shape
 
 
 @functools.cache
@@ -194,6 +235,48 @@ def _install_patches() -> _HarnessState:
     orig_backend_create = SageMakerModelBackend.create_training_job
     orig_describe = SageMakerModelBackend.describe_training_job
     orig_resource_from_arn = SageMakerModelBackend._get_resource_from_arn
+    orig_sagemaker_call = SageMakerResponse.call_action
+    orig_logs_call = LogsResponse.call_action
+
+    def model_checked(service: str, orig_call: Any) -> Any:
+        def call_action(self: Any) -> Any:
+            """Refuse a request that breaks botocore's model (as AWS would) and remember it for the test's check."""
+            operation = self._get_action()
+            raw = self.body.decode() if isinstance(self.body, bytes) else self.body
+            try:
+                params = json.loads(raw) if raw else {}
+            except ValueError as exc:
+                problems = [f"the body is not JSON: {exc}"]
+            else:
+                problems = violations(params, _input_shape(service, operation))
+            if not problems:
+                return orig_call(self)
+            with state.lock:
+                state.model_violations.append(ModelViolation(service, operation, tuple(problems)))
+            error = JsonRESTError("ValidationException",
+                                  f"{len(problems)} validation error(s) detected: " + "; ".join(problems))
+            return 400, {**dict(error.get_headers()), "status": "400"}, error.get_body()
+        return call_action
+
+    def response_get_log_events(self: LogsResponse) -> str:
+        """moto's GetLogEvents, recording what was asked; with `empty_log_pages`, a read from a token the harness
+        did not make gets a page without events whose token moves on, and only that token reads the events."""
+        sent = self._get_param("nextToken")
+        with state.lock:
+            state.log_reads.append((self._get_param("logStreamName"), sent))
+            empty_first = state.empty_log_pages
+        ahead = sent is not None and sent.startswith(_EMPTY_PAGE_TOKEN)
+        token = (sent[len(_EMPTY_PAGE_TOKEN):] or None) if ahead else sent
+        events, backward, forward = self.logs_backend.get_log_events(  # raises for a missing group or stream
+            log_group_name=self._get_param("logGroupName"), log_group_id=self._get_param("logGroupIdentifier"),
+            log_stream_name=self._get_param("logStreamName"), start_time=self._get_param("startTime"),
+            end_time=self._get_param("endTime"), limit=self._get_param("limit"), next_token=token,
+            start_from_head=self._get_param("startFromHead", False))
+        if empty_first and not ahead:
+            events, forward = [], _EMPTY_PAGE_TOKEN + (sent or "")
+        elif ahead and not events and forward == token:
+            forward = sent  # drained: the token comes back as sent, as AWS says the end looks
+        return json.dumps({"events": events, "nextBackwardToken": backward, "nextForwardToken": forward})
 
     def response_create_training_job(self: SageMakerResponse) -> Any:
         raw = self.body.decode() if isinstance(self.body, bytes) else self.body
@@ -247,6 +330,9 @@ def _install_patches() -> _HarnessState:
     SageMakerModelBackend.stop_training_job = backend_stop_training_job
     SageMakerModelBackend.describe_training_job = backend_describe_training_job
     SageMakerModelBackend._get_resource_from_arn = backend_resource_from_arn
+    SageMakerResponse.call_action = model_checked("sagemaker", orig_sagemaker_call)
+    LogsResponse.call_action = model_checked("logs", orig_logs_call)
+    LogsResponse.get_log_events = response_get_log_events
     setattr(SageMakerModelBackend, _STATE_ATTR, state)
     return state
 
@@ -298,17 +384,25 @@ class MotoSageMaker:
     def __enter__(self) -> MotoSageMaker:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        left = self.take_model_violations()
         self.stop()
+        if left and exc_type is None:
+            raise AssertionError("requests that break botocore's model reached moto (AWS would refuse them): "
+                                 + "\n".join(map(str, left)))
 
     def reset(self) -> None:
-        """Forget every AWS resource (POST /moto-api/reset), the recorded requests, and the hold flag."""
+        """Forget every AWS resource (POST /moto-api/reset), the recorded requests and log reads, the hold flag and
+        the empty-pages switch. Model violations are kept until take_model_violations() (or the end of the server)
+        so that none goes unseen."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         opener.open(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", data=b"", method="POST"),
                     timeout=10).read()
         with _STATE.lock:
             _STATE.created_requests.clear()
             _STATE.hold_new_jobs = False
+            _STATE.empty_log_pages = False
+            _STATE.log_reads.clear()
 
     # -- talking to it -----------------------------------------------------------------------------------------
     def env(self) -> dict[str, str]:
@@ -367,6 +461,15 @@ class MotoSageMaker:
         """Every CreateTrainingJob request body received since the last reset(), parsed from the raw HTTP JSON."""
         return _STATE.created_requests
 
+    def take_model_violations(self) -> list[ModelViolation]:
+        """The SageMaker and CloudWatch Logs requests refused for breaking botocore's model since the last call
+        (each was answered with ValidationException, as AWS would); forgets them. A fixture asserts this is []
+        after every test; leaving the `with` block with some untaken raises AssertionError."""
+        with _STATE.lock:
+            taken = list(_STATE.model_violations)
+            _STATE.model_violations.clear()
+        return taken
+
     def hold_new_jobs_in_progress(self, enabled: bool = True) -> None:
         """From now on (until reset()), new jobs start InProgress/Starting instead of moto's instant Completed."""
         _STATE.hold_new_jobs = enabled
@@ -398,6 +501,18 @@ class MotoSageMaker:
         return response
 
     # -- CloudWatch Logs ---------------------------------------------------------------------------------------
+    def empty_log_pages(self, enabled: bool = True) -> None:
+        """From now on (until reset()), GetLogEvents behaves as CloudWatch may: a read from any token but one it
+        just gave (or from the head) answers a page WITHOUT events whose nextForwardToken moves on; reading on
+        from that token gives the events. Drained, the token comes back as sent. A reader that stops at the first
+        empty page, or keeps the token only when it got a line, never sees a line."""
+        _STATE.empty_log_pages = enabled
+
+    @property
+    def log_reads(self) -> list[tuple[str, str | None]]:
+        """(logStreamName, nextToken as sent or None) of every GetLogEvents since the last reset()."""
+        return _STATE.log_reads
+
     def put_logs(self, job_name: str, host_index: int, lines: Sequence[str], start_ms: int | None = None,
                  *, step_ms: int = 1) -> str:
         """Append ``lines`` to the stream of node ``host_index`` (1-based, as algo-1) of ``job_name``; return its name.
