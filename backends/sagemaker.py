@@ -116,11 +116,14 @@ def settings_model() -> type[BaseModel]:
 
     class SageMakerSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-        role_arn: str | None = Field(None, description="IAM role SageMaker assumes for the job")
-        bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", examples=["us-east-1"],
+                                   description="an AWS region")
+        role_arn: str | None = Field(None, description="IAM role SageMaker assumes for the job",
+                                     examples=["arn:aws:iam::123456789012:role/Train"])
+        bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", examples=["my-training-bucket"],
                                    description="S3 bucket for bundles; default launch-<account>-<region>")
-        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$")
+        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$", examples=["launch", "team/runs"],
+                            description="letters, digits and . _ / -")
         instance_type: str | None = Field(None, description="Overrides the catalog, e.g. ml.g5.2xlarge")
         volume_size_gb: int | None = Field(None, ge=1, le=16384)
         max_wait: Annotated[int, BeforeValidator(durations.parse_seconds)] | None = Field(

@@ -72,7 +72,7 @@ def settings_model() -> type[BaseModel]:
         host_key_checking: Literal["yes", "accept-new"] = "yes"
         ssh_config: str | None = None
         identity_file: str | None = None
-        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])",
+        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])", examples=[".launch", "/scratch/launch"],
                                  description="job files on the hosts; absolute, or relative to the login dir "
                                  "(no leading - or ~)")
         cancel_grace: Annotated[int, BeforeValidator(durations.parse_seconds)] = DEFAULT_CANCEL_GRACE_S
