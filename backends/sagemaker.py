@@ -186,8 +186,11 @@ class SageMakerBackend:
             return Readiness(True, False, "not configured", "set " + "; ".join(missing))
         return Readiness(True, True, f"region {region}, role {settings['role_arn']}")
 
+    def _configured_region(self) -> str | None:
+        return self.settings.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
     def _region(self) -> str:
-        region = self.settings.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = self._configured_region()
         if not region:
             raise UsageError("no AWS region for SageMaker",
                              "set backends.sagemaker.region in the spec or config.toml, or AWS_REGION")
@@ -200,7 +203,11 @@ class SageMakerBackend:
         settings = self.settings
         problems: list[Problem] = []
         name = training_job_name(job_id)
-        region = self._region()
+        region = self._configured_region()
+        if not region:  # reported with the other problems: one round of fixes, not one per run
+            problems.append(spec.problem("backends.sagemaker.region", "SageMaker needs a region: set region: "
+                                         "us-east-1 here or in config.toml, or export AWS_REGION"))
+            region = "REGION"
         bucket = settings.get("bucket") or "launch-{account}-" + region
         prefix = str(settings.get("prefix") or "launch").strip("/")
         job_prefix = f"s3://{bucket}/{prefix}/jobs/{name}/"

@@ -111,22 +111,34 @@ class SSHBackend:
                          + (f"; pools: {pools}" if pools else ""))
 
     def _hosts(self) -> list[Host]:
-        entries = self.settings["hosts"]
+        why = self._pool_problem()
+        if why:
+            raise UsageError(*why)
+        return self._host_list()
+
+    def _pool_problem(self) -> tuple[str, str] | None:
+        """A `pool:` that names no pool: the message and what to do."""
         pool = self.settings.get("pool")
-        if pool:
-            pools = self.settings.get("pools") or {}
-            if pool not in pools:
-                raise UsageError(f"no ssh pool named {pool!r}",
-                                 f"define [backends.ssh.pools.{pool}] hosts = [...] in {config.config_path()}")
-            entries = pools[pool]["hosts"]
+        if pool and pool not in (self.settings.get("pools") or {}):
+            return (f"no ssh pool named {pool!r}",
+                    f"define [backends.ssh.pools.{pool}] hosts = [...] in {config.config_path()}")
+        return None
+
+    def _host_list(self) -> list[Host]:
+        pool = self.settings.get("pool")
+        pools = self.settings.get("pools") or {}
+        entries = pools[pool]["hosts"] if pool in pools else self.settings["hosts"]
         return [Host.parse(e["address"], e.get("internal_address")) for e in entries]
 
     # -- render ------------------------------------------------------------------
 
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
                secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
-        hosts = self._hosts()
         nodes = spec.resources.nodes
+        pool_problem = self._pool_problem()  # each of these three rules out checking the next
+        if pool_problem:
+            raise SpecError([spec.problem("backends.ssh.pool", f"{pool_problem[0]}: {pool_problem[1]}")])
+        hosts = self._host_list()
         if not hosts:
             raise SpecError([spec.problem("backends.ssh.hosts", "no hosts: list them, e.g. hosts: "
                                           "[ubuntu@gpu-node-0], or set pool: <name> from config.toml")])

@@ -563,17 +563,49 @@ def _configured_backends() -> list[str]:
 
 @main.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False))
-@click.option("-b", "--backend", default=None, help="Also check this backend's settings.")
+@click.option("-b", "--backend", default=None, metavar="NAME[,NAME...]|cheapest",
+              help="Also prepare the job for this backend as a dry run would (settings, config.toml, render): "
+                   "whatever `run --dry-run` refuses, this refuses.")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="As for run.")
-def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...]) -> None:
-    """Check a spec and report every problem at once (exit 2 if any)."""
+@_output
+def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...], output: str) -> None:
+    """Check a spec and report every problem at once (exit 2 if any). Nothing is stored or sent."""
     from launcher import runner
+    from launcher.errors import Problem, SpecError
     from launcher.spec import load_spec
 
-    spec = load_spec(spec_file, overrides)
-    if backend:
-        runner.backend_for(backend, spec.backends.get(backend, {}), origin=spec_file)
-    click.echo(f"{spec_file}: ok ({spec.name}, {spec.resources.nodes} node(s) x {spec.resources.accelerators})")
+    problems: list[Problem] = []
+    wheres: dict[str, None] = {}  # "the job spec", the config file: what the problems are in
+    spec = None
+    try:
+        spec = load_spec(spec_file, overrides)
+        names = _backends_for(spec_file, overrides, backend) if backend else []
+        for name in names:
+            try:
+                runner.prepare(spec_file, overrides, name, dry_run=True)
+            except SpecError as exc:
+                problems.extend(p for p in exc.problems if p not in problems)  # spec-wide ones once
+                wheres[exc.where] = None
+    except SpecError as exc:
+        problems.extend(exc.problems)
+        wheres[exc.where] = None
+    except LaunchError as exc:
+        if output == "text":
+            raise
+        _print_json({"file": spec_file, "ok": False, "problems": [
+            Problem(spec_file, None, "", f"{exc.message}; {exc.hint}" if exc.hint else exc.message).to_json()]})
+        sys.exit(exc.exit_code)
+    if output == "json":
+        _print_json({"file": spec_file, "ok": not problems, "problems": [p.to_json() for p in problems]})
+        if problems:
+            sys.exit(EXIT_USAGE)
+        return
+    if problems:
+        raise SpecError(problems, " and ".join(wheres))
+    assert spec is not None
+    checked = f"; ready for {', '.join(names)}" if names else ""
+    click.echo(f"{spec_file}: ok ({spec.name}, {spec.resources.nodes} node(s) x {spec.resources.accelerators})"
+               + checked)
 
 
 @main.command()

@@ -22,6 +22,8 @@ from launcher.errors import (
     EXIT_SUCCEEDED,
     EXIT_UNREACHABLE,
     CapacityError,
+    Problem,
+    SpecError,
     TransientBackendError,
     UsageError,
 )
@@ -77,7 +79,7 @@ def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: 
     if spec_settings is not None:
         from launcher.spec import validate_settings
 
-        validate_settings(name, from_config, str(config.config_path()), "the config")
+        validate_settings(name, from_config, config.source_map(), str(config.config_path()))
         settings = validate_settings(name, settings, origin).model_dump()
     return registry.create(name, settings)
 
@@ -110,7 +112,7 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
     backend_class = registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
     user_spec = load_spec(spec_file, overrides, params)
     backend, spec = backend_and_spec(backend_name, user_spec, origin=spec_file)
-    _check_capabilities(backend_class, user_spec)
+    problems = _capability_problems(backend_class, user_spec)
     elsewhere = sorted(set(user_spec.backends) - {backend_name})
     if elsewhere and backend_name not in user_spec.backends:
         logs.get().warning("this spec has settings for %s but runs on %s (use --backend %s?)",
@@ -123,19 +125,26 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
         for warning in warnings:
             logs.get().warning("%s", warning)
     job_id = new_job_id(spec.name)
-    request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run),
-                             idempotency_key=idempotency_key)
+    try:
+        request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run),
+                                 idempotency_key=idempotency_key)
+    except SpecError as exc:  # with what the capability check found: every problem in one round
+        raise SpecError([*problems, *exc.problems]) from None
+    if problems:
+        raise SpecError(problems)
     return user_spec, backend, request, job_id
 
 
-def _check_capabilities(backend_class: Any, spec: Any) -> None:
+def _capability_problems(backend_class: Any, spec: Any) -> list[Problem]:
     """What a backend cannot do is said before anything is submitted, not silently dropped."""
     caps = backend_class.capabilities
+    problems = []
     if spec.resources.nodes > 1 and not caps.multi_node:
-        raise UsageError(f"the {backend_class.name} backend runs single-node jobs only; "
-                         f"this spec asks for {spec.resources.nodes} nodes", "set resources.nodes: 1")
+        problems.append(spec.problem("resources.nodes", f"the {backend_class.name} backend runs single-node jobs "
+                                     f"only; this spec asks for {spec.resources.nodes} nodes: set resources.nodes: 1"))
     if spec.spot and not caps.spot:
         logs.get().warning("the %s backend has no spot capacity; spot: true is ignored", backend_class.name)
+    return problems
 
 
 def _same_request(record: JobRecord, spec: Any, backend_name: str) -> bool:

@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from launcher import accelerators, durations, logs, yaml_source
+from launcher import accelerators, config, durations, logs, yaml_source
 from launcher.errors import Problem, SpecError, UsageError
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -161,11 +161,26 @@ class JobSpec(_Strict):
         return self.resources.accelerators
 
     def problem(self, path: str, message: str) -> Problem:
-        """A problem a backend found in this spec, located at the field's file:line."""
+        """A problem a backend found in this spec, located at the field's file:line. A backend
+        setting is found where it was set (spec, --set or config.toml); one set nowhere points at
+        its backend's section, or says so."""
         parts = tuple(path.split("."))
         if self._source is None:
             return Problem("the spec", None, path, message)
-        return self._source.problem(parts, message)
+        source = self._source
+        if len(parts) < 3 or parts[0] != "backends":
+            return source.problem(parts, message)
+        written = source.origin(parts, depth=3)  # the setting itself, in the file or a --set flag
+        if written is None and parts[:2] in source.overridden:  # --set backends.x={...}
+            written = source.origin(parts[:2], depth=2)
+        if written is None:
+            written = config.locate(parts)
+        if written is None and parts[:2] in source.lines:  # the backend's section
+            written = source.file, source.lines[parts[:2]]
+        if written is None:
+            return Problem(source.file, None, path, f"{message}; not set anywhere (spec, {config.config_path()}, "
+                           "--set)")
+        return Problem(written[0], written[1], path, message)
 
     def to_record(self) -> dict[str, Any]:
         """The spec as stored: plain JSON. Secrets are names only, never values."""
@@ -250,7 +265,7 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         source.overridden[opath] = original
         for end in range(1, len(opath)):  # a typo'd parent key is the flag's fault, not the file's
             if opath[:end] not in source.lines:
-                source.overridden.setdefault(opath[:end], original)
+                source.created.setdefault(opath[:end], original)
         _apply_override(data, opath, value, original)
     if params:
         data = _substitute(data, params)
@@ -341,16 +356,17 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -
     return problems
 
 
-def validate_settings(backend: str, settings: dict[str, Any], origin: str, where: str = "the job spec"
-                      ) -> BaseModel:
-    """Backend settings validated by their backend; errors name the file they came from."""
+def validate_settings(backend: str, settings: dict[str, Any], origin: str | yaml_source.SourceMap,
+                      where: str = "the job spec") -> BaseModel:
+    """Backend settings validated by their backend; errors name the file (and line, when `origin`
+    is a SourceMap holding `backends.<name>...` lines) they came from."""
     from launcher import registry
 
     model = registry.settings_model(backend)
     try:
         return model.model_validate(settings)
     except ValidationError as exc:
-        source = yaml_source.SourceMap(origin)
+        source = origin if isinstance(origin, yaml_source.SourceMap) else yaml_source.SourceMap(origin)
         raise SpecError(list(_problems(exc, source, model, ("backends", backend))), where) from None
 
 
