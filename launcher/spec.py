@@ -470,7 +470,7 @@ def _expected_form(model: type[BaseModel], loc: tuple[Any, ...], pattern: str | 
     description = info.description if info is not None else None
     if examples:
         said = " or ".join(examples[:2])
-        return f"e.g. {said}" + (f" ({description})" if description else "")
+        return f"{description}, e.g. {said}" if description else f"e.g. {said}"
     return description or "a value in the form this setting takes (see `launch schema`)"
 
 

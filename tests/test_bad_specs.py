@@ -110,7 +110,8 @@ CASES = [
     case("memory-beyond-any-machine", B + "resources:\n  memory_gb: 99999999\n", "spec.yaml:4: resources.memory_gb:",
          "below 1,000,000"),
     case("backend-setting-pattern", B + "backends:\n  sagemaker:\n    region: US-EAST-1\n",
-         "spec.yaml:5: backends.sagemaker.region:", "'US-EAST-1' is not valid here; expected e.g. us-east-1"),
+         "spec.yaml:5: backends.sagemaker.region:",
+         "'US-EAST-1' is not valid here; expected an AWS region, e.g. us-east-1"),
     case("checkpoint-dir-relative", B + "checkpoint_dir: checkpoints\n", "spec.yaml:3: checkpoint_dir:", "absolute"),
 ]
 

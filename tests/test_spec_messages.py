@@ -74,7 +74,8 @@ def test_every_field_with_a_pattern_shows_a_valid_example(where, model):
     ("resources: {nodes: 600}", "must be at most 512; got 600"),
     ("spot: maybe", "expected true or false; got 'maybe'"),
     ("secrets: [1BAD]", "letters, digits and _, not starting with a digit"),
-    ("backends: {sagemaker: {region: US-EAST-1}}", "'US-EAST-1' is not valid here; expected e.g. us-east-1"),
+    ("backends: {sagemaker: {region: US-EAST-1}}",
+     "'US-EAST-1' is not valid here; expected an AWS region, e.g. us-east-1"),
     ("backends: {vertex: {project: X}}", "e.g. my-project"),
     ("backends: {ssh: {host_key_checking: no}}", "quote the value"),
 ])
