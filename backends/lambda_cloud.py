@@ -30,7 +30,7 @@ from backends.nodes import log_blocks
 from backends.remote_job import LazySettings
 from backends.ssh import SSHBackend, placed
 from backends.ssh_transport import Host, script
-from launcher import config, durations, logs
+from launcher import config, logs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, SpecError, UsageError
 
@@ -48,11 +48,11 @@ SSH_SETTINGS = ("identity_file", "ssh_config", "host_key_checking", "remote_root
 @functools.cache
 def settings_model() -> type[BaseModel]:
     """`backends.lambda_cloud`: where to rent, which key the instances accept, and how to reach them."""
-    from typing import Annotated, Literal
+    from typing import Literal
 
-    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field
 
-    Seconds = Annotated[int, BeforeValidator(durations.parse_seconds)]
+    from launcher.spec import Duration as Seconds  # "2m" or 120, and the schema says so
 
     class LambdaSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")

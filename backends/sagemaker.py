@@ -105,9 +105,9 @@ def map_state(status: str, secondary: str | None) -> JobState:
 @functools.cache
 def settings_model() -> type[BaseModel]:
     """`backends.sagemaker`: where and as whom the job runs."""
-    from typing import Annotated
+    from pydantic import BaseModel, ConfigDict, Field
 
-    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+    from launcher.spec import Duration  # "4h" or seconds, and the schema says so
 
     class Vpc(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -126,7 +126,7 @@ def settings_model() -> type[BaseModel]:
                             description="letters, digits and . _ / -")
         instance_type: str | None = Field(None, description="Overrides the catalog, e.g. ml.g5.2xlarge")
         volume_size_gb: int | None = Field(None, ge=1, le=16384)
-        max_wait: Annotated[int, BeforeValidator(durations.parse_seconds)] | None = Field(
+        max_wait: Duration | None = Field(
             None, description="Spot only: longest wait for capacity plus training (>= max_runtime)")
         vpc: Vpc | None = None
         profile: str | None = None

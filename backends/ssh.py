@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
 from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
 from backends.ssh_transport import Host, SSHTransport, script
-from launcher import config, durations
+from launcher import config
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError, BackendUnreachable, SpecError, UsageError
 
@@ -43,6 +43,8 @@ def settings_model() -> type[BaseModel]:
 
     from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+    from launcher.spec import Duration  # "10s" or 10, and the schema says so
+
     class HostSetting(BaseModel):
         model_config = ConfigDict(extra="forbid")
         address: str = Field(description="user@host[:port] or an alias from ~/.ssh/config")
@@ -57,7 +59,7 @@ def settings_model() -> type[BaseModel]:
     def _host(value: Any) -> Any:
         return {"address": value} if isinstance(value, str) else value
 
-    HostEntry = Annotated[HostSetting, BeforeValidator(_host)]
+    HostEntry = Annotated[HostSetting, BeforeValidator(_host, json_schema_input_type=str | HostSetting)]
 
     class Pool(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -75,7 +77,7 @@ def settings_model() -> type[BaseModel]:
         remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])", examples=[".launch", "/scratch/launch"],
                                  description="job files on the hosts; absolute, or relative to the login dir "
                                  "(no leading - or ~)")
-        cancel_grace: Annotated[int, BeforeValidator(durations.parse_seconds)] = DEFAULT_CANCEL_GRACE_S
+        cancel_grace: Duration = DEFAULT_CANCEL_GRACE_S
 
     return SSHSettings
 

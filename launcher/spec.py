@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from launcher import accelerators, config, durations, logs, yaml_source
-from launcher.errors import Problem, SpecError, UsageError
+from launcher.errors import LaunchError, Problem, SpecError, UsageError
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV_PREFIX = "LAUNCH_"
@@ -99,7 +99,8 @@ Minimum = Annotated[
     WithJsonSchema({"type": ["string", "number"], "description": 'A minimum: 16 or "16+"'}),
 ]
 # Linux refuses a single environment string over 128 KiB when starting a process.
-EnvValue = Annotated[str, BeforeValidator(_env_value), Field(max_length=65536)]
+EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=str | int | float | bool),
+                     Field(max_length=65536)]
 
 
 class _Strict(BaseModel):
@@ -194,10 +195,36 @@ class JobSpec(_Strict):
 
 
 def json_schema() -> dict[str, Any]:
+    """The spec's JSON Schema, `backends.<name>` included for every installed backend, so an editor
+    completes and checks `backends.sagemaker:` as the loader does."""
     schema = JobSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "launch job spec"
+    backends = schema["properties"]["backends"]
+    backends.update(_backends_schema(schema.setdefault("$defs", {})))
     return schema
+
+
+def _backends_schema(defs: dict[str, Any]) -> dict[str, Any]:
+    """Each installed backend's settings model (the registry's; importing a backend module imports
+    no SDK), its sub-models filed under `<backend>__<Model>` in the shared $defs. Sections of this
+    project's backends that are not installed here stay open, as the loader only warns on them."""
+    from launcher import registry
+
+    sections: dict[str, Any] = {}
+    for name in registry.names():
+        try:
+            model = registry.settings_model(name)
+        except LaunchError as exc:  # a broken plugin: its section goes unchecked, as `backends` says
+            logs.get().warning("backends.%s is left out of the schema: %s", name, exc.message)
+            continue
+        section = model.model_json_schema(ref_template=f"#/$defs/{name}__{{model}}")
+        for key, definition in section.pop("$defs", {}).items():
+            defs[f"{name}__{key}"] = definition
+        sections[name] = {"anyOf": [section, {"type": "null"}]}
+    for name in registry.PROJECT_BACKENDS:
+        sections.setdefault(name, {"type": ["object", "null"]})
+    return {"properties": dict(sorted(sections.items())), "additionalProperties": False}
 
 
 MAX_OVERRIDE_DEPTH = 50  # as deep as the spec file's own loader allows
