@@ -574,34 +574,31 @@ def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...], ou
     from launcher.errors import Problem, SpecError
     from launcher.spec import load_spec
 
-    problems: list[Problem] = []
-    wheres: dict[str, None] = {}  # "the job spec", the config file: what the problems are in
     spec = None
+    names: list[str] = []
+    found: list[SpecError] = []
     try:
-        spec = load_spec(spec_file, overrides)
-        names = _backends_for(spec_file, overrides, backend) if backend else []
-        for name in names:
-            try:
-                runner.prepare(spec_file, overrides, name, dry_run=True)
-            except SpecError as exc:
-                problems.extend(p for p in exc.problems if p not in problems)  # spec-wide ones once
-                wheres[exc.where] = None
-    except SpecError as exc:
-        problems.extend(exc.problems)
-        wheres[exc.where] = None
+        try:
+            spec = load_spec(spec_file, overrides)
+        except SpecError as exc:
+            found.append(exc)
+        if backend and (spec is not None or backend.strip() != "cheapest"):  # cheapest: asks the spec
+            names = _backends_for(spec_file, overrides, backend)
+            found += runner.preflight(spec_file, overrides, names, spec_loads=spec is not None)
     except LaunchError as exc:
         if output == "text":
             raise
         _print_json({"file": spec_file, "ok": False, "problems": [
             Problem(spec_file, None, "", f"{exc.message}; {exc.hint}" if exc.hint else exc.message).to_json()]})
         sys.exit(exc.exit_code)
+    problems = list(dict.fromkeys(p for exc in found for p in exc.problems))  # spec-wide ones once
     if output == "json":
         _print_json({"file": spec_file, "ok": not problems, "problems": [p.to_json() for p in problems]})
         if problems:
             sys.exit(EXIT_USAGE)
         return
     if problems:
-        raise SpecError(problems, " and ".join(wheres))
+        raise SpecError(problems, " and ".join(dict.fromkeys(exc.where for exc in found)))
     assert spec is not None
     checked = f"; ready for {', '.join(names)}" if names else ""
     click.echo(f"{spec_file}: ok ({spec.name}, {spec.resources.nodes} node(s) x {spec.resources.accelerators})"

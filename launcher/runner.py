@@ -74,14 +74,41 @@ def with_retries(action: Callable[[], T], what: str) -> T:
 
 def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: str = "") -> Any:
     """The backend with settings merged as config < spec (the spec already holds --set)."""
-    from_config = config.backend_settings(name)
+    from_config = check_config(name)
     settings = {**from_config, **(spec_settings or {})}
     if spec_settings is not None:
         from launcher.spec import validate_settings
 
-        validate_settings(name, from_config, config.source_map(), str(config.config_path()))
         settings = validate_settings(name, settings, origin).model_dump()
     return registry.create(name, settings)
+
+
+def check_config(name: str) -> dict[str, Any]:
+    """config.toml's settings for backend `name`, checked by its settings model: a SpecError
+    names the config file's lines (unknown keys anywhere in the file included)."""
+    from launcher.spec import validate_settings
+
+    from_config = config.backend_settings(name)
+    validate_settings(name, from_config, config.source_map(), str(config.config_path()))
+    return from_config
+
+
+def preflight(spec_file: str, overrides: tuple[str, ...], names: list[str], *, spec_loads: bool) -> list[Any]:
+    """The SpecErrors a dry run on each backend of `names` would raise, all of them, storing and
+    sending nothing (`launch validate --backend`). When the spec itself does not load, its render
+    cannot be tried: config.toml's problems for those backends are still found."""
+    from launcher.errors import SpecError
+
+    found = []
+    for name in names:
+        try:
+            if spec_loads:
+                prepare(spec_file, overrides, name, dry_run=True)
+            else:
+                check_config(name)
+        except SpecError as exc:
+            found.append(exc)
+    return found
 
 
 def backend_and_spec(name: str, user_spec: Any, origin: str) -> tuple[Any, Any]:

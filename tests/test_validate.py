@@ -145,3 +145,15 @@ def test_validate_json_spec_problems_and_ok(cli, write_spec):
     assert unknown.returncode == 2
     (problem,) = json.loads(unknown.stdout)["problems"]
     assert "unknown backend 'nope'" in problem["message"]
+
+
+def test_spec_and_config_problems_come_in_one_round(cli, write_spec, launch_home):
+    launch_home.mkdir(parents=True, exist_ok=True)
+    config = launch_home / "config.toml"
+    config.write_text('[backends.sagemaker]\nregoin = "us-east-1"\n')
+    spec = write_spec(SPEC + "spot: maybe\n")
+    result = cli("validate", str(spec), "--backend", "sagemaker")
+    assert result.returncode == 2
+    assert f"{spec}:5: spot:" in result.stderr and f"{config}:2: backends.sagemaker.regoin:" in result.stderr, \
+        result.stderr
+    assert "2 problems in the job spec and " in result.stderr
