@@ -93,12 +93,11 @@ def check_config(name: str) -> dict[str, Any]:
     return from_config
 
 
-def preflight(spec_file: str, overrides: tuple[str, ...], names: list[str], *, spec_loads: bool) -> list[Any]:
+def preflight(spec_file: str, overrides: tuple[str, ...], names: list[str], *,
+              spec_loads: bool) -> list[SpecError]:
     """The SpecErrors a dry run on each backend of `names` would raise, all of them, storing and
     sending nothing (`launch validate --backend`). When the spec itself does not load, its render
     cannot be tried: config.toml's problems for those backends are still found."""
-    from launcher.errors import SpecError
-
     found = []
     for name in names:
         try:

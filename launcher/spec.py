@@ -518,8 +518,9 @@ def _container(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 
 
 def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, type[BaseModel] | None]:
-    """The FieldInfo of the last named field on `loc` and the model the path ends in (None when
-    it ends in a plain value or leaves the models). List indexes and mapping keys are stepped over."""
+    """The FieldInfo of the last named field on `loc` and the model the path ends in (None when it
+    ends in a plain value; both None when it leaves the models). List indexes and mapping keys are
+    stepped over."""
     current: type[BaseModel] | None = model
     info = None
     key_next = False
@@ -531,7 +532,7 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, type[BaseM
             continue
         fields = current.model_fields if current is not None else {}
         if part not in fields:
-            return info, None
+            return None, None
         info = fields[part]
         current, key_next = _container(info.annotation)
     return info, current
