@@ -157,3 +157,18 @@ def test_spec_and_config_problems_come_in_one_round(cli, write_spec, launch_home
     assert f"{spec}:5: spot:" in result.stderr and f"{config}:2: backends.sagemaker.regoin:" in result.stderr, \
         result.stderr
     assert "2 problems in the job spec and " in result.stderr
+
+
+def test_config_lines_follow_tables_dotted_and_quoted_keys():
+    from launcher.config import source_lines
+
+    text = ('# c\ndefault_backend = "ssh"\n[backends.sagemaker]  # aws\nregion = "us-east-1"\n'
+            '[backends."vertex"]\nproject = "p"\n[backends.ssh.pools.gpu]\nhosts = ["a"]\n'
+            '[bundles]\nmax_age = "7d"\n')
+    lines = source_lines(text)
+    assert lines[("default_backend",)] == 2
+    assert lines[("backends",)] == 3 and lines[("backends", "sagemaker")] == 3
+    assert lines[("backends", "sagemaker", "region")] == 4
+    assert lines[("backends", "vertex", "project")] == 6
+    assert lines[("backends", "ssh", "pools", "gpu", "hosts")] == 8
+    assert lines[("bundles", "max_age")] == 10
