@@ -50,17 +50,23 @@ def settings_model() -> type[BaseModel]:
 
     class AzureMLSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        subscription_id: str | None = Field(None, pattern=r"^[0-9A-Fa-f-]{36}$")
-        resource_group: str | None = Field(None, pattern=r"^[-\w._()]{1,90}$")
-        workspace_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w-]{2,32}$")
-        compute: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9-]{1,31}$",
+        subscription_id: str | None = Field(None, pattern=r"^[0-9A-Fa-f-]{36}$",
+                                            examples=["00000000-1111-2222-3333-444444444444"],
+                                            description="the subscription GUID")
+        resource_group: str | None = Field(None, pattern=r"^[-\w._()]{1,90}$", examples=["my-rg"],
+                                           description="up to 90 letters, digits and - _ . ( )")
+        workspace_name: str | None = Field(None, pattern=r"^[A-Za-z0-9][\w-]{2,32}$", examples=["my-workspace"],
+                                           description="3-33 letters, digits, _ and -")
+        compute: str | None = Field(None, pattern=r"^[A-Za-z][A-Za-z0-9-]{1,31}$", examples=["gpu-cluster"],
                                     description="A compute cluster of the workspace; default: serverless compute")
         instance_type: str | None = Field(None, pattern=r"^Standard_[A-Za-z0-9_]+$",
+                                          examples=["Standard_NC24ads_A100_v4"],
                                           description="Serverless VM size; overrides the catalog")
         job_tier: Literal["Basic", "Standard", "Premium"] | None = Field(
             None, description="Serverless queue tier; spot: true asks for the Spot tier")
-        shm_size: str | None = Field(None, pattern=r"^\d+[bkmg]$", description="/dev/shm size, e.g. 16g")
-        endpoint: str | None = Field(None, pattern=r"^https://",
+        shm_size: str | None = Field(None, pattern=r"^\d+[bkmg]$", examples=["16g"],
+                                     description="/dev/shm size: a number and b, k, m or g")
+        endpoint: str | None = Field(None, pattern=r"^https://", examples=["https://management.azure.com/"],
                                      description="Azure Resource Manager URL (sovereign clouds, tests); "
                                                  "default https://management.azure.com/")
 

@@ -30,7 +30,7 @@ from backends.nodes import log_blocks
 from backends.remote_job import LazySettings
 from backends.ssh import SSHBackend, placed
 from backends.ssh_transport import Host, script
-from launcher import config, durations, logs
+from launcher import config, logs
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, SpecError, UsageError
 from launcher.sdk import Sdk
@@ -50,11 +50,11 @@ SSH_SETTINGS = ("identity_file", "ssh_config", "host_key_checking", "remote_root
 @functools.cache
 def settings_model() -> type[BaseModel]:
     """`backends.lambda_cloud`: where to rent, which key the instances accept, and how to reach them."""
-    from typing import Annotated, Literal
+    from typing import Literal
 
-    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field
 
-    Seconds = Annotated[int, BeforeValidator(durations.parse_seconds)]
+    from launcher.spec import Duration as Seconds  # "2m" or 120, and the schema says so
 
     class LambdaSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -65,14 +65,16 @@ def settings_model() -> type[BaseModel]:
         file_systems: list[str] = Field(default_factory=list)
         keep_instances: bool = Field(False, description="leave the instances running after the job "
                                      "(`launch cancel` still terminates them)")
-        api_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://")
+        api_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://", examples=[DEFAULT_BASE_URL])
         api_key: str | None = Field(None, description="config.toml only; else LAMBDA_API_KEY")
-        ssh_user: str = Field("ubuntu", pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
+        ssh_user: str = Field("ubuntu", pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]*$", examples=["ubuntu"],
+                              description="a login name: letters, digits and . _ -")
         ssh_port: int = Field(22, ge=1, le=65535)
         identity_file: str | None = None
         ssh_config: str | None = None
         host_key_checking: Literal["yes", "accept-new"] = "accept-new"
-        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])")
+        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])", examples=[".launch", "/scratch/launch"],
+                                 description="absolute, or relative to the login dir (no leading - or ~)")
         check_gpus: bool = True
         cancel_grace: Seconds = 10
         request_interval: float = Field(1.0, ge=0, description="seconds between API calls (Lambda: 1/s)")

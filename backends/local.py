@@ -36,13 +36,13 @@ _READ_CHUNK = 1 << 20
 @functools.cache
 def settings_model() -> type[BaseModel]:
     """`backends.local` in a spec: only how long cancel waits before SIGKILL."""
-    from typing import Annotated
+    from pydantic import BaseModel, ConfigDict
 
-    from pydantic import BaseModel, BeforeValidator, ConfigDict
+    from launcher.spec import Duration  # "10s" or 10, and the schema says so
 
     class LocalSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        cancel_grace: Annotated[int, BeforeValidator(durations.parse_seconds)] = int(DEFAULT_CANCEL_GRACE_S)
+        cancel_grace: Duration = int(DEFAULT_CANCEL_GRACE_S)
 
     return LocalSettings
 

@@ -112,9 +112,9 @@ def map_state(status: str, secondary: str | None) -> JobState:
 @functools.cache
 def settings_model() -> type[BaseModel]:
     """`backends.sagemaker`: where and as whom the job runs."""
-    from typing import Annotated
+    from pydantic import BaseModel, ConfigDict, Field
 
-    from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+    from launcher.spec import Duration  # "4h" or seconds, and the schema says so
 
     class Vpc(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -123,14 +123,17 @@ def settings_model() -> type[BaseModel]:
 
     class SageMakerSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-        role_arn: str | None = Field(None, description="IAM role SageMaker assumes for the job")
-        bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$", examples=["us-east-1"],
+                                   description="an AWS region")
+        role_arn: str | None = Field(None, description="IAM role SageMaker assumes for the job",
+                                     examples=["arn:aws:iam::123456789012:role/Train"])
+        bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", examples=["my-training-bucket"],
                                    description="S3 bucket for bundles; default launch-<account>-<region>")
-        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$")
+        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$", examples=["launch", "team/runs"],
+                            description="letters, digits and . _ / -")
         instance_type: str | None = Field(None, description="Overrides the catalog, e.g. ml.g5.2xlarge")
         volume_size_gb: int | None = Field(None, ge=1, le=16384)
-        max_wait: Annotated[int, BeforeValidator(durations.parse_seconds)] | None = Field(
+        max_wait: Duration | None = Field(
             None, description="Spot only: longest wait for capacity plus training (>= max_runtime)")
         vpc: Vpc | None = None
         profile: str | None = None
@@ -197,8 +200,11 @@ class SageMakerBackend:
             return Readiness(True, False, "not configured", "set " + "; ".join(missing))
         return Readiness(True, True, f"region {region}, role {settings['role_arn']}")
 
+    def _configured_region(self) -> str | None:
+        return self.settings.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+
     def _region(self) -> str:
-        region = self.settings.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = self._configured_region()
         if not region:
             raise UsageError("no AWS region for SageMaker",
                              "set backends.sagemaker.region in the spec or config.toml, or AWS_REGION")
@@ -211,7 +217,11 @@ class SageMakerBackend:
         settings = self.settings
         problems: list[Problem] = []
         name = training_job_name(job_id)
-        region = self._region()
+        region = self._configured_region()
+        if not region:  # reported with the other problems: one round of fixes, not one per run
+            problems.append(spec.problem("backends.sagemaker.region", "SageMaker needs a region: set region: "
+                                         "us-east-1 here or in config.toml, or export AWS_REGION"))
+            region = "REGION"
         bucket = settings.get("bucket") or "launch-{account}-" + region
         prefix = str(settings.get("prefix") or "launch").strip("/")
         job_prefix = f"s3://{bucket}/{prefix}/jobs/{name}/"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
 from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
 from backends.ssh_transport import Host, SSHTransport, script
-from launcher import config, durations
+from launcher import config
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError, BackendUnreachable, SpecError, UsageError
 
@@ -43,6 +43,8 @@ def settings_model() -> type[BaseModel]:
 
     from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+    from launcher.spec import Duration  # "10s" or 10, and the schema says so
+
     class HostSetting(BaseModel):
         model_config = ConfigDict(extra="forbid")
         address: str = Field(description="user@host[:port] or an alias from ~/.ssh/config")
@@ -57,7 +59,7 @@ def settings_model() -> type[BaseModel]:
     def _host(value: Any) -> Any:
         return {"address": value} if isinstance(value, str) else value
 
-    HostEntry = Annotated[HostSetting, BeforeValidator(_host)]
+    HostEntry = Annotated[HostSetting, BeforeValidator(_host, json_schema_input_type=str | HostSetting)]
 
     class Pool(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -72,10 +74,10 @@ def settings_model() -> type[BaseModel]:
         host_key_checking: Literal["yes", "accept-new"] = "yes"
         ssh_config: str | None = None
         identity_file: str | None = None
-        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])",
+        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])", examples=[".launch", "/scratch/launch"],
                                  description="job files on the hosts; absolute, or relative to the login dir "
                                  "(no leading - or ~)")
-        cancel_grace: Annotated[int, BeforeValidator(durations.parse_seconds)] = DEFAULT_CANCEL_GRACE_S
+        cancel_grace: Duration = DEFAULT_CANCEL_GRACE_S
 
     return SSHSettings
 
@@ -111,22 +113,34 @@ class SSHBackend:
                          + (f"; pools: {pools}" if pools else ""))
 
     def _hosts(self) -> list[Host]:
-        entries = self.settings["hosts"]
+        why = self._pool_problem()
+        if why:
+            raise UsageError(*why)
+        return self._host_list()
+
+    def _pool_problem(self) -> tuple[str, str] | None:
+        """A `pool:` that names no pool: the message and what to do."""
         pool = self.settings.get("pool")
-        if pool:
-            pools = self.settings.get("pools") or {}
-            if pool not in pools:
-                raise UsageError(f"no ssh pool named {pool!r}",
-                                 f"define [backends.ssh.pools.{pool}] hosts = [...] in {config.config_path()}")
-            entries = pools[pool]["hosts"]
+        if pool and pool not in (self.settings.get("pools") or {}):
+            return (f"no ssh pool named {pool!r}",
+                    f"define [backends.ssh.pools.{pool}] hosts = [...] in {config.config_path()}")
+        return None
+
+    def _host_list(self) -> list[Host]:
+        pool = self.settings.get("pool")
+        pools = self.settings.get("pools") or {}
+        entries = pools[pool]["hosts"] if pool in pools else self.settings["hosts"]
         return [Host.parse(e["address"], e.get("internal_address")) for e in entries]
 
     # -- render ------------------------------------------------------------------
 
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
                secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
-        hosts = self._hosts()
         nodes = spec.resources.nodes
+        pool_problem = self._pool_problem()  # each of these three rules out checking the next
+        if pool_problem:
+            raise SpecError([spec.problem("backends.ssh.pool", f"{pool_problem[0]}: {pool_problem[1]}")])
+        hosts = self._host_list()
         if not hosts:
             raise SpecError([spec.problem("backends.ssh.hosts", "no hosts: list them, e.g. hosts: "
                                           "[ubuntu@gpu-node-0], or set pool: <name> from config.toml")])

@@ -134,11 +134,15 @@ def settings_model() -> type[BaseModel]:
 
     class VertexSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-        region: str | None = Field(None, pattern=r"^[a-z]+-[a-z]+\d+$")
+        project: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", examples=["my-project"],
+                                    description="a project id: 6-30 lowercase letters, digits, -")
+        region: str | None = Field(None, pattern=r"^[a-z]+-[a-z]+\d+$", examples=["us-central1"],
+                                   description="a Google Cloud region")
         staging_bucket: str | None = Field(None, pattern=r"^(gs://)?[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/?$",
+                                           examples=["gs://my-bucket"],
                                            description="gs://bucket for code bundles (read via /gcs FUSE)")
-        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$")
+        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$", examples=["launch", "team/runs"],
+                            description="letters, digits and . _ / -")
         machine_type: str | None = Field(None, description="Overrides the catalog, e.g. n1-standard-8")
         boot_disk_type: str = "pd-ssd"
         service_account: str | None = None

@@ -63,6 +63,22 @@ def find(backend: str, accelerator: Accelerator) -> list[Offer]:
             and o.count == accelerator.count]
 
 
+# settings keys by which a backend lets the user pin the machine instead of the catalog
+PINNED_TYPE_KEYS = ("instance_type", "machine_type")
+
+
+def pinned_setting(backend: str) -> str:
+    """`backends.<backend>.<this>` pins the machine: hints must name the setting the backend has
+    (Vertex calls it machine_type). The settings model imports no SDK."""
+    from launcher import registry
+
+    try:
+        fields = registry.settings_model(backend).model_fields
+    except LaunchError:  # not installed here, or a name only tests use
+        return PINNED_TYPE_KEYS[0]
+    return next((key for key in PINNED_TYPE_KEYS if key in fields), PINNED_TYPE_KEYS[0])
+
+
 def lookup(backend: str, accelerator: Accelerator) -> Offer:
     """The default offer, or a CatalogError that lists what this backend does have."""
     found = find(backend, accelerator)
@@ -75,10 +91,11 @@ def lookup(backend: str, accelerator: Accelerator) -> Offer:
     if same_type:
         counts = ", ".join(f"{accelerator.type}:{c}" for c in same_type)
         raise CatalogError(f"{backend} has no instance type with {accelerator}; it offers {counts}",
-                           f"set resources.accelerators to one of those, or backends.{backend}.instance_type")
+                           "set resources.accelerators to one of those, or "
+                           f"backends.{backend}.{pinned_setting(backend)}")
     kinds = sorted({f"{o.accelerator}:{o.count}" for o in on_backend})
     raise CatalogError(f"{backend} has no {accelerator.type} instance types; it offers {', '.join(kinds)}",
-                       f"pick one of those, or set backends.{backend}.instance_type")
+                       f"pick one of those, or set backends.{backend}.{pinned_setting(backend)}")
 
 
 def choose(backend: str, accelerator: Accelerator, *, cpus: float | None = None,
@@ -94,5 +111,6 @@ def choose(backend: str, accelerator: Accelerator, *, cpus: float | None = None,
     if not fitting:
         raise CatalogError(f"{backend} has no {accelerator} instance type with {cpus or 0:g}+ vCPUs and "
                            f"{memory_gb or 0:g}+ GB memory",
-                           f"lower resources.cpus / resources.memory_gb, or set backends.{backend}.instance_type")
+                           "lower resources.cpus / resources.memory_gb, or set "
+                           f"backends.{backend}.{pinned_setting(backend)}")
     return fitting[0]

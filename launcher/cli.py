@@ -606,17 +606,46 @@ def _configured_backends() -> list[str]:
 
 @main.command()
 @click.argument("spec_file", type=click.Path(dir_okay=False))
-@click.option("-b", "--backend", default=None, help="Also check this backend's settings.")
+@click.option("-b", "--backend", default=None, metavar="NAME[,NAME...]|cheapest",
+              help="Also prepare the job for this backend as a dry run would (settings, config.toml, render): "
+                   "whatever `run --dry-run` refuses, this refuses.")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="As for run.")
-def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...]) -> None:
-    """Check a spec and report every problem at once (exit 2 if any)."""
+@_output
+def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...], output: str) -> None:
+    """Check a spec and report every problem at once (exit 2 if any). Nothing is stored or sent."""
     from launcher import runner
+    from launcher.errors import Problem, SpecError
     from launcher.spec import load_spec
 
-    spec = load_spec(spec_file, overrides)
-    if backend:
-        runner.backend_for(backend, spec.backends.get(backend, {}), origin=spec_file)
-    click.echo(f"{spec_file}: ok ({spec.name}, {spec.resources.nodes} node(s) x {spec.resources.accelerators})")
+    spec = None
+    names: list[str] = []
+    found: list[SpecError] = []
+    try:
+        try:
+            spec = load_spec(spec_file, overrides)
+        except SpecError as exc:
+            found.append(exc)
+        if backend and (spec is not None or backend.strip() != "cheapest"):  # cheapest: asks the spec
+            names = _backends_for(spec_file, overrides, backend)
+            found += runner.preflight(spec_file, overrides, names, spec_loads=spec is not None)
+    except LaunchError as exc:
+        if output == "text":
+            raise
+        _print_json({"file": spec_file, "ok": False, "problems": [
+            Problem(spec_file, None, "", f"{exc.message}; {exc.hint}" if exc.hint else exc.message).to_json()]})
+        sys.exit(exc.exit_code)
+    problems = list(dict.fromkeys(p for exc in found for p in exc.problems))  # spec-wide ones once
+    if output == "json":
+        _print_json({"file": spec_file, "ok": not problems, "problems": [p.to_json() for p in problems]})
+        if problems:
+            sys.exit(EXIT_USAGE)
+        return
+    if problems:
+        raise SpecError(problems, " and ".join(dict.fromkeys(exc.where for exc in found)))
+    assert spec is not None
+    checked = f"; ready for {', '.join(names)}" if names else ""
+    click.echo(f"{spec_file}: ok ({spec.name}, {spec.resources.nodes} node(s) x {spec.resources.accelerators})"
+               + checked)
 
 
 @main.command()

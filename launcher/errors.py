@@ -46,6 +46,10 @@ class Problem:
     path: str
     message: str
 
+    def to_json(self) -> dict[str, object]:
+        """As `validate -o json` prints it."""
+        return {"file": self.file, "line": self.line, "field": self.path, "message": self.message}
+
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
         field = f" {self.path}:" if self.path else ""
@@ -57,6 +61,7 @@ class SpecError(LaunchError):
 
     def __init__(self, problems: list[Problem], where: str = "the job spec") -> None:
         self.problems = problems
+        self.where = where
         count = len(problems)
         head = f"{count} problem{'s' if count != 1 else ''} in {where}:"
         super().__init__("\n".join([head, *(f"  {p}" for p in problems)]))

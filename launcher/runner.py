@@ -22,6 +22,8 @@ from launcher.errors import (
     EXIT_SUCCEEDED,
     EXIT_UNREACHABLE,
     CapacityError,
+    Problem,
+    SpecError,
     TransientBackendError,
     UsageError,
 )
@@ -72,14 +74,40 @@ def with_retries(action: Callable[[], T], what: str) -> T:
 
 def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: str = "") -> Any:
     """The backend with settings merged as config < spec (the spec already holds --set)."""
-    from_config = config.backend_settings(name)
+    from_config = check_config(name)
     settings = {**from_config, **(spec_settings or {})}
     if spec_settings is not None:
         from launcher.spec import validate_settings
 
-        validate_settings(name, from_config, str(config.config_path()), "the config")
         settings = validate_settings(name, settings, origin).model_dump()
     return registry.create(name, settings)
+
+
+def check_config(name: str) -> dict[str, Any]:
+    """config.toml's settings for backend `name`, checked by its settings model: a SpecError
+    names the config file's lines (unknown keys anywhere in the file included)."""
+    from launcher.spec import validate_settings
+
+    from_config = config.backend_settings(name)
+    validate_settings(name, from_config, config.source_map(), str(config.config_path()))
+    return from_config
+
+
+def preflight(spec_file: str, overrides: tuple[str, ...], names: list[str], *,
+              spec_loads: bool) -> list[SpecError]:
+    """The SpecErrors a dry run on each backend of `names` would raise, all of them, storing and
+    sending nothing (`launch validate --backend`). When the spec itself does not load, its render
+    cannot be tried: config.toml's problems for those backends are still found."""
+    found = []
+    for name in names:
+        try:
+            if spec_loads:
+                prepare(spec_file, overrides, name, dry_run=True)
+            else:
+                check_config(name)
+        except SpecError as exc:
+            found.append(exc)
+    return found
 
 
 def backend_and_spec(name: str, user_spec: Any, origin: str) -> tuple[Any, Any]:
@@ -110,7 +138,7 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
     backend_class = registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
     user_spec = load_spec(spec_file, overrides, params)
     backend, spec = backend_and_spec(backend_name, user_spec, origin=spec_file)
-    _check_capabilities(backend_class, user_spec)
+    problems = _capability_problems(backend_class, user_spec)
     elsewhere = sorted(set(user_spec.backends) - {backend_name})
     if elsewhere and backend_name not in user_spec.backends:
         logs.get().warning("this spec has settings for %s but runs on %s (use --backend %s?)",
@@ -128,19 +156,26 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
         for warning in warnings:
             logs.get().warning("%s", warning)
     job_id = new_job_id(spec.name)
-    request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run),
-                             idempotency_key=idempotency_key)
+    try:
+        request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run),
+                                 idempotency_key=idempotency_key)
+    except SpecError as exc:  # with what the capability check found: every problem in one round
+        raise SpecError([*problems, *exc.problems]) from None
+    if problems:
+        raise SpecError(problems)
     return user_spec, backend, request, job_id
 
 
-def _check_capabilities(backend_class: Any, spec: Any) -> None:
+def _capability_problems(backend_class: Any, spec: Any) -> list[Problem]:
     """What a backend cannot do is said before anything is submitted, not silently dropped."""
     caps = backend_class.capabilities
+    problems = []
     if spec.resources.nodes > 1 and not caps.multi_node:
-        raise UsageError(f"the {backend_class.name} backend runs single-node jobs only; "
-                         f"this spec asks for {spec.resources.nodes} nodes", "set resources.nodes: 1")
+        problems.append(spec.problem("resources.nodes", f"the {backend_class.name} backend runs single-node jobs "
+                                     f"only; this spec asks for {spec.resources.nodes} nodes: set resources.nodes: 1"))
     if spec.spot and not caps.spot:
         logs.get().warning("the %s backend has no spot capacity; spot: true is ignored", backend_class.name)
+    return problems
 
 
 def _same_request(record: JobRecord, spec: Any, backend_name: str) -> bool:

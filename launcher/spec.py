@@ -26,11 +26,12 @@ from pydantic import (
     field_validator,
 )
 
-from launcher import accelerators, durations, logs, yaml_source
-from launcher.errors import Problem, SpecError, UsageError
+from launcher import accelerators, config, durations, logs, yaml_source
+from launcher.errors import LaunchError, Problem, SpecError, UsageError
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV_PREFIX = "LAUNCH_"
+MINIMUM_BOUND = 1_000_000  # cpus / memory_gb: more than any machine has, so a typo'd extra digit is caught
 
 
 def _accelerator(value: Any) -> accelerators.Accelerator:
@@ -51,9 +52,23 @@ def _minimum(value: Any) -> float:
             value = float(text)
         except ValueError:
             raise ValueError(f"{value!r} is not a number; write e.g. 16 or 16+") from None
-    if not isinstance(value, (int, float)) or not 0 < value < 1e6:
+    if not isinstance(value, (int, float)):
         raise ValueError("expected a positive number such as 16 or 16+")
+    if not 0 < value < MINIMUM_BOUND:
+        raise ValueError(f"expected a number above 0 and below {MINIMUM_BOUND:,} (a minimum such as 16 or 16+); "
+                         f"got {_number(value)}")
     return value
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int) and abs(value) >= 10 ** 15:
+        return f"a number with about {int(value.bit_length() * 0.30103) + 1} digits"
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _distributed(value: Any) -> Any:
+    """`distributed: none` says "no wrapper" as plainly as leaving the key out."""
+    return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
 
 def _env_value(value: Any) -> str:
@@ -84,7 +99,8 @@ Minimum = Annotated[
     WithJsonSchema({"type": ["string", "number"], "description": 'A minimum: 16 or "16+"'}),
 ]
 # Linux refuses a single environment string over 128 KiB when starting a process.
-EnvValue = Annotated[str, BeforeValidator(_env_value), Field(max_length=65536)]
+EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=str | int | float | bool),
+                     Field(max_length=65536)]
 
 
 class _Strict(BaseModel):
@@ -104,7 +120,7 @@ class Resources(_Strict):
 class JobSpec(_Strict):
     """A training job as the user writes it, independent of any provider."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=63,
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=63, examples=["bert-finetune"],
                       description="Letters, digits, '.', '_' and '-'; at most 63 characters")
     image: str | None = Field(None, min_length=1, max_length=512)
     code: str | None = Field(None, min_length=1, description="Directory packed and unpacked as the working dir")
@@ -114,11 +130,14 @@ class JobSpec(_Strict):
     secrets: list[Annotated[str, Field(pattern=ENV_NAME, max_length=256)]] = Field(
         default_factory=list, description="Names read from the submitter's environment; never stored or printed")
     resources: Resources = Field(default_factory=Resources)
-    distributed: Literal["torchrun"] | None = None
+    # "none" is read as None before this check; it is listed so errors and the schema offer it
+    distributed: Annotated[Literal["torchrun", "none"] | None, BeforeValidator(_distributed)] = Field(
+        None, description="torchrun: wrap run in torchrun with the right rendezvous; none (default): run it as is")
     spot: bool = False
     max_runtime: Duration | None = None
     retries: int = Field(0, ge=0, le=10)
-    checkpoint_dir: str | None = Field(None, pattern=r"^/")
+    checkpoint_dir: str | None = Field(None, pattern=r"^/", examples=["/checkpoints"],
+                                       description="an absolute path on each node")
     outputs: str | None = Field(None, min_length=1)
     backends: dict[str, Any] = Field(default_factory=dict, description="Per-backend settings, checked by each backend")
     _source: yaml_source.SourceMap | None = PrivateAttr(default=None)
@@ -143,11 +162,26 @@ class JobSpec(_Strict):
         return self.resources.accelerators
 
     def problem(self, path: str, message: str) -> Problem:
-        """A problem a backend found in this spec, located at the field's file:line."""
+        """A problem a backend found in this spec, located at the field's file:line. A backend
+        setting is found where it was set (spec, --set or config.toml); one set nowhere points at
+        its backend's section, or says so."""
         parts = tuple(path.split("."))
         if self._source is None:
             return Problem("the spec", None, path, message)
-        return self._source.problem(parts, message)
+        source = self._source
+        if len(parts) < 3 or parts[0] != "backends":
+            return source.problem(parts, message)
+        written = source.origin(parts, depth=3)  # the setting itself, in the file or a --set flag
+        if written is None and parts[:2] in source.overridden:  # --set backends.x={...}
+            written = source.origin(parts[:2], depth=2)
+        if written is None:
+            written = config.locate(parts)
+        if written is None and parts[:2] in source.lines:  # the backend's section
+            written = source.file, source.lines[parts[:2]]
+        if written is None:
+            return Problem(source.file, None, path, f"{message}; not set anywhere (spec, {config.config_path()}, "
+                           "--set)")
+        return Problem(written[0], written[1], path, message)
 
     def to_record(self) -> dict[str, Any]:
         """The spec as stored: plain JSON. Secrets are names only, never values."""
@@ -161,10 +195,36 @@ class JobSpec(_Strict):
 
 
 def json_schema() -> dict[str, Any]:
+    """The spec's JSON Schema, `backends.<name>` included for every installed backend, so an editor
+    completes and checks `backends.sagemaker:` as the loader does."""
     schema = JobSpec.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "launch job spec"
+    backends = schema["properties"]["backends"]
+    backends.update(_backends_schema(schema.setdefault("$defs", {})))
     return schema
+
+
+def _backends_schema(defs: dict[str, Any]) -> dict[str, Any]:
+    """Each installed backend's settings model (the registry's; importing a backend module imports
+    no SDK), its sub-models filed under `<backend>__<Model>` in the shared $defs. Sections of this
+    project's backends that are not installed here stay open, as the loader only warns on them."""
+    from launcher import registry
+
+    sections: dict[str, Any] = {}
+    for name in registry.names():
+        try:
+            model = registry.settings_model(name)
+        except LaunchError as exc:  # a broken plugin: its section goes unchecked, as `backends` says
+            logs.get().warning("backends.%s is left out of the schema: %s", name, exc.message)
+            continue
+        section = model.model_json_schema(ref_template=f"#/$defs/{name}__{{model}}")
+        for key, definition in section.pop("$defs", {}).items():
+            defs[f"{name}__{key}"] = definition
+        sections[name] = {"anyOf": [section, {"type": "null"}]}
+    for name in registry.PROJECT_BACKENDS:
+        sections.setdefault(name, {"type": ["object", "null"]})
+    return {"properties": dict(sorted(sections.items())), "additionalProperties": False}
 
 
 MAX_OVERRIDE_DEPTH = 50  # as deep as the spec file's own loader allows
@@ -232,7 +292,7 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         source.overridden[opath] = original
         for end in range(1, len(opath)):  # a typo'd parent key is the flag's fault, not the file's
             if opath[:end] not in source.lines:
-                source.overridden.setdefault(opath[:end], original)
+                source.created.setdefault(opath[:end], original)
         _apply_override(data, opath, value, original)
     if params:
         data = _substitute(data, params)
@@ -257,18 +317,27 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
         problems.extend(_backend_problems(backends, source))
     if spec is not None and spec.code is not None:
         code_dir = (base_dir or Path(".")) / spec.code
-        if code_dir.is_file():
-            problems.append(source.problem(("code",), f"{str(code_dir)!r} is a file; code: names the directory "
-                                           "to pack (e.g. code: ./src)"))
-        elif not code_dir.is_dir():
-            problems.append(source.problem(("code",), f"directory {str(code_dir)!r} does not exist; "
-                                           "code: is relative to the spec file's directory"))
+        why = _code_dir_problem(code_dir)
+        if why:
+            problems.append(source.problem(("code",), why))
         else:
             spec = spec.model_copy(update={"code": str(code_dir.resolve())})
     if problems or spec is None:
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
     spec._source = source
     return spec
+
+
+def _code_dir_problem(code_dir: Path) -> str | None:
+    """Why `code:` cannot be packed, or None when it names a directory."""
+    try:
+        if code_dir.is_dir():
+            return None
+        if code_dir.is_file():
+            return f"{str(code_dir)!r} is a file; code: names the directory to pack (e.g. code: ./src)"
+    except OSError as exc:  # a name too long for the file system, a loop of symlinks
+        return f"cannot use it as the code directory: {exc.strerror}"
+    return f"directory {str(code_dir)!r} does not exist; code: is relative to the spec file's directory"
 
 
 def _substitute(value: Any, params: Mapping[str, str]) -> Any:
@@ -314,16 +383,17 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -
     return problems
 
 
-def validate_settings(backend: str, settings: dict[str, Any], origin: str, where: str = "the job spec"
-                      ) -> BaseModel:
-    """Backend settings validated by their backend; errors name the file they came from."""
+def validate_settings(backend: str, settings: dict[str, Any], origin: str | yaml_source.SourceMap,
+                      where: str = "the job spec") -> BaseModel:
+    """Backend settings validated by their backend; errors name the file (and line, when `origin`
+    is a SourceMap holding `backends.<name>...` lines) they came from."""
     from launcher import registry
 
     model = registry.settings_model(backend)
     try:
         return model.model_validate(settings)
     except ValidationError as exc:
-        source = yaml_source.SourceMap(origin)
+        source = origin if isinstance(origin, yaml_source.SourceMap) else yaml_source.SourceMap(origin)
         raise SpecError(list(_problems(exc, source, model, ("backends", backend))), where) from None
 
 
@@ -331,7 +401,19 @@ _MISSING_HINTS = {
     "name": "add a name, e.g. name: my-job",
     "run": "add the command to run, e.g. run: python train.py",
 }
-
+_PATTERN_HINTS = {  # shared patterns whose field is not a named model field (dict keys, list items)
+    ENV_NAME: "an environment variable name: letters, digits and _, not starting with a digit (e.g. WANDB_API_KEY)",
+}
+_KINDS = {  # pydantic's type errors, said the way a spec author thinks of the value
+    "int_parsing": "a whole number, e.g. 2", "int_type": "a whole number, e.g. 2",
+    "int_from_float": "a whole number, e.g. 2", "int_parsing_size": "a whole number of sensible size",
+    "float_parsing": "a number, e.g. 1.5", "float_type": "a number, e.g. 1.5", "finite_number": "a finite number",
+    "bool_parsing": "true or false", "bool_type": "true or false",
+    "string_type": "text (quote it if YAML reads it as something else)",
+    "dict_type": "a mapping (key: value lines)", "model_type": "a mapping (key: value lines)",
+    "model_attributes_type": "a mapping (key: value lines)",
+    "list_type": "a list ([a, b], or one '- item' per line)",
+}
 
 MAX_MESSAGE = 400
 
@@ -343,37 +425,124 @@ def _problems(exc: ValidationError, source: yaml_source.SourceMap, model: type[B
         loc = tuple(error["loc"])
         if loc and loc[-1] == "[key]":  # pydantic's marker for "the key itself is bad"
             loc = loc[:-1]
-        kind = error["type"]
-        message = error["msg"].removeprefix("Value error, ")
+        message = _message(error, model, loc)
         if len(message) > MAX_MESSAGE:  # validators quote the value: a 10 MB value must not make a 10 MB error
             message = f"{message[:MAX_MESSAGE // 2]} ... {message[-MAX_MESSAGE // 4:]}"
-        if kind == "extra_forbidden":
-            allowed = _field_names(model, loc[:-1])
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            message = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "") + (
-                f"{'' if close else ';'} allowed here: {', '.join(allowed)}" if allowed else "")
-        elif kind == "missing":
-            message = "required field is missing; " + _MISSING_HINTS.get(str(loc[-1]), f"add {loc[-1]}:")
-        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
-            message = "name may hold only letters, digits, '.', '_' and '-', starting with a letter or digit"
-        elif kind == "string_pattern_mismatch" and loc and loc[-1] == "checkpoint_dir":
-            message = "checkpoint_dir must be an absolute path on the node, e.g. /checkpoints"
-        elif kind == "string_pattern_mismatch":
-            message = f"{message}; fix the value"
-        elif "input" in error and kind.endswith("_type"):
-            message = f"{message} (got {type(error['input']).__name__})"
         problems.append(source.problem((*prefix, *loc), message))
     return problems
 
 
+def _message(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """One pydantic error in the spec author's words: what is wrong and what a valid value looks
+    like, never pydantic's own phrasing ("String should match pattern '^[a-z]...'")."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    got = f"; got {_shown(value)}"
+    field = str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        allowed = _field_names(model, loc[:-1])
+        close = difflib.get_close_matches(field, allowed, n=1, cutoff=0.6)
+        return "unknown key" + (f"; did you mean {close[0]!r}?" if close else "") + (
+            f"{'' if close else ';'} allowed here: {', '.join(allowed)}" if allowed else "")
+    if kind == "missing":
+        return "required field is missing; " + _MISSING_HINTS.get(field, f"add {field}:")
+    if kind == "string_pattern_mismatch":
+        if field == "name" and not loc[:-1]:
+            return "name may hold only letters, digits, '.', '_' and '-', starting with a letter or digit"
+        if field == "checkpoint_dir":
+            return "checkpoint_dir must be an absolute path on the node, e.g. /checkpoints"
+        return f"{_shown(value)} is not valid here; expected {_expected_form(model, loc, ctx.get('pattern'))}"
+    if kind == "literal_error":
+        yaml_bool = "; YAML reads yes/no/on/off as true/false: quote the value" if isinstance(value, bool) else ""
+        return f"expected {ctx.get('expected', 'one of the listed values')}{got}{yaml_bool}"
+    if kind in _KINDS:
+        return f"expected {_KINDS[kind]}{got if value is not None else '; got nothing (null)'}"
+    bounds = {"greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+              "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}{got}"
+    if kind in ("string_too_short", "too_short"):
+        least = ctx.get("min_length", 1)
+        unit = "character" if kind == "string_too_short" else "item"
+        return "must not be empty" if least == 1 else f"needs at least {least} {unit}s"
+    if kind in ("string_too_long", "too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        length = len(value) if isinstance(value, (str, list, tuple, dict)) else None
+        return f"may hold at most {ctx.get('max_length')} {unit}" + (f"; this has {length}" if length else "")
+    message = str(error["msg"])
+    for lead in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(lead)
+    return message
+
+
+def _shown(value: Any) -> str:
+    """The offending value, short: errors quote it but must stay one line."""
+    if isinstance(value, (dict, list, tuple)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number(value)  # repr() refuses ints of over 4300 digits
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:40]}...{text[-12:]}"
+
+
+def _expected_form(model: type[BaseModel], loc: tuple[Any, ...], pattern: str | None) -> str:
+    """What a valid value looks like, from the field's examples and description (every field with a
+    pattern carries examples; tests/test_spec_messages.py holds every model to that)."""
+    if pattern in _PATTERN_HINTS:
+        return _PATTERN_HINTS[pattern]
+    info = _field_info(model, loc)
+    examples = [str(e) for e in (info.examples or [])] if info is not None else []
+    description = info.description if info is not None else None
+    if examples:
+        said = " or ".join(examples[:2])
+        return f"{description}, e.g. {said}" if description else f"e.g. {said}"
+    return description or "a value in the form this setting takes (see `launch schema`)"
+
+
+def _container(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model a field holds (through Optional, Annotated, list[...] and dict[str, ...]) and whether
+    a mapping's keys stand between the field and that model (ssh `pools.<name>.hosts`)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    keyed = typing.get_origin(annotation) is dict
+    args = typing.get_args(annotation)
+    for arg in args[1:] if keyed else args:
+        found, inner_keyed = _container(arg)
+        if found is not None:
+            return found, keyed or inner_keyed
+    return None, False
+
+
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, type[BaseModel] | None]:
+    """The FieldInfo of the last named field on `loc` and the model the path ends in (None when it
+    ends in a plain value; both None when it leaves the models). List indexes and mapping keys are
+    stepped over."""
+    current: type[BaseModel] | None = model
+    info = None
+    key_next = False
+    for part in loc:
+        if isinstance(part, int) and not isinstance(part, bool):
+            continue
+        if key_next:
+            key_next = False
+            continue
+        fields = current.model_fields if current is not None else {}
+        if part not in fields:
+            return None, None
+        info = fields[part]
+        current, key_next = _container(info.annotation)
+    return info, current
+
+
+def _field_info(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    return _walk(model, loc)[0]
+
+
 def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Names a mapping at `loc` accepts, for "did you mean" on unknown keys."""
-    current: Any = model
-    for part in loc:
-        fields = getattr(current, "model_fields", None)
-        if not fields or part not in fields:
-            return []
-        annotation = fields[part].annotation
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    fields = getattr(current, "model_fields", None)
-    return sorted(fields) if fields else []
+    current = _walk(model, loc)[1] if loc else model
+    return sorted(current.model_fields) if current is not None else []

@@ -26,18 +26,29 @@ class SourceMap:
 
     file: str
     lines: dict[Path_, int] = field(default_factory=dict)
+    # paths a --set flag gave a value (what lies under them came from the flag too)
     overridden: dict[Path_, str] = field(default_factory=dict)
+    # mappings a --set flag brought into being on the way to its path: the flag's fault only
+    # when they themselves are wrong (a typo'd key), not for what else they lack
+    created: dict[Path_, str] = field(default_factory=dict)
     visited: int = 0
 
     def locate(self, path: Path_) -> tuple[str, int | None]:
         """The file and line that best explain `path`: itself or its nearest parent."""
-        for end in range(len(path), -1, -1):
+        if path in self.created:
+            return f"--set {self.created[path]}", None
+        return self.origin(path) or (self.file, None)
+
+    def origin(self, path: Path_, depth: int = 0) -> tuple[str, int | None] | None:
+        """Where `path`, or the nearest parent at least `depth` parts long, was written: a line
+        of the file or a --set flag. None when neither holds it."""
+        for end in range(len(path), depth - 1, -1):
             prefix = path[:end]
             if prefix in self.overridden:
                 return f"--set {self.overridden[prefix]}", None
             if prefix in self.lines:
                 return self.file, self.lines[prefix]
-        return self.file, None
+        return None
 
     def problem(self, path: Path_, message: str) -> Problem:
         file, line = self.locate(path)

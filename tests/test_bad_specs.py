@@ -39,13 +39,15 @@ CASES = [
     case("top-level-scalar", "python train.py\n", "spec.yaml:1:", "YAML mapping"),
     case("empty-file", "", ("spec.yaml: name:", "spec.yaml:1: name:"), "required field is missing", count=2),
     # --- wrong types ----------------------------------------------------------------------------
-    case("nodes-string", B + "resources:\n  nodes: two\n", "spec.yaml:4: resources.nodes:", "valid integer"),
-    case("spot-maybe", B + "spot: maybe\n", "spec.yaml:3: spot:", "valid boolean"),
-    case("env-is-list", B + "env:\n  - A=1\n", "spec.yaml:3: env:", "valid dictionary"),
+    case("nodes-string", B + "resources:\n  nodes: two\n", "spec.yaml:4: resources.nodes:",
+         "expected a whole number, e.g. 2; got 'two'"),
+    case("spot-maybe", B + "spot: maybe\n", "spec.yaml:3: spot:", "expected true or false; got 'maybe'"),
+    case("env-is-list", B + "env:\n  - A=1\n", "spec.yaml:3: env:",
+         "expected a mapping (key: value lines); got a list"),
     case("env-value-mapping", B + "env:\n  A:\n    b: 1\n", "spec.yaml:4: env.A:", "strings or numbers"),
-    case("secrets-is-string", B + "secrets: WANDB_API_KEY\n", "spec.yaml:3: secrets:", "valid list"),
-    case("retries-negative", B + "retries: -1\n", "spec.yaml:3: retries:", "greater than or equal to 0"),
-    case("resources-not-mapping", B + "resources: H100:8\n", "spec.yaml:3: resources:", "valid dictionary"),
+    case("secrets-is-string", B + "secrets: WANDB_API_KEY\n", "spec.yaml:3: secrets:", "expected a list ([a, b]"),
+    case("retries-negative", B + "retries: -1\n", "spec.yaml:3: retries:", "must be at least 0; got -1"),
+    case("resources-not-mapping", B + "resources: H100:8\n", "spec.yaml:3: resources:", "expected a mapping"),
     case("cpus-not-number", B + "resources:\n  cpus: lots\n", "spec.yaml:4: resources.cpus:", "not a number"),
     # --- unknown keys ---------------------------------------------------------------------------
     case("unknown-top-nmae", "nmae: demo\nrun: echo\n", "spec.yaml:1: nmae:", "did you mean 'name'?", count=2),
@@ -70,8 +72,8 @@ CASES = [
          "spec.yaml:4: resources.accelerators:", "takes no count"),
     # --- nodes ------------------------------------------------------------------------------------
     case("nodes-negative", B + "resources:\n  nodes: -2\n", "spec.yaml:4: resources.nodes:",
-         "greater than or equal to 1"),
-    case("nodes-zero", B + "resources:\n  nodes: 0\n", "spec.yaml:4: resources.nodes:", "greater than or equal to 1"),
+         "must be at least 1; got -2"),
+    case("nodes-zero", B + "resources:\n  nodes: 0\n", "spec.yaml:4: resources.nodes:", "must be at least 1; got 0"),
     # --- durations --------------------------------------------------------------------------------
     case("duration-10-years", B + "max_runtime: 10 years\n", "spec.yaml:3: max_runtime:", "not a duration"),
     case("duration-negative", B + "max_runtime: -5m\n", "spec.yaml:3: max_runtime:", "not a duration"),
@@ -91,7 +93,8 @@ CASES = [
     case("env-key-with-dash", B + "env:\n  MY-VAR: 1\n", "spec.yaml:4: env.MY-VAR:", "MY-VAR"),
     case("env-key-reserved-prefix", B + "env:\n  OK: 1\n  LAUNCH_FOO: 1\n",
          ("spec.yaml:3: env:", "spec.yaml:5: env.LAUNCH_FOO:"), "LAUNCH_FOO"),
-    case("secret-name-invalid", B + "secrets: [OK, 1BAD]\n", "spec.yaml:3: secrets[1]:", "pattern"),
+    case("secret-name-invalid", B + "secrets: [OK, 1BAD]\n", "spec.yaml:3: secrets[1]:",
+         "not starting with a digit (e.g. WANDB_API_KEY)"),
     case("secret-also-in-env", B + "env:\n  TOKEN: x\nsecrets:\n  - A\n  - TOKEN\n",
          ("spec.yaml:7: secrets[1]:", "spec.yaml:4: env.TOKEN:", "spec.yaml:5: secrets:", "spec.yaml:3: env:"),
          "both in env and in secrets"),
@@ -103,7 +106,12 @@ CASES = [
          "spec.yaml:5: backends.local.cancel_grace:", "not a duration"),
     case("backend-local-not-mapping", B + "backends:\n  local: fast\n", "spec.yaml:4: backends.local:", "mapping"),
     # --- other fields ---------------------------------------------------------------------------
-    case("distributed-mpi", B + "distributed: mpi\n", "spec.yaml:3: distributed:", "torchrun"),
+    case("distributed-mpi", B + "distributed: mpi\n", "spec.yaml:3: distributed:", "expected 'torchrun' or 'none'"),
+    case("memory-beyond-any-machine", B + "resources:\n  memory_gb: 99999999\n", "spec.yaml:4: resources.memory_gb:",
+         "below 1,000,000"),
+    case("backend-setting-pattern", B + "backends:\n  sagemaker:\n    region: US-EAST-1\n",
+         "spec.yaml:5: backends.sagemaker.region:",
+         "'US-EAST-1' is not valid here; expected an AWS region, e.g. us-east-1"),
     case("checkpoint-dir-relative", B + "checkpoint_dir: checkpoints\n", "spec.yaml:3: checkpoint_dir:", "absolute"),
 ]
 
@@ -167,7 +175,7 @@ def test_validate_reports_every_problem_at_once(cli, write_spec, launch_home):
 
 
 @pytest.mark.parametrize(("override", "where", "fragment"), [
-    pytest.param("resources.nodes=zero", "--set resources.nodes=zero: resources.nodes:", "valid integer",
+    pytest.param("resources.nodes=zero", "--set resources.nodes=zero: resources.nodes:", "expected a whole number",
                  id="set-wrong-type"),
     pytest.param("resources.acelerators=H100:8", "--set resources.acelerators=H100:8: resources.acelerators:",
                  "did you mean 'accelerators'?", id="set-unknown-key"),

@@ -60,13 +60,14 @@ def _should_run(condition: str | None, env: dict[str, str], failed: bool) -> boo
     return not failed and found.group(2) in env.get(found.group(1), "")
 
 
-def run_github_workflow(venv: Path, tmp_path: Path, spec: str) -> tuple[bool, list[tuple[str, int, str]], Path]:
+def run_github_workflow(venv: Path, tmp_path: Path, spec: str, backend: str = "local"
+                        ) -> tuple[bool, list[tuple[str, int, str]], Path]:
     workflow = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
     summary = tmp_path / "step-summary.md"
     env = _base_env(venv, tmp_path, GITHUB_ACTIONS="true", GITHUB_RUN_ID="4242", GITHUB_RUN_ATTEMPT="1",
                     GITHUB_JOB="train", GITHUB_REPOSITORY="acme/models", GITHUB_STEP_SUMMARY=str(summary))
     env.update({k: str(v) for k, v in workflow["env"].items()})
-    env.update(LAUNCH_BACKEND="local", LAUNCH_SPEC=spec, LAUNCH_PACKAGE=str(REPO))
+    env.update(LAUNCH_BACKEND=backend, LAUNCH_SPEC=spec, LAUNCH_PACKAGE=str(REPO))
     (job,) = workflow["jobs"].values()
     failed, ran = False, []
     for index, step in enumerate(job["steps"]):
@@ -99,6 +100,16 @@ def test_github_workflow_trains_and_succeeds(fresh_venv, tmp_path):
     train_output = ran[2][2]
     assert "epoch  20" in train_output and "final accuracy" in train_output, train_output  # the logs streamed
     assert "| state | SUCCEEDED (exit 0) |" in summary.read_text()
+
+
+def test_github_workflow_check_step_refuses_what_the_backend_would(fresh_venv, tmp_path):
+    """The check is `validate --backend`: a spec the chosen backend cannot run stops the pipeline
+    before anything is submitted (here Lambda Cloud without an SSH key name)."""
+    failed, ran, _ = run_github_workflow(fresh_venv, tmp_path, "job_specs/quickstart.yaml", backend="lambda_cloud")
+    assert failed
+    check = next(r for r in ran if r[0] == "Check the spec")
+    assert check[1] == 2 and "backends.lambda_cloud.ssh_key_name" in check[2], check
+    assert not any(r[0].startswith("Train") for r in ran)
 
 
 def test_github_workflow_fails_when_the_run_fails(fresh_venv, tmp_path):

@@ -71,3 +71,11 @@ def test_unreachable_backend_exits_4_and_records_nothing(cli, plugin_path, write
     assert "echo service unreachable" in result.stderr and "Traceback" not in result.stderr
     listed = json.loads(cli("list", "-o", "json", env=_env(plugin_path), check_rc=0).stdout)
     assert listed == []
+
+
+def test_single_node_limit_is_a_located_problem_validate_reports(cli, plugin_path, write_spec):
+    spec = write_spec("name: plug\nrun: x\nresources:\n  nodes: 3\n")
+    for command in (("validate", str(spec), "--backend", "echo"), ("run", "--dry-run", str(spec), "--backend", "echo")):
+        result = cli(*command, env=_env(plugin_path))
+        assert result.returncode == 2, result.stderr
+        assert "spec.yaml:4: resources.nodes: the echo backend runs single-node jobs only" in result.stderr

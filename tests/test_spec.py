@@ -159,7 +159,7 @@ def test_env_override_keeps_the_text_as_typed():
 def test_override_errors_point_at_the_flag():
     problems = problems_of(BASE + "resources:\n  nodes: 1\n", ("resources.nodes=zero",))
     assert problems == [Problem("--set resources.nodes=zero", None, "resources.nodes", problems[0].message)]
-    assert "integer" in problems[0].message
+    assert "expected a whole number" in problems[0].message
     assert str(problems[0]).startswith("--set resources.nodes=zero: resources.nodes:")
 
 
