@@ -18,7 +18,6 @@ from launcher import catalog, config, registry
 from launcher.errors import LaunchError, UsageError
 
 # settings keys by which a backend lets the user pin the machine instead of the catalog
-PINNED_TYPE_KEYS = ("instance_type", "machine_type")
 # the instance of a backend that runs every node here (local): its rows never say "x N nodes"
 THIS_MACHINE = "this machine"
 
@@ -120,10 +119,11 @@ def _own_machines(base: PlanRow, backend_class: Any, settings: Mapping[str, Any]
 def _cpu_row(base: PlanRow, backend_class: Any, name: str, spec: Any, settings: Mapping[str, Any]) -> PlanRow:
     """A spec without GPUs: the machine the backend's render picks (pinned in settings, else its
     `cpu_instance_type`), so plan and the dry run name the same one."""
-    machine = next((settings[k] for k in PINNED_TYPE_KEYS if settings.get(k)), None)
+    machine = next((settings[k] for k in catalog.PINNED_TYPE_KEYS if settings.get(k)), None)
     machine = machine or getattr(backend_class, "cpu_instance_type", None)
     if not machine:
-        return dataclasses.replace(base, reason=f"no CPU machine known for {name}; set backends.{name}.instance_type")
+        return dataclasses.replace(
+            base, reason=f"no CPU machine known for {name}; set backends.{name}.{catalog.pinned_setting(name)}")
     row = dataclasses.replace(base, fits=True, instance_type=str(machine), reason="no CPU prices in the catalog")
     refusal = _render_refusal(name, spec) if row.configured else None
     return dataclasses.replace(row, fits=False, reason=refusal) if refusal else row
@@ -159,7 +159,7 @@ def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.O
     """The catalog offer this spec gets on `name`: a pinned type if settings pin one, else the
     first offer for the accelerator that meets the cpu/memory minimums."""
     accel = spec.resources.accelerators
-    pinned = next((settings[k] for k in PINNED_TYPE_KEYS if settings.get(k)), None)
+    pinned = next((settings[k] for k in catalog.PINNED_TYPE_KEYS if settings.get(k)), None)
     if pinned and accel.is_gpu:
         match = [o for o in catalog.offers() if o.backend == name and o.instance_type == pinned]
         return (match[0], None) if match else (None, f"{pinned} (pinned in settings) is not in the catalog")
