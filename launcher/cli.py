@@ -591,12 +591,12 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
 
 
 def _configured_backends() -> list[str]:
-    from launcher import config, registry
+    from launcher import registry, runner
 
     names = []
     for name in registry.names():
         try:
-            ready = registry.backend_class(name).readiness(config.backend_settings(name))
+            ready = runner.readiness(name)
         except LaunchError:
             continue
         if ready.sdk_installed and ready.configured:
@@ -731,13 +731,13 @@ def backends(output: str) -> None:
 
     A backend whose SDK is missing shows the pip line that installs it for this installation.
     """
-    from launcher import config, registry
+    from launcher import registry, runner
     from launcher.display import columns
 
     rows = []
     for name in registry.names():
         try:
-            ready = registry.backend_class(name).readiness(config.backend_settings(name))
+            ready = runner.readiness(name)
             row = {"name": name, "sdk_installed": ready.sdk_installed, "configured": ready.configured,
                    "detail": ready.detail, "hint": ready.hint}
         except LaunchError as exc:

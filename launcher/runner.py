@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from launcher import config, logs, registry
-from launcher.backend import Handle, JobState, LogLine, Request, Status, Summary
+from launcher.backend import Handle, JobState, LogLine, Readiness, Request, Status, Summary
 from launcher.errors import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -91,6 +91,20 @@ def check_config(name: str) -> dict[str, Any]:
     from_config = config.backend_settings(name)
     validate_settings(name, from_config, config.source_map(), str(config.config_path()))
     return from_config
+
+
+def readiness(name: str) -> Readiness:
+    """Whether backend `name` can be used here (SDK, config.toml, credentials). A config.toml the
+    settings model refuses reads as not configured, naming the first problem, so `launch backends`
+    never says "ready" for a backend every real call would refuse."""
+    ready = registry.backend_class(name).readiness(config.backend_settings(name))
+    try:
+        check_config(name)
+    except SpecError as exc:
+        count = len(exc.problems)
+        return dataclasses.replace(ready, configured=False, hint=str(exc.problems[0]),
+                                   detail=f"{count} problem{'s' if count != 1 else ''} in {config.config_path()}")
+    return ready
 
 
 def preflight(spec_file: str, overrides: tuple[str, ...], names: list[str], *,
@@ -373,7 +387,7 @@ def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, An
 def _backend(record: JobRecord) -> Any:
     """The job's backend with the settings it was submitted with (spec over config)."""
     from_spec = (record.spec.get("backends") or {}).get(record.backend) or {}
-    return registry.create(record.backend, {**config.backend_settings(record.backend), **from_spec})
+    return backend_for(record.backend, from_spec, origin=f"the spec of job {record.id}")
 
 
 SUBMIT_GRACE_S = 120.0
@@ -561,7 +575,7 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
     move states that changed while nobody was looking."""
     report = SyncReport(backends=tuple(backends))
     for name in backends:
-        backend = registry.create(name, config.backend_settings(name))
+        backend = backend_for(name)
         fast = backend.capabilities.fast_status
         listed = with_retries(lambda b=backend: list(b.list()), f"listing {name}")
         seen = {summary.handle.job_id for summary in listed}

@@ -394,7 +394,8 @@ def validate_settings(backend: str, settings: dict[str, Any], origin: str | yaml
         return model.model_validate(settings)
     except ValidationError as exc:
         source = origin if isinstance(origin, yaml_source.SourceMap) else yaml_source.SourceMap(origin)
-        raise SpecError(list(_problems(exc, source, model, ("backends", backend))), where) from None
+        problems = _problems(exc, source, model, ("backends", backend))
+        raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)), where) from None
 
 
 _MISSING_HINTS = {
