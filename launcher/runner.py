@@ -232,7 +232,10 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
             adopted = _adopt(store, found, backend_name, spec.to_record(), backend, idempotency_key)
             return Submission(adopted, None, existing=True)
     try:
-        handle = with_retries(lambda: backend.submit(request), f"submitting {job_id}")
+        from launcher import progress
+
+        with progress.step(f"submitting {job_id} to {backend_name} (uploads included)"):
+            handle = with_retries(lambda: backend.submit(request), f"submitting {job_id}")
     except TransientBackendError as exc:  # timeouts, resets: the create may have landed; keep the trace
         store.set_status(job_id, Status(JobState.UNKNOWN, "unconfirmed",
                                         f"submit not confirmed ({exc.message}); `launch list --sync` checks "

@@ -74,6 +74,18 @@ def test_packing_writes_no_progress_to_a_pipe(spec_with_code: Path, launch_home:
     assert "packing" not in done.stderr and ESC not in done.stderr
 
 
+def test_submitting_shows_progress_on_a_terminal_only(spec_with_code: Path, launch_home: Path) -> None:
+    """The provider call (uploads included) can take many seconds on a cloud backend."""
+    args = [sys.executable, "-m", "launcher", "run", str(spec_with_code), "--wait"]
+    out, terminal, code = run_with_terminal(args, environment(launch_home))
+    assert code == 0, terminal
+    assert "to local (uploads included)" in terminal and "submitting tty-" in terminal
+    assert ESC not in out
+    piped = subprocess.run(args, capture_output=True, text=True, env=environment(launch_home), timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "uploads included" not in piped.stderr and ESC not in piped.stderr
+
+
 def test_dumb_terminal_gets_no_spinner(spec_with_code: Path, launch_home: Path) -> None:
     env = {**environment(launch_home), "TERM": "dumb"}
     _, terminal, code = run_with_terminal([sys.executable, "-m", "launcher", "run", str(spec_with_code),
