@@ -1,0 +1,78 @@
+"""Job ids read back from a provider (tags, names, files on a node) are checked before they reach
+the store or a path: anyone who can tag resources in the account can write one. The Lambda
+backend's own uses are tested end to end in test_lambda_e2e.py
+(test_hostile_job_ids_in_instance_tags_touch_neither_files_nor_the_store)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from launcher import runner
+from launcher.backend import Capabilities, Handle, JobState, Status, Summary, is_job_id
+from launcher.errors import BackendError
+from launcher.store import Store
+
+HOSTILE = ["../../escaped", "/etc/passwd", "ok/../../../etc", "a\nb-20260101-000000-abcdef",
+           "nul\x00-20260101-000000-abcdef", "j" * 200, "..", ".", "", ".hidden", "-rf", "with space",
+           "tab\there", "ünïcode-20260101-000000-abcdef"]
+
+
+@pytest.mark.parametrize("name", ["a", "bert-finetune", "A" * 63, "x.y_z-1", "9lives"])
+def test_every_id_launch_gives_is_accepted(name: str):
+    assert is_job_id(runner.new_job_id(name))
+    assert is_job_id(runner.new_job_id(f"{name}-sweep"))  # sweep group ids
+
+
+@pytest.mark.parametrize("job_id", [*HOSTILE, None, 7, b"bytes-20260101-000000-abcdef"])
+def test_hostile_ids_are_refused(job_id):
+    assert not is_job_id(job_id)
+
+
+class _Provider:
+    """A backend answering as the contract says, with whatever job id a stranger tagged."""
+
+    name = "local"
+    capabilities = Capabilities()
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    def find(self, idempotency_key: str) -> Summary:
+        return Summary(Handle(self.name, self.job_id, {}), "x", Status(JobState.RUNNING, "running"),
+                       idempotency_key=idempotency_key)
+
+
+@pytest.mark.parametrize("job_id", HOSTILE)
+def test_a_found_job_with_a_hostile_id_is_one_clear_error_and_not_recorded(job_id: str, launch_home: Path):
+    store = Store.open()
+    provider = _Provider(job_id)
+    with pytest.raises(BackendError) as refused:
+        runner.find_at_provider(provider, "ci-key")
+    assert "launch never gives" in refused.value.message and "\n" not in refused.value.message
+    assert "\x00" not in refused.value.message and len(refused.value.message) < 300
+    with pytest.raises(BackendError):
+        runner._record_found(store, provider.find("ci-key"), "local", spec={}, idempotency_key="ci-key",
+                             fast_status=False)
+    assert store.list(limit=None) == []
+
+
+def test_sync_skips_hostile_ids_and_keeps_the_real_jobs(cli, write_spec, launch_home: Path, tmp_path: Path):
+    spec = write_spec("name: realjob\nrun: echo hi\n")
+    real = json.loads(cli("run", str(spec), "--wait", "-o", "json", check_rc=0).stdout)["id"]
+    for number, job_id in enumerate(HOSTILE):  # what a stranger's handle files could say
+        planted = launch_home / "local" / f"planted-{number}"
+        planted.mkdir(parents=True)
+        (planted / "handle.json").write_text(json.dumps(Handle("local", job_id, {
+            "job_dir": str(planted), "nodes": [], "submitted_at": 1.0}).to_json()))
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    before = set(tmp_path.rglob("*"))
+    synced = cli("list", "--sync", "--backend", "local", "-o", "json", check_rc=0)
+    assert [r["id"] for r in json.loads(synced.stdout)] == [real]
+    assert synced.stderr.count("launch never gives") == len(HOSTILE) and "Traceback" not in synced.stderr
+    assert "\x00" not in synced.stderr
+    created = set(tmp_path.rglob("*")) - before
+    assert all(launch_home in p.parents for p in created), sorted(created)
