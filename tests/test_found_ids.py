@@ -76,3 +76,52 @@ def test_sync_skips_hostile_ids_and_keeps_the_real_jobs(cli, write_spec, launch_
     assert "\x00" not in synced.stderr
     created = set(tmp_path.rglob("*")) - before
     assert all(launch_home in p.parents for p in created), sorted(created)
+
+
+# -- a real provider API: SageMaker (moto over HTTP), where the id is a tag on the training job --
+
+AWS_VALID_HOSTILE = ["../../escaped", "/etc/passwd", "j" * 200]  # tag values AWS itself accepts
+
+
+@pytest.fixture(scope="module")
+def aws():
+    from fakes.moto_sagemaker import MotoSageMaker
+
+    with MotoSageMaker() as server:
+        yield server
+
+
+def test_sagemaker_jobs_tagged_with_hostile_ids_are_neither_synced_nor_adopted(aws, cli, write_spec,
+                                                                            launch_home: Path, tmp_path: Path):
+    from backends.sagemaker import IDEMPOTENCY_TAG, JOB_ID_TAG
+
+    aws.reset()
+    aws.hold_new_jobs_in_progress()
+    aws.client("s3").create_bucket(Bucket="team-bucket")
+    spec = write_spec("name: sm-ids\nimage: 763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3\n"
+                      "run: python train.py\nresources:\n  accelerators: T4:1\nbackends:\n  sagemaker:\n"
+                      "    region: us-east-1\n    role_arn: arn:aws:iam::123456789012:role/Train\n"
+                      "    bucket: team-bucket\n")
+
+    def run(*args: str, check_rc: int | None = None):
+        return cli(*args, env=aws.env(), check_rc=check_rc)
+
+    submitted = [json.loads(run("run", str(spec), "--backend", "sagemaker", "--idempotency-key", f"key-{n}",
+                                "-o", "json", check_rc=0).stdout)["id"] for n in range(len(AWS_VALID_HOSTILE) + 1)]
+    sagemaker = aws.client("sagemaker")
+    jobs = {t["TrainingJobName"]: t["TrainingJobArn"] for t in sagemaker.list_training_jobs()["TrainingJobSummaries"]}
+    arns = [arn for name, arn in jobs.items()
+            if {"Key": JOB_ID_TAG, "Value": submitted[0]} not in sagemaker.list_tags(ResourceArn=arn)["Tags"]]
+    for arn, hostile in zip(arns, AWS_VALID_HOSTILE, strict=True):  # a stranger re-tags the other jobs
+        sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": JOB_ID_TAG, "Value": hostile},
+                                                  {"Key": IDEMPOTENCY_TAG, "Value": "stranger-key"}])
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    before = set(tmp_path.rglob("*"))
+    synced = run("list", "--sync", "--backend", "sagemaker", "-o", "json", check_rc=0)
+    assert [r["id"] for r in json.loads(synced.stdout)] == [submitted[0]]
+    assert synced.stderr.count("launch never gives") == len(AWS_VALID_HOSTILE)
+    adopted = run("run", str(spec), "--backend", "sagemaker", "--idempotency-key", "stranger-key")
+    assert adopted.returncode == 1 and "launch never gives" in adopted.stderr and "Traceback" not in adopted.stderr
+    assert [r["id"] for r in json.loads(run("list", "-o", "json", check_rc=0).stdout)] == [submitted[0]]
+    assert all(launch_home in p.parents for p in set(tmp_path.rglob("*")) - before)
