@@ -19,6 +19,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -537,7 +538,7 @@ class LambdaCloudBackend:
             job_id = inst.tag(instance, inst.JOB_TAG)
             if not job_id:
                 continue
-            if not is_job_id(job_id) or not (inst.tag(instance, inst.RANK_TAG) or "0").isdigit():
+            if not is_job_id(job_id) or not re.fullmatch(r"[0-9]{1,4}", inst.tag(instance, inst.RANK_TAG) or "0"):
                 logs.get().warning("Lambda instance %s carries the launch tags %s, which launch never gives: "
                                    "skipped", instance.get("id"), shown_id(job_id))
                 continue

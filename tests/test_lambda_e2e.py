@@ -352,9 +352,10 @@ def test_hostile_job_ids_in_instance_tags_touch_neither_files_nor_the_store(lam,
         fake.add_instance(f"not-launch-{rank}", [{"key": "launch-job-id", "value": job_id},
                                                  {"key": "launch-node-rank", "value": "0"},
                                                  {"key": "launch-idempotency-key", "value": "hostile-key"}])
-    fake.add_instance("bad-rank", [{"key": "launch-job-id", "value": "fine-20260101-000000-abcdef"},
-                                   {"key": "launch-node-rank", "value": "../1"}])
-    fake.keep = len(HOSTILE_IDS) + 1  # not launch's to give back
+    for rank in ("../1", "\u00b2"):  # a path, and a "digit" int() refuses
+        fake.add_instance("bad-rank", [{"key": "launch-job-id", "value": "fine-20260101-000000-abcdef"},
+                                       {"key": "launch-node-rank", "value": rank}])
+    fake.keep = len(HOSTILE_IDS) + 2  # not launch's to give back
     before = sorted(p for p in tmp_path.rglob("*"))
     (launch_home / "config.toml").parent.mkdir(parents=True, exist_ok=True)
     (launch_home / "config.toml").write_text(
