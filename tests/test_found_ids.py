@@ -125,3 +125,43 @@ def test_sagemaker_jobs_tagged_with_hostile_ids_are_neither_synced_nor_adopted(a
     assert adopted.returncode == 1 and "launch never gives" in adopted.stderr and "Traceback" not in adopted.stderr
     assert [r["id"] for r in json.loads(run("list", "-o", "json", check_rc=0).stdout)] == [submitted[0]]
     assert all(launch_home in p.parents for p in set(tmp_path.rglob("*")) - before)
+
+
+# -- Vertex AI (its REST fake), where the id is the custom job's display name --------------------
+
+
+@pytest.fixture(scope="module")
+def gcp():
+    from fakes.vertex_fake import VertexFake
+
+    with VertexFake(project="my-project", location="us-central1", buckets=("team-bucket",)) as fake:
+        yield fake
+
+
+def test_vertex_jobs_with_hostile_display_names_are_neither_synced_nor_adopted(gcp, cli, write_spec,
+                                                                             launch_home: Path, tmp_path: Path):
+    gcp.reset()
+    gcp.add_bucket("team-bucket")
+    launch_home.mkdir(parents=True, exist_ok=True)
+    (launch_home / "config.toml").write_text(
+        "[backends.vertex]\n"
+        f'api_endpoint = "{gcp.endpoint}"\nstorage_endpoint = "{gcp.endpoint}"\nlogging_endpoint = "{gcp.endpoint}"\n'
+        'project = "my-project"\nregion = "us-central1"\n')
+    spec = write_spec("name: vx-ids\nimage: us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-3:latest\n"
+                      "run: python train.py\nresources:\n  accelerators: L4\nbackends:\n  vertex:\n"
+                      "    project: my-project\n    region: us-central1\n    staging_bucket: gs://team-bucket\n")
+    submitted = [json.loads(cli("run", str(spec), "--backend", "vertex", "--idempotency-key", f"key-{n}", "-o", "json",
+                                check_rc=0).stdout)["id"] for n in range(len(AWS_VALID_HOSTILE) + 1)]
+    strangers = [job for job in gcp.jobs.values() if job.display_name != submitted[0]]
+    for job, hostile in zip(strangers, AWS_VALID_HOSTILE, strict=True):  # jobs a stranger made with our labels
+        job.display_name = hostile
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    before = set(tmp_path.rglob("*"))
+    synced = cli("list", "--sync", "--backend", "vertex", "-o", "json", check_rc=0)
+    assert [r["id"] for r in json.loads(synced.stdout)] == [submitted[0]]
+    assert synced.stderr.count("launch never gives") == len(AWS_VALID_HOSTILE)
+    adopted = cli("run", str(spec), "--backend", "vertex", "--idempotency-key", "key-1")
+    assert adopted.returncode == 1 and "launch never gives" in adopted.stderr and "Traceback" not in adopted.stderr
+    assert [r["id"] for r in json.loads(cli("list", "-o", "json", check_rc=0).stdout)] == [submitted[0]]
+    assert all(launch_home in p.parents for p in set(tmp_path.rglob("*")) - before)
