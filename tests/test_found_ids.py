@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes.sshd import SSHServer, sshd_available
 
 from launcher import runner
 from launcher.backend import Capabilities, Handle, JobState, Status, Summary, is_job_id
@@ -165,3 +166,35 @@ def test_vertex_jobs_with_hostile_display_names_are_neither_synced_nor_adopted(g
     assert adopted.returncode == 1 and "launch never gives" in adopted.stderr and "Traceback" not in adopted.stderr
     assert [r["id"] for r in json.loads(cli("list", "-o", "json", check_rc=0).stdout)] == [submitted[0]]
     assert all(launch_home in p.parents for p in set(tmp_path.rglob("*")) - before)
+
+
+# -- ssh (a real sshd), where the id is read from the start records on the hosts -----------------
+
+
+@pytest.mark.skipif(not sshd_available(), reason="needs OpenSSH's sshd and ssh")
+def test_ssh_start_records_with_hostile_ids_are_neither_synced_nor_adopted(cli, write_spec, launch_home: Path,
+                                                                          tmp_path: Path):
+    with SSHServer("127.0.0.1") as server:
+        launch_home.mkdir(parents=True, exist_ok=True)
+        (launch_home / "config.toml").write_text(
+            f'[backends.ssh]\nhosts = ["{server.host_spec}"]\nssh_config = "{server.ssh_config}"\n'
+            f'remote_root = "{server.remote_root}"\n')
+        spec = write_spec("name: ssh-ids\nrun: echo hi\n")
+        real = json.loads(cli("run", str(spec), "--backend", "ssh", "--idempotency-key", "key-0", "--wait",
+                              "-o", "json", check_rc=0).stdout)["id"]
+        record = json.loads((server.remote_root / "jobs" / real / "handle.json").read_text())
+        for number, hostile in enumerate(HOSTILE[:6]):  # start records someone else wrote on the host
+            planted = server.remote_root / "jobs" / f"planted-{number}"
+            planted.mkdir(parents=True)
+            data = {**record["data"], "idempotency_key": "stranger-key"}
+            (planted / "handle.json").write_text(json.dumps({**record, "job_id": hostile, "data": data}))
+        for path in launch_home.glob("jobs.db*"):
+            path.unlink()
+        before = set(tmp_path.rglob("*"))
+        synced = cli("list", "--sync", "--backend", "ssh", "-o", "json", check_rc=0)
+        assert [r["id"] for r in json.loads(synced.stdout)] == [real]
+        assert synced.stderr.count("launch never gives") == 6 and "\x00" not in synced.stderr
+        adopted = cli("run", str(spec), "--backend", "ssh", "--idempotency-key", "stranger-key")
+        assert adopted.returncode == 1 and "launch never gives" in adopted.stderr, adopted.stderr
+        assert [r["id"] for r in json.loads(cli("list", "-o", "json", check_rc=0).stdout)] == [real]
+        assert all(launch_home in p.parents for p in set(tmp_path.rglob("*")) - before)
