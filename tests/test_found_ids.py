@@ -198,3 +198,48 @@ def test_ssh_start_records_with_hostile_ids_are_neither_synced_nor_adopted(cli, 
         assert adopted.returncode == 1 and "launch never gives" in adopted.stderr, adopted.stderr
         assert [r["id"] for r in json.loads(cli("list", "-o", "json", check_rc=0).stdout)] == [real]
         assert all(launch_home in p.parents for p in set(tmp_path.rglob("*")) - before)
+
+
+# -- Azure ML (its HTTPS fake, driven by the SDK), where the id is a job tag -----------------------
+
+
+@pytest.fixture(scope="module")
+def azure():
+    from fakes.azureml_fake import AzureMLFake
+
+    with AzureMLFake() as fake:
+        yield fake
+
+
+def test_azureml_jobs_tagged_with_hostile_ids_are_neither_synced_nor_adopted(azure, cli, write_spec,
+                                                                           launch_home: Path, tmp_path: Path):
+    import copy
+
+    from backends.azureml_render import IDEMPOTENCY_TAG, JOB_ID_TAG
+
+    azure.reset()
+    azure.add_compute("gpu-cluster")
+    launch_home.mkdir(parents=True, exist_ok=True)
+    (launch_home / "config.toml").write_text(
+        f'[backends.azureml]\nendpoint = "{azure.url}"\nsubscription_id = "{azure.subscription}"\n'
+        f'resource_group = "{azure.resource_group}"\nworkspace_name = "{azure.workspace}"\n')
+    env = {"REQUESTS_CA_BUNDLE": str(azure.ca_file), "LAUNCH_AZURE_ACCESS_TOKEN": "cli-token"}
+    spec = write_spec("name: az-ids\nimage: mcr.microsoft.com/azureml/curated/acpt-pytorch-2.2-cuda12.1:1\n"
+                      "run: python train.py\nresources:\n  accelerators: H100:8\n")
+    real = json.loads(cli("run", str(spec), "--backend", "azureml", "--idempotency-key", "key-0", "-o", "json",
+                          env=env, check_rc=0).stdout)["id"]
+    for number, hostile in enumerate(AWS_VALID_HOSTILE):  # jobs a stranger made with our tags
+        stranger = copy.deepcopy(azure.jobs[real])
+        stranger["name"] = f"stranger-{number}"
+        stranger["properties"]["tags"].update({JOB_ID_TAG: hostile, IDEMPOTENCY_TAG: "stranger-key"})
+        azure.jobs[stranger["name"]] = stranger
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    before = set(tmp_path.rglob("*"))
+    synced = cli("list", "--sync", "--backend", "azureml", "-o", "json", env=env, check_rc=0)
+    assert [r["id"] for r in json.loads(synced.stdout)] == [real]
+    assert synced.stderr.count("launch never gives") == len(AWS_VALID_HOSTILE)
+    adopted = cli("run", str(spec), "--backend", "azureml", "--idempotency-key", "stranger-key", env=env)
+    assert adopted.returncode == 1 and "launch never gives" in adopted.stderr, adopted.stderr
+    assert [r["id"] for r in json.loads(cli("list", "-o", "json", check_rc=0).stdout)] == [real]
+    assert all(launch_home in p.parents for p in set(tmp_path.rglob("*")) - before)
