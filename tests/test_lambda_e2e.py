@@ -312,7 +312,7 @@ def test_plan_shows_live_capacity_by_region(lam, fake):
     assert offline[0]["capacity"] is None
 
 
-def test_list_sync_rebuilds_history_from_the_instances(lam, fake, launch_home, server):
+def test_list_sync_rebuilds_the_history_of_ended_jobs_from_what_they_left(lam, fake, launch_home, server):
     spec = lam.spec("name: lamsync\nresources:\n  accelerators: A10\nrun: exit 3\n")
     assert lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait").returncode == 1
     ok = lam.submit(lam.spec("name: lamsync2\nresources:\n  accelerators: A10\nrun: echo fine\n"), "--wait")

@@ -11,7 +11,8 @@ Import it from tests as ``from fakes.lambda_fake import LambdaFake``::
         fake.unhealthy_on_boot(rank=0)                         # the 1st launch's instance turns unhealthy booting
         fake.preempt(instance_id); fake.vanish(instance_id)
         fake.forget_terminated_s = 1.0                         # GET /instances stops listing a terminated one
-        fake.live()                                            # instances not terminated (leak check)
+        fake.add_instance("name", tags)                        # an instance someone else launched in the account
+        fake.live(); fake.listed()                             # instances not terminated; what GET /instances lists
         fake.await_terminated(instance_id, "curl/")            # until a node's own call gave it back
         fake.calls                                             # (method, path, body, user agent) as received
         fake.violations                                        # requests/responses the spec rejects (must stay [])
