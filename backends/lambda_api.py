@@ -85,7 +85,20 @@ class LambdaAPI:
         return self.call("GET", "/instance-types")
 
     def instances(self) -> list[dict[str, Any]]:
+        """The running instances (Lambda stops listing an instance soon after it is terminated)."""
         return self.call("GET", "/instances")
+
+    def instance(self, instance_id: str) -> dict[str, Any] | None:
+        """One instance, running or not (`instances` lists the running ones only); None when
+        Lambda no longer knows it."""
+        from urllib.parse import quote
+
+        try:
+            return self.call("GET", f"/instances/{quote(instance_id, safe='')}")
+        except LambdaAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def launch(self, body: dict[str, Any]) -> list[str]:
         return self.call("POST", "/instance-operations/launch", body)["instance_ids"]

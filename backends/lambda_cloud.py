@@ -19,6 +19,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,7 +32,19 @@ from backends.remote_job import LazySettings
 from backends.ssh import SSHBackend, placed
 from backends.ssh_transport import Host, script
 from launcher import config, logs
-from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.backend import (
+    Capabilities,
+    Handle,
+    JobState,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    Upload,
+    is_job_id,
+    shown_id,
+)
 from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, SpecError, UsageError
 from launcher.sdk import Sdk
 
@@ -97,6 +110,7 @@ class LambdaCloudBackend:
         self.settings = settings_model().model_validate(dict(settings or {})).model_dump()
         self._client = client
         self._ssh: SSHBackend | None = None
+        self._launch_sent = False  # whether this process asked Lambda for an instance (one may bill)
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
@@ -228,6 +242,8 @@ class LambdaCloudBackend:
         """After a failed submit: terminate what launched (and any instance tagged with the job
         whose launch answer was lost); if even that fails, say which instances still bill."""
         ids = list(instance_ids)
+        if not ids and not self._launch_sent:  # nothing was launched: nothing bills, nothing to say
+            return
         try:
             ids += [i["id"] for i in self._tagged(job_id) if i["id"] not in ids]
             self._terminate(ids)
@@ -286,6 +302,7 @@ class LambdaCloudBackend:
         for instance in self._tagged(job_id) if retried else ():
             if inst.tag(instance, inst.RANK_TAG) == str(rank):
                 return instance
+        self._launch_sent = True
         ids = self.api.launch(body)
         return {"id": ids[0], "status": "booting", "tags": body["tags"], "name": body["name"],
                 "region": {"name": body["region_name"]}, "instance_type": {"name": body["instance_type_name"]}}
@@ -315,12 +332,18 @@ class LambdaCloudBackend:
         return pairs
 
     def _wait_ready(self, launched: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Until every instance is active with an address. One that fails first (unhealthy, gone)
+        ends the wait at once: the caller gives every instance back, as each bills meanwhile."""
         deadline = time.monotonic() + self.settings["boot_timeout"]
         wanted = [i["id"] for i in launched]
         while True:
-            listed = {i["id"]: i for i in self.api.instances()}
-            ready = [listed.get(i) for i in wanted]
+            current = self._current(wanted)
+            ready = [current.get(i) for i in wanted]
             for instance_id, instance in zip(wanted, ready, strict=True):
+                if instance is not None and instance["status"] == "unhealthy":
+                    raise BackendError(f"Lambda instance {instance_id} turned unhealthy while booting; launch "
+                                       "gives the job's instances back instead of waiting for it",
+                                       "retry; if it repeats, try another region or instance type")
                 if instance is None or instance["status"] in ("terminated", "terminating", "preempted"):
                     state = instance["status"] if instance else "gone"
                     raise BackendError(f"Lambda instance {instance_id} is {state} before the job could start",
@@ -344,8 +367,22 @@ class LambdaCloudBackend:
                     raise
                 time.sleep(self.settings["boot_poll"])
 
+    def _current(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """These instances as Lambda shows them now: the running ones from one listing, any other
+        asked for by id (the listing holds running instances only); one Lambda no longer knows
+        is left out."""
+        listed = {i["id"]: i for i in self.api.instances()}
+        found = {}
+        for instance_id in dict.fromkeys(instance_ids):
+            instance = listed.get(instance_id) or self.api.instance(instance_id)
+            if instance is not None:
+                found[instance_id] = instance
+        return found
+
     def _terminate(self, instance_ids: list[str], outcome: Status | None = None) -> None:
         """Terminate those still live, first writing the job's outcome into their names if known."""
+        if not instance_ids:
+            return
         live = {i["id"]: i for i in self.api.instances() if i.get("status") in inst.LIVE}
         ids = [i for i in dict.fromkeys(instance_ids) if i in live]
         for instance_id in ids if outcome is not None else []:
@@ -358,6 +395,10 @@ class LambdaCloudBackend:
     # -- status ------------------------------------------------------------------
 
     def _saved(self, job_id: str) -> Path:
+        """Where a job's outcome and logs are kept once its instances are gone."""
+        if not is_job_id(job_id):  # ids come back from instance tags: never a path outside LAUNCH_HOME
+            raise BackendError(f"refusing the Lambda job id {shown_id(job_id)}: launch never gives such ids",
+                               "remove the launch-job-id tag from the instance that carries it")
         return config.home() / NAME / job_id
 
     def status(self, handle: Handle) -> Status:
@@ -366,8 +407,8 @@ class LambdaCloudBackend:
         result = self._saved(handle.job_id) / "result.json"
         if result.exists():
             return _status_from_json(json.loads(result.read_text()))
-        listed = {i["id"]: i for i in self.api.instances()}
         nodes = handle.data["instances"]
+        listed = self._current([n["id"] for n in nodes])
         ended = inst.ended(nodes, listed)
         if ended is not None:
             return self._ended(handle, ended, reachable=False)
@@ -404,6 +445,7 @@ class LambdaCloudBackend:
         keep = handle.data.get("keep_instances") if keep is None else keep
         if not keep:
             self._terminate([n["id"] for n in handle.data["instances"]], outcome=status)
+        (saved / "handle.json").write_text(json.dumps(handle.to_json()))  # `list --sync` finds it here
         (saved / "result.json").write_text(json.dumps(_status_to_json(status)))
         return status
 
@@ -448,8 +490,27 @@ class LambdaCloudBackend:
     # -- list --------------------------------------------------------------------
 
     def list(self, *, since: float | None = None) -> Iterator[Summary]:
-        """The jobs our tagged instances belong to; status from the instances alone (no ssh)."""
-        yield from self._summaries(self.api.instances())
+        """The jobs running on our tagged instances (status from the instances alone, no ssh), then
+        those this machine saw end: Lambda stops listing an instance soon after it is terminated,
+        so an ended job is known from what it left here (its handle, outcome and logs)."""
+        running = list(self._summaries(self.api.instances()))
+        yield from running
+        seen = {summary.handle.job_id for summary in running}
+        yield from (summary for summary in self._left_behind() if summary.handle.job_id not in seen)
+
+    def _left_behind(self) -> Iterator[Summary]:
+        root = config.home() / NAME
+        for saved in sorted(root.iterdir()) if root.is_dir() else ():
+            if not is_job_id(saved.name):
+                continue
+            try:
+                handle = Handle.from_json(json.loads((saved / "handle.json").read_text()))
+                status = _status_from_json(json.loads((saved / "result.json").read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if handle.job_id == saved.name and handle.backend == self.name:
+                yield Summary(handle, saved.name.rsplit("-", 3)[0], status, handle.data.get("submitted_at"),
+                              handle.data.get("idempotency_key"))
 
     def find(self, idempotency_key: str) -> Summary | None:
         """The job carrying this key. Instances launched for it whose job never started (the
@@ -479,9 +540,17 @@ class LambdaCloudBackend:
         jobs: dict[str, list[dict[str, Any]]] = {}
         for instance in instances:
             job_id = inst.tag(instance, inst.JOB_TAG)
-            if job_id:
-                jobs.setdefault(job_id, []).append(instance)
+            if not job_id:
+                continue
+            if not is_job_id(job_id) or not re.fullmatch(r"[0-9]{1,4}", inst.tag(instance, inst.RANK_TAG) or "0"):
+                logs.get().warning("Lambda instance %s carries the launch tags %s, which launch never gives: "
+                                   "skipped", instance.get("id"), shown_id(job_id))
+                continue
+            jobs.setdefault(job_id, []).append(instance)
         for job_id, members in jobs.items():
+            if all(i.get("status") in ("terminating", "terminated") and not inst.OUTCOME_NAME.search(
+                    i.get("name") or "") for i in members):
+                continue  # given back by a submit that failed before the job started: no job ran
             described = sorted(({"id": i["id"], "rank": int(inst.tag(i, inst.RANK_TAG) or 0), "name": i.get("name"),
                                  "region": i["region"]["name"], "type": i["instance_type"]["name"],
                                  "ip": i.get("ip")} for i in members), key=lambda d: d["rank"])
@@ -499,7 +568,7 @@ class LambdaCloudBackend:
 
     def _remote_handle(self, job_id: str, first: dict[str, Any]) -> dict[str, Any] | None:
         """The ssh start record node 0 keeps, so an adopted job can be followed and cancelled."""
-        if not first.get("ip"):
+        if not first.get("ip") or not is_job_id(job_id):
             return None
         root = self.settings["remote_root"].rstrip("/")
         try:

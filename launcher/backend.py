@@ -8,6 +8,7 @@ dry run shows exactly what `submit` will send, without network or credentials.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,6 +102,22 @@ class Request:
                         for u in self.uploads],
             "payload": self.payload,
         }
+
+
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}")  # what runner.new_job_id makes, with room
+
+
+def is_job_id(value: object) -> bool:
+    """Whether a job id read back from a provider (a tag, a name, a file on a node) may be used:
+    ids become file names under LAUNCH_HOME and keys in the store, and anyone who can tag
+    resources in the account can write one (`../../x`, `/etc/passwd`, a newline)."""
+    return isinstance(value, str) and JOB_ID.fullmatch(value) is not None
+
+
+def shown_id(value: object) -> str:
+    """A rejected id as an error message may show it: quoted, escaped, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from launcher import config, logs, registry
-from launcher.backend import Handle, JobState, LogLine, Readiness, Request, Status, Summary
+from launcher.backend import Handle, JobState, LogLine, Readiness, Request, Status, Summary, is_job_id, shown_id
 from launcher.errors import (
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_SUCCEEDED,
     EXIT_UNREACHABLE,
+    BackendError,
     CapacityError,
     Problem,
     SpecError,
@@ -347,16 +348,31 @@ def find_at_provider(backend: Any, idempotency_key: str) -> Summary | None:
     answer directly with `find`; otherwise its `list` is searched."""
     finder = getattr(backend, "find", None)
     if finder is not None:
-        return finder(idempotency_key)
-    since = time.time() - IDEMPOTENCY_WINDOW_S
-    return next((s for s in backend.list(since=since) if s.idempotency_key == idempotency_key), None)
+        found = finder(idempotency_key)
+    else:
+        since = time.time() - IDEMPOTENCY_WINDOW_S
+        found = next((s for s in backend.list(since=since) if s.idempotency_key == idempotency_key), None)
+    if found is not None:
+        _check_found_id(found, backend.name)
+    return found
+
+
+def _check_found_id(summary: Summary, backend_name: str) -> None:
+    """A job id read back from a provider (a tag anyone with access to the account can set) must be
+    one launch could have given before it reaches the store or a path under LAUNCH_HOME."""
+    if not is_job_id(summary.handle.job_id):
+        raise BackendError(f"{backend_name} has a job tagged with the id {shown_id(summary.handle.job_id)}, which "
+                           "launch never gives; it was not recorded",
+                           f"remove or fix that tag at {backend_name} (launch's own ids look like "
+                           "name-20260101-120000-abc123)")
 
 
 def _record_found(store: Store, summary: Summary, backend_name: str, *, spec: dict[str, Any],
                   idempotency_key: str | None, fast_status: bool) -> JobRecord:
     """Put a job the provider has into the store, state, exit code and times included. One the
     store holds without a handle (its submit never heard back) gets the provider's handle and
-    state; one already complete is returned as it is."""
+    state; one already complete is returned as it is. The id came from the provider: checked first."""
+    _check_found_id(summary, backend_name)
     handle = dataclasses.replace(summary.handle, fast_status=fast_status)
     known = store.get(handle.job_id)
     if known is not None:
@@ -581,6 +597,10 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
         backend = backend_for(name)
         fast = backend.capabilities.fast_status
         listed = with_retries(lambda b=backend: list(b.list()), f"listing {name}")
+        for summary in [s for s in listed if not is_job_id(s.handle.job_id)]:
+            logs.get().warning("%s has a job tagged with the id %s, which launch never gives: skipped",
+                               name, shown_id(summary.handle.job_id))
+        listed = [s for s in listed if is_job_id(s.handle.job_id)]
         seen = {summary.handle.job_id for summary in listed}
         for record in store.list(backend=name):
             if record.handle is None and record.id not in seen and time.time() - record.created_at > SUBMIT_GRACE_S:

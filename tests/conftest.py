@@ -7,14 +7,43 @@ it, so exit codes, stdout/stderr separation and detached jobs are tested for rea
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import leftovers
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Mark this session's processes (see tests/leftovers.py): every subprocess inherits the token."""
+    os.environ[leftovers.MARKER] = f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing the suite started may outlive it: what is left is listed, killed, and fails the run."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    basetemp = getattr(factory, "_basetemp", None)  # set once a test has asked for a temp dir
+    roots = [f"{basetemp}{os.sep}"] if basetemp else []
+    left = leftovers.settle(os.environ.get(leftovers.MARKER, "-"), roots)
+    if not left:
+        return
+    leftovers.kill(list(left))
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(left)} process(es) the suite started were still running at its end (now killed):",
+             *(f"  pid {pid}: {command}" for pid, command in sorted(left.items()))]
+    if reporter is not None:
+        reporter.write_sep("=", "processes left running", red=True)
+        for line in lines:
+            reporter.write_line(line)
+    else:
+        print("\n".join(lines), file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 (tests/fakes/lambda_fake.py, every exchange validated against Lambda's OpenAPI spec) whose
 instances are a real OpenSSH sshd on 127.0.0.1 (tests/fakes/sshd.py).
 
-After every test the fake must hold no live instance (unless the test kept one on purpose) and no
-request or response the spec rejects: a leak or a malformed call fails the suite."""
+After every test the fake must hold no live instance (unless the test kept one on purpose), no
+request or response the spec rejects and no exception of its own: a leak, a malformed call or a
+broken fake fails the suite. The fake lists a terminated instance for a moment only (the API lists
+running instances), so no test passes by reading a job's end from the listing."""
 
 from __future__ import annotations
 
@@ -48,11 +50,13 @@ def fake(module_fake):
     module_fake.launch_interval_s = 0.3
     module_fake.keep = 0
     module_fake.allow_throttling = False
+    module_fake.forget_terminated_s = 0.3
     yield module_fake
     live = module_fake.live()
     module_fake.terminate_all()
     assert len(live) <= module_fake.keep, f"instances left running: {[i['name'] for i in live]}"
     assert module_fake.violations == []
+    assert module_fake.errors == []
     assert module_fake.allow_throttling or module_fake.throttled == 0, "the client ignored the rate limits"
 
 
@@ -82,6 +86,14 @@ def lam(fake, server, cli, write_spec):
 
 def _launches(fake) -> list[dict]:
     return [body for method, path, body, _ in fake.calls if path.endswith("/instance-operations/launch")]
+
+
+def _await_forgotten(fake, *instance_ids: str, timeout: float = 20) -> None:
+    """Until `GET /instances` no longer lists these (terminated) instances."""
+    deadline = time.monotonic() + timeout
+    while set(instance_ids) & set(fake.listed()):
+        assert time.monotonic() < deadline, "the fake still lists terminated instances"
+        time.sleep(0.1)
 
 
 def test_run_launches_runs_over_ssh_and_terminates(lam, fake, launch_home):
@@ -178,6 +190,7 @@ def test_the_node_terminates_itself_when_its_job_ends(lam, fake, server):
     renamed = [body for method, path, body, agent in fake.calls if agent.startswith("curl/") and
                path.endswith(instance_id) and method == "POST"]
     assert renamed and renamed[0]["name"].endswith("-exit0")
+    _await_forgotten(fake, instance_id)  # Lambda lists running instances only: asked for by id
     # nobody watched: the result comes from the name the node left on its instance
     record = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
     assert record["state"] == "SUCCEEDED", record
@@ -299,10 +312,11 @@ def test_plan_shows_live_capacity_by_region(lam, fake):
     assert offline[0]["capacity"] is None
 
 
-def test_list_sync_rebuilds_history_from_the_instances(lam, fake, launch_home, server):
+def test_list_sync_rebuilds_the_history_of_ended_jobs_from_what_they_left(lam, fake, launch_home, server):
     spec = lam.spec("name: lamsync\nresources:\n  accelerators: A10\nrun: exit 3\n")
     assert lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait").returncode == 1
     ok = lam.submit(lam.spec("name: lamsync2\nresources:\n  accelerators: A10\nrun: echo fine\n"), "--wait")
+    _await_forgotten(fake, *fake.instances)  # their end is known from what the jobs left here
     for path in launch_home.glob("jobs.db*"):
         path.unlink()
     (launch_home / "config.toml").write_text(
@@ -312,3 +326,101 @@ def test_list_sync_rebuilds_history_from_the_instances(lam, fake, launch_home, s
     found = {r["name"]: r for r in json.loads(out)}
     assert found["lamsync2"]["id"] == ok and found["lamsync2"]["state"] == "SUCCEEDED"
     assert found["lamsync"]["state"] == "FAILED" and found["lamsync"]["exit_code"] == 3
+
+
+def test_list_sync_finds_a_running_job_from_its_instances(lam, fake, launch_home, server):
+    job = lam.submit(lam.spec("name: lamsyncrun\nresources:\n  accelerators: A10\nrun: sleep 300\n"))
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    (launch_home / "config.toml").write_text(
+        f'[backends.lambda_cloud]\napi_url = "{fake.base_url}"\nssh_port = {server.port}\n'
+        f'ssh_user = "{server.user}"\nremote_root = "{server.remote_root}"\n'
+        f'ssh_config = "{server.ssh_config}"\nrequest_interval = 0.05\ncancel_grace = "2s"\n')
+    out = lam.run("list", "--sync", "--backend", "lambda_cloud", "-o", "json", check_rc=0).stdout
+    [found] = json.loads(out)
+    assert found["id"] == job and found["state"] == "RUNNING"
+    assert "CANCEL" in lam.run("cancel", job, check_rc=0).stdout  # adopted whole: cancel reaches the node
+    assert not fake.live()
+
+
+HOSTILE_IDS = ["../../escaped", "/etc/passwd", "a\nb-20260101-000000-abcdef", "nul\x00-20260101-000000-abcdef",
+               "j" * 200, "..", ".hidden"]
+
+
+def test_hostile_job_ids_in_instance_tags_touch_neither_files_nor_the_store(lam, fake, launch_home, server, tmp_path):
+    for rank, job_id in enumerate(HOSTILE_IDS):
+        fake.add_instance(f"not-launch-{rank}", [{"key": "launch-job-id", "value": job_id},
+                                                 {"key": "launch-node-rank", "value": "0"},
+                                                 {"key": "launch-idempotency-key", "value": "hostile-key"}])
+    for rank in ("../1", "\u00b2"):  # a path, and a "digit" int() refuses
+        fake.add_instance("bad-rank", [{"key": "launch-job-id", "value": "fine-20260101-000000-abcdef"},
+                                       {"key": "launch-node-rank", "value": rank}])
+    fake.keep = len(HOSTILE_IDS) + 2  # not launch's to give back
+    before = sorted(p for p in tmp_path.rglob("*"))
+    (launch_home / "config.toml").parent.mkdir(parents=True, exist_ok=True)
+    (launch_home / "config.toml").write_text(
+        f'[backends.lambda_cloud]\napi_url = "{fake.base_url}"\nssh_port = {server.port}\n'
+        f'ssh_config = "{server.ssh_config}"\nrequest_interval = 0.05\n')
+    synced = lam.run("list", "--sync", "--backend", "lambda_cloud", "-o", "json", check_rc=0)
+    assert json.loads(synced.stdout) == [] and "Traceback" not in synced.stderr
+    assert "launch never gives" in synced.stderr and "\x00" not in synced.stderr
+    # the idempotency key they carry adopts none of them: a job of launch's own runs instead
+    spec = lam.spec("name: lamhostileid\nresources:\n  accelerators: A10\nrun: echo fresh\n")
+    job = lam.submit(spec, "--idempotency-key", "hostile-key", "--wait")
+    assert job.startswith("lamhostileid-")
+    created = sorted(set(tmp_path.rglob("*")) - set(before))
+    assert all(launch_home in p.parents or p == launch_home or p.suffix == ".yaml" for p in created), created
+    assert not (tmp_path / "escaped").exists() and not (launch_home.parent.parent / "escaped").exists()
+    assert {r["id"] for r in json.loads(lam.run("list", "-o", "json", check_rc=0).stdout)} == {job}
+
+
+def test_an_instance_unhealthy_while_booting_is_given_back_at_once(lam, fake):
+    fake.unhealthy_on_boot(rank=0)
+    spec = lam.spec("name: lamsick\nresources:\n  accelerators: A10\nrun: echo never\n", boot_timeout="10m")
+    started = time.monotonic()
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "unhealthy while booting" in result.stderr and "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30  # not the 10 minutes of boot_timeout, billing all along
+    [sick] = fake.instances
+    assert sick in fake.terminated_by("python-requests") and not fake.live()
+    assert json.loads(lam.run("list", "-o", "json", check_rc=0).stdout) == []
+
+
+def test_missing_api_key_is_the_one_clear_error(lam, fake):
+    spec = lam.spec("name: lamnokey\nresources:\n  accelerators: A10\nrun: echo never\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", env={"LAMBDA_API_KEY": ""})
+    assert result.returncode == 4, result.stderr
+    assert "no Lambda Cloud API key" in result.stderr and "LAMBDA_API_KEY" in result.stderr
+    assert "could not terminate" not in result.stderr and "Traceback" not in result.stderr
+    assert fake.calls == []  # nothing was asked, so nothing was launched
+
+
+def test_a_terminated_instance_ends_its_processes(lam, fake, server):
+    spec = lam.spec("name: lamkill\nresources:\n  accelerators: A10\n  nodes: 2\nrun: sleep 300\n")
+    job = lam.submit(spec)
+    ranks = {rank: _processes_with(f"LAUNCH_JOB_ID={job}", f"LAUNCH_NODE_RANK={rank}") for rank in (0, 1)}
+    assert ranks[0] and ranks[1], "the nodes' processes were not found"
+    first = next(i for i, v in fake.instances.items() if v["name"].endswith("-n0"))
+    fake.preempt(first)  # node 0's machine goes away, and everything that ran on it
+    assert _processes_with(f"LAUNCH_JOB_ID={job}", "LAUNCH_NODE_RANK=0") == []
+    assert set(ranks[1]) <= set(_processes_with(f"LAUNCH_JOB_ID={job}", "LAUNCH_NODE_RANK=1"))  # not node 1's
+    assert lam.run("wait", job).returncode == 1  # node 1's instance is given back: its processes end too
+    deadline = time.monotonic() + 10
+    while _processes_with(f"LAUNCH_JOB_ID={job}"):
+        assert time.monotonic() < deadline, "a terminated instance's processes are still running"
+        time.sleep(0.1)
+
+
+def _processes_with(*entries: str) -> list[int]:
+    """Live pids whose environment holds every one of `entries` (NAME=value)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] in "ZX":
+                continue
+            if {e.encode() for e in entries} <= set((proc / "environ").read_bytes().split(b"\0")):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -8,26 +8,44 @@ Import it from tests as ``from fakes.lambda_fake import LambdaFake``::
         fake.launch_interval_s = 0.3
         fake.fail_next(r"/instances$", 503, times=2)           # inject 5xx / 429 / any envelope
         fake.fail_launch(rank=1, code="global/quota-exceeded") # the 2nd launch of this fake fails so
+        fake.unhealthy_on_boot(rank=0)                         # the 1st launch's instance turns unhealthy booting
         fake.preempt(instance_id); fake.vanish(instance_id)
-        fake.live()                                            # instances not terminated (leak check)
+        fake.forget_terminated_s = 1.0                         # GET /instances stops listing a terminated one
+        fake.add_instance("name", tags)                        # an instance someone else launched in the account
+        fake.live(); fake.listed()                             # instances not terminated; what GET /instances lists
         fake.await_terminated(instance_id, "curl/")            # until a node's own call gave it back
         fake.calls                                             # (method, path, body, user agent) as received
         fake.violations                                        # requests/responses the spec rejects (must stay [])
+        fake.errors                                            # exceptions the fake raised serving (must stay [])
 
 Every request body is validated against the operation's requestBody schema and every response
 the fake sends against the schema of that status code, both taken from
-``/work/shared/reference/lambda-cloud-openapi-1.10.0.json`` (an OpenAPI 3.1 document: JSON
+``tests/vendor/lambda-cloud-openapi-1.10.0.json`` (vendored, see PROVENANCE.md there; an OpenAPI 3.1 document: JSON
 Schema 2020-12 with ``$ref`` into ``#/components/schemas``). A request the spec rejects gets
 the API's ``global/invalid-parameters`` 400 and is recorded in ``violations``. Instances boot
 for ``boot_s`` seconds, then are ``active`` with ``ip``: point the backend's ssh port at a test
-sshd to make them real machines. Terminated instances stay listed as ``terminated``.
+sshd to make them real machines.
+
+``GET /instances`` is documented as listing *running* instances: a terminated one is listed for
+``forget_terminated_s`` more seconds, then only ``GET /instances/{id}`` (documented as saying
+"whether or not the instance is running") still answers for it. ``fake.instances`` keeps every
+instance for the tests to inspect.
+
+An instance is a machine: when it is terminated, preempted or vanishes (or the fake stops), the
+processes running on it end, as they would on a real machine that goes away. Every instance of
+this fake is the same test sshd, so an instance's processes are the ones whose environment says
+they are its job's node (``LAUNCH_JOB_ID`` and ``LAUNCH_NODE_RANK`` equal to the instance's
+``launch-job-id`` and ``launch-node-rank`` tags); each is ended with its whole process group.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -35,9 +53,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-SPEC_PATH = Path("/work/shared/reference/lambda-cloud-openapi-1.10.0.json")
-if not SPEC_PATH.exists():  # the repository's sibling checkout layout
-    SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "reference" / SPEC_PATH.name
+SPEC_PATH = Path(__file__).resolve().parent.parent / "vendor" / "lambda-cloud-openapi-1.10.0.json"  # PROVENANCE.md
 
 INSTANCE_TYPES = {
     "gpu_1x_a10": ("1x A10 (24 GB PCIe)", "A10 (24 GB PCIe)", 129, 30, 200, 1400, 1),
@@ -49,6 +65,8 @@ INSTANCE_TYPES = {
 }
 REGIONS = {"us-east-1": "Virginia, USA", "us-west-1": "California, USA", "us-south-1": "Texas, USA"}
 LIVE = ("booting", "active", "unhealthy")
+GONE = ("terminated", "preempted")
+JOB_TAG, RANK_TAG = "launch-job-id", "launch-node-rank"  # how launch tags an instance (backends/lambda_instances)
 
 ROUTES = [
     ("GET", re.compile(r"/api/v1/instance-types"), "/api/v1/instance-types", "get"),
@@ -123,6 +141,9 @@ class LambdaFake:
         self.instances: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str, Any, str]] = []
         self.violations: list[str] = []
+        self.errors: list[str] = []  # tracebacks of exceptions the fake raised while serving (its own bugs)
+        self.forget_terminated_s = 1.0
+        self._unhealthy_launches: set[int] = set()
         self.throttled = 0
         self._failures: list[dict[str, Any]] = []
         self._launch_failures: dict[int, str] = {}
@@ -155,6 +176,10 @@ class LambdaFake:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        with self._lock:
+            machines = list(self.instances.values())
+        for instance in machines:  # the fake's machines go away with it
+            end_processes(instance)
 
     @property
     def base_url(self) -> str:
@@ -172,13 +197,40 @@ class LambdaFake:
         """The launch number `rank` (0-based, counted since the last reset) fails with `code`."""
         self._launch_failures[rank] = code
 
+    def unhealthy_on_boot(self, rank: int) -> None:
+        """The instance of launch number `rank` (0-based, since the last reset) turns `unhealthy`
+        instead of `active` when it has booted (and stays so, billing, until terminated)."""
+        self._unhealthy_launches.add(rank)
+
     def preempt(self, instance_id: str) -> None:
         with self._lock:
-            self.instances[instance_id]["status"] = "preempted"
+            instance = self.instances[instance_id]
+            instance.update(status="preempted", _ended=time.monotonic())
+        end_processes(instance)
 
     def vanish(self, instance_id: str) -> None:
         with self._lock:
-            del self.instances[instance_id]
+            instance = self.instances.pop(instance_id)
+        end_processes(instance)
+
+    def add_instance(self, name: str, tags: list[dict[str, str]], instance_type: str = "gpu_1x_a10") -> str:
+        """An active instance someone else launched in the account (the console, another tool), tagged as given."""
+        instance_id = f"{self.id_prefix}{uuid.uuid4().hex}"
+        with self._lock:
+            self.instances[instance_id] = {
+                "id": instance_id, "name": name, "status": "active", "ip": self.ip, "private_ip": self.ip,
+                "hostname": self.ip, "ssh_key_names": ["test-key"], "file_system_names": [],
+                "region": {"name": "us-east-1", "description": REGIONS["us-east-1"]},
+                "instance_type": self._type(instance_type),
+                "actions": {a: {"available": True} for a in ("migrate", "rebuild", "restart", "cold_reboot",
+                                                             "terminate")},
+                "tags": tags, "_created": time.monotonic(), "_unhealthy": False}
+        return instance_id
+
+    def listed(self) -> list[str]:
+        """The ids `GET /instances` answers with now."""
+        with self._lock:
+            return [i["id"] for i in self._get_instances(None)[1]["data"]]
 
     def live(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -201,16 +253,23 @@ class LambdaFake:
 
     def terminate_all(self) -> None:
         with self._lock:
-            for instance in self.instances.values():
-                instance["status"] = "terminated"
+            machines = list(self.instances.values())
+            for instance in machines:
+                if instance["status"] not in GONE:
+                    instance.update(status="terminated", _ended=time.monotonic())
+        for instance in machines:
+            end_processes(instance)
 
     def reset(self) -> None:
         with self._lock:
             self.instances.clear()
             self.calls.clear()
             self.violations.clear()
+            self.errors.clear()
             self._failures.clear()
             self._launch_failures.clear()
+            self._unhealthy_launches.clear()
+            self.forget_terminated_s = 1.0
             self._launches = 0
             self._last_request = self._last_launch = float("-inf")
             self.throttled = 0
@@ -222,7 +281,13 @@ class LambdaFake:
         path = handler.path.split("?", 1)[0]
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
-        status, body, headers = self._answer(method, path, raw, handler.headers)
+        try:
+            status, body, headers = self._answer(method, path, raw, handler.headers)
+        except Exception:  # a bug of the fake: recorded (a test fails on it), never passed off as the API's 500
+            import traceback
+
+            self.errors.append(f"{method} {path}: {traceback.format_exc()}")
+            status, body, headers = 500, _error("global/internal-error", "the fake raised; see fake.errors"), {}
         data = json.dumps(body).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
@@ -295,16 +360,24 @@ class LambdaFake:
             {"name": r, "description": REGIONS[r]} for r in self.capacity.get(name, [])]} for name in INSTANCE_TYPES}}
 
     def _listed(self) -> list[dict[str, Any]]:
+        """Every instance the fake ever launched, as the API shows it now (terminated ones too)."""
         now = time.monotonic()
         for instance in self.instances.values():
             if instance["status"] == "booting" and now - instance["_created"] >= self.boot_s:
-                instance.update(status="active", ip=self.ip, private_ip=self.ip, hostname=self.ip)
+                if instance["_unhealthy"]:
+                    instance["status"] = "unhealthy"
+                else:
+                    instance.update(status="active", ip=self.ip, private_ip=self.ip, hostname=self.ip)
             if instance["status"] == "terminating" and now - instance["_stopping"] >= 0.2:
-                instance["status"] = "terminated"
+                instance.update(status="terminated", _ended=now)
         return [{k: v for k, v in i.items() if not k.startswith("_")} for i in self.instances.values()]
 
     def _get_instances(self, body: Any) -> tuple[int, Any]:
-        return 200, {"data": self._listed()}
+        """The running instances, and those ended less than `forget_terminated_s` ago."""
+        self._listed()
+        now = time.monotonic()
+        return 200, {"data": [{k: v for k, v in i.items() if not k.startswith("_")} for i in self.instances.values()
+                              if i["status"] not in GONE or now - i["_ended"] < self.forget_terminated_s]}
 
     def _get_id(self, body: Any, id: str) -> tuple[int, Any]:
         listed = {i["id"]: i for i in self._listed()}
@@ -338,16 +411,77 @@ class LambdaFake:
             "instance_type": self._type(body["instance_type_name"]),
             "actions": {a: {"available": True} for a in ("migrate", "rebuild", "restart", "cold_reboot",
                                                          "terminate")},
-            "tags": body.get("tags", []), "_created": time.monotonic()}
+            "tags": body.get("tags", []), "_created": time.monotonic(),
+            "_unhealthy": number in self._unhealthy_launches}
         return 200, {"data": {"instance_ids": [instance_id]}}
+
+    def _end_processes(self, instances: list[dict[str, Any]]) -> None:
+        try:
+            for instance in instances:
+                end_processes(instance)
+        except Exception:
+            import traceback
+
+            self.errors.append(f"ending the processes of terminated instances: {traceback.format_exc()}")
 
     def _post_terminate(self, body: Any) -> tuple[int, Any]:
         missing = [i for i in body["instance_ids"] if i not in self.instances]
         if missing:
             return 404, _error("global/object-does-not-exist", f"Specified instance does not exist: {missing[0]}")
+        stopping = []
         for instance_id in body["instance_ids"]:
             instance = self.instances[instance_id]
             if instance["status"] in LIVE:
                 instance.update(status="terminating", _stopping=time.monotonic())
+                stopping.append(instance)
+        # the machines go down once this answer is out (a node terminating itself still gets it)
+        ending = threading.Timer(0.2, self._end_processes, (stopping,))
+        ending.daemon = True
+        ending.start()
         listed = {i["id"]: i for i in self._listed()}
         return 200, {"data": {"terminated_instances": [listed[i] for i in body["instance_ids"]]}}
+
+
+def _environment(pid: int) -> dict[bytes, bytes]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(entry.partition(b"=")[::2] for entry in raw.split(b"\0") if entry)
+
+
+def _node_processes(job_id: str, rank: str) -> list[int]:
+    """Pids (this user's, zombies excluded) whose environment says they are node `rank` of `job_id`."""
+    wanted = {b"LAUNCH_JOB_ID": job_id.encode(), b"LAUNCH_NODE_RANK": rank.encode()}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rfind(")") + 2:].split()[0] in ("Z", "X"):
+            continue
+        environment = _environment(int(entry.name))
+        if all(environment.get(k) == v for k, v in wanted.items()):
+            found.append(int(entry.name))
+    return found
+
+
+def end_processes(instance: dict[str, Any], timeout: float = 5.0) -> None:
+    """End what runs on this instance: every process of its node, with its process group."""
+    tags = {t.get("key"): t.get("value") for t in instance.get("tags") or []}
+    if not tags.get(JOB_TAG) or tags.get(RANK_TAG) is None:
+        return
+    deadline = time.monotonic() + timeout
+    while pids := _node_processes(tags[JOB_TAG], tags[RANK_TAG]):
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                group = os.getpgid(pid)
+                if group != os.getpgrp() and group in pids:  # its own group (setsid): the node's whole job
+                    os.killpg(group, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes of instance {instance['id']} survive SIGKILL: {pids}")
+        time.sleep(0.02)

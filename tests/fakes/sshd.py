@@ -291,6 +291,8 @@ class SSHServer:
 
     def _write_configs(self) -> None:
         session_env = dict(self.env)
+        if os.environ.get("LAUNCH_TEST_SESSION"):  # what sessions start is the suite's (tests/leftovers.py)
+            session_env.setdefault("LAUNCH_TEST_SESSION", os.environ["LAUNCH_TEST_SESSION"])
         if self.isolate_home:
             session_env.setdefault("HOME", str(self.remote_root))
         lines = [

@@ -191,21 +191,16 @@ def _lambda_cloud() -> Iterator[Cloud]:
                       'boot_poll = 0.1\ncancel_grace = "2s"\nself_terminate_after = "1s"\n')
 
             def started(instance: dict[str, Any]) -> bool:
-                """An instance its job ran on: live, or given back with the job's outcome in its name
-                (one terminated without it was given back by a submit that failed before the start)."""
-                return instance["status"] in inst.LIVE or bool(inst.OUTCOME_NAME.search(instance["name"]))
+                """An instance holding a job: live, or its job was started on it (the start record on the
+                machine says so; the outcome the node writes into the name can be lost to a fault). One
+                terminated with neither was given back by a submit that failed before the start."""
+                record = Path(sshd.remote_root) / "jobs" / (inst.tag(instance, inst.JOB_TAG) or "-") / "handle.json"
+                return instance["status"] in inst.LIVE or record.is_file()
 
             def jobs() -> list[str]:
-                """One entry per instance a job ran on (two for the same job: launched twice), plus each
-                job all of whose instances were given back by a failed submit (still listed, and imported
-                by `list --sync` as a failed job)."""
-                with lam._lock:
-                    first = [i for i in lam._listed() if inst.tag(i, inst.RANK_TAG) == "0"]
-                ran = [inst.tag(i, inst.JOB_TAG) or "" for i in first if started(i)]
-                given_back = {inst.tag(i, inst.JOB_TAG) or "" for i in first if not started(i)} - set(ran)
-                return ran + sorted(given_back)
-
-            def ran() -> list[str]:
+                """One entry per rank-0 instance holding a job (two for the same job: launched twice).
+                Instances a failed submit gave back hold none: the API soon stops listing them (it lists
+                running instances) and `list --sync` does not import them."""
                 with lam._lock:
                     return [inst.tag(i, inst.JOB_TAG) or "" for i in lam._listed()
                             if inst.tag(i, inst.RANK_TAG) == "0" and started(i)]
@@ -235,7 +230,7 @@ def _lambda_cloud() -> Iterator[Cloud]:
                     "backends:\n  lambda_cloud:\n    ssh_key_name: test-key\n")
             yield Cloud("lambda_cloud", lam, proxy, {"LAMBDA_API_KEY": LAMBDA_KEY}, config, spec, jobs, reset,
                         create_request=r"^POST \S*/instance-operations/launch ", got_secret=got_secret,
-                        finish=finish, ran_jobs=ran, create_is_not_start=True)
+                        finish=finish, create_is_not_start=True)
 
 
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {

@@ -1,0 +1,83 @@
+"""The session-end check (tests/conftest.py, tests/leftovers.py): a process the suite started and
+left running fails the run and is killed; processes of other sessions are left alone."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import leftovers
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _gone(pid: int, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in "ZX":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_found_by_token_or_by_temp_dir_and_nothing_else(tmp_path: Path):
+    token = os.environ[leftovers.MARKER]
+    marked = subprocess.Popen(["sleep", "60"], start_new_session=True)  # inherits the session's token
+    in_tmp = subprocess.Popen(["sleep", "61"], cwd=tmp_path, env={"PATH": os.environ["PATH"]},
+                              start_new_session=True)
+    other = subprocess.Popen(["sleep", "62"], env={"PATH": os.environ["PATH"], leftovers.MARKER: "another-session"},
+                             start_new_session=True)
+    try:
+        found = leftovers.suite_processes(token, [f"{tmp_path}{os.sep}"])
+        assert marked.pid in found and "sleep 60" in found[marked.pid]
+        assert in_tmp.pid in found and other.pid not in found and os.getpid() not in found
+        leftovers.kill([marked.pid, in_tmp.pid])
+        marked.wait(5)
+        in_tmp.wait(5)
+        assert not {marked.pid, in_tmp.pid} & set(leftovers.suite_processes(token, [f"{tmp_path}{os.sep}"]))
+    finally:
+        for proc in (marked, in_tmp, other):
+            proc.kill()
+            proc.wait(5)
+
+
+def test_a_session_that_leaves_a_process_fails_and_the_process_is_killed(tmp_path: Path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name in ("conftest.py", "leftovers.py"):
+        shutil.copy(TESTS / name, suite / name)
+    pid_file = tmp_path / "leaked.pid"
+    (suite / "test_leak.py").write_text(
+        "import subprocess\n\n\ndef test_forgets_its_child():\n"
+        f"    proc = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(proc.pid))\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite),
+                             f"--basetemp={tmp_path / 'bt'}", "--rootdir", str(suite)],
+                            capture_output=True, text=True, timeout=120, cwd=suite)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 passed" in result.stdout and "processes left running" in result.stdout
+    leaked = int(pid_file.read_text())
+    assert f"pid {leaked}: sleep 300" in result.stdout
+    assert _gone(leaked), "the check did not kill what was left"
+
+
+def test_a_clean_session_passes(tmp_path: Path):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name in ("conftest.py", "leftovers.py"):
+        shutil.copy(TESTS / name, suite / name)
+    (suite / "test_clean.py").write_text(
+        "import subprocess\n\n\ndef test_waits_for_its_child():\n    subprocess.run(['true'], check=True)\n")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite),
+                             f"--basetemp={tmp_path / 'bt'}", "--rootdir", str(suite)],
+                            capture_output=True, text=True, timeout=120, cwd=suite)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "processes left running" not in result.stdout
