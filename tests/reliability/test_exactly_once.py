@@ -73,7 +73,7 @@ def test_every_submission_lands_exactly_once_under_faults(cloud: Cloud, cloud_sp
                "faults": sum(n for kind, n in faults.items() if kind != "ok"), "by_kind": faults,
                "printed_ids": len(printed), "clear_errors": len(errors), "at_provider": len(at_provider),
                "duplicates": 0, "lost": len(set(printed) - set(at_provider)), "orphans_after_error": len(orphans),
-               "unconfirmed_records": len(unconfirmed),
+               "orphans_not_said_to_exist": len(set(orphans) - said_may_exist), "unconfirmed_records": len(unconfirmed),
                "error_lines": sorted({e.strip().splitlines()[0][:200] for e in errors})}
     report(figures)
     print(json.dumps(figures))
