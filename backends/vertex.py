@@ -58,6 +58,7 @@ IDEMPOTENCY_LABEL = "launch_idempotency_key"
 # Every Vertex and Logging call gets this timeout: the SDK's default for custom-job calls is none, so an
 # answer lost on the way would hold `launch run` forever. A timed-out create is found again by its label.
 API_TIMEOUT_S = 60.0
+CREATE_ATTEMPTS = 3  # creates within one submit (each after a look); the runner retries the submit on top
 DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
 DEFAULT_DISK_GB = 100
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
@@ -345,9 +346,10 @@ class VertexBackend:
     # -- submit ------------------------------------------------------------------
 
     def submit(self, request: Request) -> Handle:
-        """Upload, then create. Vertex's create is not idempotent: before any retried create
-        (and before the first, in case an earlier process's answer was lost) look for a
-        job carrying our job-id label and adopt it."""
+        """Look up, upload, create. Vertex's create is not idempotent, and its answer can be lost (a
+        reset, a timeout) after the job was made. So a submit first looks for a job carrying our job-id
+        label (made by an earlier attempt whose answer was lost, or by an earlier process) and adopts
+        it before uploading anything (a re-upload that fails must not hide a job that exists)."""
         SDK.require()
         from google.cloud import aiplatform_v1
         from google.protobuf import json_format
@@ -361,19 +363,34 @@ class VertexBackend:
             raise BackendError(f"the rendered CustomJob does not match Vertex's schema: {exc}",
                                "this is a bug in launch's vertex backend; please report it") from exc
         with _google_errors("Vertex AI"):
-            self._upload(request.uploads)
             client = self._jobs(region)
             label = request.payload["labels"][JOB_ID_LABEL]
-            for attempt in range(3):
-                found = self._find(client, parent, label)
-                if found is not None:
-                    return self._handle(request.job_id, found)
+            found = self._find(client, parent, label)
+            if found is None:
+                self._upload(request.uploads)
+                found = self._create(client, parent, label, job)
+            return self._handle(request.job_id, found)
+
+    def _create(self, client: Any, parent: str, label: str, job: Any) -> Any:
+        """The job the create made. A create that failed as a timeout, a reset or a 5xx may have landed
+        all the same, so before it is retried or reported the job is looked for by its label and
+        adopted if there. When that look fails too, the create's own (transient) error is what is
+        raised, never the look's: the runner then retries the submit (which looks first) and, in the
+        end, says the job may exist, instead of reporting a plain failure for a job that may run."""
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                return client.create_custom_job(parent=parent, custom_job=job, timeout=API_TIMEOUT_S)
+            except Exception as exc:
+                if not _is_transient(exc) or _is_quota(exc):
+                    raise  # refused (and any earlier create was looked for and not found): nothing was created
                 try:
-                    created = client.create_custom_job(parent=parent, custom_job=job, timeout=API_TIMEOUT_S)
-                    return self._handle(request.job_id, created)
-                except Exception as exc:
-                    if attempt == 2 or not _is_transient(exc) or _is_quota(exc):
-                        raise
+                    found = self._find(client, parent, label)
+                except Exception:
+                    raise exc from None
+                if found is not None:
+                    return found
+                if attempt == CREATE_ATTEMPTS - 1:
+                    raise
         raise AssertionError("unreachable")
 
     def _find(self, client: Any, parent: str, label: str) -> Any:

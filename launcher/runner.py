@@ -22,7 +22,9 @@ from launcher.errors import (
     EXIT_SUCCEEDED,
     EXIT_UNREACHABLE,
     BackendError,
+    BackendUnreachable,
     CapacityError,
+    LaunchError,
     Problem,
     SpecError,
     TransientBackendError,
@@ -232,19 +234,33 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
             store.delete(job_id)
             adopted = _adopt(store, found, backend_name, spec.to_record(), backend, idempotency_key)
             return Submission(adopted, None, existing=True)
+    unconfirmed: list[TransientBackendError] = []  # attempts that ended where the create may have landed
+
+    def attempt() -> Handle:
+        try:
+            return backend.submit(request)
+        except TransientBackendError as exc:
+            unconfirmed.append(exc)
+            raise
+
     try:
         from launcher import progress
 
         with progress.step(f"submitting {job_id} to {backend_name} (uploads included)"):
-            handle = with_retries(lambda: backend.submit(request), f"submitting {job_id}")
-    except TransientBackendError as exc:  # timeouts, resets: the create may have landed; keep the trace
+            handle = with_retries(attempt, f"submitting {job_id}")
+    except Exception as exc:
+        if not unconfirmed:  # refused or invalid at once: nothing was created, nothing is recorded
+            store.delete(job_id)
+            raise
+        # a timeout or reset on any attempt may have come after the create landed, whatever the last
+        # attempt then met (a refusal, a lost connection during a re-upload): keep the trace, and say so
+        reason = exc.message if isinstance(exc, LaunchError) else repr(exc)
         store.set_status(job_id, Status(JobState.UNKNOWN, "unconfirmed",
-                                        f"submit not confirmed ({exc.message}); `launch list --sync` checks "
+                                        f"submit not confirmed ({reason}); `launch list --sync` checks "
                                         f"whether {backend_name} has it"))
-        raise
-    except Exception:  # refused or invalid: nothing was created, nothing is recorded
-        store.delete(job_id)
-        raise
+        if not isinstance(exc, LaunchError):
+            raise
+        raise _may_exist(exc, job_id, backend_name) from exc
     except BaseException:
         store.set_status(job_id, Status(JobState.UNKNOWN, "interrupted",
                                         "interrupted while submitting; `launch list --sync` checks the provider"))
@@ -255,6 +271,16 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
     record = store.get(job_id)
     assert record is not None
     return Submission(record, request)
+
+
+def _may_exist(exc: LaunchError, job_id: str, backend_name: str) -> LaunchError:
+    """The error of a submit whose create may have landed all the same: it says so plainly, and it is
+    no CapacityError, since failing over to the next backend could run the job twice."""
+    kind = BackendUnreachable if exc.exit_code == EXIT_UNREACHABLE else BackendError
+    hint = f"`launch list --sync --backend {backend_name}` records it if it exists, then `launch cancel {job_id}` " \
+           "stops it if you do not want it"
+    return kind(f"{exc.message}; job {job_id} may have been created at {backend_name} all the same",
+                f"{hint}; {exc.hint}" if exc.hint else hint)
 
 
 def submit_first(store: Store, spec_file: str, overrides: tuple[str, ...], backend_names: list[str],

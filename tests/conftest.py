@@ -10,11 +10,12 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import leftovers
 import pytest
+from fakes import bugs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     else:
         print("\n".join(lines), file=sys.stderr)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def fakes_raised_nothing() -> Iterator[None]:
+    """Fail the test at teardown when a fake raised while serving it: the client saw a 500 or a dropped
+    connection and may have retried past it, so the test would otherwise pass on the fake's bug."""
+    yield
+    bugs.assert_none_raised()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakes.azureml_fake import AzureMLFake, StaticToken
+from fakes.azureml_fake import AzureMLFake, StaticToken, UncheckedModel, check_model
 
 from backends.azureml import AzureMLBackend
 from launcher.backend import JobState
@@ -242,13 +242,39 @@ def test_list_and_find_see_only_our_tagged_jobs_across_pages(azure, tmp_path):
 def test_the_fake_rejects_bodies_the_sdk_models_would_not_produce(azure):
     url = f"{azure.url.rstrip('/')}{azure.workspace_id()}/jobs/bad?api-version=2025-01-01-preview"
     body = {"properties": {"jobType": "Command", "command": "x", "environmentId": "azureml:e:1",
-                           "resources": {"instanceCount": "two", "gpus": 8}, "typo": 1}}
+                           "resources": {"instanceCount": "two", "gpus": 8}, "typo": 1,
+                           "limits": {"jobLimitsType": "Command", "timeout": 3600}}}
     answer = requests.put(url, json=body, headers={"Authorization": "Bearer t"}, timeout=10,
                           verify=str(azure.ca_file))
     assert answer.status_code == 400
     text = answer.json()["error"]["message"]
     assert "properties.typo: unknown field" in text and "resources.gpus: unknown field" in text
     assert "resources.instanceCount: expected a number" in text and azure.jobs == {}
+    assert "limits.timeout: not an ISO 8601 timedelta" in text  # a duration is ISO text ("PT1H"), as the SDK writes
+
+
+def _sdk_models() -> dict[str, type]:
+    """Models of the SDK's own kind, in its package: one whose hint does not resolve, one whose field
+    has a type the checker has no rule for."""
+    from azure.ai.ml._restclient.arm_ml_service._utils.model_base import Model, rest_field
+
+    class Unresolvable(Model):
+        value: _models.NoSuchModel | None = rest_field()  # noqa: F821 (the point: it does not resolve)
+
+    class Unjudgeable(Model):
+        value: bytes | None = rest_field()
+
+    for model in (Unresolvable, Unjudgeable):
+        model.__module__ = "azure.ai.ml._restclient.arm_ml_service.models._models"
+    return {"unresolvable": Unresolvable, "unjudgeable": Unjudgeable}
+
+
+@pytest.mark.parametrize("model, why", [("unresolvable", "cannot resolve the type hints of Unresolvable"),
+                                        ("unjudgeable", "the checker has no rule for type <class 'bytes'>")])
+def test_the_body_checker_fails_on_a_field_it_cannot_check_instead_of_passing_it(model, why):
+    with pytest.raises(UncheckedModel) as raised:
+        check_model({"value": "anything"}, _sdk_models()[model])
+    assert why in str(raised.value)
 
 
 def test_each_test_client_gets_its_own_cloud_and_a_bearer_token(azure):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pwd
 import shutil
 import subprocess
@@ -149,7 +150,28 @@ def test_control_master_with_short_control_path(server: SSHServer) -> None:
         shutil.rmtree(ctl_dir, ignore_errors=True)
 
 
-def test_netns_probe_answers_a_bool() -> None:
+def _namespaces() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
+    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+
+
+def test_netns_probe_says_whether_a_namespace_can_be_made_and_leaves_none() -> None:
+    """The probe's answer matches trying it by hand (a fresh namespace that has only its own loopback),
+    and the probe cleans up after itself."""
+    can_try = os.geteuid() == 0 and shutil.which("ip") is not None
+    before = _namespaces() if can_try else set()
     available = netns_available()
     print(f"network namespaces available: {available}")
-    assert isinstance(available, bool)
+    name = f"launch-check-{os.getpid()}"
+    made = can_try and subprocess.run(["ip", "netns", "add", name], capture_output=True, timeout=10).returncode == 0
+    try:
+        links = subprocess.run(["ip", "netns", "exec", name, "ip", "-o", "link"], capture_output=True, text=True,
+                               timeout=10) if made else None
+        isolated = links is not None and links.returncode == 0 and \
+            [line.split(":")[1].strip() for line in links.stdout.splitlines()] == ["lo"]
+    finally:
+        if made:
+            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
+    assert available == isolated, (available, links.stdout if made and links else "could not add a namespace")
+    if can_try:
+        assert _namespaces() == before, "the probe left a namespace behind"

@@ -46,11 +46,13 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from backends.azureml import StaticToken  # the backend's LAUNCH_AZURE_ACCESS_TOKEN credential
+
+from . import bugs
 
 WS_PREFIX = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
              r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
@@ -101,6 +103,11 @@ def _arm_model(name: str) -> Any:
     return getattr(models, name)
 
 
+class UncheckedModel(TypeError):
+    """The checker met a model field it cannot check (a hint it cannot resolve, a type it does not
+    know). Raised, never skipped: a field left unchecked would let any body through."""
+
+
 def check_model(value: Any, model: Any, path: str = "") -> list[str]:
     """Problems of a JSON value against one of the SDK's typespec models (``_model_base.Model``):
     unknown keys, missing required keys, wrong JSON types; discriminated subtypes are followed."""
@@ -124,14 +131,15 @@ def check_model(value: Any, model: Any, path: str = "") -> list[str]:
     hints = _type_hints(model)
     for attr, field in model._attr_to_rest_field.items():
         key = field._rest_name
-        annotation = hints.get(attr)
+        if attr not in hints:
+            raise UncheckedModel(f"{model.__name__}.{attr} ({path}{key}) has no type hint to check it against")
+        annotation = hints[attr]
         writable = not field._visibility or any(v in field._visibility for v in ("create", "update"))
         if key not in value:
-            if annotation is not None and not _optional(annotation) and writable and key not in discriminators:
+            if not _optional(annotation) and writable and key not in discriminators:
                 problems.append(f"{path}{key}: required")
             continue
-        if annotation is not None:
-            problems.extend(_check_value(value[key], annotation, f"{path}{key}."))
+        problems.extend(_check_value(value[key], annotation, f"{path}{key}."))
     return problems
 
 
@@ -145,8 +153,8 @@ def _type_hints(model: Any) -> dict[str, Any]:
         if klass.__module__.startswith("azure.ai.ml._restclient.arm_ml_service"):
             try:
                 hints.update(typing.get_type_hints(klass, localns={"_models": models}))
-            except Exception:  # a hint that cannot be resolved is not checked
-                continue
+            except Exception as exc:
+                raise UncheckedModel(f"cannot resolve the type hints of {klass.__name__}: {exc!r}") from exc
     return hints
 
 
@@ -157,14 +165,18 @@ def _optional(annotation: Any) -> bool:
 
 
 def _check_value(value: Any, annotation: Any, path: str) -> list[str]:
+    import datetime
     import enum
+    import types
     import typing
 
-    if value is None:
+    from azure.ai.ml._restclient.arm_ml_service._utils import model_base
+
+    if value is None or annotation is typing.Any:  # Any: the model takes whatever JSON value
         return []
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):
         options = [a for a in args if a is not type(None)]
         if len(options) == 1:
             return _check_value(value, options[0], path)
@@ -192,7 +204,13 @@ def _check_value(value: Any, annotation: Any, path: str) -> list[str]:
         if annotation in (int, float):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             return [] if ok else [f"{path.rstrip('.')}: expected a number"]
-    return []
+        if annotation in (datetime.datetime, datetime.timedelta):  # ISO 8601 text, read as the SDK reads it
+            try:
+                model_base._DESERIALIZE_MAPPING[annotation](value)
+            except Exception as exc:
+                return [f"{path.rstrip('.')}: not an ISO 8601 {annotation.__name__}: {exc}"]
+            return [] if isinstance(value, str) else [f"{path.rstrip('.')}: expected ISO 8601 text"]
+    raise UncheckedModel(f"{path.rstrip('.')}: the checker has no rule for type {annotation!r}")
 
 
 # -- the fake ---------------------------------------------------------------------------------------
@@ -205,7 +223,7 @@ class AzureMLFake:
             subscription, resource_group, workspace, location
         self._dir = Path(tempfile.mkdtemp(prefix="azureml-fake-"))
         self.ca_file, self._key_file = make_certificate(self._dir)
-        self._server: ThreadingHTTPServer | None = None
+        self._server: bugs.RecordingHTTPServer | None = None
         self._lock = threading.RLock()
         # the address the fake puts in the URLs it hands out (blob, discovery, next pages, cancel polls):
         # a proxy in front (tests/fakes/fault_proxy.py) sets its own, so those calls pass through it too
@@ -220,7 +238,7 @@ class AzureMLFake:
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = bugs.RecordingHTTPServer("AzureMLFake", ("127.0.0.1", 0), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca_file, self._key_file)
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
@@ -697,7 +715,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         try:
             status, payload, extra = self.owner.handle(self.command, self.path, self.headers, body)
-        except Exception as exc:  # a fake bug must reach the test as a 500, not hang it
+        except Exception as exc:  # a bug in the fake: answer 500 (the client must not hang) and fail the test
+            bugs.record("AzureMLFake")
             status, payload, extra = 500, _error("FakeBug", repr(exc)), {}
         if isinstance(payload, (dict, list)):
             data = json.dumps(payload).encode()

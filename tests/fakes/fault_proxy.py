@@ -41,9 +41,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from . import bugs
 
 KINDS = ("429", "500", "503", "reset", "lost", "timeout")
 STATUS_TEXT = {429: ("ThrottlingException", "RESOURCE_EXHAUSTED", "Rate exceeded"),
@@ -150,7 +152,7 @@ class FaultProxy:
         self._scripted: list[list[Any]] = []  # [pattern, kind, times, error_code]
         self._holds: list[Hold] = []
         self.endpoint = ""
-        self._server: ThreadingHTTPServer | None = None
+        self._server: bugs.RecordingHTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> FaultProxy:
@@ -160,8 +162,7 @@ class FaultProxy:
             pass
 
         Handler.proxy = proxy
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = bugs.RecordingHTTPServer("FaultProxy", ("127.0.0.1", 0), Handler)
         scheme = "http"
         if self.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

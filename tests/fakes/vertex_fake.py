@@ -90,9 +90,8 @@ import itertools
 import json
 import re
 import threading
-import traceback
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -100,6 +99,7 @@ import google_crc32c
 from google.cloud import aiplatform_v1
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory, timestamp_pb2
 
+from . import bugs
 from .fault_proxy import read_request_body
 
 JobState = aiplatform_v1.JobState
@@ -320,7 +320,7 @@ class VertexFake:
         self._initial_buckets = tuple(buckets)
         self.endpoint = ""
         self.port = 0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: bugs.RecordingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
@@ -336,8 +336,7 @@ class VertexFake:
             pass
 
         Handler.fake = fake
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: the OS picks a free one
-        server.daemon_threads = True
+        server = bugs.RecordingHTTPServer("VertexFake", ("127.0.0.1", 0), Handler)  # port 0: the OS picks one
         self._server = server
         self.port = server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -369,7 +368,6 @@ class VertexFake:
             self.cancel_requests: list[str] = []
             self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, %-encoded path, query)
             self.upload_metadata: list[dict[str, Any]] = []  # JSON metadata parts of multipart uploads
-            self.crashes: list[str] = []  # tracebacks of bugs in the fake (answered 500)
             self.log_entries: list[dict[str, Any]] = []
             self.objects: dict[tuple[str, str], bytes] = {}
             self.object_meta: dict[tuple[str, str], dict[str, Any]] = {}
@@ -998,8 +996,8 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 error["status"] = e.status
             payload = {"error": error}
-        except Exception as e:  # a bug in the fake: answer 500 and keep it for the test to see
-            self.fake.crashes.append(traceback.format_exc())
+        except Exception as e:  # a bug in the fake: answer 500 (the client must not hang) and fail the test
+            bugs.record("VertexFake")
             code, headers, payload = 500, {}, {"error": {"code": 500, "message": f"fake crashed: {e!r}",
                                                          "status": "INTERNAL"}}
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
