@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from fakes import lambda_fake
+from fakes import bugs, lambda_fake
 from fakes.lambda_fake import LambdaFake
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,3 +92,5 @@ def test_an_exception_in_the_fake_is_recorded_not_passed_off_as_the_api(fake, mo
     assert answer.status_code == 500
     assert len(fake.errors) == 1 and "a bug in the fake" in fake.errors[0]
     fake.errors.clear()
+    raised = bugs.take()  # also recorded for the suite-wide teardown check, which this test expects
+    assert len(raised) == 1 and "a bug in the fake" in raised[0]

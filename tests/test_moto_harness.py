@@ -439,3 +439,19 @@ def test_env_points_a_subprocess_at_the_server_and_hides_real_credentials(aws: M
     assert lines[3:7] == [aws.endpoint_url] * 4
     assert lines[7] == aws.account_id
     assert "made-by-subprocess" in [b["Name"] for b in plain(aws, "s3").list_buckets()["Buckets"]]
+
+
+def test_an_exception_inside_moto_is_recorded_for_the_teardown_check(aws: MotoSageMaker, monkeypatch):
+    """moto answers its own bug with a 500 that boto3 retries past; the harness records it so the
+    test it happened in fails (tests/fakes/bugs.py), instead of passing on a retry."""
+    from fakes import bugs
+    from moto.sagemaker import models
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug inside moto")
+
+    monkeypatch.setattr(models.SageMakerModelBackend, "list_training_jobs", broken)
+    with pytest.raises(ClientError):
+        plain(aws, "sagemaker").list_training_jobs()
+    raised = bugs.take()
+    assert raised and all("MotoSageMaker" in text and "a bug inside moto" in text for text in raised)

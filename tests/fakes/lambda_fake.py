@@ -53,6 +53,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from . import bugs
+
 SPEC_PATH = Path(__file__).resolve().parent.parent / "vendor" / "lambda-cloud-openapi-1.10.0.json"  # PROVENANCE.md
 
 INSTANCE_TYPES = {
@@ -168,7 +170,7 @@ class LambdaFake:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = bugs.RecordingHTTPServer("LambdaFake", ("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -287,6 +289,7 @@ class LambdaFake:
             import traceback
 
             self.errors.append(f"{method} {path}: {traceback.format_exc()}")
+            bugs.record("LambdaFake")  # fails whichever test is running at its teardown (tests/conftest.py)
             status, body, headers = 500, _error("global/internal-error", "the fake raised; see fake.errors"), {}
         data = json.dumps(body).encode()
         handler.send_response(status)
@@ -423,6 +426,7 @@ class LambdaFake:
             import traceback
 
             self.errors.append(f"ending the processes of terminated instances: {traceback.format_exc()}")
+            bugs.record("LambdaFake")
 
     def _post_terminate(self, body: Any) -> tuple[int, Any]:
         missing = [i for i in body["instance_ids"] if i not in self.instances]

@@ -109,6 +109,7 @@ from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend, sagema
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import ThreadedMotoServer
 
+from . import bugs
 from .botocore_model import violations
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -365,6 +366,7 @@ class MotoSageMaker:
         for name in ("config", "credentials"):  # an empty [default] so AWS_PROFILE=default resolves to nothing
             with open(os.path.join(self._tmpdir, name), "w") as f:
                 f.write("[default]\n")
+        _record_moto_bugs()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)  # port 0: the OS picks a free one
         server.start()
         self._server = server
@@ -550,3 +552,14 @@ class MotoSageMaker:
             if response.get("rejectedLogEventsInfo"):
                 raise ValueError(f"moto rejected log events: {response['rejectedLogEventsInfo']}")
         return stream
+
+
+@functools.cache
+def _record_moto_bugs() -> None:
+    """moto's Flask apps answer an exception of their own with a 500 that boto3 retries past: record
+    it (tests/fakes/bugs.py) so the test it happened in fails at teardown. Connected once, strongly:
+    the signal is process-wide, like the record."""
+    import flask
+
+    flask.got_request_exception.connect(lambda _sender, exception, **_: bugs.record("MotoSageMaker", exception),
+                                        weak=False)
