@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends import azureml_render as rendering
 from backends.nodes import log_blocks
 from backends.remote_job import LazySettings
+from launcher import catalog
 from launcher.backend import (
     Capabilities,
     Handle,
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 SDK = Sdk("azureml", "azure-ai-ml", ("azure.ai.ml", "azure.identity"))
+# this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
+CATALOG_CSV = Path(__file__).with_name("azureml_catalog.csv")
 # a bearer token (`az account get-access-token`) used instead of DefaultAzureCredential
 TOKEN_ENV = "LAUNCH_AZURE_ACCESS_TOKEN"
 PUBLIC_CLOUD = "AzureCloud"
@@ -88,6 +91,11 @@ class AzureMLBackend:
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=2.0, log_poll_s=2.0)
     cpu_instance_type: ClassVar[str] = rendering.DEFAULT_CPU_SIZE  # `launch plan` names what the render picks
     settings_model = LazySettings(rendering.settings_model)
+
+    @classmethod
+    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
+        """Azure ML VM sizes with list prices, source and as-of date: backends/azureml_catalog.csv."""
+        return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from the record and config.

@@ -31,7 +31,7 @@ from backends.nodes import log_blocks
 from backends.remote_job import LazySettings
 from backends.ssh import SSHBackend, placed
 from backends.ssh_transport import Host, script
-from launcher import config, logs
+from launcher import catalog, config, logs
 from launcher.backend import (
     Capabilities,
     Handle,
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 NAME = "lambda_cloud"
 SDK = Sdk(NAME, "requests", ("requests",))
+# this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
+CATALOG_CSV = Path(__file__).with_name("lambda_cloud_catalog.csv")
 STAND_IN = "lambda-node-{rank}"  # render's host names; submit puts the instances' addresses there
 SSH_SETTINGS = ("identity_file", "ssh_config", "host_key_checking", "remote_root", "check_gpus", "cancel_grace")
 
@@ -104,6 +106,11 @@ class LambdaCloudBackend:
     name: ClassVar[str] = NAME
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True)
     settings_model = LazySettings(settings_model)
+
+    @classmethod
+    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
+        """Lambda Cloud instance types with list prices, source and as-of date: backends/lambda_cloud_catalog.csv."""
+        return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # validated here too: status/logs/cancel build the backend from the record and config

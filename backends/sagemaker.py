@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 SDK = Sdk("sagemaker", "boto3", ("boto3", "botocore"))
+# this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
+CATALOG_CSV = Path(__file__).with_name("sagemaker_catalog.csv")
 JOB_ID_TAG = "launch:job-id"
 IDEMPOTENCY_TAG = "launch:idempotency-key"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -168,6 +170,11 @@ class SageMakerBackend:
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=1.0)
     cpu_instance_type: ClassVar[str] = "ml.m5.xlarge"  # a job that asks for no GPU; `launch plan` names it too
     settings_model = LazySettings(settings_model)
+
+    @classmethod
+    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
+        """SageMaker training instance types with list prices, source and as-of date: backends/sagemaker_catalog.csv."""
+        return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from config.toml alone.

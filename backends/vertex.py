@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 SDK = Sdk("vertex", "google-cloud-aiplatform", ("google.cloud.aiplatform_v1", "google.cloud.storage", "google.auth"))
+# this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
+CATALOG_CSV = Path(__file__).with_name("vertex_catalog.csv")
 # underscores: label keys may hold "-", but Vertex's list-filter grammar is only documented for "_"
 JOB_ID_LABEL = "launch_job_id"
 IDEMPOTENCY_LABEL = "launch_idempotency_key"
@@ -175,6 +177,12 @@ class VertexBackend:
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=2.0)
     cpu_instance_type: ClassVar[str] = "n1-standard-4"  # a job that asks for no GPU; `launch plan` names it too
     settings_model = LazySettings(settings_model)
+    pinned_type_setting: ClassVar[str] = "machine_type"  # backends.vertex.machine_type overrides the catalog
+
+    @classmethod
+    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
+        """Machine types with their accelerators, list prices, source and as-of date: vertex_catalog.csv."""
+        return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from the record and config.

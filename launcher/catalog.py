@@ -1,21 +1,29 @@
-"""Accelerator requests -> each backend's instance type and price, from catalog.csv.
+"""Accelerator requests -> each backend's instance type and price, from the rows each backend ships.
 
-The data sits in a CSV with a source and a date per row, so a price can be checked
-and refreshed without reading code. The first row for a (backend, accelerator,
-count) is the default a user asking for that accelerator gets.
+Prices belong to the backend that knows the provider, so a backend installed from
+another package brings its own: every installed backend's `catalog_rows()` is merged
+here, in registry order. A backend keeps its rows in a CSV next to its module (one
+source and as-of date per row, so a price can be checked and refreshed without
+reading code) and reads it with `rows_from_csv`. Within a backend, the first row for
+an (accelerator, count) is the default a user asking for that accelerator gets.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.accelerators import Accelerator
 from launcher.errors import LaunchError
 
-CATALOG_CSV = Path(__file__).with_name("catalog.csv")
+# the columns of a catalog row (a backend's CSV header); the backend is the one that ships it
+COLUMNS = ("accelerator", "count", "instance_type", "provider_accelerator", "vcpus", "memory_gb",
+           "ondemand_usd_hr", "spot_usd_hr", "region", "source", "as_of")
+# the setting that pins the machine on a backend that declares no `pinned_type_setting`
+DEFAULT_PINNED_SETTING = "instance_type"
 
 
 class CatalogError(LaunchError):
@@ -38,23 +46,71 @@ class Offer:
     as_of: str
 
 
-def _number(text: str) -> float | None:
-    return float(text) if text.strip() else None
+class SourcedRow(dict[str, str]):
+    """A catalog row that remembers where it was read (file:line), so a bad value is reported there."""
+
+    def __init__(self, values: Mapping[str, str], where: str) -> None:
+        super().__init__(values)
+        self.where = where
+
+
+@functools.cache
+def rows_from_csv(path: Path) -> tuple[SourcedRow, ...]:
+    """A backend's catalog CSV (header: COLUMNS) as rows for its `catalog_rows()`: the one reader
+    every backend uses, so the file format is defined here only."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise CatalogError(f"{path}:1: the catalog header lacks {', '.join(missing)}",
+                               f"the header must name {','.join(COLUMNS)}")
+        return tuple(SourcedRow(row, f"{path}:{reader.line_num}") for row in reader)
+
+
+def _number(text: str | None, field: str, where: str) -> float | None:
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise CatalogError(f"{where}: {field} {text!r} is not a number",
+                           "fix the row, or reinstall the backend's package") from None
+
+
+def _offer(backend: str, row: Mapping[str, str], where: str) -> Offer:
+    missing = [c for c in ("accelerator", "count", "instance_type") if not str(row.get(c) or "").strip()]
+    if missing:
+        raise CatalogError(f"{where}: the row has no {', '.join(missing)}",
+                           f"every catalog row names {', '.join(COLUMNS)}")
+    count = _number(row["count"], "count", where)
+    if count is None or count != int(count) or count < 1:
+        raise CatalogError(f"{where}: count {row['count']!r} is not a whole number of GPUs", "fix the row")
+    return Offer(
+        backend=backend, accelerator=str(row["accelerator"]), count=int(count),
+        instance_type=str(row["instance_type"]), provider_accelerator=str(row.get("provider_accelerator") or ""),
+        vcpus=_number(row.get("vcpus"), "vcpus", where), memory_gb=_number(row.get("memory_gb"), "memory_gb", where),
+        ondemand_usd_hr=_number(row.get("ondemand_usd_hr"), "ondemand_usd_hr", where),
+        spot_usd_hr=_number(row.get("spot_usd_hr"), "spot_usd_hr", where),
+        region=str(row.get("region") or ""), source=str(row.get("source") or ""), as_of=str(row.get("as_of") or ""),
+    )
 
 
 @functools.cache
 def offers() -> tuple[Offer, ...]:
-    with CATALOG_CSV.open(newline="", encoding="utf-8") as handle:
-        return tuple(
-            Offer(
-                backend=row["backend"], accelerator=row["accelerator"], count=int(row["count"]),
-                instance_type=row["instance_type"], provider_accelerator=row["provider_accelerator"],
-                vcpus=_number(row["vcpus"]), memory_gb=_number(row["memory_gb"]),
-                ondemand_usd_hr=_number(row["ondemand_usd_hr"]), spot_usd_hr=_number(row["spot_usd_hr"]),
-                region=row["region"], source=row["source"], as_of=row["as_of"],
-            )
-            for row in csv.DictReader(handle)
-        )
+    """Every installed backend's rows, merged. Loading a backend class imports no SDK; a backend
+    that fails to load has no rows here (`launch plan` and `launch backends` say why)."""
+    from launcher import registry
+
+    merged: list[Offer] = []
+    for name in registry.names():
+        try:
+            backend_class = registry.backend_class(name)
+        except LaunchError:
+            continue
+        for number, row in enumerate(backend_class.catalog_rows(), 1):
+            where = getattr(row, "where", f"backend {name!r}'s catalog row {number}")
+            merged.append(_offer(name, row, where))
+    return tuple(merged)
 
 
 def find(backend: str, accelerator: Accelerator) -> list[Offer]:
@@ -63,20 +119,16 @@ def find(backend: str, accelerator: Accelerator) -> list[Offer]:
             and o.count == accelerator.count]
 
 
-# settings keys by which a backend lets the user pin the machine instead of the catalog
-PINNED_TYPE_KEYS = ("instance_type", "machine_type")
-
-
 def pinned_setting(backend: str) -> str:
-    """`backends.<backend>.<this>` pins the machine: hints must name the setting the backend has
-    (Vertex calls it machine_type). The settings model imports no SDK."""
+    """`backends.<backend>.<this>` pins the machine instead of the catalog: the backend declares it
+    (`pinned_type_setting`), so hints name the setting that backend has. Loading the class imports no SDK."""
     from launcher import registry
 
     try:
-        fields = registry.settings_model(backend).model_fields
+        backend_class = registry.backend_class(backend)
     except LaunchError:  # not installed here, or a name only tests use
-        return PINNED_TYPE_KEYS[0]
-    return next((key for key in PINNED_TYPE_KEYS if key in fields), PINNED_TYPE_KEYS[0])
+        return DEFAULT_PINNED_SETTING
+    return str(getattr(backend_class, "pinned_type_setting", DEFAULT_PINNED_SETTING))
 
 
 def lookup(backend: str, accelerator: Accelerator) -> Offer:

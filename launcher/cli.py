@@ -134,10 +134,27 @@ def _complete_from_store(kind: str) -> Any:
 _job_argument = click.argument("job", required=False, shell_complete=_complete_from_store("job"))
 
 
+class _InstalledBackendsHelp(click.Option):
+    """An option whose help names the installed backends ({backends} in its text). The registry
+    reads entry points without importing a backend, and only when the help is shown, so a
+    plugin appears there and no other command pays for the scan."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from launcher import registry
+
+        default = registry.DEFAULT_BACKEND
+        listed = [f"{n} (default)" if n == default else n for n in sorted(registry.names(), key=lambda n: n != default)]
+        template, self.help = self.help, (self.help or "").format(backends=", ".join(listed) or "none installed")
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = template
+
+
 @main.command(epilog=EXIT_CODES_HELP)
 @click.argument("spec_file", type=click.Path(dir_okay=False))
-@click.option("-b", "--backend", default=None, metavar="NAME[,NAME...]|cheapest",
-              help="Where to run: local (default), ssh, sagemaker, vertex, azureml, lambda_cloud. "
+@click.option("-b", "--backend", cls=_InstalledBackendsHelp, default=None, metavar="NAME[,NAME...]|cheapest",
+              help="Where to run: {backends}. "
                    "'a,b' tries a, then b only if a has no capacity; 'cheapest' picks the cheapest "
                    "configured backend that fits (see `launch plan`).")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",

@@ -165,4 +165,6 @@ def backend_settings(name: str) -> dict[str, Any]:
 
 
 def default_backend() -> str:
-    return str(os.environ.get("LAUNCH_BACKEND") or load().get("default_backend") or "local")
+    from launcher import registry
+
+    return str(os.environ.get("LAUNCH_BACKEND") or load().get("default_backend") or registry.DEFAULT_BACKEND)

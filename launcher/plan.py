@@ -2,7 +2,7 @@
 
 Users switch providers to get GPUs sooner or cheaper, so the answer has to cover
 every installed backend at once and say *why* a backend cannot take the spec.
-Prices come from catalog.csv (each with its as-of date); nothing here calls a
+Prices come from the catalog each backend ships (each with its as-of date); nothing here calls a
 provider except a backend's optional `live_capacity` hook, which is only asked
 when that backend is configured (a key is set), so `plan` stays a local command.
 """
@@ -17,7 +17,6 @@ from typing import Any
 from launcher import catalog, config, registry
 from launcher.errors import LaunchError, UsageError
 
-# settings keys by which a backend lets the user pin the machine instead of the catalog
 # the instance of a backend that runs every node here (local): its rows never say "x N nodes"
 THIS_MACHINE = "this machine"
 
@@ -119,11 +118,10 @@ def _own_machines(base: PlanRow, backend_class: Any, settings: Mapping[str, Any]
 def _cpu_row(base: PlanRow, backend_class: Any, name: str, spec: Any, settings: Mapping[str, Any]) -> PlanRow:
     """A spec without GPUs: the machine the backend's render picks (pinned in settings, else its
     `cpu_instance_type`), so plan and the dry run name the same one."""
-    machine = next((settings[k] for k in catalog.PINNED_TYPE_KEYS if settings.get(k)), None)
-    machine = machine or getattr(backend_class, "cpu_instance_type", None)
+    pinned = catalog.pinned_setting(name)
+    machine = settings.get(pinned) or getattr(backend_class, "cpu_instance_type", None)
     if not machine:
-        return dataclasses.replace(
-            base, reason=f"no CPU machine known for {name}; set backends.{name}.{catalog.pinned_setting(name)}")
+        return dataclasses.replace(base, reason=f"no CPU machine known for {name}; set backends.{name}.{pinned}")
     row = dataclasses.replace(base, fits=True, instance_type=str(machine), reason="no CPU prices in the catalog")
     refusal = _render_refusal(name, spec) if row.configured else None
     return dataclasses.replace(row, fits=False, reason=refusal) if refusal else row
@@ -159,7 +157,7 @@ def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.O
     """The catalog offer this spec gets on `name`: a pinned type if settings pin one, else the
     first offer for the accelerator that meets the cpu/memory minimums."""
     accel = spec.resources.accelerators
-    pinned = next((settings[k] for k in catalog.PINNED_TYPE_KEYS if settings.get(k)), None)
+    pinned = settings.get(catalog.pinned_setting(name))
     if pinned and accel.is_gpu:
         match = [o for o in catalog.offers() if o.backend == name and o.instance_type == pinned]
         return (match[0], None) if match else (None, f"{pinned} (pinned in settings) is not in the catalog")
@@ -205,7 +203,9 @@ def failover_order(text: str) -> list[str]:
     """`--backend a,b,c` -> ["a", "b", "c"]: tried in order, moving on only on capacity errors."""
     names = [part.strip() for part in text.split(",")]
     if not all(names):
-        raise UsageError(f"--backend {text!r} has an empty name", "write names separated by commas: vertex,sagemaker")
+        given = [n for n in names if n]  # the user's own names make the example
+        example = ",".join(given) if len(given) > 1 else "first,second"
+        raise UsageError(f"--backend {text!r} has an empty name", f"write names separated by commas: {example}")
     if len(set(names)) != len(names):
         raise UsageError(f"--backend {text!r} names a backend twice", "name each backend once")
     return names
