@@ -79,3 +79,40 @@ def test_single_node_limit_is_a_located_problem_validate_reports(cli, plugin_pat
         result = cli(*command, env=_env(plugin_path))
         assert result.returncode == 2, result.stderr
         assert "spec.yaml:4: resources.nodes: the echo backend runs single-node jobs only" in result.stderr
+
+
+def test_plugin_brings_its_own_catalog_rows(cli, plugin_path, write_spec):
+    """A backend from another package ships prices (catalog_rows); the core merges them beside the built-ins'."""
+    env = _env(plugin_path)
+    rows = json.loads(cli("catalog", "-o", "json", env=env, check_rc=0).stdout)
+    echo = [r for r in rows if r["backend"] == "echo"]
+    assert [(r["accelerator"], r["count"], r["instance_type"], r["ondemand_usd_hr"]) for r in echo] == [
+        ("T4", 1, "echo-t4", 0.25)]
+    assert echo[0]["source"] == "https://example.invalid/echo-prices" and echo[0]["as_of"] == "2026-11-30"
+    assert {"sagemaker", "vertex", "azureml", "lambda_cloud"} <= {r["backend"] for r in rows}
+    table = cli("catalog", "-b", "echo", env=env, check_rc=0).stdout
+    assert "echo-t4" in table and "ml." not in table
+    without = cli("catalog", "-b", "echo", check_rc=2)  # not installed: no rows, and not a known backend
+    assert "no backend 'echo'" in without.stderr
+
+    spec = write_spec("name: plug\nrun: x\nresources:\n  accelerators: T4\nmax_runtime: 2h\n")
+    planned = {r["backend"]: r for r in json.loads(cli("plan", str(spec), "-o", "json", "--no-live",
+                                                         env=env, check_rc=0).stdout)}
+    assert planned["echo"]["fits"] and planned["echo"]["instance_type"] == "echo-t4"
+    assert planned["echo"]["hourly_usd"] == 0.25 and planned["echo"]["est_cost_usd"] == 0.5
+    assert planned["echo"]["price_as_of"] == "2026-11-30"
+    too_many = write_spec("name: plug\nrun: x\nresources:\n  accelerators: T4:4\n")
+    row = {r["backend"]: r for r in json.loads(cli("plan", str(too_many), "-o", "json", "--no-live",
+                                                   env=env, check_rc=0).stdout)}["echo"]
+    assert not row["fits"] and "echo has no instance type with T4:4; it offers T4:1" in row["reason"]
+
+
+def test_run_help_lists_the_installed_backends(cli, plugin_path):
+    """--backend's help comes from the registry: a plugin is listed once installed, not before."""
+    def backend_help(env=None):
+        text = " ".join(cli("run", "--help", env=env, check_rc=0).stdout.split())
+        return text[text.index("Where to run:"):text.index("'a,b'")]
+
+    before = backend_help()
+    assert "local (default)" in before and "sagemaker" in before and "echo" not in before
+    assert "echo" in backend_help(_env(plugin_path))

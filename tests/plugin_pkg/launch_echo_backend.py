@@ -45,6 +45,13 @@ class EchoBackend:
     def readiness(cls, settings):
         return Readiness(sdk_installed=True, configured=True, detail="echoes the run command")
 
+    @classmethod
+    def catalog_rows(cls):
+        """A plugin brings its own prices: rows in the catalog's columns, merged into `launch catalog`."""
+        return ({"accelerator": "T4", "count": "1", "instance_type": "echo-t4", "provider_accelerator": "NVIDIA T4",
+                 "vcpus": "4", "memory_gb": "16", "ondemand_usd_hr": "0.25", "spot_usd_hr": "", "region": "anywhere",
+                 "source": "https://example.invalid/echo-prices", "as_of": "2026-11-30"},)
+
     def render(self, spec, job_id, bundle, secrets, *, idempotency_key=None):
         return Request(self.name, job_id, "echo", {"run": spec.run, "exit_code": self.exit_code})
 
