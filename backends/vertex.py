@@ -301,7 +301,7 @@ class VertexBackend:
         if not accel.is_gpu:
             return {"machine_type": explicit or self.cpu_instance_type}
         if explicit:
-            offers = [o for o in catalog.offers() if o.backend == self.name and o.accelerator == accel.type]
+            offers = [o for o in catalog.backend_offers(self.name) if o.accelerator == accel.type]
             accelerator_type = offers[0].provider_accelerator if offers else ""
             machine = {"machine_type": explicit, "accelerator_type": accelerator_type,
                        "accelerator_count": accel.count}

@@ -96,27 +96,30 @@ def _offer(backend: str, row: Mapping[str, str], where: str) -> Offer:
 
 
 @functools.cache
-def offers() -> tuple[Offer, ...]:
-    """Every installed backend's rows, merged. Loading a backend class imports no SDK; a backend
-    that fails to load has no rows here (`launch plan` and `launch backends` say why)."""
+def backend_offers(name: str) -> tuple[Offer, ...]:
+    """One backend's rows (from its `catalog_rows()`), loading that backend's class only: a render
+    asks here, so a dry run on one backend imports no other. Loading a class imports no SDK; a backend
+    that fails to load has no rows (`launch plan` and `launch backends` say why)."""
     from launcher import registry
 
-    merged: list[Offer] = []
-    for name in registry.names():
-        try:
-            backend_class = registry.backend_class(name)
-        except LaunchError:
-            continue
-        for number, row in enumerate(backend_class.catalog_rows(), 1):
-            where = getattr(row, "where", f"backend {name!r}'s catalog row {number}")
-            merged.append(_offer(name, row, where))
-    return tuple(merged)
+    try:
+        backend_class = registry.backend_class(name)
+    except LaunchError:
+        return ()
+    return tuple(_offer(name, row, getattr(row, "where", f"backend {name!r}'s catalog row {number}"))
+                 for number, row in enumerate(backend_class.catalog_rows(), 1))
+
+
+def offers() -> tuple[Offer, ...]:
+    """Every installed backend's rows, merged in registry order (`launch catalog`)."""
+    from launcher import registry
+
+    return tuple(offer for name in registry.names() for offer in backend_offers(name))
 
 
 def find(backend: str, accelerator: Accelerator) -> list[Offer]:
     """Every offer for exactly this accelerator and per-node count, default first."""
-    return [o for o in offers() if o.backend == backend and o.accelerator == accelerator.type
-            and o.count == accelerator.count]
+    return [o for o in backend_offers(backend) if o.accelerator == accelerator.type and o.count == accelerator.count]
 
 
 def pinned_setting(backend: str) -> str:
@@ -136,7 +139,7 @@ def lookup(backend: str, accelerator: Accelerator) -> Offer:
     found = find(backend, accelerator)
     if found:
         return found[0]
-    on_backend = [o for o in offers() if o.backend == backend]
+    on_backend = backend_offers(backend)
     if not on_backend:
         raise CatalogError(f"the catalog has no instance types for backend {backend!r}")
     same_type = sorted({o.count for o in on_backend if o.accelerator == accelerator.type})

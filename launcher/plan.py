@@ -70,8 +70,7 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
     base = dataclasses.replace(base, configured=configured, config_detail=detail)
     if nodes > 1 and not backend_class.capabilities.multi_node:
         return dataclasses.replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
-    in_catalog = any(o.backend == name for o in catalog.offers())
-    if not in_catalog:
+    if not catalog.backend_offers(name):
         return _own_machines(base, backend_class, settings, spec)
     offer, why_not = _offer(name, spec, settings)
     if offer is None:
@@ -159,7 +158,7 @@ def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.O
     accel = spec.resources.accelerators
     pinned = settings.get(catalog.pinned_setting(name))
     if pinned and accel.is_gpu:
-        match = [o for o in catalog.offers() if o.backend == name and o.instance_type == pinned]
+        match = [o for o in catalog.backend_offers(name) if o.instance_type == pinned]
         return (match[0], None) if match else (None, f"{pinned} (pinned in settings) is not in the catalog")
     if not accel.is_gpu:
         return None, None
