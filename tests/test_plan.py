@@ -11,6 +11,7 @@ import pytest
 
 from launcher import catalog, plan
 from launcher.accelerators import parse
+from launcher.errors import UsageError
 from launcher.spec import parse_spec
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -234,3 +235,11 @@ def test_local_fits_only_what_this_machine_has(cli, write_spec, launch_home, gpu
     assert "2 NVIDIA GPU(s)" in fits["reason"] and "2 nodes share this machine" in fits["reason"]
     cpu = plan_json(cli, write_spec(spec_text("cpu")), none)["local"]
     assert cpu["fits"] and "no NVIDIA GPU" in cpu["reason"]
+
+
+@pytest.mark.parametrize(("text", "example"), [("a,,b", "a,b"), ("gpu-box,", "first,second")])
+def test_an_empty_failover_name_is_shown_with_the_users_own_names(text, example):
+    with pytest.raises(UsageError) as caught:
+        plan.failover_order(text)
+    assert caught.value.message == f"--backend {text!r} has an empty name"
+    assert caught.value.hint == f"write names separated by commas: {example}"
