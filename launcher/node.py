@@ -50,7 +50,7 @@ class Placement:
 def job_files(spec: JobSpec, bundle: Bundle | None, where: Placement, *,
               topology: str | None = None) -> tuple[list[Upload], dict[str, str]]:
     """The uploads and the LAUNCH_* variables that point bootstrap.sh at them. Commands travel
-    as files: providers cap environment values (SageMaker: 512 characters). `topology` is the
+    as files: providers cap environment values (some at 512 characters). `topology` is the
     backend's shell snippet that sets LAUNCH_NODE_RANK / LAUNCH_NUM_NODES / LAUNCH_MASTER_ADDR
     from what its provider tells a node; bootstrap.sh sources it before anything else."""
     uploads = [bootstrap_upload(where.job_uri + "bootstrap.sh"),
@@ -70,7 +70,7 @@ def job_files(spec: JobSpec, bundle: Bundle | None, where: Placement, *,
 
 def master_port(job_id: str) -> int:
     """A rendezvous port per job, stable for the job, so two multi-node jobs sharing a host
-    (local runs, ssh pools) do not both listen on 29500. Managed providers give each job its
+    (local runs, pools of hosts) do not both listen on 29500. Managed providers give each job its
     own machines and keep 29500."""
     return MANAGED_MASTER_PORT + zlib.crc32(job_id.encode()) % 10000
 
@@ -78,7 +78,7 @@ def master_port(job_id: str) -> int:
 def node_environment(spec: JobSpec, job_id: str, secrets: Mapping[str, str], *, output_dir: str,
                      checkpoint_dir: str, workdir: str, port: int = MANAGED_MASTER_PORT) -> dict[str, str]:
     """The spec's env, its secrets and the LAUNCH_* contract every node sees. Rank and master
-    address are the backend's to add: per node in this environment (local, ssh) or on the node
+    address are the backend's to add: per node in this environment (hosts it chose) or on the node
     through its topology snippet (managed providers). `checkpoint_dir` is the directory the
     node uses, already decided by the backend (spec.checkpoint_dir where it honours one)."""
     return {

@@ -192,3 +192,18 @@ def test_a_missing_topology_file_is_one_clear_error(tmp_path):
     assert f"no node topology at {tmp_path}/nope.sh" in result.stderr
     assert (tmp_path / "exit_code").read_text() == "2\n"
     assert "rank=" not in result.stdout
+
+
+def test_bootstrap_is_package_data_wherever_the_package_lives(tmp_path, monkeypatch):
+    """On disk it travels as its path (the dry run names the file); from a zipped install, as its text."""
+    import zipfile
+
+    from launcher import node
+
+    assert node.bootstrap_upload("d/bootstrap.sh").source == BOOTSTRAP
+    archive = tmp_path / "launcher.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("launcher/bootstrap.sh", "#!/bin/sh\necho zipped\n")
+    monkeypatch.setattr(node.resources, "files", lambda package: zipfile.Path(archive, f"{package}/"))
+    upload = node.bootstrap_upload("d/bootstrap.sh")
+    assert (upload.source, upload.destination, upload.content) == (None, "d/bootstrap.sh", "#!/bin/sh\necho zipped\n")
