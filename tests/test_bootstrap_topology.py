@@ -59,6 +59,7 @@ def topology_of(request: Request, environment: dict[str, str]) -> str:
     [snippet] = [u for u in request.uploads if u.destination.endswith("/topology.sh")]
     assert environment["LAUNCH_TOPOLOGY"].endswith("/topology.sh")
     assert snippet.content
+    assert {"destination": snippet.destination, "content": snippet.content} in request.to_display()["uploads"]
     return snippet.content
 
 
