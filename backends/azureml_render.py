@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.remote_job import Placement, job_files, node_environment
 from launcher import catalog, logs
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
+from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -153,8 +153,9 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
 
     workspace = Workspace(**values)
     uploads, files_env = job_files(spec, bundle, Placement(CODE_DIR, "", CODE_DIR, ""))
-    environment = {**node_environment(spec, job_id, secrets, platform="azureml", output_dir="outputs",
-                                      checkpoint_dir="/tmp/launch/checkpoints", workdir="/tmp/launch/work"),
+    environment = {**node_environment(spec, job_id, secrets, output_dir="outputs",
+                                      checkpoint_dir=spec.checkpoint_dir or "/tmp/launch/checkpoints",
+                                      workdir="/tmp/launch/work"),
                    **files_env}
     tags = {JOB_ID_TAG: job_id}
     if idempotency_key:

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
-from backends.remote_job import BOOTSTRAP, LazySettings, master_port
+from backends.remote_job import LazySettings
 from launcher import config, durations, logs, procs
-from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary
 from launcher.errors import BackendError, UsageError
+from launcher.node import Placement, job_files, master_port, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -82,34 +83,19 @@ class LocalBackend:
         job_dir = self.root / job_id
         accel = spec.resources.accelerators
         nodes = spec.resources.nodes
-        uploads = [Upload(BOOTSTRAP, str(job_dir / "bootstrap.sh"))]
-        bundle_path = ""
-        if bundle is not None:
-            bundle_path = str(job_dir / "code.tar.gz")
-            uploads.append(Upload(bundle.path, bundle_path))
+        here = f"{job_dir}/"  # the "uploads" are files in the job's directory, read in place
+        uploads, files_env = job_files(spec, bundle, Placement(here, here, here, here))
+        # the checkpoints stay with the job (README: local keeps outputs and checkpoints in its directory)
+        base = {**node_environment(spec, job_id, secrets, output_dir=str(job_dir / "outputs"),
+                                   checkpoint_dir=str(job_dir / "checkpoints"), workdir="",
+                                   port=master_port(job_id)),
+                **files_env}
         node_payloads = []
-        for rank in range(nodes):
+        for rank in range(nodes):  # every node is on this machine: rank from the loop, master is here
             node_dir = job_dir / f"node-{rank}"
-            env = {
-                **spec.env,
-                **secrets,
-                "LAUNCH_JOB_ID": job_id,
-                "LAUNCH_NODE_RANK": str(rank),
-                "LAUNCH_NUM_NODES": str(nodes),
-                "LAUNCH_GPUS_PER_NODE": str(accel.count),
-                "LAUNCH_MASTER_ADDR": "127.0.0.1",
-                "LAUNCH_MASTER_PORT": str(master_port(job_id)),
-                "LAUNCH_OUTPUT_DIR": str(job_dir / "outputs"),
-                "LAUNCH_CHECKPOINT_DIR": str(job_dir / "checkpoints"),
-                "LAUNCH_BUNDLE": bundle_path,
-                "LAUNCH_WORKDIR": str(node_dir / "work"),
-                "LAUNCH_SETUP": spec.setup or "",
-                "LAUNCH_RUN": spec.run,
-                "LAUNCH_DISTRIBUTED": spec.distributed or "",
-                "LAUNCH_EXIT_FILE": str(node_dir / "exit_code"),
-                "LAUNCH_MAX_RUNTIME": str(spec.max_runtime or ""),
-                "LAUNCH_LOG_FILE": str(node_dir / "log"),
-            }
+            env = {**base, "LAUNCH_NODE_RANK": str(rank), "LAUNCH_MASTER_ADDR": "127.0.0.1",
+                   "LAUNCH_WORKDIR": str(node_dir / "work"), "LAUNCH_EXIT_FILE": str(node_dir / "exit_code"),
+                   "LAUNCH_MAX_RUNTIME": str(spec.max_runtime or ""), "LAUNCH_LOG_FILE": str(node_dir / "log")}
             node_payloads.append({
                 "rank": rank,
                 "argv": ["/bin/sh", str(job_dir / "bootstrap.sh")],
@@ -372,7 +358,7 @@ def _check_torchrun(env: Mapping[str, str]) -> None:
     if shutil.which("torchrun", path=job_path):
         return
     problem = "distributed: torchrun, but there is no torchrun command on the PATH the job runs with"
-    if env.get("LAUNCH_SETUP"):
+    if env.get("LAUNCH_SETUP_FILE"):
         logs.get().warning("%s; the job fails unless its setup: installs PyTorch (%s)", problem, _torchrun_hint())
         return
     raise UsageError(problem, _torchrun_hint())

@@ -18,7 +18,7 @@ from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.remote_job import LazySettings, Placement, job_files, node_environment
+from backends.remote_job import LazySettings
 from backends.sagemaker_instance_types import TRAINING_INSTANCE_TYPES
 from launcher import catalog, durations, logs
 from launcher.backend import (
@@ -43,6 +43,7 @@ from launcher.errors import (
     UsageError,
     translated,
 )
+from launcher.node import Placement, job_files, node_environment
 from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
@@ -71,6 +72,28 @@ TAG_PUNCTUATION = frozenset("_.:/=+-@")
 # reading one stream stops after this many pages in a row without events although the token moved
 # (the next read goes on from there: the cursor keeps the token)
 MAX_EMPTY_PAGES = 50
+# How a node learns its place (sourced by bootstrap.sh through LAUNCH_TOPOLOGY). SageMaker names
+# its hosts algo-1..algo-N in resourceconfig.json: rank = position of current_host among the
+# top-level hosts in numeric order, master = the first of them, node count = how many there are.
+TOPOLOGY = r"""topo_config=${LAUNCH_SAGEMAKER_RESOURCE_CONFIG:-/opt/ml/input/config/resourceconfig.json}
+if [ -f "$topo_config" ]; then
+    topo_flat=$(tr -d ' \n\t\r' < "$topo_config")
+    # heterogeneous clusters add instance_groups[].hosts: read only the top-level keys
+    topo_top=$(printf '%s' "$topo_flat" | sed 's/"instance_groups":\[.*//')
+    topo_current=$(printf '%s' "$topo_top" | sed -n 's/.*"current_host":"\([^"]*\)".*/\1/p')
+    topo_hosts=$(printf '%s' "$topo_top" | sed -n 's/.*"hosts":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr ',' '\n' \
+        | sort -V | tr '\n' ' ')
+    topo_rank=0
+    topo_first=
+    for topo_host in $topo_hosts; do
+        [ -n "$topo_first" ] || topo_first=$topo_host
+        [ "$topo_host" = "$topo_current" ] && LAUNCH_NODE_RANK=$topo_rank
+        topo_rank=$((topo_rank + 1))
+    done
+    [ -n "$topo_first" ] && LAUNCH_MASTER_ADDR=$topo_first
+    [ "$topo_rank" -gt 0 ] && LAUNCH_NUM_NODES=$topo_rank
+fi
+"""
 
 # (TrainingJobStatus, SecondaryStatus or None for "any") -> our state.
 STATES: dict[tuple[str, str | None], JobState] = {
@@ -265,9 +288,10 @@ class SageMakerBackend:
 
         channel = f"{CHANNEL_DIR}/launch/"
         where = Placement(job_prefix, channel, f"s3://{bucket}/{prefix}/bundles/", f"{CHANNEL_DIR}/code/")
-        uploads, files_env = job_files(spec, bundle, where)
-        environment = {**node_environment(spec, job_id, secrets, platform="sagemaker", output_dir="/opt/ml/model",
-                                          checkpoint_dir="/opt/ml/checkpoints", workdir="/opt/ml/launch/work"),
+        uploads, files_env = job_files(spec, bundle, where, topology=TOPOLOGY)
+        environment = {**node_environment(spec, job_id, secrets, output_dir="/opt/ml/model",
+                                          checkpoint_dir=spec.checkpoint_dir or "/opt/ml/checkpoints",
+                                          workdir="/opt/ml/launch/work"),
                        **files_env}
         channels = [_channel("launch", job_prefix)]
         if bundle is not None:

@@ -20,11 +20,12 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
-from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
+from backends.remote_job import LazySettings
 from backends.ssh_transport import Host, SSHTransport, script
 from launcher import config
 from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
 from launcher.errors import BackendError, BackendUnreachable, SpecError, UsageError
+from launcher.node import Placement, job_files, master_port, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -156,8 +157,9 @@ class SSHBackend:
         job_dir = f"{root}/jobs/{job_id}"
         where = Placement(job_dir + "/", job_dir + "/", f"{root}/bundles/", f"{root}/bundles/")
         uploads, files_env = job_files(spec, bundle, where)
-        base = {**node_environment(spec, job_id, secrets, platform="ssh", output_dir=f"{job_dir}/outputs",
-                                   checkpoint_dir=f"{job_dir}/checkpoints", workdir="", port=master_port(job_id)),
+        base = {**node_environment(spec, job_id, secrets, output_dir=f"{job_dir}/outputs",
+                                   checkpoint_dir=spec.checkpoint_dir or f"{job_dir}/checkpoints", workdir="",
+                                   port=master_port(job_id)),
                 **files_env}
         node_payloads = []
         for rank in range(nodes):

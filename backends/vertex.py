@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.remote_job import LazySettings, Placement, job_files, node_environment
+from backends.remote_job import LazySettings
 from launcher import catalog
 from launcher.backend import (
     Capabilities,
@@ -43,6 +43,7 @@ from launcher.errors import (
     UsageError,
     translated,
 )
+from launcher.node import Placement, job_files, node_environment
 from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
@@ -65,6 +66,23 @@ DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
 DEFAULT_DISK_GB = 100
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
 LOG_LOOKBACK_S = 60  # how late Cloud Logging entries may arrive and still be shown
+# How a node learns its place (sourced by bootstrap.sh through LAUNCH_TOPOLOGY). Vertex sets
+# CLUSTER_SPEC: {"cluster":{"workerpool0":["host:port"],"workerpool1":[...]},"task":{"type":
+# "workerpool1","index":0},...}. Pool 0 is the chief (rank 0); pool 1's replica i is rank 1+i;
+# the master is pool 0's host.
+TOPOLOGY = r"""if [ -n "${CLUSTER_SPEC:-}" ]; then
+    topo_flat=$(printf '%s' "$CLUSTER_SPEC" | tr -d ' \n\t\r')
+    topo_task=${topo_flat#*\"task\":}
+    topo_type=$(printf '%s' "$topo_task" | sed -n 's/^{[^}]*"type":"\([^"]*\)".*/\1/p')
+    topo_index=$(printf '%s' "$topo_task" | sed -n 's/^{[^}]*"index":\([0-9]*\).*/\1/p')
+    topo_master=$(printf '%s' "$topo_flat" | sed -n 's/.*"workerpool0":\["\([^":]*\).*/\1/p')
+    [ -n "$topo_master" ] && LAUNCH_MASTER_ADDR=$topo_master
+    case "$topo_type" in
+        workerpool0) LAUNCH_NODE_RANK=0 ;;
+        workerpool1) LAUNCH_NODE_RANK=$((1 + ${topo_index:-0})) ;;
+    esac
+fi
+"""
 
 STATES: dict[str, JobState] = {
     "JOB_STATE_QUEUED": JobState.PENDING,
@@ -258,9 +276,10 @@ class VertexBackend:
         job_key = f"{prefix}/jobs/{job_id}/"
         where = Placement(f"gs://{staging}/{job_key}", fuse + job_key,
                           f"gs://{staging}/{prefix}/bundles/", f"{fuse}{prefix}/bundles/")
-        uploads, files_env = job_files(spec, bundle, where)
-        environment = {**node_environment(spec, job_id, secrets, platform="vertex", output_dir="/tmp/launch/outputs",
-                                          checkpoint_dir="/tmp/launch/checkpoints", workdir="/tmp/launch/work"),
+        uploads, files_env = job_files(spec, bundle, where, topology=TOPOLOGY)
+        environment = {**node_environment(spec, job_id, secrets, output_dir="/tmp/launch/outputs",
+                                          checkpoint_dir=spec.checkpoint_dir or "/tmp/launch/checkpoints",
+                                          workdir="/tmp/launch/work"),
                        **files_env}
 
         pool = {

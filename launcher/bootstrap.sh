@@ -11,9 +11,11 @@
 #   LAUNCH_DISTRIBUTED  "torchrun" to wrap LAUNCH_RUN in torchrun
 #   LAUNCH_EXIT_FILE    where to write the exit code
 #   LAUNCH_RUN_FILE, LAUNCH_SETUP_FILE  files holding the commands instead, for
-#                       providers that cap environment values (SageMaker: 512 chars)
-#   LAUNCH_PLATFORM     "sagemaker": derive rank and master from resourceconfig.json;
-#                       "vertex": from CLUSTER_SPEC
+#                       providers that cap the length of environment values
+#   LAUNCH_TOPOLOGY     a shell snippet file from the backend, sourced first: it sets
+#                       LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_MASTER_ADDR (and may set
+#                       LAUNCH_MASTER_PORT) from what the provider tells this node. Backends
+#                       that know each node's place set those variables directly instead.
 #   LAUNCH_MAX_RUNTIME  seconds; past it the job is stopped and exits 124 (where the
 #                       provider does not enforce max_runtime itself)
 #   LAUNCH_ON_EXIT      a script run as `sh FILE CODE` once the exit code is recorded
@@ -41,54 +43,25 @@ run_cmd=${LAUNCH_RUN:-}
 distributed=${LAUNCH_DISTRIBUTED:-}
 exit_file=${LAUNCH_EXIT_FILE:-}
 log_file=${LAUNCH_LOG_FILE:-}
-platform=${LAUNCH_PLATFORM:-}
+topology=${LAUNCH_TOPOLOGY:-}
 max_runtime=${LAUNCH_MAX_RUNTIME:-}
 on_exit=${LAUNCH_ON_EXIT:-}
 if [ -n "${LAUNCH_RUN_FILE:-}" ]; then run_cmd=$(cat "$LAUNCH_RUN_FILE") || exit 2; fi
 if [ -n "${LAUNCH_SETUP_FILE:-}" ]; then setup_cmd=$(cat "$LAUNCH_SETUP_FILE") || exit 2; fi
 unset LAUNCH_BUNDLE LAUNCH_WORKDIR LAUNCH_SETUP LAUNCH_RUN LAUNCH_DISTRIBUTED LAUNCH_EXIT_FILE LAUNCH_LOG_FILE \
-    LAUNCH_RUN_FILE LAUNCH_SETUP_FILE LAUNCH_PLATFORM LAUNCH_MAX_RUNTIME LAUNCH_ON_EXIT
+    LAUNCH_RUN_FILE LAUNCH_SETUP_FILE LAUNCH_TOPOLOGY LAUNCH_MAX_RUNTIME LAUNCH_ON_EXIT
 
-# SageMaker names its hosts algo-1..algo-N in /opt/ml/input/config/resourceconfig.json;
-# rank = position of current_host in hosts, master = the first host.
-sagemaker_topology() {
-    config=${LAUNCH_SAGEMAKER_RESOURCE_CONFIG:-/opt/ml/input/config/resourceconfig.json}
-    [ -f "$config" ] || return 0
-    flat=$(tr -d ' \n\t\r' < "$config")
-    # heterogeneous clusters add instance_groups[].hosts: read only the top-level keys
-    top=$(printf '%s' "$flat" | sed 's/"instance_groups":\[.*//')
-    current=$(printf '%s' "$top" | sed -n 's/.*"current_host":"\([^"]*\)".*/\1/p')
-    hosts=$(printf '%s' "$top" | sed -n 's/.*"hosts":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr ',' '\n' | sort -V | tr '\n' ' ')
-    rank=0
-    first=
-    for host in $hosts; do
-        [ -n "$first" ] || first=$host
-        [ "$host" = "$current" ] && LAUNCH_NODE_RANK=$rank
-        rank=$((rank + 1))
-    done
-    [ -n "$first" ] && LAUNCH_MASTER_ADDR=$first
-    [ "$rank" -gt 0 ] && LAUNCH_NUM_NODES=$rank
-}
-# Vertex sets CLUSTER_SPEC: {"cluster":{"workerpool0":["host:port"],"workerpool1":[...]},
-# "task":{"type":"workerpool1","index":0},...}. Pool 0 is the chief (rank 0); pool 1's
-# replica i is rank 1+i; the master is pool 0's host.
-vertex_topology() {
-    [ -n "${CLUSTER_SPEC:-}" ] || return 0
-    flat=$(printf '%s' "$CLUSTER_SPEC" | tr -d ' \n\t\r')
-    task=${flat#*\"task\":}
-    type=$(printf '%s' "$task" | sed -n 's/^{[^}]*"type":"\([^"]*\)".*/\1/p')
-    index=$(printf '%s' "$task" | sed -n 's/^{[^}]*"index":\([0-9]*\).*/\1/p')
-    master=$(printf '%s' "$flat" | sed -n 's/.*"workerpool0":\["\([^":]*\).*/\1/p')
-    [ -n "$master" ] && LAUNCH_MASTER_ADDR=$master
-    case "$type" in
-        workerpool0) LAUNCH_NODE_RANK=0 ;;
-        workerpool1) LAUNCH_NODE_RANK=$((1 + ${index:-0})) ;;
-    esac
-}
-[ "$platform" = sagemaker ] && sagemaker_topology
-[ "$platform" = vertex ] && vertex_topology
+# The backend's topology snippet: how this node learns its rank, the node count and the master.
+# Its status is not judged: a snippet that finds nothing to read leaves the defaults below.
+if [ -n "$topology" ]; then
+    if [ ! -r "$topology" ]; then
+        say "no node topology at $topology (LAUNCH_TOPOLOGY)"
+        finish 2
+    fi
+    . "$topology"
+fi
 
-# Relative paths (the ssh backend's are relative to the login directory) must survive the cd below.
+# Relative paths (a backend may give them relative to the login directory) must survive the cd below.
 absolute() { case "$1" in ""|/*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
 bundle=$(absolute "$bundle")
 workdir=$(absolute "$workdir")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fakes.botocore_model import violations
 
-from backends.sagemaker import SageMakerBackend, map_state, tag_text_ok, training_job_name
+from backends.sagemaker import TOPOLOGY, SageMakerBackend, map_state, tag_text_ok, training_job_name
 from backends.sagemaker_instance_types import TRAINING_INSTANCE_TYPES
 from launcher.backend import JobState
 from launcher.bundle import Bundle
@@ -200,7 +200,7 @@ def test_commands_travel_as_files_not_environment():
     long_run = "python train.py " + "--flag " * 200
     request = render(f"name: x\nimage: i\nrun: {long_run}\nsetup: echo s\n")
     contents = {u.destination.rsplit("/", 1)[1]: u.content for u in request.uploads if u.content is not None}
-    assert contents == {"run.sh": long_run.strip(), "setup.sh": "echo s"}
+    assert contents == {"run.sh": long_run.strip(), "setup.sh": "echo s", "topology.sh": TOPOLOGY}
     assert all(len(v) <= 512 for v in request.payload["Environment"].values())
 
 

@@ -126,8 +126,9 @@ def test_hostile_values_stay_text_through_each_clouds_bootstrap(backend: str, tm
         if upload.content is not None:
             name = upload.destination.rsplit("/", 1)[-1]
             (node / name).write_text(upload.content)
-            env[{"run.sh": "LAUNCH_RUN_FILE", "setup.sh": "LAUNCH_SETUP_FILE"}[name]] = str(node / name)
-    env.update(LAUNCH_PLATFORM="", LAUNCH_WORKDIR=str(node / "work"), LAUNCH_OUTPUT_DIR=str(node / "out"),
+            env[{"run.sh": "LAUNCH_RUN_FILE", "setup.sh": "LAUNCH_SETUP_FILE",
+                 "topology.sh": "LAUNCH_TOPOLOGY"}[name]] = str(node / name)
+    env.update(LAUNCH_WORKDIR=str(node / "work"), LAUNCH_OUTPUT_DIR=str(node / "out"),
                LAUNCH_CHECKPOINT_DIR=str(node / "ckpt"), PATH=os.environ["PATH"])
     result = subprocess.run(["sh", str(BOOTSTRAP)], capture_output=True, text=True, env=env, cwd=node, timeout=60)
     assert result.returncode == 0, result.stderr

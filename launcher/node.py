@@ -1,0 +1,95 @@
+"""The node contract: what every backend sends to the machines that run a job.
+
+Every backend, local included, runs the same bootstrap.sh on each node with the same
+files (bootstrap, run/setup commands, code bundle) and the same LAUNCH_* environment
+(DESIGN.md: "the environment every node sees"); only where the files land and how a
+node learns its place in the job differ. The second part is the backend's own: it
+hands bootstrap.sh a *topology* snippet (shell code sourced on the node through the
+one provider-neutral `LAUNCH_TOPOLOGY` hook) or sets rank and master itself, so
+bootstrap.sh names no provider. Public to backends, like launcher.backend and
+launcher.errors.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from launcher.backend import Upload
+
+if TYPE_CHECKING:
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+MANAGED_MASTER_PORT = 29500  # a managed provider gives each job its own machines
+
+
+def bootstrap_upload(destination: str) -> Upload:
+    """bootstrap.sh, found as package data (installed wheels, zips), to be placed at `destination`.
+    A file on disk travels as its path (the dry run names it); otherwise as its text."""
+    script = resources.files("launcher").joinpath("bootstrap.sh")
+    if isinstance(script, Path):
+        return Upload(script, destination)
+    return Upload(None, destination, content=script.read_text())
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the job's files are uploaded (`*_uri`) and where nodes read them (`*_path`)."""
+
+    job_uri: str        # e.g. s3://bucket/launch/jobs/<id>/  (ends with /)
+    job_path: str       # the same directory as the nodes see it
+    bundles_uri: str    # e.g. s3://bucket/launch/bundles/
+    bundles_path: str
+
+
+def job_files(spec: JobSpec, bundle: Bundle | None, where: Placement, *,
+              topology: str | None = None) -> tuple[list[Upload], dict[str, str]]:
+    """The uploads and the LAUNCH_* variables that point bootstrap.sh at them. Commands travel
+    as files: providers cap environment values (some at 512 characters). `topology` is the
+    backend's shell snippet that sets LAUNCH_NODE_RANK / LAUNCH_NUM_NODES / LAUNCH_MASTER_ADDR
+    from what its provider tells a node; bootstrap.sh sources it before anything else."""
+    uploads = [bootstrap_upload(where.job_uri + "bootstrap.sh"),
+               Upload(None, where.job_uri + "run.sh", content=spec.run)]
+    env = {"LAUNCH_RUN_FILE": where.job_path + "run.sh"}
+    if spec.setup:
+        uploads.append(Upload(None, where.job_uri + "setup.sh", content=spec.setup))
+        env["LAUNCH_SETUP_FILE"] = where.job_path + "setup.sh"
+    if topology:
+        uploads.append(Upload(None, where.job_uri + "topology.sh", content=topology))
+        env["LAUNCH_TOPOLOGY"] = where.job_path + "topology.sh"
+    if bundle is not None:
+        uploads.append(Upload(bundle.path, f"{where.bundles_uri}{bundle.digest}.tar.gz"))
+        env["LAUNCH_BUNDLE"] = f"{where.bundles_path}{bundle.digest}.tar.gz"
+    return uploads, env
+
+
+def master_port(job_id: str) -> int:
+    """A rendezvous port per job, stable for the job, so two multi-node jobs sharing a host
+    (local runs, pools of hosts) do not both listen on 29500. Managed providers give each job its
+    own machines and keep 29500."""
+    return MANAGED_MASTER_PORT + zlib.crc32(job_id.encode()) % 10000
+
+
+def node_environment(spec: JobSpec, job_id: str, secrets: Mapping[str, str], *, output_dir: str,
+                     checkpoint_dir: str, workdir: str, port: int = MANAGED_MASTER_PORT) -> dict[str, str]:
+    """The spec's env, its secrets and the LAUNCH_* contract every node sees. Rank and master
+    address are the backend's to add: per node in this environment (hosts it chose) or on the node
+    through its topology snippet (managed providers). `checkpoint_dir` is the directory the
+    node uses, already decided by the backend (spec.checkpoint_dir where it honours one)."""
+    return {
+        **spec.env,
+        **secrets,
+        "LAUNCH_JOB_ID": job_id,
+        "LAUNCH_NUM_NODES": str(spec.resources.nodes),
+        "LAUNCH_GPUS_PER_NODE": str(spec.resources.accelerators.count),
+        "LAUNCH_MASTER_PORT": str(port),
+        "LAUNCH_OUTPUT_DIR": output_dir,
+        "LAUNCH_CHECKPOINT_DIR": checkpoint_dir,
+        "LAUNCH_WORKDIR": workdir,
+        "LAUNCH_DISTRIBUTED": spec.distributed or "",
+    }
