@@ -28,6 +28,15 @@ def _gone(pid: int, timeout: float = 5) -> bool:
     return False
 
 
+def _inner_suite(tmp_path: Path) -> Path:
+    """A suite in tmp_path with the real conftest and what it imports (leftovers, the fakes' bug record)."""
+    suite = tmp_path / "suite"
+    (suite / "fakes").mkdir(parents=True)
+    for name in ("conftest.py", "leftovers.py", "fakes/__init__.py", "fakes/bugs.py"):
+        shutil.copy(TESTS / name, suite / name)
+    return suite
+
+
 def test_found_by_token_or_by_temp_dir_and_nothing_else(tmp_path: Path):
     token = os.environ[leftovers.MARKER]
     marked = subprocess.Popen(["sleep", "60"], start_new_session=True)  # inherits the session's token
@@ -50,10 +59,7 @@ def test_found_by_token_or_by_temp_dir_and_nothing_else(tmp_path: Path):
 
 
 def test_a_session_that_leaves_a_process_fails_and_the_process_is_killed(tmp_path: Path):
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    for name in ("conftest.py", "leftovers.py"):
-        shutil.copy(TESTS / name, suite / name)
+    suite = _inner_suite(tmp_path)
     pid_file = tmp_path / "leaked.pid"
     (suite / "test_leak.py").write_text(
         "import subprocess\n\n\ndef test_forgets_its_child():\n"
@@ -70,10 +76,7 @@ def test_a_session_that_leaves_a_process_fails_and_the_process_is_killed(tmp_pat
 
 
 def test_a_clean_session_passes(tmp_path: Path):
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    for name in ("conftest.py", "leftovers.py"):
-        shutil.copy(TESTS / name, suite / name)
+    suite = _inner_suite(tmp_path)
     (suite / "test_clean.py").write_text(
         "import subprocess\n\n\ndef test_waits_for_its_child():\n    subprocess.run(['true'], check=True)\n")
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(suite),
