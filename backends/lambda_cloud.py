@@ -28,14 +28,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends import lambda_instances as inst
 from backends.lambda_api import DEFAULT_BASE_URL, INSUFFICIENT_CAPACITY, LambdaAPI, LambdaCapacityError
 from backends.nodes import log_blocks
-from backends.remote_job import LazySettings
 from backends.ssh import SSHBackend, placed
 from backends.ssh_transport import Host, script
 from launcher import config, logs
 from launcher.backend import (
+    Backend,
     Capabilities,
     Handle,
     JobState,
+    LazySettings,
     LogLine,
     Readiness,
     Request,
@@ -100,7 +101,7 @@ def settings_model() -> type[BaseModel]:
     return LambdaSettings
 
 
-class LambdaCloudBackend:
+class LambdaCloudBackend(Backend):
     name: ClassVar[str] = NAME
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True)
     settings_model = LazySettings(settings_model)

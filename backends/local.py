@@ -18,9 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
-from backends.remote_job import BOOTSTRAP, LazySettings, master_port
+from backends.remote_job import BOOTSTRAP, master_port
 from launcher import config, durations, logs, procs
-from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.backend import (
+    Backend,
+    Capabilities,
+    Handle,
+    JobState,
+    LazySettings,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    Upload,
+)
 from launcher.errors import BackendError, UsageError
 
 if TYPE_CHECKING:
@@ -47,7 +59,7 @@ def settings_model() -> type[BaseModel]:
     return LocalSettings
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     name: ClassVar[str] = "local"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, fast_status=True)
     settings_model = LazySettings(settings_model)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from launcher.backend import Upload
 
@@ -20,17 +20,6 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 BOOTSTRAP = Path(__file__).resolve().parent.parent / "launcher" / "bootstrap.sh"
-
-
-class LazySettings:
-    """A class attribute that builds the backend's pydantic settings model on first use, so
-    importing a backend module (for `launch list`) never imports pydantic."""
-
-    def __init__(self, factory: Any) -> None:
-        self.factory = factory
-
-    def __get__(self, obj: object, owner: type) -> Any:
-        return self.factory()
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,22 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
-from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
+from backends.remote_job import Placement, job_files, master_port, node_environment
 from backends.ssh_transport import Host, SSHTransport, script
 from launcher import config
-from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.backend import (
+    Backend,
+    Capabilities,
+    Handle,
+    JobState,
+    LazySettings,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    Upload,
+)
 from launcher.errors import BackendError, BackendUnreachable, SpecError, UsageError
 
 if TYPE_CHECKING:
@@ -82,7 +94,7 @@ def settings_model() -> type[BaseModel]:
     return SSHSettings
 
 
-class SSHBackend:
+class SSHBackend(Backend):
     name: ClassVar[str] = "ssh"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
     settings_model = LazySettings(settings_model)
