@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends import azureml_render as rendering
 from backends.nodes import log_blocks
-from backends.remote_job import LazySettings
 from launcher import catalog
 from launcher.backend import (
+    Backend,
     Capabilities,
     Handle,
     JobState,
+    LazySettings,
     LogLine,
     Readiness,
     Request,
@@ -84,7 +85,7 @@ USER_LOG = re.compile(r"user_logs/std_log(?:_process_(\d+))?\.txt")
 DRIVER_LOG = re.compile(r"azureml-logs/\d+_driver_log(?:_(\d+))?\.txt")
 
 
-class AzureMLBackend:
+class AzureMLBackend(Backend):
     name: ClassVar[str] = "azureml"
     # Log files are uploaded while the job runs and finished during Finalizing (read as RUNNING), so little
     # can land after Completed; polls stay 2 s apart (run history is rate-limited per workspace).

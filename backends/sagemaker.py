@@ -18,13 +18,14 @@ from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.remote_job import LazySettings
 from backends.sagemaker_instance_types import TRAINING_INSTANCE_TYPES
 from launcher import catalog, durations, logs
 from launcher.backend import (
+    Backend,
     Capabilities,
     Handle,
     JobState,
+    LazySettings,
     LogLine,
     Readiness,
     Request,
@@ -188,7 +189,7 @@ def console_url(region: str, name: str) -> str:
     return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
 
 
-class SageMakerBackend:
+class SageMakerBackend(Backend):
     name: ClassVar[str] = "sagemaker"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=1.0)
     cpu_instance_type: ClassVar[str] = "ml.m5.xlarge"  # a job that asks for no GPU; `launch plan` names it too

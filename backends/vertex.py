@@ -19,12 +19,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.remote_job import LazySettings
 from launcher import catalog
 from launcher.backend import (
+    Backend,
     Capabilities,
     Handle,
     JobState,
+    LazySettings,
     LogLine,
     Readiness,
     Request,
@@ -190,7 +191,7 @@ def _gcloud_default(section: str, key: str) -> str | None:
         return None
 
 
-class VertexBackend:
+class VertexBackend(Backend):
     name: ClassVar[str] = "vertex"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=2.0)
     cpu_instance_type: ClassVar[str] = "n1-standard-4"  # a job that asks for no GPU; `launch plan` names it too

@@ -7,12 +7,14 @@ dry run shows exactly what `submit` will send, without network or credentials.
 
 from __future__ import annotations
 
+import abc
 import enum
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -186,37 +188,105 @@ class Readiness:
     hint: str = ""
 
 
-class Backend(Protocol):
+IDEMPOTENCY_WINDOW_S = 14 * 86400  # how far back an idempotency key is looked for at a provider
+
+
+class LazySettings:
+    """A class attribute that builds the backend's pydantic settings model on first use, so
+    importing a backend module (for `launch list`) never imports pydantic:
+    `settings_model = LazySettings(make_settings_model)`."""
+
+    def __init__(self, factory: Callable[[], type[BaseModel]]) -> None:
+        self.factory = factory
+
+    def __get__(self, obj: object, owner: type) -> type[BaseModel]:
+        return self.factory()
+
+
+class Backend(abc.ABC):
     """A provider plugin, registered in the `launcher.backends` entry-point group.
 
     Constructed as `Backend(settings, client=None)`: `settings` is the merged
     config + spec section as a dict; `client` injects a provider SDK client (tests
     point it at moto or a local fake). The SDK is imported inside methods only.
+
+    The abstract methods are what every backend answers; the hooks below them have
+    working defaults, so a backend overrides one only when it can do better (the runner
+    calls them unconditionally, never probing with getattr).
     """
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
-    settings_model: ClassVar[type[BaseModel]]
+    settings_model: ClassVar[type[BaseModel]]  # or a LazySettings building it
+    # the machine a spec without GPUs gets, when the backend picks one (`launch plan` names it too)
+    cpu_instance_type: ClassVar[str | None] = None
 
     @classmethod
-    def readiness(cls, settings: Mapping[str, Any]) -> Readiness: ...
+    @abc.abstractmethod
+    def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
+        """Whether this backend can be used here (SDK, settings, credentials), without network."""
 
+    @abc.abstractmethod
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
                secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
         """Pure: no network, clock or randomness. Problems the provider would reject
         (names, limits, unknown sizes) raise SpecError naming the spec field."""
-        ...
 
-    def submit(self, request: Request) -> Handle: ...
+    @abc.abstractmethod
+    def submit(self, request: Request) -> Handle:
+        """Create the job; idempotent for a job_id (a retried submit finds the first one)."""
 
-    def status(self, handle: Handle) -> Status: ...
+    @abc.abstractmethod
+    def status(self, handle: Handle) -> Status:
+        """A query with no side effects: nothing is stopped, given back or written. What has to
+        happen once the job has ended belongs in `finish`."""
 
+    @abc.abstractmethod
     def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
              node: int | None = None) -> Iterator[LogLine]:
         """Lines after the cursor `since`. A generator may also return a cursor: where a read moved
         on without a line to show, the runner's follow goes on from there."""
-        ...
 
-    def cancel(self, handle: Handle) -> None: ...
+    @abc.abstractmethod
+    def cancel(self, handle: Handle) -> None:
+        """Stop the job; safe to repeat, and on a job that has already ended."""
 
-    def list(self, *, since: float | None = None) -> Iterator[Summary]: ...
+    @abc.abstractmethod
+    def list(self, *, since: float | None = None) -> Iterator[Summary]:
+        """The provider's launch jobs (created after `since`), for reconciling the store."""
+
+    # -- optional hooks, with working defaults ------------------------------------
+
+    def find(self, idempotency_key: str) -> Summary | None:
+        """The provider's recent job carrying this idempotency key. The default scans `list`;
+        a backend whose API can filter by tag or label answers directly."""
+        since = time.time() - IDEMPOTENCY_WINDOW_S
+        return next((s for s in self.list(since=since) if s.idempotency_key == idempotency_key), None)
+
+    def tail(self, handle: Handle, lines: int, *, node: int | None = None) -> tuple[list[LogLine], Any] | None:
+        """The last `lines` lines and a cursor after them, for a backend that can read from the end;
+        None (the default) makes the runner read the logs through."""
+        return None
+
+    def finish(self, handle: Handle, status: Status) -> None:
+        """What has to happen once the job has ended: give machines back, save logs. The runner
+        calls it when it first sees `status` terminal, and again later only if it raised, so it
+        must be safe to repeat. The default has nothing to do."""
+        return None
+
+    @classmethod
+    def live_capacity(cls, settings: Mapping[str, Any], instance_type: str) -> Mapping[str, bool] | None:
+        """Region -> whether `instance_type` can be had now, for `launch plan`; None: cannot tell."""
+        return None
+
+    @classmethod
+    def machine_gpus(cls, settings: Mapping[str, Any]) -> int | None:
+        """For a backend that runs every node on this machine: its GPU count. None (the default):
+        the backend runs on other machines."""
+        return None
+
+    @classmethod
+    def catalog_rows(cls) -> Sequence[Mapping[str, str]]:
+        """The backend's instance types and prices, in catalog.csv's columns, for the core's
+        catalog to merge; the default ships none."""
+        return ()

@@ -424,3 +424,39 @@ def _processes_with(*entries: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+def test_status_of_an_ended_job_changes_nothing_until_the_runner_finishes_it(lam, fake, launch_home, server,
+                                                                             monkeypatch):
+    """status is a query: on a job whose node has exited it copies no log, writes no file and gives no
+    instance back, however often it is asked; the runner's finish step (run by `launch status`) does
+    all three, once."""
+    from backends.lambda_cloud import LambdaCloudBackend
+    from launcher.backend import JobState
+    from launcher.store import Store
+
+    spec = lam.spec("name: lamquery\nresources:\n  accelerators: A10\nrun: echo queried\n")
+    job = lam.submit(spec)
+    exit_file = Path(server.remote_root) / "jobs" / job / "node-0" / "exit_code"
+    deadline = time.monotonic() + 30
+    while not exit_file.exists():
+        assert time.monotonic() < deadline, "the job never ended"
+        time.sleep(0.1)
+    record = Store.open().get(job)
+    monkeypatch.setenv("LAMBDA_API_KEY", API_KEY)
+    backend = LambdaCloudBackend(record.spec["backends"]["lambda_cloud"])
+    asked_from = len(fake.calls)
+    for _ in range(3):
+        status = backend.status(record.handle)
+        assert (status.state, status.exit_code) == (JobState.SUCCEEDED, 0)
+    assert len(fake.live()) == 1
+    assert [method for method, *_ in fake.calls[asked_from:]] == ["GET"] * (len(fake.calls) - asked_from)
+    assert not (launch_home / "lambda_cloud").exists()
+    shown = json.loads(lam.run("status", job, "-o", "json", check_rc=0).stdout)
+    assert shown["state"] == "SUCCEEDED" and shown["finished_at"] is not None
+    assert not fake.live() and fake.terminated_by("python-requests")
+    assert "queried" in (launch_home / "lambda_cloud" / job / "node-0.log").read_text()
+    terminations = len(fake.terminated_by("python-requests"))
+    lam.run("status", job, check_rc=0)
+    lam.run("list", "--refresh", check_rc=0)
+    assert len(fake.terminated_by("python-requests")) == terminations  # finished once

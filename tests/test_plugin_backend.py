@@ -116,3 +116,46 @@ def test_run_help_lists_the_installed_backends(cli, plugin_path):
     before = backend_help()
     assert "local (default)" in before and "sagemaker" in before and "echo" not in before
     assert "echo" in backend_help(_env(plugin_path))
+
+
+def test_plugin_uses_only_the_public_contract():
+    """What a third-party backend may import from launch: the contract and its errors, nothing else."""
+    import ast
+
+    tree = ast.parse((PLUGIN / "launch_echo_backend.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert {m for m in imported if m.split(".")[0] in ("launcher", "backends")} == {"launcher.backend",
+                                                                                   "launcher.errors"}
+    source = (PLUGIN / "launch_echo_backend.py").read_text()
+    assert "class EchoBackend(Backend)" in source and "LazySettings(" in source and "__get__" not in source
+
+
+def test_plugin_job_is_finished_once_however_often_it_is_looked_at(cli, plugin_path, write_spec, launch_home):
+    """The runner calls the plugin's `finish` the first time it sees the job ended, then never again."""
+    spec = write_spec("name: plug\nrun: echo once\n")
+    env = _env(plugin_path)
+    job = json.loads(cli("run", str(spec), "--backend", "echo", "--wait", "-o", "json", env=env, check_rc=0).stdout)
+    trace = launch_home / "echo" / f"{job['id']}.finished"
+    assert trace.read_text() == "SUCCEEDED\n"
+    for command in (("status", job["id"]), ("wait", job["id"]), ("list", "--refresh"), ("logs", job["id"]),
+                    ("list", "--sync", "--backend", "echo")):
+        cli(*command, env=env, check_rc=0)
+    assert trace.read_text() == "SUCCEEDED\n"
+    assert json.loads(cli("status", job["id"], "-o", "json", env=env, check_rc=0).stdout)["finished_at"]
+
+
+def test_plugin_job_is_found_by_its_idempotency_key_through_the_default_find(cli, plugin_path, write_spec,
+                                                                             launch_home):
+    """The plugin writes no `find`: the contract's default scans its `list`, so a CI re-run on a
+    machine whose store is empty gets the first job back instead of a second one."""
+    spec = write_spec("name: plug\nrun: echo keyed\n")
+    env = _env(plugin_path)
+    first = json.loads(cli("run", str(spec), "--backend", "echo", "--idempotency-key", "ci-77", "-o", "json",
+                           env=env, check_rc=0).stdout)
+    for path in launch_home.glob("jobs.db*"):
+        path.unlink()
+    again = cli("run", str(spec), "--backend", "echo", "--idempotency-key", "ci-77", "-o", "json", env=env, check_rc=0)
+    assert json.loads(again.stdout)["id"] == first["id"]
+    assert "already exists" in again.stderr
+    assert len(list((launch_home / "echo").glob("*.json"))) == 1

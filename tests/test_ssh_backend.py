@@ -356,3 +356,31 @@ def test_a_stale_control_socket_is_replaced(servers, tmp_path):
     probe = socket.socket(socket.AF_UNIX)
     probe.connect(str(path))  # a live master answers there again
     probe.close()
+
+
+def test_status_stops_no_straggler_and_finish_does(servers, launch_home):
+    """Node 1 fails while node 0 sleeps on: status says FAILED and stops nothing, however often it is
+    asked; `finish` (which the runner calls once) stops node 0, and is harmless to repeat."""
+    from backends.ssh import SSHBackend
+    from launcher.spec import parse_spec
+
+    first, second, both = servers
+    backend = SSHBackend({"hosts": [first.host_spec, second.host_spec], "ssh_config": both,
+                          "remote_root": str(first.remote_root)})
+    spec = parse_spec("name: straggle\nresources:\n  nodes: 2\n"
+                      "run: '[ \"$LAUNCH_NODE_RANK\" = 1 ] && exit 7; sleep 300'\n", "spec.yaml")
+    handle = backend.submit(backend.render(spec, "straggle-20260101-000000-abcdef", None, {}))
+    node0 = handle.data["nodes"][0]["pid"]
+    try:
+        _wait_until(lambda: backend.status(handle).state.is_terminal, "node 1 to fail")
+        for _ in range(3):
+            status = backend.status(handle)
+            assert (status.state.value, status.exit_code, status.message) == ("FAILED", 7, "node 1 exited with code 7")
+        assert _group_members(node0), "status stopped node 0: it must be a query"
+        backend.finish(handle, status)
+        _wait_until(lambda: not _group_members(node0), "finish to stop node 0")
+        backend.finish(handle, status)  # again (a finish the runner retries): nothing left, no error
+        assert backend.status(handle).state.value == "FAILED"
+    finally:
+        if _group_members(node0):
+            os.killpg(node0, 9)
