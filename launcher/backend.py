@@ -220,6 +220,8 @@ class Backend(abc.ABC):
     settings_model: ClassVar[type[BaseModel]]  # or a LazySettings building it
     # the machine a spec without GPUs gets, when the backend picks one (`launch plan` names it too)
     cpu_instance_type: ClassVar[str | None] = None
+    # the setting by which a user pins the machine instead of the catalog (hints name it)
+    pinned_type_setting: ClassVar[str] = "instance_type"
 
     @classmethod
     @abc.abstractmethod

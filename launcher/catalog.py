@@ -131,7 +131,7 @@ def pinned_setting(backend: str) -> str:
         backend_class = registry.backend_class(backend)
     except LaunchError:  # not installed here, or a name only tests use
         return DEFAULT_PINNED_SETTING
-    return str(getattr(backend_class, "pinned_type_setting", DEFAULT_PINNED_SETTING))
+    return backend_class.pinned_type_setting
 
 
 def lookup(backend: str, accelerator: Accelerator) -> Offer:

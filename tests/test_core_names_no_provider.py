@@ -2,8 +2,8 @@
 its backend, so a new backend is added without editing the core.
 
 The scan reads code, not prose: identifiers and string values are checked, comments and docstrings are
-not (they may give a provider as an example). launcher/bootstrap.sh is not scanned yet: its provider
-branches are moving into the backends that own them (issue 15), and it joins the scan when they have.
+not (they may give a provider as an example). launcher/bootstrap.sh is scanned too: each backend ships
+its node topology, so the script every node runs has no provider branch.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ CORE = Path(__file__).resolve().parent.parent / "launcher"
 # The one place the core may list backends by name: which ones this project ships (for install hints
 # before a backend is installed) and where a job runs when nothing says otherwise.
 ALLOWED = {("registry.py", "PROJECT_BACKENDS"), ("registry.py", "DEFAULT_BACKEND")}
-NOT_YET_SCANNED = {"bootstrap.sh"}  # provider branches still there; see the module docstring
 # provider words that are not backend names but name a provider all the same
 PROVIDER_WORDS = ("aws", "azure", "gcp", "google", "boto3", "botocore")
 # backend names that are also everyday words of code (`threading.local()`, "~/.local/state"): these count
@@ -108,8 +107,7 @@ def test_the_core_names_no_provider_outside_prose():
     for path in sorted(CORE.glob("*.py")):
         offences += python_offences(path.read_text(encoding="utf-8"), path.name, names)
     for path in sorted(CORE.glob("*.sh")):
-        if path.name not in NOT_YET_SCANNED:
-            offences += shell_offences(path.read_text(encoding="utf-8"), path.name, names)
+        offences += shell_offences(path.read_text(encoding="utf-8"), path.name, names)
     assert offences == []
 
 
