@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
 from backends.remote_job import BOOTSTRAP, LazySettings, master_port
 from launcher import config, durations, logs, procs
-from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.backend import (
+    Capabilities,
+    Handle,
+    JobState,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    Upload,
+    job_name,
+)
 from launcher.errors import BackendError, UsageError
 
 if TYPE_CHECKING:
@@ -259,7 +270,7 @@ class LocalBackend:
             created = handle.data.get("submitted_at")
             if since is not None and created is not None and created < since:
                 continue
-            name = handle.job_id.rsplit("-", 3)[0]
+            name = job_name(handle.job_id)
             yield Summary(handle=handle, name=name, status=self.status(handle), created_at=created,
                           idempotency_key=handle.data.get("idempotency_key"))
 

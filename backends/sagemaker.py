@@ -31,6 +31,7 @@ from launcher.backend import (
     Status,
     Summary,
     Upload,
+    job_name,
 )
 from launcher.errors import (
     BackendError,
@@ -480,7 +481,7 @@ class SageMakerBackend:
                                                 "arn": job["TrainingJobArn"],
                                                 "nodes": job["ResourceConfig"]["InstanceCount"]})
             created = job.get("CreationTime")
-            yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, region),
+            yield Summary(handle=handle, name=job_name(job_id), status=_status_of(job, region),
                           created_at=created.timestamp() if created else None,
                           idempotency_key=tags.get(IDEMPOTENCY_TAG))
 

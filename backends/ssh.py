@@ -23,7 +23,18 @@ from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
 from backends.remote_job import LazySettings, Placement, job_files, master_port, node_environment
 from backends.ssh_transport import Host, SSHTransport, script
 from launcher import config
-from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary, Upload
+from launcher.backend import (
+    Capabilities,
+    Handle,
+    JobState,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    Upload,
+    job_name,
+)
 from launcher.errors import BackendError, BackendUnreachable, SpecError, UsageError
 
 if TYPE_CHECKING:
@@ -389,7 +400,7 @@ class SSHBackend:
                 if handle.job_id in seen or (since is not None and created is not None and created < since):
                     continue
                 seen.add(handle.job_id)
-                yield Summary(handle=handle, name=handle.job_id.rsplit("-", 3)[0], status=self.status(handle),
+                yield Summary(handle=handle, name=job_name(handle.job_id), status=self.status(handle),
                               created_at=created, idempotency_key=handle.data.get("idempotency_key"))
 
 

@@ -8,9 +8,11 @@ a spec (run, validate, schema), never for list/status/logs.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -158,6 +160,11 @@ class JobSpec(_Strict):
         return env
 
     @property
+    def file(self) -> str:
+        """The spec file it was read from, as errors name it ("the spec" when rebuilt from a record)."""
+        return self._source.file if self._source is not None else "the spec"
+
+    @property
     def accelerator(self) -> accelerators.Accelerator:
         return self.resources.accelerators
 
@@ -266,10 +273,24 @@ def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any, tex
     node[path[-1]] = value
 
 
-def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = (),
-              params: Mapping[str, str] | None = None) -> JobSpec:
-    """Read, override and validate a spec file; SpecError lists every problem. `params` (a sweep
-    point) fill `${name}` in every string and reach the job as env vars."""
+@dataclass(frozen=True)
+class SpecFile:
+    """A spec file read and parsed once, `--set` applied: every job a command builds from it (one,
+    or one per sweep point with `${name}` filled in) comes from this data and its source map, so the
+    YAML is never read or parsed again and every error still names the file's lines."""
+
+    file: str
+    data: dict[str, Any]
+    source: yaml_source.SourceMap
+    base_dir: Path | None = None
+
+    def job(self, params: Mapping[str, str] | None = None) -> JobSpec:
+        """The validated job spec (for the sweep point `params`); SpecError lists every problem."""
+        return _validated(copy.deepcopy(self.data), self.source, self.base_dir, params)
+
+
+def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecFile:
+    """Read and parse a spec file and apply `--set`, once per command; `.job()` validates it."""
     path = Path(file)
     try:
         text = path.read_text(encoding="utf-8")
@@ -277,11 +298,12 @@ def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = (),
         raise UsageError(f"{path}: no such spec file", "check the path; `launch validate FILE` checks a spec") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read spec: {exc}") from None
-    return parse_spec(text, str(path), overrides, base_dir=path.parent, params=params)
+    return spec_text(text, str(path), overrides, base_dir=path.parent)
 
 
-def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
-               base_dir: Path | None = None, params: Mapping[str, str] | None = None) -> JobSpec:
+def spec_text(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
+              base_dir: Path | None = None) -> SpecFile:
+    """A SpecFile from text already read (`file` names it in errors)."""
     data, source = yaml_source.load(text, file)
     if data is None:
         data = {}
@@ -294,6 +316,23 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
             if opath[:end] not in source.lines:
                 source.created.setdefault(opath[:end], original)
         _apply_override(data, opath, value, original)
+    return SpecFile(file, data, source, base_dir)
+
+
+def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = (),
+              params: Mapping[str, str] | None = None) -> JobSpec:
+    """Read, override and validate a spec file; SpecError lists every problem. `params` (a sweep
+    point) fill `${name}` in every string and reach the job as env vars."""
+    return read_spec(file, overrides).job(params)
+
+
+def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
+               base_dir: Path | None = None, params: Mapping[str, str] | None = None) -> JobSpec:
+    return spec_text(text, file, overrides, base_dir).job(params)
+
+
+def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Path | None,
+               params: Mapping[str, str] | None) -> JobSpec:
     if params:
         data = _substitute(data, params)
         env = data.get("env")
