@@ -32,13 +32,15 @@ def _settings_model():
     return ShelfSettings
 
 
+SHELVED: dict[str, Request] = {}  # what the test backends were sent, by job id
+
+
 class _Shelf:
     """A test backend that keeps jobs in memory; each job has ended by the time it is asked."""
 
     name = "roomy"
     capabilities = Capabilities(multi_node=False, fast_status=True)
     settings_model = _settings_model()
-    jobs: dict[str, Request] = {}
 
     def __init__(self, settings, client=None):
         self.settings = settings
@@ -51,7 +53,7 @@ class _Shelf:
         return Request(self.name, job_id, "shelve", {"run": spec.run, "key": idempotency_key})
 
     def submit(self, request):
-        self.jobs[request.job_id] = request
+        SHELVED[request.job_id] = request
         return Handle(self.name, request.job_id)
 
     def status(self, handle):
@@ -88,7 +90,7 @@ def shelves(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def counted(monkeypatch: pytest.MonkeyPatch, launch_home: Path) -> Counter:
+def counted(monkeypatch: pytest.MonkeyPatch, launch_home: Path) -> Iterator[Counter]:
     """Counts spec-file parses (key "parse") and settings checks ((backend, "config.toml" or "spec"))."""
     counts: Counter = Counter()
     real_load, real_validate = yaml_source.load, spec.validate_settings
@@ -140,7 +142,7 @@ def test_a_failover_parses_once_and_checks_each_backend_once(counted: Counter, s
             "--idempotency-key", "failover-once")
     assert counted == {"parse": 1, ("full", "config.toml"): 1, ("full", "spec"): 1,
                        ("roomy", "config.toml"): 1, ("roomy", "spec"): 1}
-    [request] = [r for r in _Shelf.jobs.values() if r.payload["key"] == "failover-once"]
+    [request] = [r for r in SHELVED.values() if r.payload["key"] == "failover-once"]
     assert request.payload["run"] == "exit 0"
 
 
