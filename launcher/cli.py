@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from launcher import __version__
 from launcher.errors import EXIT_INTERNAL, EXIT_UNREACHABLE, EXIT_USAGE, LaunchError, UsageError
+
+if TYPE_CHECKING:  # pydantic is imported only by commands that read a spec
+    from launcher.spec import JobSpec, SpecFile
 
 EXIT_CODES_HELP = """\b
 Exit codes (run --wait/--follow, wait):
@@ -235,17 +238,17 @@ class _SpecOnce:
 
     def __init__(self, spec_file: str, overrides: tuple[str, ...]) -> None:
         self.spec_file, self.overrides = spec_file, overrides
-        self._file: Any = None
-        self._job: Any = None
+        self._file: SpecFile | None = None
+        self._job: JobSpec | None = None
 
-    def file(self) -> Any:
+    def file(self) -> SpecFile:
         if self._file is None:
             from launcher.spec import read_spec
 
             self._file = read_spec(self.spec_file, self.overrides)
         return self._file
 
-    def job(self) -> Any:
+    def job(self) -> JobSpec:
         """The spec without sweep parameters (validated once)."""
         if self._job is None:
             self._job = self.file().job()
@@ -297,12 +300,10 @@ def _run_sweep(loaded: _SpecOnce, backends: list[str], sweeps: tuple[str, ...], 
     with exit 2 and nothing launched."""
     import threading
 
-    from launcher import registry, runner, sweep
+    from launcher import runner, sweep
     from launcher.store import Store
 
     points = sweep.grid(sweep.parse_axes(sweeps))
-    if backends:  # an unknown backend is said before the spec is read, as for one job
-        registry.backend_class(backends[0])
     specs = sweep.point_specs(loaded.file(), points)
     if dry_run:
         requests = [runner.prepare(spec, backends[0], dry_run=True,
