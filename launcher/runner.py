@@ -88,17 +88,20 @@ def merged_settings(name: str, spec_settings: Mapping[str, Any] | None) -> dict[
     return {**config.backend_settings(name), **(spec_settings or {})}
 
 
-_checked: dict[tuple[str, str], dict[str, Any]] = {}
-_checked_lock = threading.Lock()
+_checked: dict[tuple[str, str, str], dict[str, Any]] = {}  # (backend, its settings model, what was set)
+_checked_lock = threading.Lock()  # a sweep builds its points' backends from several threads
 
 
 def checked_settings(name: str, spec_settings: Mapping[str, Any] | None, origin: str = "") -> dict[str, Any]:
     """The merged settings checked by the backend's settings model (config.toml's own lines first).
-    A check is a pure function of what config.toml and the spec hold, so each distinct set is
-    checked once per process: submit, a failover's lookups, a retried submit and the wait that
-    follows all build the same backend without checking it again. Without spec settings (`list
-    --sync`), config.toml's are used as written."""
-    key = (name, json.dumps([config.backend_settings(name), spec_settings], sort_keys=True, default=repr))
+    A check is a pure function of the model and what config.toml and the spec hold, so each distinct
+    set is checked once per process: submit, a failover's lookups, a retried submit and the wait
+    that follows all build the same backend without checking it again. Without spec settings
+    (`list --sync`), config.toml's are used as written. Only passing checks are kept: a refusal
+    is raised, naming its file and line, every time."""
+    written = json.dumps([config.backend_settings(name), spec_settings], sort_keys=True, default=repr)
+    model = registry.settings_model(name)  # by name: a plugin may build its model class anew on each access
+    key = (name, f"{model.__module__}.{model.__qualname__}", written)
     with _checked_lock:
         if key not in _checked:
             check_config(name)
