@@ -12,7 +12,7 @@ import copy
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -283,10 +283,13 @@ class SpecFile:
     data: dict[str, Any]
     source: yaml_source.SourceMap
     base_dir: Path | None = None
+    # each `backends.<name>` section's problems by what it holds: sweep points that share a
+    # section (most do: `${name}` is rarely in settings) have it checked once
+    sections: dict[tuple[str, str], list[Problem]] = field(default_factory=dict, compare=False, repr=False)
 
     def job(self, params: Mapping[str, str] | None = None) -> JobSpec:
         """The validated job spec (for the sweep point `params`); SpecError lists every problem."""
-        return _validated(copy.deepcopy(self.data), self.source, self.base_dir, params)
+        return _validated(copy.deepcopy(self.data), self.source, self.base_dir, params, self.sections)
 
 
 def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecFile:
@@ -332,7 +335,7 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
 
 
 def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Path | None,
-               params: Mapping[str, str] | None) -> JobSpec:
+               params: Mapping[str, str] | None, sections: dict[tuple[str, str], list[Problem]]) -> JobSpec:
     if params:
         data = _substitute(data, params)
         env = data.get("env")
@@ -353,7 +356,7 @@ def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Pa
                                                "keep it only in secrets"))
     backends = data.get("backends")
     if isinstance(backends, dict):
-        problems.extend(_backend_problems(backends, source))
+        problems.extend(_backend_problems(backends, source, sections))
     if spec is not None and spec.code is not None:
         code_dir = (base_dir or Path(".")) / spec.code
         why = _code_dir_problem(code_dir)
@@ -392,8 +395,10 @@ def _substitute(value: Any, params: Mapping[str, str]) -> Any:
     return value
 
 
-def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
-    """Each `backends.<name>` section is checked by the backend that owns it."""
+def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
+                      checked: dict[tuple[str, str], list[Problem]]) -> list[Problem]:
+    """Each `backends.<name>` section is checked by the backend that owns it, once per distinct
+    content (`checked` keeps what was found)."""
     from launcher import registry
 
     installed = registry.names()
@@ -415,10 +420,14 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -
         if not isinstance(section, dict):
             problems.append(source.problem(where, "expected a mapping of settings"))
             continue
-        try:
-            model.model_validate(section)
-        except ValidationError as exc:
-            problems.extend(_problems(exc, source, model, where))
+        key = (str(name), repr(section))  # points of one file hold the same structure: repr is a stable key
+        if key not in checked:
+            try:
+                model.model_validate(section)
+                checked[key] = []
+            except ValidationError as exc:
+                checked[key] = _problems(exc, source, model, where)
+        problems.extend(checked[key])
     return problems
 
 

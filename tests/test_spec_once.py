@@ -21,14 +21,23 @@ from launcher import cli, config, registry, runner, spec, yaml_source
 from launcher.backend import Capabilities, Handle, JobState, Readiness, Request, Status, new_job_id
 from launcher.errors import CapacityError
 
+VALIDATIONS: Counter = Counter()  # every check of a test backend's settings, of any kind, by backend
 
-def _settings_model():
-    from pydantic import BaseModel, ConfigDict
+
+def _settings_model(backend: str):
+    from pydantic import BaseModel, ConfigDict, model_validator
 
     class ShelfSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
         size: int = 1
 
+        @model_validator(mode="before")
+        @classmethod
+        def _count(cls, data):
+            VALIDATIONS[backend] += 1
+            return data
+
+    ShelfSettings.__qualname__ = f"ShelfSettings_{backend}"
     return ShelfSettings
 
 
@@ -40,7 +49,7 @@ class _Shelf:
 
     name = "roomy"
     capabilities = Capabilities(multi_node=False, fast_status=True)
-    settings_model = _settings_model()
+    settings_model = _settings_model("roomy")
 
     def __init__(self, settings, client=None):
         self.settings = settings
@@ -73,6 +82,7 @@ class _FullShelf(_Shelf):
     """Has no capacity: the failover moves on."""
 
     name = "full"
+    settings_model = _settings_model("full")
 
     def submit(self, request):
         raise CapacityError("no room on the shelf")
@@ -85,6 +95,7 @@ def shelves(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(registry, "_entry_points", lambda: {**installed, "roomy": f"{__name__}:_Shelf",
                                                                "full": f"{__name__}:_FullShelf"})
     registry.backend_class.cache_clear()
+    VALIDATIONS.clear()
     yield
     registry.backend_class.cache_clear()
 
@@ -142,8 +153,19 @@ def test_a_failover_parses_once_and_checks_each_backend_once(counted: Counter, s
             "--idempotency-key", "failover-once")
     assert counted == {"parse": 1, ("full", "config.toml"): 1, ("full", "spec"): 1,
                        ("roomy", "config.toml"): 1, ("roomy", "spec"): 1}
+    # every check of any kind: the spec's own section, config.toml's, config < spec
+    assert VALIDATIONS == {"full": 3, "roomy": 3}
     [request] = [r for r in SHELVED.values() if r.payload["key"] == "failover-once"]
     assert request.payload["run"] == "exit 0"
+
+
+def test_a_sweep_checks_a_shared_settings_section_once(counted: Counter, shelves: None, tmp_path: Path):
+    """The spec's own `backends.roomy` section is the same at every point: checked once, not per point."""
+    out = _launch("run", str(_spec(tmp_path, run='"echo ${lr}"', sections="  roomy: {size: 3}\n")), "--backend",
+                  "roomy", "--sweep", "lr=1,2,3", "--wait", "-o", "json")
+    assert out.count('"SUCCEEDED"') == 3, out
+    assert counted["parse"] == 1
+    assert VALIDATIONS == {"roomy": 3}
 
 
 def test_validate_with_backends_parses_once(counted: Counter, shelves: None, tmp_path: Path):
