@@ -34,6 +34,7 @@ from launcher.backend import (
     Request,
     Status,
     Summary,
+    job_name,
     map_state,
 )
 from launcher.errors import (
@@ -256,7 +257,7 @@ class AzureMLBackend(Backend):
             if since is not None and created is not None and created < since:
                 continue
             handle = self._handle(job_id, workspace, job)
-            yield Summary(handle=handle, name=job.experiment_name or job_id.rsplit("-", 3)[0],
+            yield Summary(handle=handle, name=job.experiment_name or job_name(job_id),
                           status=_status_of(job, handle.data["url"]), created_at=created,
                           idempotency_key=tags.get(rendering.IDEMPOTENCY_TAG))
 

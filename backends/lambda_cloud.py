@@ -44,6 +44,7 @@ from launcher.backend import (
     Summary,
     Upload,
     is_job_id,
+    job_name,
     shown_id,
 )
 from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, SpecError, UsageError
@@ -532,7 +533,7 @@ class LambdaCloudBackend(Backend):
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if handle.job_id == saved.name and handle.backend == self.name:
-                yield Summary(handle, saved.name.rsplit("-", 3)[0], status, handle.data.get("submitted_at"),
+                yield Summary(handle, job_name(saved.name), status, handle.data.get("submitted_at"),
                               handle.data.get("idempotency_key"))
 
     def find(self, idempotency_key: str) -> Summary | None:
@@ -586,7 +587,7 @@ class LambdaCloudBackend(Backend):
                 continue
             handle = Handle(self.name, job_id, {"instances": described, "ssh": ssh_data,
                                                 "keep_instances": self.settings["keep_instances"]})
-            yield Summary(handle, job_id.rsplit("-", 3)[0], status,
+            yield Summary(handle, job_name(job_id), status,
                           idempotency_key=inst.tag(members[0], inst.KEY_TAG))
 
     def _remote_handle(self, job_id: str, first: dict[str, Any]) -> dict[str, Any] | None:

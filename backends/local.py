@@ -30,6 +30,7 @@ from launcher.backend import (
     Request,
     Status,
     Summary,
+    job_name,
 )
 from launcher.errors import BackendError, UsageError
 from launcher.node import Placement, job_files, master_port, node_environment
@@ -264,7 +265,7 @@ class LocalBackend(Backend):
             created = handle.data.get("submitted_at")
             if since is not None and created is not None and created < since:
                 continue
-            name = handle.job_id.rsplit("-", 3)[0]
+            name = job_name(handle.job_id)
             yield Summary(handle=handle, name=name, status=self.status(handle), created_at=created,
                           idempotency_key=handle.data.get("idempotency_key"))
 

@@ -32,6 +32,7 @@ from launcher.backend import (
     Status,
     Summary,
     Upload,
+    job_name,
 )
 from launcher.errors import (
     BackendError,
@@ -512,7 +513,7 @@ class SageMakerBackend(Backend):
                                                 "arn": job["TrainingJobArn"],
                                                 "nodes": job["ResourceConfig"]["InstanceCount"]})
             created = job.get("CreationTime")
-            yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, region),
+            yield Summary(handle=handle, name=job_name(job_id), status=_status_of(job, region),
                           created_at=created.timestamp() if created else None,
                           idempotency_key=tags.get(IDEMPOTENCY_TAG))
 

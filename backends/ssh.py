@@ -34,6 +34,7 @@ from launcher.backend import (
     Status,
     Summary,
     Upload,
+    job_name,
 )
 from launcher.errors import BackendError, BackendUnreachable, SpecError, UsageError
 from launcher.node import Placement, job_files, master_port, node_environment
@@ -420,7 +421,7 @@ class SSHBackend(Backend):
                 if handle.job_id in seen or (since is not None and created is not None and created < since):
                     continue
                 seen.add(handle.job_id)
-                yield Summary(handle=handle, name=handle.job_id.rsplit("-", 3)[0], status=self.status(handle),
+                yield Summary(handle=handle, name=job_name(handle.job_id), status=self.status(handle),
                               created_at=created, idempotency_key=handle.data.get("idempotency_key"))
 
 

@@ -32,6 +32,7 @@ from launcher.backend import (
     Status,
     Summary,
     Upload,
+    job_name,
 )
 from launcher.errors import (
     BackendError,
@@ -548,7 +549,7 @@ class VertexBackend(Backend):
             job_id = job.display_name
             handle = self._handle(job_id, job)
             key = dict(job.labels).get(IDEMPOTENCY_LABEL)
-            yield Summary(handle=handle, name=job_id.rsplit("-", 3)[0], status=_status_of(job, handle),
+            yield Summary(handle=handle, name=job_name(job_id), status=_status_of(job, handle),
                           created_at=created, idempotency_key=key)
 
 

@@ -6,7 +6,7 @@ One in-process Azure ML fake (tests/fakes/azureml_fake.py: ARM over TLS, code-up
 checked against the SDK's own REST models) serves both sides. One submit of each per round, the order
 rotating (bench/timing.py):
 
-  ours:     `launcher.runner.submit(store, spec, (), "azureml")` in-process, one Store: load and validate
+  ours:     `launcher.runner.submit(store, load_spec(spec), "azureml")` in-process, one Store: load and validate
             the spec, pack the bundle, render, write the store, build the backend (its MLClient), check
             the compute, look the job up by name (a retried submit adopts it), stage the code dir, create.
   baseline: a plain script with one MLClient made before timing (and, second row, one made per job as a
@@ -66,6 +66,7 @@ def measure(quick: bool) -> Section:
         try:
             from backends.azureml import _command_job
             from launcher import config, runner
+            from launcher.spec import load_spec
             from launcher.store import Store
 
             config.load.cache_clear()
@@ -73,7 +74,7 @@ def measure(quick: bool) -> Section:
             ml = fake.ml_client(token="bench-token")
 
             def plain(fresh_client: bool) -> Callable[[], None]:
-                _, _, request, _ = runner.prepare(str(spec), (), "azureml", dry_run=False)
+                _, _, request, _ = runner.prepare(load_spec(spec), "azureml", dry_run=False)
                 staging = Path(tempfile.mkdtemp(dir=tmp))
                 job = _command_job(request.payload["properties"], request, staging / request.job_id)
 
@@ -95,7 +96,7 @@ def measure(quick: bool) -> Section:
             def ours() -> Callable[[], None]:
                 def go() -> None:
                     with quiet():
-                        runner.submit(store, str(spec), (), "azureml")
+                        runner.submit(store, load_spec(str(spec)), "azureml")
                 return go
 
             got = interleaved_calls({OURS: ours, PLAIN: lambda: plain(False), PLAIN_FRESH: lambda: plain(True)},

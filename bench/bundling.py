@@ -84,6 +84,7 @@ def resubmit_bytes(tree: Path, tmp: Path) -> tuple[list[int], list[float], int]:
         os.environ["LAUNCH_HOME"] = str(tmp / "home")
         server.client("s3").create_bucket(Bucket=BUCKET)
         from launcher import config, runner
+        from launcher.spec import load_spec
         from launcher.store import Store
 
         config.load.cache_clear()
@@ -94,7 +95,7 @@ def resubmit_bytes(tree: Path, tmp: Path) -> tuple[list[int], list[float], int]:
             for _ in range(2):
                 sent[0] = 0
                 start = time.perf_counter()
-                runner.submit(store, str(spec), (), "sagemaker")
+                runner.submit(store, load_spec(str(spec)), "sagemaker")
                 took.append(time.perf_counter() - start)
                 put.append(sent[0])
         finally:

@@ -8,7 +8,7 @@ real sshd on 127.0.0.1 (tests/fakes/sshd.py) standing in for every instance. One
 the order rotating (bench/timing.py); instances are terminated between rounds through the fake's own hook,
 outside the clock, and `keep_instances` keeps the launcher's job from calling the API when it ends.
 
-  ours:     `launcher.runner.submit(store, spec, (), "lambda_cloud")` in-process: spec, bundle, render, store;
+  ours:     `launcher.runner.submit(store, load_spec(spec), "lambda_cloud")` in-process: spec, bundle, render, store;
             list instances (a retry must not launch twice), instance types, launch, poll until active,
             reach sshd, check the GPUs, copy the job's files and start it.
   baseline: what a user's script does with requests and OpenSSH, paced to the same limits: instance types,
@@ -144,6 +144,7 @@ def measure(quick: bool) -> Section:
             os.environ.pop("LAUNCH_BACKEND", None)
             try:
                 from launcher import config, runner
+                from launcher.spec import load_spec
                 from launcher.store import Store
 
                 config.load.cache_clear()
@@ -152,11 +153,11 @@ def measure(quick: bool) -> Section:
 
                 def ours() -> Callable[[], None]:
                     fake.terminate_all()
-                    return lambda: runner.submit(store, str(spec), (), "lambda_cloud")
+                    return lambda: runner.submit(store, load_spec(str(spec)), "lambda_cloud")
 
                 def theirs() -> Callable[[], None]:
                     fake.terminate_all()
-                    return plain.job(runner.prepare(str(spec), (), "lambda_cloud", dry_run=False)[2])
+                    return plain.job(runner.prepare(load_spec(spec), "lambda_cloud", dry_run=False)[2])
 
                 try:
                     got = interleaved_calls({OURS: ours, PLAIN: theirs}, runs, warmups)

@@ -9,7 +9,7 @@ laid over os.environ, so every boto3 client in this process talks to it. The sam
 small code dir, bucket `bench-bucket`) is submitted three ways, interleaved in rounds (the order rotates
 every round, bench/timing.py) so a burst of noise on the machine spreads over all of them:
 
-  (a)  launcher: `launcher.runner.submit(store, spec, (), "sagemaker")` in-process, one Store opened once.
+  (a)  launcher: `launcher.runner.submit(store, load_spec(spec), "sagemaker")` in-process, one Store opened once.
        Each submit loads and validates the spec, packs the bundle, renders, writes the store, builds a
        fresh backend (so a fresh boto3 Session and clients), uploads and creates the job.
   (b)  plain boto3, what a user's script submitting N jobs does: one s3 and one sagemaker client made once;
@@ -145,8 +145,10 @@ class Plain:
 class Bench:
     def __init__(self, spec_path: Path, store: Any, plain: Plain) -> None:
         from launcher import runner
+        from launcher.spec import load_spec
 
         self.runner = runner
+        self.load_spec = load_spec
         self.spec = str(spec_path)
         self.store = store
         self.plain = plain
@@ -155,7 +157,7 @@ class Bench:
 
     def launcher(self) -> Callable[[], None]:
         def go() -> None:
-            sub = self.runner.submit(self.store, self.spec, (), "sagemaker")
+            sub = self.runner.submit(self.store, self.load_spec(self.spec), "sagemaker")
             assert sub.record.handle is not None, sub.record
             self.launcher_ids.append(sub.record.id)
         return go
@@ -268,11 +270,12 @@ def measure(quick: bool, profile_jobs: int = 0) -> tuple[Section, str]:
             spec_path = write_inputs(Path(tmp))
 
             from launcher import config, runner
+            from launcher.spec import load_spec
             from launcher.store import Store
 
             config.load.cache_clear()
             store = Store.open(config.ensure_home())
-            _, _, request, _ = runner.prepare(str(spec_path), (), "sagemaker", dry_run=False)
+            _, _, request, _ = runner.prepare(load_spec(spec_path), "sagemaker", dry_run=False)
             bench = Bench(spec_path, store, Plain(request, server.region))
             got = interleaved_calls({LABELS[m]: (lambda m=m: bench.make(m)) for m in modes}, runs, warmups)
             http = {mode: count_http(bench.make(mode)) for mode in modes}  # steady state: the bundle is there

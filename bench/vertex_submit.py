@@ -7,7 +7,7 @@ parsed with the official protos) serves both sides; LAUNCH_HOME's config.toml po
 The same spec (L4, a small code dir) is submitted two ways, one submit of each per round, the order
 rotating (bench/timing.py):
 
-  ours:     `launcher.runner.submit(store, spec, (), "vertex")` in-process, one Store: load and validate the
+  ours:     `launcher.runner.submit(store, load_spec(spec), "vertex")` in-process, one Store: load and validate the
             spec, pack the bundle, render, write the store, build the backend (clients), upload, look for a
             job with our label (a retried create must adopt, not duplicate), create.
   baseline: a plain script with a JobServiceClient (REST) and a storage.Client made once, making the same
@@ -114,15 +114,16 @@ def measure(quick: bool) -> Section:
         os.environ.pop("LAUNCH_BACKEND", None)
         try:
             from launcher import config, runner
+            from launcher.spec import load_spec
             from launcher.store import Store
 
             config.load.cache_clear()
             store = Store.open(config.ensure_home())
-            _, _, request, _ = runner.prepare(str(spec), (), "vertex", dry_run=False)
+            _, _, request, _ = runner.prepare(load_spec(spec), "vertex", dry_run=False)
             plain = Plain(request, fake.endpoint)
 
             def ours() -> Callable[[], None]:
-                return lambda: runner.submit(store, str(spec), (), "vertex")
+                return lambda: runner.submit(store, load_spec(str(spec)), "vertex")
 
             got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
             bodies = [b for b in fake.created_bodies if isinstance(b, dict)]

@@ -106,7 +106,24 @@ class Request:
         }
 
 
-JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}")  # what runner.new_job_id makes, with room
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}")  # what new_job_id makes, with room
+
+
+def new_job_id(name: str, now: float | None = None) -> str:
+    """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
+    import secrets as random_tokens
+    import time
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"
+    return f"{slug}-{stamp}-{random_tokens.token_hex(3)}"
+
+
+def job_name(job_id: str) -> str:
+    """The job name a `new_job_id` id starts with: what `list` shows for a job found at a provider
+    with no name of its own (the id's last three parts are the time and the random suffix)."""
+    return job_id.rsplit("-", 3)[0]
 
 
 def is_job_id(value: object) -> bool:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from launcher import __version__
 from launcher.errors import EXIT_INTERNAL, EXIT_UNREACHABLE, EXIT_USAGE, LaunchError, UsageError
+
+if TYPE_CHECKING:  # pydantic is imported only by commands that read a spec
+    from launcher.spec import JobSpec, SpecFile
 
 EXIT_CODES_HELP = """\b
 Exit codes (run --wait/--follow, wait):
@@ -176,7 +179,7 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
         follow: bool, idempotency_key: str | None, detach_on_interrupt: bool, sweeps: tuple[str, ...],
         max_parallel: int | None, output: str) -> None:
     """Submit SPEC_FILE as a job (on this machine unless --backend says otherwise)."""
-    from launcher import config, runner
+    from launcher import config, registry, runner
 
     if backend is not None and not backend.strip():
         raise UsageError("--backend is empty", "give a backend name; `launch backends` lists them")
@@ -186,16 +189,19 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
     if idempotency_key is None and not dry_run:
         idempotency_key = _ci_key(spec_file, overrides, backend_text)
     idempotency_key = idempotency_key or None
-    backends = _backends_for(spec_file, overrides, backend_text)
+    loaded = _SpecOnce(spec_file, overrides)
+    backends = _backends_for(loaded, backend_text)
     if sweeps:
         if follow:
             raise UsageError("--follow streams one job; a sweep runs many", "use --wait, then `launch logs JOB`")
-        _run_sweep(spec_file, overrides, backends, sweeps, max_parallel=max_parallel, wait=wait_, dry_run=dry_run,
+        _run_sweep(loaded, backends, sweeps, max_parallel=max_parallel, wait=wait_, dry_run=dry_run,
                    idempotency_key=idempotency_key, detach_on_interrupt=detach_on_interrupt, output=output)
         return
+    if backends:  # an unknown backend is said before the spec is read, as before
+        registry.backend_class(backends[0])
+    spec = loaded.job()
     if dry_run:
-        _, _, request, _ = runner.prepare(spec_file, overrides, backends[0], dry_run=True,
-                                          idempotency_key=idempotency_key)
+        _, _, request, _ = runner.prepare(spec, backends[0], dry_run=True, idempotency_key=idempotency_key)
         if output == "text":
             click.echo(f"# dry run: nothing submitted; {backends[0]} would run {request.operation}:", err=True)
         _print_json(request.to_display())
@@ -203,7 +209,7 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
     store = _store()
     if follow or wait_:
         _signals_interrupt()
-    submission = runner.submit_first(store, spec_file, overrides, backends, idempotency_key, on_skip=_say_skip)
+    submission = runner.submit_first(store, spec, backends, idempotency_key, on_skip=_say_skip)
     record = submission.record
     if output == "text":
         if submission.existing:
@@ -243,15 +249,36 @@ def _ci_report(record: Any) -> None:
     ci_env.write_github_outputs(os.environ, record, echo=click.echo)
 
 
-def _backends_for(spec_file: str, overrides: tuple[str, ...], backend_text: str) -> list[str]:
+class _SpecOnce:
+    """The command's spec file, read and parsed on first use and then never again: every job the
+    command builds (one, or one per sweep point) comes from the same parsed data."""
+
+    def __init__(self, spec_file: str, overrides: tuple[str, ...]) -> None:
+        self.spec_file, self.overrides = spec_file, overrides
+        self._file: SpecFile | None = None
+        self._job: JobSpec | None = None
+
+    def file(self) -> SpecFile:
+        if self._file is None:
+            from launcher.spec import read_spec
+
+            self._file = read_spec(self.spec_file, self.overrides)
+        return self._file
+
+    def job(self) -> JobSpec:
+        """The spec without sweep parameters (validated once)."""
+        if self._job is None:
+            self._job = self.file().job()
+        return self._job
+
+
+def _backends_for(loaded: _SpecOnce, backend_text: str) -> list[str]:
     """`--backend` as the ordered list of backends to try; 'cheapest' asks the plan."""
     from launcher import plan
 
     if backend_text.strip() != "cheapest":
         return plan.failover_order(backend_text)
-    from launcher.spec import load_spec
-
-    rows = plan.plan(load_spec(spec_file, overrides), live=False)
+    rows = plan.plan(loaded.job(), live=False)
     chosen = plan.cheapest(rows)
     click.echo(f"cheapest configured backend that fits: {chosen.backend} ({chosen.instance_type} x {chosen.nodes}, "
                f"${chosen.hourly_usd:,.2f}/h at catalog prices of {chosen.price_as_of})", err=True)
@@ -283,7 +310,7 @@ def _exit_for_interrupt(exc: KeyboardInterrupt) -> int:
     return 128 + getattr(exc, "signum", 2)
 
 
-def _run_sweep(spec_file: str, overrides: tuple[str, ...], backends: list[str], sweeps: tuple[str, ...], *,
+def _run_sweep(loaded: _SpecOnce, backends: list[str], sweeps: tuple[str, ...], *,
                max_parallel: int | None, wait: bool, dry_run: bool, idempotency_key: str | None,
                detach_on_interrupt: bool, output: str) -> None:
     """Every point is checked before the first is submitted: a bad value fails the whole sweep
@@ -291,15 +318,14 @@ def _run_sweep(spec_file: str, overrides: tuple[str, ...], backends: list[str], 
     import threading
 
     from launcher import runner, sweep
-    from launcher.spec import load_spec
     from launcher.store import Store
 
     points = sweep.grid(sweep.parse_axes(sweeps))
-    specs = [load_spec(spec_file, overrides, params) for params in points]
+    specs = sweep.point_specs(loaded.file(), points)
     if dry_run:
-        requests = [runner.prepare(spec_file, overrides, backends[0], dry_run=True, params=params,
+        requests = [runner.prepare(spec, backends[0], dry_run=True,
                                    idempotency_key=sweep.point_key(idempotency_key, params))[2].to_display()
-                    for params in points]
+                    for spec, params in zip(specs, points, strict=True)]
         if output == "text":
             click.echo(f"# dry run: nothing submitted; {len(points)} jobs on {backends[0]}:", err=True)
         _print_json(requests)
@@ -313,8 +339,9 @@ def _run_sweep(spec_file: str, overrides: tuple[str, ...], backends: list[str], 
         return local.store
 
     def submit_one(params: dict[str, str]) -> Any:
-        return runner.submit_first(store(), spec_file, overrides, backends, sweep.point_key(idempotency_key, params),
-                                   params=params, group_id=group, on_skip=_say_skip).record
+        spec = specs[points.index(params)]
+        return runner.submit_first(store(), spec, backends, sweep.point_key(idempotency_key, params), params=params,
+                                   group_id=group, on_skip=_say_skip).record
 
     def is_done(result: Any) -> bool:
         result.record = runner.refresh(store(), result.record)
@@ -632,19 +659,19 @@ def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...], ou
     """Check a spec and report every problem at once (exit 2 if any). Nothing is stored or sent."""
     from launcher import runner
     from launcher.errors import Problem, SpecError
-    from launcher.spec import load_spec
 
     spec = None
     names: list[str] = []
     found: list[SpecError] = []
+    loaded = _SpecOnce(spec_file, overrides)
     try:
         try:
-            spec = load_spec(spec_file, overrides)
+            spec = loaded.job()
         except SpecError as exc:
             found.append(exc)
         if backend and (spec is not None or backend.strip() != "cheapest"):  # cheapest: asks the spec
-            names = _backends_for(spec_file, overrides, backend)
-            found += runner.preflight(spec_file, overrides, names, spec_loads=spec is not None)
+            names = _backends_for(loaded, backend)
+            found += runner.preflight(spec, names)
     except LaunchError as exc:
         if output == "text":
             raise

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from launcher import catalog, config, registry
+from launcher import catalog, registry
 from launcher.errors import LaunchError, UsageError
 
 if TYPE_CHECKING:
@@ -68,7 +68,9 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
         backend_class = registry.backend_class(name)
     except LaunchError as exc:
         return dataclasses.replace(base, reason=exc.message)
-    settings = {**config.backend_settings(name), **(spec.backends.get(name) or {})}
+    from launcher.runner import merged_settings
+
+    settings = merged_settings(name, spec.backends.get(name))
     configured, detail = _readiness(backend_class, settings)
     base = dataclasses.replace(base, configured=configured, config_detail=detail)
     if nodes > 1 and not backend_class.capabilities.multi_node:
@@ -135,7 +137,7 @@ def _render_refusal(name: str, spec: Any) -> str | None:
     from launcher.errors import SpecError
 
     try:
-        backend, effective = runner.backend_and_spec(name, spec, origin="the spec")
+        backend, effective = runner.backend_and_spec(name, spec)
         backend.render(effective, "plan-check", None, {n: runner.MASK for n in spec.secrets})
     except SpecError as exc:
         return "; ".join(p.message for p in exc.problems)

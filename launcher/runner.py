@@ -6,16 +6,30 @@ with providers, so every backend only answers single questions.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import os
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from launcher import config, logs, registry
-from launcher.backend import Handle, JobState, LogLine, Readiness, Request, Status, Summary, is_job_id, shown_id
+from launcher.backend import (
+    Handle,
+    JobState,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+    is_job_id,
+    new_job_id,
+    shown_id,
+)
 from launcher.errors import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -32,8 +46,9 @@ from launcher.errors import (
 )
 from launcher.store import JobRecord, Store
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydantic is imported only by commands that read a spec
     from launcher.backend import Backend
+    from launcher.spec import JobSpec
 
 T = TypeVar("T")
 MASK = "****"
@@ -45,16 +60,6 @@ class Submission:
     record: JobRecord
     request: Request | None
     existing: bool = False
-
-
-def new_job_id(name: str, now: float | None = None) -> str:
-    """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
-    import secrets as random_tokens
-    from datetime import UTC, datetime
-
-    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
-    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"
-    return f"{slug}-{stamp}-{random_tokens.token_hex(3)}"
 
 
 def exit_code_for(state: JobState) -> int:
@@ -78,15 +83,41 @@ def with_retries(action: Callable[[], T], what: str) -> T:
     raise AssertionError("unreachable")
 
 
-def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: str = "") -> Any:
-    """The backend with settings merged as config < spec (the spec already holds --set)."""
-    from_config = check_config(name)
-    settings = {**from_config, **(spec_settings or {})}
-    if spec_settings is not None:
-        from launcher.spec import validate_settings
+def merged_settings(name: str, spec_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Backend `name`'s settings as written: config.toml < spec (the spec already holds --set).
+    The one place the two are merged."""
+    return {**config.backend_settings(name), **(spec_settings or {})}
 
-        settings = validate_settings(name, settings, origin).model_dump()
-    return registry.create(name, settings)
+
+_checked: dict[tuple[str, str, str], dict[str, Any]] = {}  # (backend, its settings model, what was set)
+_checked_lock = threading.Lock()  # a sweep builds its points' backends from several threads
+
+
+def checked_settings(name: str, spec_settings: Mapping[str, Any] | None, origin: str = "") -> dict[str, Any]:
+    """The merged settings checked by the backend's settings model (config.toml's own lines first).
+    A check is a pure function of the model and what config.toml and the spec hold, so each distinct
+    set is checked once per process: submit, a failover's lookups, a retried submit and the wait
+    that follows all build the same backend without checking it again. Without spec settings
+    (`list --sync`), config.toml's are used as written. Only passing checks are kept: a refusal
+    is raised, naming its file and line, every time."""
+    written = json.dumps([config.backend_settings(name), spec_settings], sort_keys=True, default=repr)
+    model = registry.settings_model(name)  # by name: a plugin may build its model class anew on each access
+    key = (name, f"{model.__module__}.{model.__qualname__}", written)
+    with _checked_lock:
+        if key not in _checked:
+            check_config(name)
+            settings = merged_settings(name, spec_settings)
+            if spec_settings is not None:
+                from launcher.spec import validate_settings
+
+                settings = validate_settings(name, settings, origin).model_dump()
+            _checked[key] = settings
+        return copy.deepcopy(_checked[key])
+
+
+def backend_for(name: str, spec_settings: Mapping[str, Any] | None = None, origin: str = "") -> Any:
+    """The backend with its checked settings (config < spec)."""
+    return registry.create(name, checked_settings(name, spec_settings, origin))
 
 
 def check_config(name: str) -> dict[str, Any]:
@@ -113,16 +144,15 @@ def readiness(name: str) -> Readiness:
     return ready
 
 
-def preflight(spec_file: str, overrides: tuple[str, ...], names: list[str], *,
-              spec_loads: bool) -> list[SpecError]:
+def preflight(spec: JobSpec | None, names: list[str]) -> list[SpecError]:
     """The SpecErrors a dry run on each backend of `names` would raise, all of them, storing and
-    sending nothing (`launch validate --backend`). When the spec itself does not load, its render
-    cannot be tried: config.toml's problems for those backends are still found."""
+    sending nothing (`launch validate --backend`). When the spec itself does not load (None), its
+    render cannot be tried: config.toml's problems for those backends are still found."""
     found = []
     for name in names:
         try:
-            if spec_loads:
-                prepare(spec_file, overrides, name, dry_run=True)
+            if spec is not None:
+                prepare(spec, name, dry_run=True)
             else:
                 check_config(name)
         except SpecError as exc:
@@ -130,12 +160,12 @@ def preflight(spec_file: str, overrides: tuple[str, ...], names: list[str], *,
     return found
 
 
-def backend_and_spec(name: str, user_spec: Any, origin: str) -> tuple[Any, Any]:
+def backend_and_spec(name: str, user_spec: JobSpec) -> tuple[Any, JobSpec]:
     """The backend for `name` and the spec as its render sees it: `backends.<name>` holding the
     effective settings (config < spec), checked."""
     settings = user_spec.backends.get(name, {})
-    backend = backend_for(name, settings, origin=origin)
-    return backend, user_spec.with_backend_settings(name, {**config.backend_settings(name), **settings})
+    backend = backend_for(name, settings, origin=user_spec.file)
+    return backend, user_spec.with_backend_settings(name, merged_settings(name, settings))
 
 
 def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
@@ -149,15 +179,12 @@ def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
     return {n: MASK if masked else os.environ[n] for n in names}
 
 
-def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dry_run: bool,
-            idempotency_key: str | None = None,
-            params: dict[str, str] | None = None) -> tuple[Any, Any, Request, str]:
-    """Everything up to the request, with no side effect but the bundle cache."""
-    from launcher.spec import load_spec
-
-    backend_class = registry.backend_class(backend_name)  # unknown backend: fail before reading anything else
-    user_spec = load_spec(spec_file, overrides, params)
-    backend, spec = backend_and_spec(backend_name, user_spec, origin=spec_file)
+def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
+            idempotency_key: str | None = None) -> tuple[JobSpec, Any, Request, str]:
+    """Everything up to the request, with no side effect but the bundle cache. `user_spec` is the
+    loaded spec (a sweep point's, `${name}` filled in), as the CLI read it once."""
+    backend_class = registry.backend_class(backend_name)
+    backend, spec = backend_and_spec(backend_name, user_spec)
     problems = _capability_problems(backend_class, user_spec)
     elsewhere = sorted(set(user_spec.backends) - {backend_name})
     if elsewhere and backend_name not in user_spec.backends:
@@ -202,13 +229,13 @@ def _same_request(record: JobRecord, spec: Any, backend_name: str) -> bool:
     return record.backend == backend_name and (not record.spec or record.spec == spec.to_record())
 
 
-def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_name: str,
-           idempotency_key: str | None = None, *, params: dict[str, str] | None = None,
-           group_id: str | None = None) -> Submission:
+def submit(store: Store, user_spec: JobSpec, backend_name: str, idempotency_key: str | None = None, *,
+           params: dict[str, str] | None = None, group_id: str | None = None) -> Submission:
     """Submit once. The record is reserved before the provider call, so a crash leaves a
-    trace `list --sync` can reconcile; a submit that fails cleanly leaves no record."""
-    spec, backend, request, job_id = prepare(spec_file, overrides, backend_name, dry_run=False,
-                                             idempotency_key=idempotency_key, params=params)
+    trace `list --sync` can reconcile; a submit that fails cleanly leaves no record. `params`
+    (a sweep point's, already filled into `user_spec`) are recorded with the job."""
+    spec, backend, request, job_id = prepare(user_spec, backend_name, dry_run=False,
+                                             idempotency_key=idempotency_key)
     now = time.time()
     reserved = store.reserve(JobRecord(
         id=job_id, name=spec.name, backend=backend_name, handle=None, spec=spec.to_record(),
@@ -221,8 +248,7 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
             if settled is not None:
                 return Submission(settled, None, existing=True)
             store.delete(reserved.id)  # the provider never got it: submit afresh under the same key
-            return submit(store, spec_file, overrides, backend_name, idempotency_key, params=params,
-                          group_id=group_id)
+            return submit(store, user_spec, backend_name, idempotency_key, params=params, group_id=group_id)
         if not _same_request(reserved, spec, backend_name):
             logs.get().warning("idempotency key %r was first used for a different spec or backend; "
                                "returning that job, not running this one", idempotency_key)
@@ -286,7 +312,7 @@ def _may_exist(exc: LaunchError, job_id: str, backend_name: str) -> LaunchError:
                 f"{hint}; {exc.hint}" if exc.hint else hint)
 
 
-def submit_first(store: Store, spec_file: str, overrides: tuple[str, ...], backend_names: list[str],
+def submit_first(store: Store, spec: JobSpec, backend_names: list[str],
                  idempotency_key: str | None = None, *, params: dict[str, str] | None = None,
                  group_id: str | None = None, on_skip: Callable[[str, CapacityError], None] | None = None
                  ) -> Submission:
@@ -295,13 +321,13 @@ def submit_first(store: Store, spec_file: str, overrides: tuple[str, ...], backe
     created twice. With a key, every listed backend is asked first whether it already has the
     job: a CI re-run must not create on backend 1 what an earlier attempt created on backend 2."""
     if idempotency_key and len(backend_names) > 1 and store.by_key(idempotency_key) is None:
-        found = _find_anywhere(store, spec_file, overrides, backend_names[1:], idempotency_key, params)
+        found = _find_anywhere(store, spec, backend_names[1:], idempotency_key)
         if found is not None:
             return found
     refusals: list[str] = []
     for name in backend_names:
         try:
-            return submit(store, spec_file, overrides, name, idempotency_key, params=params, group_id=group_id)
+            return submit(store, spec, name, idempotency_key, params=params, group_id=group_id)
         except CapacityError as exc:
             refusals.append(f"{name}: {exc.message}")
             if name == backend_names[-1]:
@@ -315,13 +341,9 @@ def submit_first(store: Store, spec_file: str, overrides: tuple[str, ...], backe
     raise AssertionError("unreachable")
 
 
-def _find_anywhere(store: Store, spec_file: str, overrides: tuple[str, ...], names: list[str],
-                   idempotency_key: str, params: dict[str, str] | None) -> Submission | None:
-    from launcher.spec import load_spec
-
-    spec = load_spec(spec_file, overrides, params)
+def _find_anywhere(store: Store, spec: JobSpec, names: list[str], idempotency_key: str) -> Submission | None:
     for name in names:
-        backend = backend_for(name, spec.backends.get(name, {}), origin=spec_file)
+        backend = backend_for(name, spec.backends.get(name, {}), origin=spec.file)
         found = with_retries(lambda b=backend: find_at_provider(b, idempotency_key), f"looking up {idempotency_key}")
         if found is not None:
             return Submission(_adopt(store, found, name, spec.to_record(), backend, idempotency_key), None,

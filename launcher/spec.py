@@ -8,9 +8,11 @@ a spec (run, validate, schema), never for list/status/logs.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -158,6 +160,11 @@ class JobSpec(_Strict):
         return env
 
     @property
+    def file(self) -> str:
+        """The spec file it was read from, as errors name it ("the spec" when rebuilt from a record)."""
+        return self._source.file if self._source is not None else "the spec"
+
+    @property
     def accelerator(self) -> accelerators.Accelerator:
         return self.resources.accelerators
 
@@ -266,10 +273,27 @@ def _apply_override(data: dict[str, Any], path: tuple[str, ...], value: Any, tex
     node[path[-1]] = value
 
 
-def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = (),
-              params: Mapping[str, str] | None = None) -> JobSpec:
-    """Read, override and validate a spec file; SpecError lists every problem. `params` (a sweep
-    point) fill `${name}` in every string and reach the job as env vars."""
+@dataclass(frozen=True)
+class SpecFile:
+    """A spec file read and parsed once, `--set` applied: every job a command builds from it (one,
+    or one per sweep point with `${name}` filled in) comes from this data and its source map, so the
+    YAML is never read or parsed again and every error still names the file's lines."""
+
+    file: str
+    data: dict[str, Any]
+    source: yaml_source.SourceMap
+    base_dir: Path | None = None
+    # each `backends.<name>` section's problems by what it holds: sweep points that share a
+    # section (most do: `${name}` is rarely in settings) have it checked once
+    sections: dict[tuple[str, str], list[Problem]] = field(default_factory=dict, compare=False, repr=False)
+
+    def job(self, params: Mapping[str, str] | None = None) -> JobSpec:
+        """The validated job spec (for the sweep point `params`); SpecError lists every problem."""
+        return _validated(copy.deepcopy(self.data), self.source, self.base_dir, params, self.sections)
+
+
+def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecFile:
+    """Read and parse a spec file and apply `--set`, once per command; `.job()` validates it."""
     path = Path(file)
     try:
         text = path.read_text(encoding="utf-8")
@@ -277,11 +301,12 @@ def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = (),
         raise UsageError(f"{path}: no such spec file", "check the path; `launch validate FILE` checks a spec") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read spec: {exc}") from None
-    return parse_spec(text, str(path), overrides, base_dir=path.parent, params=params)
+    return spec_text(text, str(path), overrides, base_dir=path.parent)
 
 
-def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
-               base_dir: Path | None = None, params: Mapping[str, str] | None = None) -> JobSpec:
+def spec_text(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
+              base_dir: Path | None = None) -> SpecFile:
+    """A SpecFile from text already read (`file` names it in errors)."""
     data, source = yaml_source.load(text, file)
     if data is None:
         data = {}
@@ -294,6 +319,23 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
             if opath[:end] not in source.lines:
                 source.created.setdefault(opath[:end], original)
         _apply_override(data, opath, value, original)
+    return SpecFile(file, data, source, base_dir)
+
+
+def load_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = (),
+              params: Mapping[str, str] | None = None) -> JobSpec:
+    """Read, override and validate a spec file; SpecError lists every problem. `params` (a sweep
+    point) fill `${name}` in every string and reach the job as env vars."""
+    return read_spec(file, overrides).job(params)
+
+
+def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
+               base_dir: Path | None = None, params: Mapping[str, str] | None = None) -> JobSpec:
+    return spec_text(text, file, overrides, base_dir).job(params)
+
+
+def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Path | None,
+               params: Mapping[str, str] | None, sections: dict[tuple[str, str], list[Problem]]) -> JobSpec:
     if params:
         data = _substitute(data, params)
         env = data.get("env")
@@ -314,7 +356,7 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
                                                "keep it only in secrets"))
     backends = data.get("backends")
     if isinstance(backends, dict):
-        problems.extend(_backend_problems(backends, source))
+        problems.extend(_backend_problems(backends, source, sections))
     if spec is not None and spec.code is not None:
         code_dir = (base_dir or Path(".")) / spec.code
         why = _code_dir_problem(code_dir)
@@ -353,8 +395,10 @@ def _substitute(value: Any, params: Mapping[str, str]) -> Any:
     return value
 
 
-def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
-    """Each `backends.<name>` section is checked by the backend that owns it."""
+def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
+                      checked: dict[tuple[str, str], list[Problem]]) -> list[Problem]:
+    """Each `backends.<name>` section is checked by the backend that owns it, once per distinct
+    content (`checked` keeps what was found)."""
     from launcher import registry
 
     installed = registry.names()
@@ -376,10 +420,14 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap) -
         if not isinstance(section, dict):
             problems.append(source.problem(where, "expected a mapping of settings"))
             continue
-        try:
-            model.model_validate(section)
-        except ValidationError as exc:
-            problems.extend(_problems(exc, source, model, where))
+        key = (str(name), repr(section))  # points of one file hold the same structure: repr is a stable key
+        if key not in checked:
+            try:
+                model.model_validate(section)
+                checked[key] = []
+            except ValidationError as exc:
+                checked[key] = _problems(exc, source, model, where)
+        problems.extend(checked[key])
     return problems
 
 

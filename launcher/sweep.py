@@ -15,9 +15,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from launcher.errors import LaunchError, UsageError
 from launcher.store import point_label
+
+if TYPE_CHECKING:
+    from launcher.spec import JobSpec, SpecFile
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_POINTS = 1000
@@ -68,6 +72,12 @@ def grid(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
         raise UsageError(f"the sweep has {size} points; at most {MAX_POINTS}", "sweep fewer values")
     keys = [key for key, _ in axes]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(values for _, values in axes))]
+
+
+def point_specs(spec_file: SpecFile, points: list[dict[str, str]]) -> list[JobSpec]:
+    """Each point's job spec, `${name}` filled in, built from the file parsed once. All are built
+    (and checked) before the first is submitted: a bad value fails the whole sweep, nothing launched."""
+    return [spec_file.job(params) for params in points]
 
 
 def point_key(idempotency_key: str | None, params: dict[str, str]) -> str | None:

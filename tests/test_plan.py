@@ -194,7 +194,7 @@ def test_the_machine_run_starts_is_the_one_plan_prices(backend, accel, minimums,
 
     spec = load_spec(path)
     planned = plan.row_for(backend, spec, live=False).instance_type
-    _, _, request, _ = runner.prepare(str(path), (), backend, dry_run=True)
+    _, _, request, _ = runner.prepare(load_spec(path), backend, dry_run=True)
     assert planned and planned in _json.dumps(request.payload)
 
 
