@@ -115,7 +115,7 @@ def checked_settings(name: str, spec_settings: Mapping[str, Any] | None, origin:
         return copy.deepcopy(_checked[key])
 
 
-def backend_for(name: str, spec_settings: Mapping[str, Any] | None = None, origin: str = "") -> Any:
+def backend_for(name: str, spec_settings: Mapping[str, Any] | None = None, origin: str = "") -> Backend:
     """The backend with its checked settings (config < spec)."""
     return registry.create(name, checked_settings(name, spec_settings, origin))
 
@@ -160,7 +160,7 @@ def preflight(spec: JobSpec | None, names: list[str]) -> list[SpecError]:
     return found
 
 
-def backend_and_spec(name: str, user_spec: JobSpec) -> tuple[Any, JobSpec]:
+def backend_and_spec(name: str, user_spec: JobSpec) -> tuple[Backend, JobSpec]:
     """The backend for `name` and the spec as its render sees it: `backends.<name>` holding the
     effective settings (config < spec), checked."""
     settings = user_spec.backends.get(name, {})
@@ -180,7 +180,7 @@ def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:
 
 
 def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
-            idempotency_key: str | None = None) -> tuple[JobSpec, Any, Request, str]:
+            idempotency_key: str | None = None) -> tuple[JobSpec, Backend, Request, str]:
     """Everything up to the request, with no side effect but the bundle cache. `user_spec` is the
     loaded spec (a sweep point's, `${name}` filled in), as the CLI read it once."""
     backend_class = registry.backend_class(backend_name)
