@@ -1,0 +1,268 @@
+"""The backend contract (launcher/backend.py), checked on every backend against its fake.
+
+Parametrized by conftest.py's `world` fixture over the registry plus the test plugin: a new backend
+gets every check here by adding one World builder. The checks call the backend the way the runner
+does (runner.prepare renders with masked or real secrets; then the backend answers one question
+at a time), in this process, so sockets and the clock can be taken away from render.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conformance.conftest import FIRST, REPO, SECOND, SECRET_NAME, SECRET_VALUE, Setup
+
+from launcher import registry, runner
+from launcher.backend import Backend, Handle, JobState, LogLine, Request, Status
+from launcher.errors import EXIT_USAGE
+
+MASK = runner.MASK
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+
+
+def prepared(setup: Setup, *, dry_run: bool, key: str | None = None) -> tuple[Backend, Request]:
+    _, backend, request, _ = runner.prepare(str(setup.spec_file), (), setup.world.name, dry_run=dry_run,
+                                            idempotency_key=key)
+    return backend, request
+
+
+def submitted(setup: Setup, key: str | None = None) -> tuple[Backend, Handle]:
+    backend, request = prepared(setup, dry_run=False, key=key)
+    return backend, backend.submit(request)
+
+
+def canonical(request: Request, *, secret: str | None = None) -> str:
+    """The request as bytes to compare, the secret's value (real only in what submit sends) masked."""
+    text = json.dumps(request.to_display(), sort_keys=True)
+    return text.replace(secret, MASK) if secret else text
+
+
+def read(backend: Backend, handle: Handle, since: Any) -> tuple[list[str], Any]:
+    """The lines after `since` and the cursor after them, as the runner's follow reads them (a generator
+    may return a cursor where it moved on without a line)."""
+    lines: list[str] = []
+    cursor = since
+    stream = iter(backend.logs(handle, since=since))
+    while True:
+        try:
+            block: LogLine = next(stream)
+        except StopIteration as end:
+            return lines, cursor if end.value is None else end.value
+        lines.extend(block.lines())
+        cursor = block.cursor
+
+
+def counted(setup: Setup, lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith(setup.world.line_prefix)]
+
+
+def wait_status(backend: Backend, handle: Handle, done: Any, timeout: float = 60) -> Status:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = backend.status(handle)
+        if done(status) or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+# -- render ---------------------------------------------------------------------------------------------------------
+
+
+def test_render_is_pure(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network, clock or randomness: two renders of the same job under different frozen clocks and
+    random sources, with every socket refused, are the same request byte for byte."""
+    from launcher import config
+    from launcher.bundle import pack
+    from launcher.spec import load_spec
+
+    user_spec = load_spec(str(setup.spec_file), ())
+    backend, spec = runner.backend_and_spec(setup.world.name, user_spec, origin=str(setup.spec_file))
+    bundle = pack(Path(spec.code), config.home() / "bundles")[0] if spec.code else None
+    job_id = runner.new_job_id(spec.name)
+    secrets = {SECRET_NAME: SECRET_VALUE}
+
+    def no_network(*args: Any, **kw: Any) -> Any:
+        raise AssertionError(f"render opened a connection: {args!r}")
+
+    for target, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"), (socket, "create_connection"),
+                         (socket, "getaddrinfo")):
+        monkeypatch.setattr(target, name, no_network)
+
+    def render_at(clock: float, seed: int) -> str:
+        with monkeypatch.context() as frozen:
+            frozen.setattr(time, "time", lambda: clock)
+            frozen.setattr(time, "time_ns", lambda: int(clock * 1e9))
+            frozen.setattr(time, "monotonic", lambda: clock)
+            frozen.setattr(uuid, "uuid4", lambda: uuid.UUID(int=seed))
+            frozen.setattr(os, "urandom", lambda n: bytes([seed % 256]) * n)
+            random.seed(seed)
+            request = backend.render(spec, job_id, bundle, secrets)
+        return json.dumps(request.to_display(), sort_keys=True)
+
+    assert render_at(1_700_000_000.0, 1) == render_at(1_800_000_000.5, 2)
+
+
+def test_dry_run_is_what_submit_sends(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dry run shows the request submit sends, secrets masked: as rendered, and as the provider
+    received it. Both get the same job id (values derived from it, a port, a name, must match too)."""
+    job_id = runner.new_job_id("conformance")
+    monkeypatch.setattr(runner, "new_job_id", lambda name, now=None: job_id)
+    _, dry = prepared(setup, dry_run=True)
+    assert SECRET_VALUE not in json.dumps(dry.to_display())
+    backend, real = prepared(setup, dry_run=False)
+    assert canonical(real, secret=SECRET_VALUE) == canonical(dry)
+    sent_before = len(setup.world.sent()) if setup.world.sent else 0
+    backend.submit(real)
+    if setup.world.sent is not None:
+        sent = setup.world.sent()[sent_before:]
+        assert len(sent) == 1, f"{len(sent)} create requests for one submit"
+        body = json.loads(json.dumps(sent[0]).replace(SECRET_VALUE, MASK))
+        for path in setup.world.filled_by_provider:
+            *parents, leaf = path.split(".")
+            at, shown = body, dry.payload
+            for part in parents:
+                at, shown = at[part], shown[part]
+            assert at.get(leaf), f"the provider got no {path}"
+            at[leaf] = shown[leaf]
+        assert setup.world.wire(body) == setup.world.wire(dry.payload)
+
+
+# -- status, cancel --------------------------------------------------------------------------------------------------
+
+
+def test_status_has_no_side_effects(setup: Setup) -> None:
+    """Two status calls, on a running job and on one that ended, change nothing the provider shows: no job
+    stopped, no machine given back, no file written, no mutating request."""
+    backend, running = submitted(setup)
+    setup.show_first_lines(running)
+    backend, ended = submitted(setup)
+    setup.end(ended)
+    for handle in (running, ended):
+        before = setup.world.observe()
+        first, second = backend.status(handle), backend.status(handle)
+        assert setup.world.observe() == before, f"status of {handle.job_id} changed what the provider holds"
+        assert (first.state, first.raw_state) == (second.state, second.raw_state)
+    assert backend.status(ended).state is JobState.SUCCEEDED
+
+
+def test_cancel_is_repeat_safe_and_works_on_an_ended_job(setup: Setup) -> None:
+    backend, running = submitted(setup)
+    setup.show_first_lines(running)
+    backend.cancel(running)
+    backend.cancel(running)
+    state = wait_status(backend, running, lambda s: s.state.is_terminal or s.state is JobState.CANCELLING).state
+    assert state in (JobState.CANCELLED, JobState.CANCELLING) or \
+        (setup.world.name == "echo" and state is JobState.SUCCEEDED), state  # echo's job ends at submit
+    backend.cancel(running)  # and once more now that it is over
+    _, ended = submitted(setup)
+    setup.end(ended)
+    assert wait_status(backend, ended, lambda s: s.state.is_terminal).state is JobState.SUCCEEDED
+    backend.cancel(ended)
+    backend.cancel(ended)
+    assert backend.status(ended).state is JobState.SUCCEEDED, "cancel changed a finished job's result"
+
+
+def test_an_unknown_raw_state_reads_unknown(setup: Setup) -> None:
+    """A state the provider added after this version reads UNKNOWN, raw text kept: never a KeyError.
+    (Backends that judge a job from its exit codes have no raw states: NO_RAW_STATES deselects them.)"""
+    assert setup.world.set_raw_state is not None, f"{setup.world.name}: add it to NO_RAW_STATES or set set_raw_state"
+    backend, handle = submitted(setup)
+    raw = setup.world.set_raw_state(handle, "ConformanceNewState")
+    status = backend.status(handle)
+    assert status.state is JobState.UNKNOWN
+    assert raw in status.raw_state
+
+
+# -- list, find -------------------------------------------------------------------------------------------------------
+
+
+def test_a_submitted_job_is_found_by_list_and_by_its_key(setup: Setup) -> None:
+    key = f"conformance-{os.getpid()}-{time.monotonic_ns()}"
+    backend, handle = submitted(setup, key=key)
+    listed = {summary.handle.job_id: summary for summary in backend.list()}
+    assert handle.job_id in listed
+    found = backend.find(key)
+    assert found is not None and found.handle.job_id == handle.job_id
+    assert backend.find(key + "-other") is None
+    again = backend.status(found.handle)  # the handle found again is one the backend can follow
+    assert again.state is not JobState.UNKNOWN or again.raw_state
+
+
+# -- logs -------------------------------------------------------------------------------------------------------------
+
+
+def test_logs_resume_from_a_cursor_without_loss_or_repeats(setup: Setup) -> None:
+    backend, handle = submitted(setup)
+    setup.show_first_lines(handle)
+    first: list[str] = []
+    cursor: Any = None
+    deadline = time.monotonic() + 60
+    want_first = FIRST if setup.world.line_prefix.startswith("conformance") else None
+    while time.monotonic() < deadline:
+        lines, cursor = read(backend, handle, cursor)
+        first += lines
+        if want_first is None and counted(setup, first) or want_first and counted(setup, first) == want_first:
+            break
+        time.sleep(0.2)
+    if want_first:
+        assert counted(setup, first) == want_first
+    setup.end(handle)
+    wait_status(backend, handle, lambda s: s.state.is_terminal)
+    rest: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        lines, cursor = read(backend, handle, cursor)
+        rest += lines
+        if not want_first or counted(setup, rest)[-1:] == SECOND[-1:]:
+            break
+        time.sleep(0.2)
+    whole, _ = read(backend, handle, None)
+    assert first + rest == whole, "reading on from a cursor lost or repeated lines"
+    if want_first:
+        assert counted(setup, rest) == SECOND
+    assert read(backend, handle, cursor)[0] == [], "the last cursor still had lines behind it"
+
+
+# -- the SDK ----------------------------------------------------------------------------------------------------------
+
+HIDE = """import sys
+roots = {roots!r}
+for name in [m for m in sys.modules if m.split(".")[0] in roots]:
+    del sys.modules[name]
+sys.modules.update(dict.fromkeys(roots))
+sys.argv = ["launch", *sys.argv[1:]]
+from launcher.cli import run_main
+run_main()
+"""
+
+
+def test_a_missing_sdk_is_exit_2_with_the_install_line(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real call without the provider SDK (its modules hidden) exits 2 with the pip line, no traceback."""
+    world = setup.world
+    if not world.sdk:
+        # nothing to hide: the backend runs on the standard library, so it must run without any cloud SDK
+        roots = ("boto3", "botocore", "google", "azure", "requests")
+    else:
+        roots = world.sdk
+    env = {**os.environ, "LAUNCH_HOME": str(setup.home), **world.env}
+    result = subprocess.run([sys.executable, "-c", HIDE.format(roots=roots), "run", str(setup.spec_file),
+                             "--backend", world.name], capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert "Traceback" not in result.stderr, result.stderr
+    if not world.sdk:
+        assert result.returncode == 0, result.stderr
+        return
+    monkeypatch.chdir(REPO)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert f"hint: {registry.install_line(world.extra)}" in result.stderr, result.stderr
