@@ -403,8 +403,8 @@ class LambdaCloudBackend(Backend):
         return config.home() / NAME / job_id
 
     def status(self, handle: Handle) -> Status:
-        """Instance states and the job's own state over ssh, in one answer. Once the job has
-        ended its logs are copied here and its instances terminated (unless kept)."""
+        """Instance states and the job's own state over ssh, in one answer; a query only (the logs
+        are copied and the instances given back by `finish`). Once finished, the outcome kept here."""
         result = self._saved(handle.job_id) / "result.json"
         if result.exists():
             return _status_from_json(json.loads(result.read_text()))
@@ -412,7 +412,7 @@ class LambdaCloudBackend(Backend):
         listed = self._current([n["id"] for n in nodes])
         ended = inst.ended(nodes, listed)
         if ended is not None:
-            return self._ended(handle, ended, reachable=False)
+            return ended
         states = {n["rank"]: listed[n["id"]]["status"] for n in nodes}
         gone = [n for n in nodes if states[n["rank"]] not in inst.LIVE]  # each terminated itself after exit 0
         if any(states[n["rank"]] == "booting" for n in nodes):
@@ -420,7 +420,7 @@ class LambdaCloudBackend(Backend):
         ssh_handle = self._ssh_handle(handle, [n["rank"] for n in nodes if n not in gone])
         status = self.ssh.status(ssh_handle)
         if status.state.is_terminal:
-            return self._ended(handle, status)
+            return status
         unhealthy = [n["rank"] for n in nodes if states[n["rank"]] == "unhealthy"]
         if unhealthy and status.state is JobState.UNKNOWN:
             return Status(JobState.UNKNOWN, "unhealthy", f"node {unhealthy[0]}'s instance is unhealthy; "
@@ -434,6 +434,21 @@ class LambdaCloudBackend(Backend):
         if ranks is not None:
             data = {**data, "nodes": [n for n in data["nodes"] if n["rank"] in ranks]}
         return Handle("ssh", handle.job_id, data)
+
+    def finish(self, handle: Handle, status: Status) -> None:
+        """Once the job has ended: its remaining nodes stopped and its logs copied here while the
+        instances answer, its outcome recorded here, and its instances terminated unless kept.
+        The outcome file is written last, so a finish cut short is done again in full."""
+        if (self._saved(handle.job_id) / "result.json").exists():
+            return  # finished before (or cancelled): a kept instance is given back by cancel
+        nodes = handle.data["instances"]
+        listed = self._current([n["id"] for n in nodes])
+        live = [n["rank"] for n in nodes if (listed.get(n["id"]) or {}).get("status") in inst.LIVE]
+        reachable = inst.ended(nodes, listed) is None
+        if reachable and live:
+            with contextlib.suppress(BackendUnreachable):  # the instances are terminated below all the same
+                self.ssh.finish(self._ssh_handle(handle, live), status)
+        self._ended(handle, status, reachable=reachable)
 
     def _ended(self, handle: Handle, status: Status, *, reachable: bool = True, keep: bool | None = None) -> Status:
         """Record the outcome here (the instances and their files are about to go), copy the

@@ -90,7 +90,7 @@ def ended(nodes: list[dict[str, Any]], listed: dict[str, dict[str, Any]]) -> Sta
     if lost is not None:
         return Status(JobState.FAILED, states[lost], f"node {lost}'s instance was {states[lost]} before its job ended")
     if any(r.exit_code for r in reports) or (nodes and len(gone) == len(nodes)):
-        return judge(reports, cancelled=False).status
+        return judge(reports, cancelled=False)
     return None
 
 

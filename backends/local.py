@@ -189,7 +189,8 @@ class LocalBackend(Backend):
 
     # -- status ------------------------------------------------------------------
 
-    def status(self, handle: Handle, *, _stopped: bool = False) -> Status:
+    def status(self, handle: Handle) -> Status:
+        """Read from the job's files and the nodes' pids; stops nothing (that is `finish`)."""
         job_dir = Path(handle.data["job_dir"])
         if not job_dir.exists():
             return Status(JobState.UNKNOWN, "missing", f"job directory {job_dir} no longer exists")
@@ -203,12 +204,14 @@ class LocalBackend(Backend):
             # the exit code is read after the liveness check: a node that writes it and ends
             # between the two reads is then seen as exited, never as vanished
             reports.append(NodeReport(node["rank"], _exit_code(node_dir), alive, _exit_mtime(node_dir)))
-        verdict = judge(reports, cancelled=cancelled, started_at=handle.data.get("submitted_at"),
-                        cancel_overdue=cancelled and time.time() - marker.stat().st_mtime > grace + 5)
-        if verdict.stop and not _stopped:
+        return judge(reports, cancelled=cancelled, started_at=handle.data.get("submitted_at"),
+                     cancel_overdue=cancelled and time.time() - marker.stat().st_mtime > grace + 5)
+
+    def finish(self, handle: Handle, status: Status) -> None:
+        """The nodes still running once the job has ended (one node failed, or the CLI that
+        cancelled died before its SIGKILL) are stopped rather than left hanging at a rendezvous."""
+        if Path(handle.data["job_dir"]).exists():
             self._stop(handle, grace_s=0)
-            return self.status(handle, _stopped=True)
-        return verdict.status
 
     # -- logs --------------------------------------------------------------------
 
@@ -237,8 +240,9 @@ class LocalBackend(Backend):
         if not job_dir.exists():
             return
         marker = job_dir / "cancel_requested"
-        if not marker.exists() and self.status(handle).state.is_terminal:
-            return  # finished before the cancel: keep its real outcome
+        if not marker.exists() and (ended := self.status(handle)).state.is_terminal:
+            self.finish(handle, ended)  # finished before the cancel: keep its real outcome
+            return
         marker.touch()
         self._stop(handle, grace_s=float(handle.data.get("cancel_grace_s", self.cancel_grace_s)))
 

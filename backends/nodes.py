@@ -25,40 +25,39 @@ class NodeReport:
     exited_at: float | None = None  # when the exit code was written, to find the first failure
 
 
-@dataclass(frozen=True)
-class Verdict:
-    status: Status
-    stop: bool = False  # the backend should stop the nodes still running (then ask again)
-
-
 def judge(reports: Sequence[NodeReport], *, cancelled: bool, cancel_overdue: bool = False,
-          started_at: float | None = None) -> Verdict:
+          started_at: float | None = None) -> Status:
+    """The job's state from its nodes'. A job has ended once a node failed or a cancel is overdue,
+    even while other nodes still run: those are the backend's `finish` to stop (a query stops nothing)."""
     running = [r for r in reports if r.exit_code is None and r.alive]
     failed = [r for r in reports if r.exit_code not in (None, 0)]
     vanished = [r for r in reports if r.exit_code is None and not r.alive]
-    raw = f"running {len(running)}/{len(reports)}" if running else "exited " + ",".join(
-        "?" if r.exit_code is None else str(r.exit_code) for r in reports)
-    if running and cancelled:
-        return Verdict(Status(JobState.CANCELLING, raw, "cancel requested", started_at=started_at),
-                       stop=cancel_overdue)  # the cancelling CLI died before its SIGKILL
-    if running and not failed and not vanished:
-        return Verdict(Status(JobState.RUNNING, raw, started_at=started_at))
-    if running:
-        return Verdict(Status(JobState.RUNNING, raw, "stopping after a node failed", started_at=started_at),
-                       stop=True)
+    if running and cancelled and not cancel_overdue:  # overdue: the cancelling CLI died before its SIGKILL
+        return Status(JobState.CANCELLING, _raw(running, reports), "cancel requested", started_at=started_at)
+    if running and not cancelled and not failed and not vanished:
+        return Status(JobState.RUNNING, _raw(running, reports), started_at=started_at)
     times = [r.exited_at for r in reports if r.exited_at is not None]
     ended_at = max(times) if times else None
+    raw = _raw([], reports)
     if cancelled:
-        return Verdict(Status(JobState.CANCELLED, raw, "cancelled", started_at=started_at, ended_at=ended_at))
+        return Status(JobState.CANCELLED, raw, "cancelled", started_at=started_at, ended_at=ended_at)
     if failed:  # the first node to fail is the cause; later failures are usually its echo
         first = min(failed, key=lambda r: (r.exited_at if r.exited_at is not None else float("inf"), r.rank))
         why = "exceeded max_runtime" if first.exit_code == TIMED_OUT else f"exited with code {first.exit_code}"
-        return Verdict(Status(JobState.FAILED, raw, f"node {first.rank} {why}", exit_code=first.exit_code,
-                              started_at=started_at, ended_at=ended_at))
+        return Status(JobState.FAILED, raw, f"node {first.rank} {why}", exit_code=first.exit_code,
+                      started_at=started_at, ended_at=ended_at)
     if vanished:
-        return Verdict(Status(JobState.FAILED, raw, f"node {vanished[0].rank} ended without recording an exit "
-                              "code (killed?)", started_at=started_at, ended_at=ended_at))
-    return Verdict(Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started_at, ended_at=ended_at))
+        return Status(JobState.FAILED, raw, f"node {vanished[0].rank} ended without recording an exit "
+                      "code (killed?)", started_at=started_at, ended_at=ended_at)
+    return Status(JobState.SUCCEEDED, raw, exit_code=0, started_at=started_at, ended_at=ended_at)
+
+
+def _raw(running: Sequence[NodeReport], reports: Sequence[NodeReport]) -> str:
+    """`running 2/3` while the job runs; once it has ended, each node's exit code (`?`: none recorded,
+    for a node that vanished or is still being stopped)."""
+    if running:
+        return f"running {len(running)}/{len(reports)}"
+    return "exited " + ",".join("?" if r.exit_code is None else str(r.exit_code) for r in reports)
 
 
 def tail_block(data: bytes, end: int, rank: int, lines: int, *, finished: bool, offsets: dict[int, int]

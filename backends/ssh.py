@@ -272,8 +272,9 @@ class SSHBackend(Backend):
 
     # -- status ------------------------------------------------------------------
 
-    def status(self, handle: Handle, *, _stopped: bool = False) -> Status:
-        """One ssh call per host. An unreachable host gives UNKNOWN with the reason, never FAILED."""
+    def status(self, handle: Handle) -> Status:
+        """One ssh call per host, stopping nothing (that is `finish`). An unreachable host gives
+        UNKNOWN with the reason, never FAILED."""
         reports: list[NodeReport] = []
         cancelled = overdue = False
         grace = float(handle.data.get("cancel_grace_s", DEFAULT_CANCEL_GRACE_S))
@@ -295,12 +296,16 @@ class SSHBackend(Backend):
         if not reports:
             return Status(JobState.UNKNOWN, "missing", "the job's files are gone from its hosts")
         reports.sort(key=lambda r: r.rank)
-        verdict = judge(reports, cancelled=cancelled, cancel_overdue=overdue,
-                        started_at=handle.data.get("submitted_at"))
-        if verdict.stop and not _stopped:
-            self._signal(handle, grace_s=0)
-            return self.status(handle, _stopped=True)
-        return verdict.status
+        return judge(reports, cancelled=cancelled, cancel_overdue=overdue, started_at=handle.data.get("submitted_at"))
+
+    def finish(self, handle: Handle, status: Status) -> None:
+        """The nodes still running once the job has ended (one node failed, or the CLI that
+        cancelled died before its KILL) are stopped rather than left hanging at a rendezvous.
+        A host that does not answer raises, so the runner tries again later."""
+        unreachable = self._signal(handle, grace_s=0, only_live=True)
+        if unreachable:
+            raise BackendUnreachable(f"could not reach {', '.join(sorted(set(unreachable)))} to stop the job's "
+                                     "remaining nodes there", "`launch status` tries again")
 
     # -- logs --------------------------------------------------------------------
 
@@ -352,8 +357,9 @@ class SSHBackend(Backend):
 
     def cancel(self, handle: Handle) -> None:
         """Stop every node we can reach even when one host is down; then say which were not."""
-        if self.status(handle).state.is_terminal:
-            return  # finished before the cancel: keep its real outcome
+        if (ended := self.status(handle)).state.is_terminal:
+            self.finish(handle, ended)  # finished before the cancel: keep its real outcome
+            return
         unreachable = []
         for host in _by_host(handle):
             try:
@@ -365,19 +371,26 @@ class SSHBackend(Backend):
             raise BackendUnreachable(f"could not reach {', '.join(sorted(set(unreachable)))} to stop the job there; "
                                      "the other nodes were stopped", "run `launch cancel` again when it is back")
 
-    def _signal(self, handle: Handle, grace_s: float) -> list[str]:
+    def _signal(self, handle: Handle, grace_s: float, *, only_live: bool = False) -> list[str]:
         """TERM each node's process group, KILL what is left after the grace period (on the host,
-        so a dropped connection cannot leave the job half-stopped). Answers the unreachable hosts."""
+        so a dropped connection cannot leave the job half-stopped). Answers the unreachable hosts.
+        `only_live`: only the groups whose leader is still the node's own process (after the end, a
+        node's pid may since have been given to someone else's process)."""
         unreachable = []
         for host, nodes in _by_host(handle).items():
-            groups = [str(n["pid"]) for n in nodes]
-            command = script(
+            if only_live:
+                pick = "; ".join(script("[ \"$(cut -d' ' -f22 /proc/{pid}/stat 2>/dev/null)\" = {start} ] && "
+                                        "g=\"$g {pid}\"", pid=n["pid"], start=n.get("start") or "none")
+                                 for n in nodes)
+            else:
+                pick = script("g={groups}", groups=" ".join(str(n["pid"]) for n in nodes))
+            command = "g=; " + pick + "; " + script(
                 # `kill -SIG -PGID`: the one spelling dash, bash and busybox all take for a group
-                "for g in {groups}; do kill -TERM -$g 2>/dev/null; done; i=0; "
-                "while [ $i -lt {ticks} ]; do alive=; for g in {groups}; do kill -0 -$g 2>/dev/null && alive=1; "
+                "for p in $g; do kill -TERM -$p 2>/dev/null; done; i=0; "
+                "while [ $i -lt {ticks} ]; do alive=; for p in $g; do kill -0 -$p 2>/dev/null && alive=1; "
                 "done; [ -z \"$alive\" ] && break; sleep 0.1; i=$((i+1)); done; "
-                "for g in {groups}; do kill -KILL -$g 2>/dev/null; done; true",
-                groups=groups, ticks=int(grace_s * 10))
+                "for p in $g; do kill -KILL -$p 2>/dev/null; done; true",
+                ticks=int(grace_s * 10))
             try:
                 self.transport.run(host, command, timeout=grace_s + 60)
             except BackendUnreachable:

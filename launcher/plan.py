@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher import catalog, config, registry
 from launcher.errors import LaunchError, UsageError
+
+if TYPE_CHECKING:
+    from launcher.backend import Backend
 
 # settings keys by which a backend lets the user pin the machine instead of the catalog
 # the instance of a backend that runs every node here (local): its rows never say "x N nodes"
@@ -97,13 +100,12 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
     return row
 
 
-def _own_machines(base: PlanRow, backend_class: Any, settings: Mapping[str, Any], spec: Any) -> PlanRow:
+def _own_machines(base: PlanRow, backend_class: type[Backend], settings: Mapping[str, Any], spec: Any) -> PlanRow:
     """A backend without catalog prices. One that runs every node on this machine (it reports
     `machine_gpus`) fits only when this machine has the GPUs of all nodes together."""
-    hook = getattr(backend_class, "machine_gpus", None)
-    if hook is None:
+    have = backend_class.machine_gpus(settings)
+    if have is None:
         return dataclasses.replace(base, fits=True, reason="runs on machines you provide; no catalog price")
-    have = int(hook(settings))
     accel, nodes = spec.resources.accelerators, spec.resources.nodes
     want = accel.count * nodes
     shared = f"{nodes} nodes share this machine, as {nodes} process groups" if nodes > 1 else ""
@@ -116,11 +118,11 @@ def _own_machines(base: PlanRow, backend_class: Any, settings: Mapping[str, Any]
                                reason="; ".join(filter(None, [base.config_detail or here, shared])))
 
 
-def _cpu_row(base: PlanRow, backend_class: Any, name: str, spec: Any, settings: Mapping[str, Any]) -> PlanRow:
+def _cpu_row(base: PlanRow, backend_class: type[Backend], name: str, spec: Any, settings: Mapping[str, Any]) -> PlanRow:
     """A spec without GPUs: the machine the backend's render picks (pinned in settings, else its
     `cpu_instance_type`), so plan and the dry run name the same one."""
     machine = next((settings[k] for k in catalog.PINNED_TYPE_KEYS if settings.get(k)), None)
-    machine = machine or getattr(backend_class, "cpu_instance_type", None)
+    machine = machine or backend_class.cpu_instance_type
     if not machine:
         return dataclasses.replace(
             base, reason=f"no CPU machine known for {name}; set backends.{name}.{catalog.pinned_setting(name)}")
@@ -145,7 +147,7 @@ def _render_refusal(name: str, spec: Any) -> str | None:
     return None
 
 
-def _readiness(backend_class: Any, settings: Mapping[str, Any]) -> tuple[bool, str]:
+def _readiness(backend_class: type[Backend], settings: Mapping[str, Any]) -> tuple[bool, str]:
     try:
         ready = backend_class.readiness(settings)
     except LaunchError as exc:
@@ -171,16 +173,15 @@ def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.O
         return None, exc.message
 
 
-def _live_capacity(backend_class: Any, settings: Mapping[str, Any], instance_type: str) -> dict[str, bool] | None:
+def _live_capacity(backend_class: type[Backend], settings: Mapping[str, Any],
+                   instance_type: str) -> dict[str, bool] | None:
     """Where the backend can tell (Lambda Cloud lists capacity per region), ask it now; a
     failure to ask is not a reason to hide the row."""
-    hook = getattr(backend_class, "live_capacity", None)
-    if hook is None:
-        return None
     try:
-        return dict(hook(settings, instance_type))
+        capacity = backend_class.live_capacity(settings, instance_type)
     except LaunchError:
         return None
+    return None if capacity is None else dict(capacity)
 
 
 def cheapest(rows: list[PlanRow]) -> PlanRow:

@@ -25,6 +25,8 @@ from launcher.errors import UsageError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from launcher.backend import Backend
+
 GROUP = "launcher.backends"
 DISTRIBUTION = "launch-jobs"
 # Backends this project ships or is building; a spec may carry their sections
@@ -90,8 +92,11 @@ def _entry_point(name: str) -> str:
 
 
 @functools.cache
-def backend_class(name: str) -> Any:
-    """The backend's class, imported on first use."""
+def backend_class(name: str) -> type[Backend]:
+    """The backend's class, imported on first use. It must subclass the contract's `Backend`: the
+    core calls its optional hooks without asking whether they exist."""
+    from launcher.backend import Backend
+
     target = _entry_point(name).split("[")[0]  # drop any "[extra]" marker
     module_name, _, attribute = target.partition(":")
     try:
@@ -102,6 +107,9 @@ def backend_class(name: str) -> Any:
     except Exception as exc:  # a broken plugin must not take the whole CLI down
         raise UsageError(f"backend {name!r} failed to load: {exc!r}",
                          "reinstall the package that provides it, or run with --debug") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise UsageError(f"backend {name!r} ({target.strip()}) is not a launcher.backend.Backend subclass",
+                         "its package must subclass launcher.backend.Backend; upgrade or reinstall it")
     return cls
 
 
@@ -109,7 +117,7 @@ def settings_model(name: str) -> type[BaseModel]:
     return backend_class(name).settings_model
 
 
-def create(name: str, settings: dict[str, Any] | None = None, client: Any = None) -> Any:
+def create(name: str, settings: dict[str, Any] | None = None, client: Any = None) -> Backend:
     """A ready backend instance for `name` with validated settings."""
     cls = backend_class(name)
     return cls(settings or {}, client=client)

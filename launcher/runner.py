@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from launcher import config, logs, registry
 from launcher.backend import Handle, JobState, LogLine, Readiness, Request, Status, Summary, is_job_id, shown_id
@@ -31,6 +31,9 @@ from launcher.errors import (
     UsageError,
 )
 from launcher.store import JobRecord, Store
+
+if TYPE_CHECKING:
+    from launcher.backend import Backend
 
 T = TypeVar("T")
 MASK = "****"
@@ -183,7 +186,7 @@ def prepare(spec_file: str, overrides: tuple[str, ...], backend_name: str, *, dr
     return user_spec, backend, request, job_id
 
 
-def _capability_problems(backend_class: Any, spec: Any) -> list[Problem]:
+def _capability_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
     """What a backend cannot do is said before anything is submitted, not silently dropped."""
     caps = backend_class.capabilities
     problems = []
@@ -353,7 +356,7 @@ def _abandoned(record: JobRecord) -> bool:
     return time.time() - record.created_at > SUBMIT_GRACE_S
 
 
-def _settle_abandoned(store: Store, record: JobRecord, backend: Any, backend_name: str,
+def _settle_abandoned(store: Store, record: JobRecord, backend: Backend, backend_name: str,
                       idempotency_key: str | None) -> JobRecord | None:
     """The provider's job for an abandoned reservation, recorded; None when it has none."""
     if not idempotency_key:
@@ -366,18 +369,9 @@ def _settle_abandoned(store: Store, record: JobRecord, backend: Any, backend_nam
     return _adopt(store, found, backend_name, record.spec, backend, idempotency_key)
 
 
-IDEMPOTENCY_WINDOW_S = 14 * 86400
-
-
-def find_at_provider(backend: Any, idempotency_key: str) -> Summary | None:
-    """The provider's job carrying this idempotency key (recent ones), if any. A backend may
-    answer directly with `find`; otherwise its `list` is searched."""
-    finder = getattr(backend, "find", None)
-    if finder is not None:
-        found = finder(idempotency_key)
-    else:
-        since = time.time() - IDEMPOTENCY_WINDOW_S
-        found = next((s for s in backend.list(since=since) if s.idempotency_key == idempotency_key), None)
+def find_at_provider(backend: Backend, idempotency_key: str) -> Summary | None:
+    """The provider's job carrying this idempotency key (recent ones), if any; its id checked."""
+    found = backend.find(idempotency_key)
     if found is not None:
         _check_found_id(found, backend.name)
     return found
@@ -419,7 +413,7 @@ def _record_found(store: Store, summary: Summary, backend_name: str, *, spec: di
     return record
 
 
-def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, Any], backend: Any,
+def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, Any], backend: Backend,
            idempotency_key: str) -> JobRecord:
     """Record the provider's job under the user's key (providers may store a normalised form)."""
     record = _record_found(store, summary, backend_name, spec=spec, idempotency_key=idempotency_key,
@@ -429,7 +423,7 @@ def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, An
     return record
 
 
-def _backend(record: JobRecord) -> Any:
+def _backend(record: JobRecord) -> Backend:
     """The job's backend with the settings it was submitted with (spec over config)."""
     from_spec = (record.spec.get("backends") or {}).get(record.backend) or {}
     return backend_for(record.backend, from_spec, origin=f"the spec of job {record.id}")
@@ -459,16 +453,40 @@ def _require_handle(record: JobRecord) -> Handle:
     return record.handle
 
 
-def refresh(store: Store, record: JobRecord, backend: Any = None) -> JobRecord:
-    """Ask the provider for the job's state and keep the store in step; terminal states stick."""
-    if record.state.is_terminal or record.handle is None:
+def refresh(store: Store, record: JobRecord, backend: Backend | None = None) -> JobRecord:
+    """Ask the provider for the job's state and keep the store in step; terminal states stick.
+    A job seen ended is then finished (see `finish`): every path that learns a job ended comes here."""
+    handle = record.handle
+    if handle is None:
         return record
-    backend = backend or _backend(record)
-    status = with_retries(lambda: backend.status(record.handle), f"status of {record.id}")
-    if (status.state, status.raw_state, status.message) != (record.state, record.raw_state, record.message):
-        store.set_status(record.id, status)
-        return store.get(record.id) or record
-    return record
+    if not record.state.is_terminal:
+        backend = backend or _backend(record)
+        status = with_retries(lambda: backend.status(handle), f"status of {record.id}")
+        if (status.state, status.raw_state, status.message) != (record.state, record.raw_state, record.message):
+            store.set_status(record.id, status)
+            record = store.get(record.id) or record
+    return finish(store, record, backend)
+
+
+def finish(store: Store, record: JobRecord, backend: Backend | None = None) -> JobRecord:
+    """Run the backend's `finish` (give machines back, save logs, stop stragglers) once for a job
+    that has ended. Its state is stored first and the store marks `finish` done only after it
+    returned, so a crash or a failure in between means the next refresh runs it again (backends
+    make it safe to repeat). A failure is a warning, never the command's error: the outcome stands."""
+    handle = record.handle
+    if not record.needs_finish or handle is None:
+        return record
+    try:
+        used = backend or _backend(record)
+        with_retries(lambda: used.finish(handle, record.status), f"finishing {record.id}")
+    except Exception as exc:
+        if logs.get().isEnabledFor(10):  # DEBUG, i.e. --debug/--verbose: show the traceback
+            raise
+        logs.get().warning("job %s has ended, but %s could not finish it (%s); `launch status %s` tries again",
+                           record.id, record.backend, getattr(exc, "message", None) or repr(exc), record.id)
+        return record
+    store.set_finished(record.id)
+    return store.get(record.id) or record
 
 
 def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool) -> list[JobRecord]:
@@ -578,9 +596,9 @@ def tail(record: JobRecord, lines: int = 10, *, node: int | None = None) -> tupl
 
     backend = _backend(record)
     handle = _require_handle(record)
-    reader = getattr(backend, "tail", None)
-    if reader is not None:
-        return reader(handle, lines, node=node)
+    from_end = backend.tail(handle, lines, node=node)
+    if from_end is not None:
+        return from_end
     last: deque[LogLine] = deque(maxlen=lines)
     cursor = None
     for block in backend.logs(handle, node=node):
@@ -598,9 +616,11 @@ def cancel(store: Store, record: JobRecord) -> JobRecord:
     """Stop the job; a finished job keeps its result, but a backend that keeps machines after
     the end (Lambda's keep_instances) is still asked, so cancel gives them back."""
     if record.state.is_terminal:
-        if record.handle is not None and registry.backend_class(record.backend).capabilities.cancel_after_end:
+        record = finish(store, record)
+        ended = record.handle
+        if ended is not None and registry.backend_class(record.backend).capabilities.cancel_after_end:
             backend = _backend(record)
-            with_retries(lambda: backend.cancel(record.handle), f"releasing {record.id}")
+            with_retries(lambda: backend.cancel(ended), f"releasing {record.id}")
         return record
     handle = _require_handle(record)
     backend = _backend(record)
@@ -647,4 +667,9 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
             elif known.state != summary.status.state:
                 store.set_status(job_id, summary.status)
                 report.updated += 1
+            else:
+                continue
+            synced = store.get(job_id)
+            if synced is not None:  # found ended: finished as a refresh would (machines back, stragglers stopped)
+                finish(store, synced, backend)
     return report

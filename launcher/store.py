@@ -21,7 +21,7 @@ from typing import Any
 from launcher.backend import Handle, JobState, Status
 from launcher.errors import UsageError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -40,15 +40,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     ended_at REAL,
     idempotency_key TEXT UNIQUE,
     group_id TEXT,
-    params TEXT
+    params TEXT,
+    finished_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 CREATE INDEX IF NOT EXISTS jobs_group ON jobs (group_id);
 """
 # what each older schema lacks; applied in order by _migrate
-_UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",), 2: ("ALTER TABLE jobs ADD COLUMN params TEXT",)}
+_UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",), 2: ("ALTER TABLE jobs ADD COLUMN params TEXT",),
+             # jobs that ended before version 4 were finished inside the backend's status
+             3: ("ALTER TABLE jobs ADD COLUMN finished_at REAL",
+                 "UPDATE jobs SET finished_at = updated_at WHERE state IN ('SUCCEEDED', 'FAILED', 'CANCELLED')")}
 _COLUMNS = ("id", "name", "backend", "handle", "spec", "state", "raw_state", "message", "exit_code",
-            "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key", "group_id", "params")
+            "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key", "group_id", "params",
+            "finished_at")
 _RETRIES = 20
 
 
@@ -71,6 +76,7 @@ class JobRecord:
     idempotency_key: str | None = None
     group_id: str | None = None  # the sweep this job belongs to (`list --group`, `cancel --group`)
     params: dict[str, str] | None = None  # its sweep point (lr=3e-4): what tells a group's jobs apart
+    finished_at: float | None = None  # when the backend's `finish` ran after the end (None: not yet)
 
     @property
     def label(self) -> str:
@@ -78,9 +84,21 @@ class JobRecord:
         return point_label(self.params or {})
 
     def needs_refresh(self, *, all_backends: bool) -> bool:
-        """Unfinished, and either its status is a cheap local read or every backend was asked for."""
-        return (not self.state.is_terminal and self.handle is not None
-                and (all_backends or self.handle.fast_status))
+        """Unfinished (or ended, but the backend's `finish` has not run), and either its status is a
+        cheap local read or every backend was asked for."""
+        return (self.needs_finish or not self.state.is_terminal) and self.handle is not None \
+            and (all_backends or self.handle.fast_status)
+
+    @property
+    def needs_finish(self) -> bool:
+        """Ended, and the backend's `finish` (machines given back, logs saved) has not run yet."""
+        return self.state.is_terminal and self.finished_at is None and self.handle is not None
+
+    @property
+    def status(self) -> Status:
+        """The job's last known status, as the backend reported it."""
+        return Status(self.state, self.raw_state, self.message, self.exit_code, self.started_at, self.ended_at,
+                      self.url)
 
     @property
     def submitted(self) -> bool:
@@ -211,6 +229,10 @@ class Store:
         if status.ended_at is not None:
             fields["ended_at"] = status.ended_at
         self._update(job_id, **fields)
+
+    def set_finished(self, job_id: str) -> None:
+        """The backend's `finish` has run for this ended job: later refreshes do not repeat it."""
+        self._update(job_id, finished_at=time.time())
 
     def _update(self, job_id: str, **fields: Any) -> None:
         fields["updated_at"] = time.time()

@@ -67,10 +67,12 @@ class Job:
         return self.backend.status(self.handle)
 
     def wait(self, timeout: float = 20.0):
+        """Until the job has ended, then its `finish`, as the runner does once it sees the end."""
         deadline = time.monotonic() + timeout
         while True:
             status = self.status()
             if status.state.is_terminal:
+                self.backend.finish(self.handle, status)
                 return status
             assert time.monotonic() < deadline, f"job still {status.state} after {timeout}s: {status.message}"
             time.sleep(0.05)

@@ -1,8 +1,9 @@
 """A minimal third-party backend: "runs" a job by recording it and echoing its command.
 
 It lives outside the launch repo's packages and is installed with pip by the tests,
-so it proves the entry-point contract: a plugin implements the Backend protocol and
-everything else (store, status, logs, wait, list --sync) works unchanged.
+so it proves the entry-point contract: a plugin subclasses `launcher.backend.Backend`,
+imports nothing else from launch but `launcher.errors`, and everything else (store,
+status, logs, wait, list --sync, find by idempotency key) works unchanged.
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ import os
 import time
 from pathlib import Path
 
-from launcher.backend import Capabilities, Handle, JobState, LogLine, Readiness, Request, Status, Summary
+from launcher.backend import (
+    Backend,
+    Capabilities,
+    Handle,
+    JobState,
+    LazySettings,
+    LogLine,
+    Readiness,
+    Request,
+    Status,
+    Summary,
+)
 
 
 def _settings_model():
@@ -26,15 +38,10 @@ def _settings_model():
     return EchoSettings
 
 
-class _Lazy:
-    def __get__(self, obj, owner):
-        return _settings_model()
-
-
-class EchoBackend:
+class EchoBackend(Backend):
     name = "echo"
     capabilities = Capabilities(multi_node=False)
-    settings_model = _Lazy()
+    settings_model = LazySettings(_settings_model)
 
     def __init__(self, settings, client=None):
         self.exit_code = int((settings or {}).get("exit_code", 0))
@@ -46,7 +53,8 @@ class EchoBackend:
         return Readiness(sdk_installed=True, configured=True, detail="echoes the run command")
 
     def render(self, spec, job_id, bundle, secrets, *, idempotency_key=None):
-        return Request(self.name, job_id, "echo", {"run": spec.run, "exit_code": self.exit_code})
+        return Request(self.name, job_id, "echo", {"run": spec.run, "exit_code": self.exit_code,
+                                                   "idempotency_key": idempotency_key})
 
     def submit(self, request: Request) -> Handle:
         if self.unreachable:
@@ -72,7 +80,16 @@ class EchoBackend:
     def cancel(self, handle):
         return None
 
+    def finish(self, handle, status):
+        """Leaves a trace per call, so the tests can count that the runner finishes a job once."""
+        with open(Path(handle.data["file"]).with_suffix(".finished"), "a") as trace:
+            trace.write(f"{status.state.value}\n")
+
     def list(self, *, since=None):
         for path in sorted(self.root.glob("*.json")):
             handle = Handle(self.name, path.stem, {"file": str(path)})
-            yield Summary(handle=handle, name=path.stem.split("-")[0], status=self.status(handle))
+            record = json.loads(path.read_text())
+            if since is not None and record["at"] < since:
+                continue
+            yield Summary(handle=handle, name=path.stem.split("-")[0], status=self.status(handle),
+                          created_at=record["at"], idempotency_key=record.get("idempotency_key"))
