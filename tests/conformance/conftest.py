@@ -38,8 +38,9 @@ PLUGIN = REPO / "tests" / "plugin_pkg"
 PLUGIN_BACKEND = "echo"  # tests/plugin_pkg: a third-party backend, installed with pip for the suite
 SECRET_NAME = "CONFORMANCE_TOKEN"
 SECRET_VALUE = "conformance-secret-6f1e0c"
-FIRST = ["conformance-line-1", "conformance-line-2", "conformance-line-3"]
-SECOND = ["conformance-line-4", "conformance-line-5", "conformance-line-6"]
+LINE_PREFIX = "conformance-line-"
+FIRST = [f"{LINE_PREFIX}{n}" for n in (1, 2, 3)]
+SECOND = [f"{LINE_PREFIX}{n}" for n in (4, 5, 6)]
 
 
 def run_command(flags: Path) -> str:
@@ -87,7 +88,7 @@ class World:
     finish: Callable[[], None] = lambda: None  # after each test: give back what it left at the provider
     runs_jobs: bool = False  # the job really runs (it waits for the suite's go files, see run_command)
     extra_settings: str = ""  # YAML lines added to the spec's backends.<name> section
-    line_prefix: str = "conformance-line-"  # logs lines the suite counts (others: the platform's own)
+    line_prefix: str = LINE_PREFIX  # log lines the suite counts (others are the platform's own)
 
 
 def _file_state(root: Path) -> dict[str, tuple[int, str]]:
