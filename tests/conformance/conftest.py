@@ -103,6 +103,19 @@ def _file_state(root: Path) -> dict[str, tuple[int, str]]:
     return out
 
 
+def _processes_under(root: Path) -> set[int]:
+    """The processes whose command line names a path under `root` (a job's bootstrap on a node)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(root).encode() in (entry / "cmdline").read_bytes():
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def _wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -131,7 +144,7 @@ def _local(tmp: Path) -> Iterator[World]:
         _wait_for(lambda: any((root() / handle.job_id).rglob("exit_code")), f"local job {handle.job_id} to end")
 
     yield World("local", "name: conf-local\nrun: x\nresources:\n  accelerators: cpu\n", runs_jobs=True, end=end,
-                observe=lambda: _file_state(root()))
+                observe=lambda: (_file_state(root()), _processes_under(root())))
 
 
 @contextlib.contextmanager
@@ -148,9 +161,10 @@ def _ssh(tmp: Path) -> Iterator[World]:
             shutil.rmtree(remote / "jobs", ignore_errors=True)
 
         spec = ("name: conf-ssh\nrun: x\nresources:\n  accelerators: cpu\nbackends:\n  ssh:\n"
-                f"    hosts: [{sshd.host_spec}]\n    ssh_config: {sshd.ssh_config}\n"
+                f"    hosts: [{sshd.host_spec}, {sshd.host_spec}]\n    ssh_config: {sshd.ssh_config}\n"
                 f"    remote_root: {remote}\n    cancel_grace: 2s\n")
-        yield World("ssh", spec, runs_jobs=True, end=end, reset=reset, observe=lambda: _file_state(remote))
+        yield World("ssh", spec, runs_jobs=True, end=end, reset=reset,
+                    observe=lambda: (_file_state(remote), _processes_under(remote)))
 
 
 @contextlib.contextmanager
@@ -304,7 +318,7 @@ def _lambda_cloud(tmp: Path) -> Iterator[World]:
         def observe() -> Any:
             with lam._lock:
                 instances = {i["id"]: i["status"] for i in lam._listed()}
-            return instances, _writes(cloud.proxy), _file_state(remote / "jobs")
+            return instances, _writes(cloud.proxy), _file_state(remote / "jobs"), _processes_under(remote)
 
         def end(handle: Handle) -> None:
             _wait_for(lambda: any(remote.rglob(f"{handle.job_id}/**/exit_code")),
@@ -335,12 +349,16 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
 
 # backends whose state is judged from their nodes' exit codes, with no provider states to map
 NO_RAW_STATES = {"local", "ssh", "lambda_cloud", PLUGIN_BACKEND}
+# backends that run the nodes themselves (a node's failure is theirs to judge, its peers theirs to stop)
+NODE_RUNNERS = {"local", "ssh", "lambda_cloud"}
+ONLY_FOR = {"test_an_unknown_raw_state_reads_unknown": lambda name: name not in NO_RAW_STATES,
+            "test_status_stops_nothing_when_one_node_failed": lambda name: name in NODE_RUNNERS}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (never skip) the raw-state check where a backend has no raw states."""
-    dropped = [item for item in items if item.originalname == "test_an_unknown_raw_state_reads_unknown"
-               and item.callspec.params.get("world") in NO_RAW_STATES]
+    """Deselect (never skip) a check where it cannot apply: ONLY_FOR says where it does."""
+    dropped = [item for item in items if item.originalname in ONLY_FOR
+               and not ONLY_FOR[item.originalname](item.callspec.params.get("world"))]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]

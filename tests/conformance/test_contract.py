@@ -161,6 +161,23 @@ def test_status_has_no_side_effects(setup: Setup) -> None:
     assert backend.status(ended).state is JobState.SUCCEEDED
 
 
+def test_status_stops_nothing_when_one_node_failed(setup: Setup) -> None:
+    """Node 1 of 2 fails while node 0 still runs: status says FAILED and leaves node 0 alone (two calls,
+    nothing changes); `finish` is what stops it. (Backends that run nodes themselves: NODE_RUNNERS.)"""
+    text = setup.spec_file.read_text().replace("resources:\n", "resources:\n  nodes: 2\n", 1)
+    text = text.replace('run: "', 'run: "if [ \\"$LAUNCH_NODE_RANK\\" = 1 ]; then exit 3; fi; ', 1)
+    assert "nodes: 2" in text and "exit 3" in text, text
+    setup.spec_file.write_text(text)
+    backend, handle = submitted(setup)
+    setup.world.end(handle)  # returns once a node has ended: node 1 (node 0 waits for its go file)
+    before = setup.world.observe()
+    first, second = backend.status(handle), backend.status(handle)
+    assert setup.world.observe() == before, "status stopped or changed something"
+    assert first.state is second.state is JobState.FAILED, first
+    backend.finish(handle, first)
+    assert setup.world.observe() != before, "finish left the surviving node running"
+
+
 def test_cancel_is_repeat_safe_and_works_on_an_ended_job(setup: Setup) -> None:
     backend, running = submitted(setup)
     setup.show_first_lines(running)
