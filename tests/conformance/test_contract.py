@@ -49,6 +49,17 @@ def canonical(request: Request, *, secret: str | None = None) -> str:
     return text.replace(secret, MASK) if secret else text
 
 
+def differences(sent: Any, shown: Any, path: str = "") -> list[str]:
+    """Where two JSON values differ, as `path: sent | shown` lines (a long payload's diff, readable)."""
+    if isinstance(sent, dict) and isinstance(shown, dict):
+        return [line for key in sorted(set(sent) | set(shown), key=str)
+                for line in differences(sent.get(key, "<absent>"), shown.get(key, "<absent>"), f"{path}.{key}")]
+    if isinstance(sent, list) and isinstance(shown, list) and len(sent) == len(shown):
+        return [line for i, (a, b) in enumerate(zip(sent, shown, strict=True))
+                for line in differences(a, b, f"{path}[{i}]")]
+    return [] if sent == shown else [f"{path or '.'}: sent {sent!r:.160} | dry run {shown!r:.160}"]
+
+
 def read(backend: Backend, handle: Handle, since: Any) -> tuple[list[str], Any]:
     """The lines after `since` and the cursor after them, as the runner's follow reads them (a generator
     may return a cursor where it moved on without a line)."""
@@ -136,7 +147,8 @@ def test_dry_run_is_what_submit_sends(setup: Setup, monkeypatch: pytest.MonkeyPa
                 at, shown = at[part], shown[part]
             assert at.get(leaf), f"the provider got no {path}"
             at[leaf] = shown[leaf]
-        assert setup.world.wire(body) == setup.world.wire(dry.payload)
+        differ = differences(setup.world.wire(body), setup.world.wire(dry.payload))
+        assert not differ, "what the provider received is not what the dry run shows:\n" + "\n".join(differ)
 
 
 # -- status, cancel --------------------------------------------------------------------------------------------------
