@@ -86,7 +86,6 @@ class World:
     extra: str = ""
     reset: Callable[[], None] = lambda: None
     finish: Callable[[], None] = lambda: None  # after each test: give back what it left at the provider
-    runs_jobs: bool = False  # the job really runs (it waits for the suite's go files, see run_command)
     extra_settings: str = ""  # YAML lines added to the spec's backends.<name> section
     line_prefix: str = LINE_PREFIX  # log lines the suite counts (others are the platform's own)
 
@@ -143,7 +142,7 @@ def _local(tmp: Path) -> Iterator[World]:
     def end(handle: Handle) -> None:
         _wait_for(lambda: any((root() / handle.job_id).rglob("exit_code")), f"local job {handle.job_id} to end")
 
-    yield World("local", "name: conf-local\nrun: x\nresources:\n  accelerators: cpu\n", runs_jobs=True, end=end,
+    yield World("local", "name: conf-local\nrun: x\nresources:\n  accelerators: cpu\n", end=end,
                 observe=lambda: (_file_state(root()), _processes_under(root())))
 
 
@@ -163,7 +162,7 @@ def _ssh(tmp: Path) -> Iterator[World]:
         spec = ("name: conf-ssh\nrun: x\nresources:\n  accelerators: cpu\nbackends:\n  ssh:\n"
                 f"    hosts: [{sshd.host_spec}, {sshd.host_spec}]\n    ssh_config: {sshd.ssh_config}\n"
                 f"    remote_root: {remote}\n    cancel_grace: 2s\n")
-        yield World("ssh", spec, runs_jobs=True, end=end, reset=reset,
+        yield World("ssh", spec, end=end, reset=reset,
                     observe=lambda: (_file_state(remote), _processes_under(remote)))
 
 
@@ -331,7 +330,7 @@ def _lambda_cloud(tmp: Path) -> Iterator[World]:
             lam.terminate_all()
             assert lam.violations == [], lam.violations
 
-        world = _cloud_world(cloud, observe=observe, end=end, runs_jobs=True, sdk=("requests",),
+        world = _cloud_world(cloud, observe=observe, end=end, sdk=("requests",),
                              extra_settings="    self_terminate_after: 1h\n")
         world.finish = finish
         yield world
