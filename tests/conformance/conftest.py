@@ -294,8 +294,20 @@ def _azureml(tmp: Path) -> Iterator[World]:
             azure.set_status(handle.job_id, "Completed")
 
         def sent() -> list[dict[str, Any]]:
+            """What Azure got, less the git properties azure-ai-ml adds on its own to every job it
+            creates (JobOperations.create_or_update -> get_git_properties: the repository, branch and
+            commit of the directory launch runs in, as MLflow's git tags). They are the SDK's, not the
+            spec's; README's Azure ML section says so. Anything else extra still fails the check."""
+            from azure.ai.ml.constants._common import GitProperties
+
+            sdk_keys = {value for key, value in vars(GitProperties).items() if key.startswith("PROP_")}
             with azure._lock:
-                return list(azure.job_puts)
+                bodies = json.loads(json.dumps(list(azure.job_puts)))
+            for body in bodies:
+                extra = body.get("properties", {}).get("properties") or {}
+                for key in sdk_keys & set(extra):
+                    del extra[key]
+            return bodies
 
         def show(handle: Handle) -> None:
             azure.set_status(handle.job_id, "Running")

@@ -8,7 +8,6 @@ at a time), in this process, so sockets and the clock can be taken away from ren
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import random
@@ -37,20 +36,14 @@ MASK = runner.MASK
 
 def prepared(setup: Setup, *, dry_run: bool, key: str | None = None) -> tuple[Backend, Request]:
     """runner.prepare: settings merged and checked, code packed, secrets read (masked for a dry run), rendered."""
-    if "user_spec" in inspect.signature(runner.prepare).parameters:  # the runner takes the loaded spec
-        _, backend, request, _ = runner.prepare(load_spec(str(setup.spec_file)), setup.world.name, dry_run=dry_run,
-                                                idempotency_key=key)
-    else:  # TODO(issue 15): drop once j4-spec-once (runner takes a loaded JobSpec) is merged
-        _, backend, request, _ = runner.prepare(str(setup.spec_file), (), setup.world.name, dry_run=dry_run,
-                                                idempotency_key=key)
+    _, backend, request, _ = runner.prepare(load_spec(str(setup.spec_file)), setup.world.name, dry_run=dry_run,
+                                            idempotency_key=key)
     return backend, request
 
 
 def backend_and_spec(setup: Setup) -> tuple[Backend, Any]:
     """The backend and the spec as its render sees it (config < spec settings)."""
     user_spec = load_spec(str(setup.spec_file))
-    if "origin" in inspect.signature(runner.backend_and_spec).parameters:  # TODO(issue 15): as above
-        return runner.backend_and_spec(setup.world.name, user_spec, origin=str(setup.spec_file))
     return runner.backend_and_spec(setup.world.name, user_spec)
 
 
