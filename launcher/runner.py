@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from launcher import config, logs, registry
 from launcher.backend import Handle, JobState, LogLine, Readiness, Request, Status, Summary, is_job_id, shown_id
@@ -30,11 +30,10 @@ from launcher.errors import (
     TransientBackendError,
     UsageError,
 )
+from launcher.retry import policy_for
 from launcher.store import JobRecord, Store
 
-T = TypeVar("T")
 MASK = "****"
-TRANSIENT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -57,22 +56,6 @@ def new_job_id(name: str, now: float | None = None) -> str:
 def exit_code_for(state: JobState) -> int:
     return {JobState.SUCCEEDED: EXIT_SUCCEEDED, JobState.FAILED: EXIT_FAILED,
             JobState.CANCELLED: EXIT_CANCELLED}.get(state, EXIT_UNREACHABLE)
-
-
-def with_retries(action: Callable[[], T], what: str) -> T:
-    """Retry transient provider errors with exponential backoff and jitter, bounded."""
-    import random
-
-    for attempt in range(TRANSIENT_ATTEMPTS):
-        try:
-            return action()
-        except TransientBackendError as exc:
-            if attempt == TRANSIENT_ATTEMPTS - 1:
-                raise
-            delay = min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
-            logs.get().info("%s: %s; retrying in %.1fs", what, exc.message, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def backend_for(name: str, spec_settings: dict[str, Any] | None = None, origin: str = "") -> Any:
@@ -226,7 +209,8 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
         return Submission(reserved, None, existing=True)
     if idempotency_key:  # a CI re-run on a fresh machine has an empty store: ask the provider too
         try:
-            found = with_retries(lambda: find_at_provider(backend, idempotency_key), f"looking up {idempotency_key}")
+            found = policy_for(backend).call(lambda: find_at_provider(backend, idempotency_key),
+                                             f"looking up {idempotency_key}")
         except BaseException:
             store.delete(job_id)
             raise
@@ -247,7 +231,7 @@ def submit(store: Store, spec_file: str, overrides: tuple[str, ...], backend_nam
         from launcher import progress
 
         with progress.step(f"submitting {job_id} to {backend_name} (uploads included)"):
-            handle = with_retries(attempt, f"submitting {job_id}")
+            handle = policy_for(backend).call(attempt, f"submitting {job_id}")
     except Exception as exc:
         if not unconfirmed:  # refused or invalid at once: nothing was created, nothing is recorded
             store.delete(job_id)
@@ -319,7 +303,8 @@ def _find_anywhere(store: Store, spec_file: str, overrides: tuple[str, ...], nam
     spec = load_spec(spec_file, overrides, params)
     for name in names:
         backend = backend_for(name, spec.backends.get(name, {}), origin=spec_file)
-        found = with_retries(lambda b=backend: find_at_provider(b, idempotency_key), f"looking up {idempotency_key}")
+        found = policy_for(backend).call(lambda b=backend: find_at_provider(b, idempotency_key),
+                                       f"looking up {idempotency_key}")
         if found is not None:
             return Submission(_adopt(store, found, name, spec.to_record(), backend, idempotency_key), None,
                               existing=True)
@@ -358,7 +343,8 @@ def _settle_abandoned(store: Store, record: JobRecord, backend: Any, backend_nam
     """The provider's job for an abandoned reservation, recorded; None when it has none."""
     if not idempotency_key:
         return None
-    found = with_retries(lambda: find_at_provider(backend, idempotency_key), f"looking up {idempotency_key}")
+    found = policy_for(backend).call(lambda: find_at_provider(backend, idempotency_key),
+                                     f"looking up {idempotency_key}")
     if found is None:
         return None
     if found.handle.job_id != record.id:  # created under another id (another machine's run)
@@ -464,7 +450,7 @@ def refresh(store: Store, record: JobRecord, backend: Any = None) -> JobRecord:
     if record.state.is_terminal or record.handle is None:
         return record
     backend = backend or _backend(record)
-    status = with_retries(lambda: backend.status(record.handle), f"status of {record.id}")
+    status = policy_for(backend).call(lambda: backend.status(record.handle), f"status of {record.id}")
     if (status.state, status.raw_state, status.message) != (record.state, record.raw_state, record.message):
         store.set_status(record.id, status)
         return store.get(record.id) or record
@@ -550,7 +536,7 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
                 cursor = line.cursor
                 got = True
 
-        with_retries(drain, f"logs of {record.id}")
+        policy_for(backend).call(drain, f"logs of {record.id}")
         if ended:
             # services that ingest logs asynchronously (CloudWatch, Cloud Logging) may still deliver
             # the last lines: keep reading until they have been quiet for the backend's settle time
@@ -600,11 +586,11 @@ def cancel(store: Store, record: JobRecord) -> JobRecord:
     if record.state.is_terminal:
         if record.handle is not None and registry.backend_class(record.backend).capabilities.cancel_after_end:
             backend = _backend(record)
-            with_retries(lambda: backend.cancel(record.handle), f"releasing {record.id}")
+            policy_for(backend).call(lambda: backend.cancel(record.handle), f"releasing {record.id}")
         return record
     handle = _require_handle(record)
     backend = _backend(record)
-    with_retries(lambda: backend.cancel(handle), f"cancelling {record.id}")
+    policy_for(backend).call(lambda: backend.cancel(handle), f"cancelling {record.id}")
     return refresh(store, store.get(record.id) or record, backend)
 
 
@@ -622,7 +608,7 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
     for name in backends:
         backend = backend_for(name)
         fast = backend.capabilities.fast_status
-        listed = with_retries(lambda b=backend: list(b.list()), f"listing {name}")
+        listed = policy_for(backend).call(lambda b=backend: list(b.list()), f"listing {name}")
         for summary in [s for s in listed if not is_job_id(s.handle.job_id)]:
             logs.get().warning("%s has a job tagged with the id %s, which launch never gives: skipped",
                                name, shown_id(summary.handle.job_id))
