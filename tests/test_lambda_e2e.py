@@ -396,6 +396,43 @@ def test_missing_api_key_is_the_one_clear_error(lam, fake):
     assert fake.calls == []  # nothing was asked, so nothing was launched
 
 
+OUTAGE_BOUND_S = 10  # the issue's criterion: an unreachable API is reported in seconds, not after nested retries
+
+
+def _closed_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1"
+
+
+def test_an_unreachable_api_is_reported_by_run_in_seconds(lam, fake):
+    spec = lam.spec("name: lamdown\nresources:\n  accelerators: A10\nrun: echo never\n", api_url=_closed_url())
+    started = time.monotonic()
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    assert "cannot reach Lambda Cloud" in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < OUTAGE_BOUND_S, f"the outage took {elapsed:.1f}s to report"
+    assert fake.calls == []
+
+
+def test_an_unreachable_api_is_reported_by_status_in_seconds(lam, server):
+    """A job submitted while the API answered; then the API goes away (the fake stops, its port closes)."""
+    with LambdaFake(api_key=API_KEY, ip="127.0.0.1", boot_s=0.1) as gone:
+        gone.request_interval_s, gone.launch_interval_s = 0.05, 0.3
+        spec = lam.spec("name: lamgone\nresources:\n  accelerators: A10\nrun: sleep 30\n", api_url=gone.base_url,
+                        keep_instances=True)  # kept: no node hook calls the API once it is gone
+        job = lam.submit(spec)
+    started = time.monotonic()
+    result = lam.run("status", job)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    assert "cannot reach Lambda Cloud" in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < OUTAGE_BOUND_S, f"the outage took {elapsed:.1f}s to report"
+
+
 def test_a_terminated_instance_ends_its_processes(lam, fake, server):
     spec = lam.spec("name: lamkill\nresources:\n  accelerators: A10\n  nodes: 2\nrun: sleep 300\n")
     job = lam.submit(spec)
