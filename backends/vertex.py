@@ -526,8 +526,9 @@ REACH_HINT = "check your network, the region (Vertex AI has one endpoint per reg
 
 
 def _storage_retry() -> Any:
-    """GCS retries its calls (uploads included) for 120 s by default; the runner retries the whole submit too, so a dead
-    endpoint would hold `launch run` for ten minutes. 20 s rides out a blip."""
+    """GCS retries its own calls (uploads included, resumable ones from where they stopped), for 120 s by default;
+    20 s rides out a blip. For uploads this is the one retry layer: the RetryError it ends with is
+    BackendUnreachable (`_google_error`), not transient, so the runner's policy does not retry it on top."""
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     return DEFAULT_RETRY.with_timeout(STORAGE_RETRY_S)
