@@ -97,6 +97,16 @@ def test_a_429_is_waited_out_for_its_retry_after_by_the_one_retry_layer(clean):
     assert api_error(429, {}, retry_after=3.0).retry_after == 3.0
 
 
+def test_the_client_sends_a_failing_request_once(clean):
+    """No retry loop inside the client (the runner's policy is the one layer): a 503 is raised after one
+    request, though the API would have answered the third."""
+    clean.fail_next(r"/instance-types$", 503, times=2)
+    api = LambdaAPI(KEY, clean.base_url, request_interval_s=0.0)
+    with pytest.raises(TransientBackendError):
+        api.instance_types()
+    assert [(method, path.rsplit("/", 1)[-1]) for method, path, _, _ in clean.calls] == [("GET", "instance-types")]
+
+
 def test_launches_are_spaced_by_the_launch_interval(clean):
     clean.launch_interval_s = 0.4
     api = LambdaAPI(KEY, clean.base_url, request_interval_s=0.0, launch_interval_s=0.4)
