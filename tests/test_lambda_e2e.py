@@ -230,6 +230,26 @@ def test_throttling_and_server_errors_are_retried(lam, fake):
     assert not fake.live()
 
 
+def test_a_failed_poll_while_booting_is_a_missed_poll_not_a_new_launch(lam, fake):
+    """With no retry loop in the client, a poll that fails while the instance boots must not fail the
+    submit (that would give the instance back and launch another): the boot wait polls again."""
+    import threading
+
+    def fail_polls_once_launched() -> None:
+        deadline = time.monotonic() + 30
+        while not _launches(fake) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        fake.fail_next(r"/instances$", 503, times=2)
+
+    injector = threading.Thread(target=fail_polls_once_launched)
+    injector.start()
+    spec = lam.spec("name: lampoll\nresources:\n  accelerators: A10\nrun: echo booted-once\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait", check_rc=0)
+    injector.join()
+    assert len(_launches(fake)) == 1 and not fake.live(), result.stderr
+    assert len([c for c in fake.calls if c[0] == "GET" and c[1].endswith("/instances")]) >= 3  # the failed ones too
+
+
 def test_bad_api_key_exits_4_with_what_to_do(lam, fake):
     spec = lam.spec("name: lamkey\nresources:\n  accelerators: A10\nrun: echo never\n")
     result = lam.run("run", str(spec), "--backend", "lambda_cloud", env={"LAMBDA_API_KEY": "wrong-key"})
