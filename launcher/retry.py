@@ -25,11 +25,15 @@ class RetryPolicy:
     """Exponential backoff with full jitter, bounded both in attempts and in total time (so an
     outage is reported in seconds), retrying TransientBackendError and nothing else."""
 
+    # the waits between 5 attempts add up to at most 0.5 + 1 + 2 + 2 = 5.5 s (2.75 s on average): an
+    # outage (refused connections answer at once) is reported in seconds
     attempts: int = 5
-    first_wait_s: float = 0.5  # the first wait is drawn from [0, first_wait_s], then doubling
-    max_wait_s: float = 4.0
-    total_s: float = 8.0  # no wait starts that would end past this, counted from the first try
-    max_retry_after_s: float = 30.0  # a longer Retry-After still ends at total_s: the error is reported
+    first_wait_s: float = 0.5  # the first wait is drawn from [0, first_wait_s], each next from twice that
+    max_wait_s: float = 2.0
+    # and against attempts that are slow themselves (a big upload, a read timeout): no wait starts that
+    # would end past this, counted from the first try
+    total_s: float = 60.0
+    max_retry_after_s: float = 30.0  # a Retry-After that would end past total_s is not waited: the error is said
 
     def call(self, action: Callable[[], T], what: str) -> T:
         """`action()`, retried while it raises TransientBackendError and the bounds allow; the last
