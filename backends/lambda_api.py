@@ -2,10 +2,12 @@
 
 Lambda allows about one request per second per key and one instance launch per 12 s,
 and answers `429` past that. The client spaces its own calls (both intervals are
-settings, so tests run with short ones against a fake that enforces them), waits out a
-429's Retry-After, and retries 5xx and dropped connections with the runner's bounded
-backoff. Error envelopes `{"error": {"code", "message", "suggestion"}}` become one
-LaunchError keyed on the code. `requests` is imported on first call only.
+settings, so tests run with short ones against a fake that enforces them): that is pacing,
+not retrying. It retries nothing: a 429 (with its Retry-After), a 5xx or a dropped
+connection is a TransientBackendError for the runner's one retry policy (launcher/retry.py),
+so an unreachable API is reported in seconds, not after nested loops. Error envelopes
+`{"error": {"code", "message", "suggestion"}}` become one LaunchError keyed on the code.
+`requests` is imported on first call only.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from typing import Any
 from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, TransientBackendError
 
 DEFAULT_BASE_URL = "https://cloud.lambda.ai/api/v1"
-MAX_RETRY_AFTER_S = 60.0
-THROTTLE_ATTEMPTS = 6
 INSUFFICIENT_CAPACITY = "instance-operations/launch/insufficient-capacity"
 
 
@@ -34,9 +34,10 @@ class LambdaCapacityError(LambdaAPIError, CapacityError):
     """No capacity or quota now: nothing was launched, so the next region (or backend) may be tried."""
 
 
-def api_error(status: int, body: Any) -> LaunchError:
+def api_error(status: int, body: Any, retry_after: float | None = None) -> LaunchError:
     """The LaunchError for an error response: credentials exit 4, throttling and 5xx are
-    transient, capacity and quota are CapacityError, everything else a BackendError."""
+    transient (carrying the Retry-After Lambda sent), capacity and quota are CapacityError,
+    everything else a BackendError."""
     error = body.get("error") if isinstance(body, dict) else None
     error = error if isinstance(error, dict) else {}
     code = str(error.get("code") or f"http/{status}")
@@ -47,7 +48,7 @@ def api_error(status: int, body: Any) -> LaunchError:
                                   "set LAMBDA_API_KEY (or api_key in [backends.lambda_cloud] of config.toml) "
                                   "to a key from https://cloud.lambda.ai/api-keys")
     if status == 429 or status >= 500 or code == "global/internal-error":
-        return TransientBackendError(f"Lambda Cloud is busy or failing ({code}): {message}")
+        return TransientBackendError(f"Lambda Cloud is busy or failing ({code}): {message}", retry_after=retry_after)
     if code == INSUFFICIENT_CAPACITY:
         return LambdaCapacityError(code, f"Lambda Cloud has no capacity: {message}",
                                    suggestion or "try other regions or instance types, or later", status)
@@ -117,23 +118,10 @@ class LambdaAPI:
     # -- transport -------------------------------------------------------------------
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """The response's `data`. A launch is never retried here (a lost answer may have
-        launched): the backend looks for its tagged instances before launching again."""
-        from launcher.runner import with_retries
-
-        if path == "/instance-operations/launch":
-            return self._throttled(method, path, body)
-        return with_retries(lambda: self._throttled(method, path, body), f"Lambda Cloud {method} {path}")
-
-    def _throttled(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        """One request, waiting out 429s (Retry-After, bounded) before giving up as transient."""
-        for attempt in range(THROTTLE_ATTEMPTS):
-            status, data, retry_after = self._once(method, path, body)
-            if status != 429:
-                break
-            time.sleep(min(MAX_RETRY_AFTER_S, retry_after if retry_after is not None else 2.0 ** attempt))
+        """The response's `data`, from one request (paced): whoever needs it retried is the runner."""
+        status, data, retry_after = self._once(method, path, body)
         if status >= 400:
-            raise api_error(status, data)
+            raise api_error(status, data, retry_after)
         return data.get("data") if isinstance(data, dict) else data
 
     def _pace(self, path: str) -> None:

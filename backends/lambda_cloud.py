@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import json
 import os
 import re
@@ -47,7 +46,16 @@ from launcher.backend import (
     job_name,
     shown_id,
 )
-from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, SpecError, UsageError
+from launcher.errors import (
+    BackendError,
+    BackendUnreachable,
+    CapacityError,
+    LaunchError,
+    SpecError,
+    TransientBackendError,
+    UsageError,
+)
+from launcher.retry import policy_for
 from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
@@ -253,26 +261,27 @@ class LambdaCloudBackend(Backend):
         ids = list(instance_ids)
         if not ids and not self._launch_sent:  # nothing was launched: nothing bills, nothing to say
             return
-        try:
-            ids += [i["id"] for i in self._tagged(job_id) if i["id"] not in ids]
-            self._terminate(ids)
+        def give_back() -> None:
+            self._terminate(ids + [i["id"] for i in self._tagged(job_id) if i["id"] not in ids])
+
+        try:  # the submit is failing: no runner retries this, so it rides out a blip itself, bounded the same way
+            policy_for(self).call(give_back, f"giving back the instances of {job_id}")
         except LaunchError as exc:
             logs.get().error("could not terminate Lambda instance(s) %s after the failed submit (%s); terminate "
                              "them at https://cloud.lambda.ai/instances", ", ".join(ids) or "(unknown)", exc.message)
 
     def _tagged(self, job_id: str) -> list[dict[str, Any]]:
-        try:
-            return [i for i in self.api.instances()
-                    if inst.tag(i, inst.JOB_TAG) == job_id and i.get("status") in inst.LIVE]
-        except BackendUnreachable:
-            return []
+        """The job's live instances. A listing that fails raises: read as "none", it would let a retried
+        submit launch again beside an instance whose launch answer was lost."""
+        return [i for i in self.api.instances()
+                if inst.tag(i, inst.JOB_TAG) == job_id and i.get("status") in inst.LIVE]
 
     def _launch_all(self, job_id: str, payload: dict[str, Any], out: list[dict[str, Any]]) -> None:
         """One instance per node into `out` (kept up to date, so a failure anywhere knows what to
         terminate), all in one region: the first (region, type) with capacity. Instances a failed
-        earlier attempt left are reused, never launched twice."""
-        from launcher.runner import with_retries
-
+        earlier attempt left are reused, never launched twice. A launch that fails is not retried
+        here: the submit fails, gives back what launched (the lost-answer one included, found by
+        its tag), and the runner's retry of the whole submit starts again from that listing."""
         existing = {int(inst.tag(i, inst.RANK_TAG) or 0): i for i in self._tagged(job_id)}
         if existing:
             first = next(iter(existing.values()))
@@ -287,11 +296,7 @@ class LambdaCloudBackend(Backend):
                 for rank, body in enumerate(payload["launch"]):
                     if rank not in launched:
                         full = {"region_name": region, "instance_type_name": type_name, **body}
-                        attempt = itertools.count()
-                        launched[rank] = with_retries(
-                            lambda full=full, rank=rank, attempt=attempt: self._launch_one(
-                                job_id, rank, full, retried=next(attempt) > 0),
-                            f"launching node {rank}")
+                        launched[rank] = self._launch_one(full)
                         out.append(launched[rank])
                 out[:] = [launched[r] for r in sorted(launched)]
                 return
@@ -305,12 +310,8 @@ class LambdaCloudBackend(Backend):
         raise CapacityError("Lambda Cloud has no capacity for this job; tried " + ", ".join(tried),
                             "add regions (backends.lambda_cloud.regions), allow other instance types, or retry later")
 
-    def _launch_one(self, job_id: str, rank: int, body: dict[str, Any], *, retried: bool) -> dict[str, Any]:
-        """Launch; a retry first looks for the instance an earlier try may have launched (its answer
-        lost). The first try needs no look: `_launch_all` has just listed the job's instances."""
-        for instance in self._tagged(job_id) if retried else ():
-            if inst.tag(instance, inst.RANK_TAG) == str(rank):
-                return instance
+    def _launch_one(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Launch one instance; `_launch_all` has just listed the job's instances, so none is there."""
         self._launch_sent = True
         ids = self.api.launch(body)
         return {"id": ids[0], "status": "booting", "tags": body["tags"], "name": body["name"],
@@ -346,7 +347,13 @@ class LambdaCloudBackend(Backend):
         deadline = time.monotonic() + self.settings["boot_timeout"]
         wanted = [i["id"] for i in launched]
         while True:
-            current = self._current(wanted)
+            try:
+                current = self._current(wanted)
+            except TransientBackendError:  # a missed poll (throttled, a blip): the boot deadline still holds
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(self.settings["boot_poll"])
+                continue
             ready = [current.get(i) for i in wanted]
             for instance_id, instance in zip(wanted, ready, strict=True):
                 if instance is not None and instance["status"] == "unhealthy":

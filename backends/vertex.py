@@ -63,7 +63,6 @@ IDEMPOTENCY_LABEL = "launch_idempotency_key"
 # Every Vertex and Logging call gets this timeout: the SDK's default for custom-job calls is none, so an
 # answer lost on the way would hold `launch run` forever. A timed-out create is found again by its label.
 API_TIMEOUT_S = 60.0
-CREATE_ATTEMPTS = 3  # creates within one submit (each after a look); the runner retries the submit on top
 DEFAULT_RUNTIME_S = 7 * 24 * 3600  # Vertex's own default timeout
 DEFAULT_DISK_GB = 100
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
@@ -402,25 +401,23 @@ class VertexBackend(Backend):
 
     def _create(self, client: Any, parent: str, label: str, job: Any) -> Any:
         """The job the create made. A create that failed as a timeout, a reset or a 5xx may have landed
-        all the same, so before it is retried or reported the job is looked for by its label and
-        adopted if there. When that look fails too, the create's own (transient) error is what is
+        all the same, so before it is reported the job is looked for by its label and adopted if there.
+        When it is not there, or that look fails too, the create's own (transient) error is what is
         raised, never the look's: the runner then retries the submit (which looks first) and, in the
-        end, says the job may exist, instead of reporting a plain failure for a job that may run."""
-        for attempt in range(CREATE_ATTEMPTS):
+        end, says the job may exist, instead of reporting a plain failure for a job that may run. The
+        create is tried once here: retrying is the runner's (launcher/retry.py)."""
+        try:
+            return client.create_custom_job(parent=parent, custom_job=job, timeout=API_TIMEOUT_S)
+        except Exception as exc:
+            if not _is_transient(exc) or _is_quota(exc):
+                raise  # refused (and any earlier create was looked for and not found): nothing was created
             try:
-                return client.create_custom_job(parent=parent, custom_job=job, timeout=API_TIMEOUT_S)
-            except Exception as exc:
-                if not _is_transient(exc) or _is_quota(exc):
-                    raise  # refused (and any earlier create was looked for and not found): nothing was created
-                try:
-                    found = self._find(client, parent, label)
-                except Exception:
-                    raise exc from None
-                if found is not None:
-                    return found
-                if attempt == CREATE_ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+                found = self._find(client, parent, label)
+            except Exception:
+                raise exc from None
+            if found is not None:
+                return found
+            raise
 
     def _find(self, client: Any, parent: str, label: str) -> Any:
         for job in client.list_custom_jobs(request={"parent": parent, "filter": f'labels.{JOB_ID_LABEL}="{label}"'},
@@ -558,8 +555,9 @@ REACH_HINT = "check your network, the region (Vertex AI has one endpoint per reg
 
 
 def _storage_retry() -> Any:
-    """GCS retries its calls (uploads included) for 120 s by default; the runner retries the whole submit too, so a dead
-    endpoint would hold `launch run` for ten minutes. 20 s rides out a blip."""
+    """GCS retries its own calls (uploads included, resumable ones from where they stopped), for 120 s by default;
+    20 s rides out a blip. For uploads this is the one retry layer: the RetryError it ends with is
+    BackendUnreachable (`_google_error`), not transient, so the runner's policy does not retry it on top."""
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     return DEFAULT_RETRY.with_timeout(STORAGE_RETRY_S)

@@ -16,6 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from launcher.retry import DEFAULT as DEFAULT_RETRY
+from launcher.retry import RetryPolicy
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -239,6 +242,8 @@ class Backend(abc.ABC):
     cpu_instance_type: ClassVar[str | None] = None
     # the setting by which a user pins the machine instead of the catalog (hints name it)
     pinned_type_setting: ClassVar[str] = "instance_type"
+    # how the runner retries this backend's calls (the one retry layer): tune attempts, waits, total time
+    retry_policy: ClassVar[RetryPolicy] = DEFAULT_RETRY
 
     @classmethod
     @abc.abstractmethod

@@ -90,7 +90,13 @@ class BackendUnreachable(LaunchError):
 
 
 class TransientBackendError(BackendUnreachable):
-    """Throttling, 5xx, a reset connection: worth retrying with backoff before giving up."""
+    """Throttling, 5xx, a reset connection: worth retrying with backoff before giving up.
+    `retry_after` is the wait the provider asked for (a 429's Retry-After), which the runner's
+    retry policy (launcher/retry.py) honours instead of its own backoff."""
+
+    def __init__(self, message: str, hint: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from launcher import config, logs, registry
 from launcher.backend import (
@@ -44,15 +44,13 @@ from launcher.errors import (
     TransientBackendError,
     UsageError,
 )
+from launcher.retry import policy_for
 from launcher.store import JobRecord, Store
 
 if TYPE_CHECKING:  # pydantic is imported only by commands that read a spec
     from launcher.backend import Backend
     from launcher.spec import JobSpec
-
-T = TypeVar("T")
 MASK = "****"
-TRANSIENT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -65,22 +63,6 @@ class Submission:
 def exit_code_for(state: JobState) -> int:
     return {JobState.SUCCEEDED: EXIT_SUCCEEDED, JobState.FAILED: EXIT_FAILED,
             JobState.CANCELLED: EXIT_CANCELLED}.get(state, EXIT_UNREACHABLE)
-
-
-def with_retries(action: Callable[[], T], what: str) -> T:
-    """Retry transient provider errors with exponential backoff and jitter, bounded."""
-    import random
-
-    for attempt in range(TRANSIENT_ATTEMPTS):
-        try:
-            return action()
-        except TransientBackendError as exc:
-            if attempt == TRANSIENT_ATTEMPTS - 1:
-                raise
-            delay = min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
-            logs.get().info("%s: %s; retrying in %.1fs", what, exc.message, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def merged_settings(name: str, spec_settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -255,7 +237,8 @@ def submit(store: Store, user_spec: JobSpec, backend_name: str, idempotency_key:
         return Submission(reserved, None, existing=True)
     if idempotency_key:  # a CI re-run on a fresh machine has an empty store: ask the provider too
         try:
-            found = with_retries(lambda: find_at_provider(backend, idempotency_key), f"looking up {idempotency_key}")
+            found = policy_for(backend).call(lambda: find_at_provider(backend, idempotency_key),
+                                             f"looking up {idempotency_key}")
         except BaseException:
             store.delete(job_id)
             raise
@@ -276,7 +259,7 @@ def submit(store: Store, user_spec: JobSpec, backend_name: str, idempotency_key:
         from launcher import progress
 
         with progress.step(f"submitting {job_id} to {backend_name} (uploads included)"):
-            handle = with_retries(attempt, f"submitting {job_id}")
+            handle = policy_for(backend).call(attempt, f"submitting {job_id}")
     except Exception as exc:
         if not unconfirmed:  # refused or invalid at once: nothing was created, nothing is recorded
             store.delete(job_id)
@@ -344,7 +327,8 @@ def submit_first(store: Store, spec: JobSpec, backend_names: list[str],
 def _find_anywhere(store: Store, spec: JobSpec, names: list[str], idempotency_key: str) -> Submission | None:
     for name in names:
         backend = backend_for(name, spec.backends.get(name, {}), origin=spec.file)
-        found = with_retries(lambda b=backend: find_at_provider(b, idempotency_key), f"looking up {idempotency_key}")
+        found = policy_for(backend).call(lambda b=backend: find_at_provider(b, idempotency_key),
+                                       f"looking up {idempotency_key}")
         if found is not None:
             return Submission(_adopt(store, found, name, spec.to_record(), backend, idempotency_key), None,
                               existing=True)
@@ -383,7 +367,8 @@ def _settle_abandoned(store: Store, record: JobRecord, backend: Backend, backend
     """The provider's job for an abandoned reservation, recorded; None when it has none."""
     if not idempotency_key:
         return None
-    found = with_retries(lambda: find_at_provider(backend, idempotency_key), f"looking up {idempotency_key}")
+    found = policy_for(backend).call(lambda: find_at_provider(backend, idempotency_key),
+                                     f"looking up {idempotency_key}")
     if found is None:
         return None
     if found.handle.job_id != record.id:  # created under another id (another machine's run)
@@ -483,7 +468,7 @@ def refresh(store: Store, record: JobRecord, backend: Backend | None = None) -> 
         return record
     if not record.state.is_terminal:
         backend = backend or _backend(record)
-        status = with_retries(lambda: backend.status(handle), f"status of {record.id}")
+        status = policy_for(backend).call(lambda: backend.status(handle), f"status of {record.id}")
         if (status.state, status.raw_state, status.message) != (record.state, record.raw_state, record.message):
             store.set_status(record.id, status)
             record = store.get(record.id) or record
@@ -500,7 +485,7 @@ def finish(store: Store, record: JobRecord, backend: Backend | None = None) -> J
         return record
     try:
         used = backend or _backend(record)
-        with_retries(lambda: used.finish(handle, record.status), f"finishing {record.id}")
+        policy_for(used).call(lambda: used.finish(handle, record.status), f"finishing {record.id}")
     except Exception as exc:
         if logs.get().isEnabledFor(10):  # DEBUG, i.e. --debug/--verbose: show the traceback
             raise
@@ -590,7 +575,7 @@ def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
                 cursor = line.cursor
                 got = True
 
-        with_retries(drain, f"logs of {record.id}")
+        policy_for(backend).call(drain, f"logs of {record.id}")
         if ended:
             # services that ingest logs asynchronously (CloudWatch, Cloud Logging) may still deliver
             # the last lines: keep reading until they have been quiet for the backend's settle time
@@ -642,11 +627,11 @@ def cancel(store: Store, record: JobRecord) -> JobRecord:
         ended = record.handle
         if ended is not None and registry.backend_class(record.backend).capabilities.cancel_after_end:
             backend = _backend(record)
-            with_retries(lambda: backend.cancel(ended), f"releasing {record.id}")
+            policy_for(backend).call(lambda: backend.cancel(ended), f"releasing {record.id}")
         return record
     handle = _require_handle(record)
     backend = _backend(record)
-    with_retries(lambda: backend.cancel(handle), f"cancelling {record.id}")
+    policy_for(backend).call(lambda: backend.cancel(handle), f"cancelling {record.id}")
     return refresh(store, store.get(record.id) or record, backend)
 
 
@@ -664,7 +649,7 @@ def sync(store: Store, backends: list[str]) -> SyncReport:
     for name in backends:
         backend = backend_for(name)
         fast = backend.capabilities.fast_status
-        listed = with_retries(lambda b=backend: list(b.list()), f"listing {name}")
+        listed = policy_for(backend).call(lambda b=backend: list(b.list()), f"listing {name}")
         for summary in [s for s in listed if not is_job_id(s.handle.job_id)]:
             logs.get().warning("%s has a job tagged with the id %s, which launch never gives: skipped",
                                name, shown_id(summary.handle.job_id))

@@ -91,6 +91,19 @@ def test_no_failover_when_the_create_may_have_landed(both):
     assert unconfirmed["backend"] == "vertex" and unconfirmed["state"] == "UNKNOWN"
 
 
+def test_a_create_that_stays_down_is_retried_by_the_runner_alone(both):
+    """One retry layer: each of the runner's attempts sends one create (and looks for a lost one after
+    it), never a loop of creates of its own; 5 attempts, not 5 x 3 creates."""
+    from launcher.retry import DEFAULT
+
+    gcp, _, spec, run = both
+    gcp.fail_next(CREATE, 503, method="POST", times=1000)
+    result = run("run", str(spec), "--backend", "vertex")
+    assert result.returncode == 4, result.stderr
+    creates = [r for r in gcp.requests if r[0] == "POST" and r[1].endswith("/customJobs")]
+    assert 1 <= len(creates) <= DEFAULT.attempts, creates
+
+
 @pytest.mark.parametrize("code, message, exit_code", [
     (400, "Invalid value at 'custom_job.job_spec.worker_pool_specs[0]'", 1),  # refused
     (403, "Permission 'aiplatform.customJobs.create' denied", 4),            # credentials

@@ -230,6 +230,26 @@ def test_throttling_and_server_errors_are_retried(lam, fake):
     assert not fake.live()
 
 
+def test_a_failed_poll_while_booting_is_a_missed_poll_not_a_new_launch(lam, fake):
+    """With no retry loop in the client, a poll that fails while the instance boots must not fail the
+    submit (that would give the instance back and launch another): the boot wait polls again."""
+    import threading
+
+    def fail_polls_once_launched() -> None:
+        deadline = time.monotonic() + 30
+        while not _launches(fake) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        fake.fail_next(r"/instances$", 503, times=2)
+
+    injector = threading.Thread(target=fail_polls_once_launched)
+    injector.start()
+    spec = lam.spec("name: lampoll\nresources:\n  accelerators: A10\nrun: echo booted-once\n")
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud", "--wait", check_rc=0)
+    injector.join()
+    assert len(_launches(fake)) == 1 and not fake.live(), result.stderr
+    assert len([c for c in fake.calls if c[0] == "GET" and c[1].endswith("/instances")]) >= 3  # the failed ones too
+
+
 def test_bad_api_key_exits_4_with_what_to_do(lam, fake):
     spec = lam.spec("name: lamkey\nresources:\n  accelerators: A10\nrun: echo never\n")
     result = lam.run("run", str(spec), "--backend", "lambda_cloud", env={"LAMBDA_API_KEY": "wrong-key"})
@@ -394,6 +414,43 @@ def test_missing_api_key_is_the_one_clear_error(lam, fake):
     assert "no Lambda Cloud API key" in result.stderr and "LAMBDA_API_KEY" in result.stderr
     assert "could not terminate" not in result.stderr and "Traceback" not in result.stderr
     assert fake.calls == []  # nothing was asked, so nothing was launched
+
+
+OUTAGE_BOUND_S = 10  # the issue's criterion: an unreachable API is reported in seconds, not after nested retries
+
+
+def _closed_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1"
+
+
+def test_an_unreachable_api_is_reported_by_run_in_seconds(lam, fake):
+    spec = lam.spec("name: lamdown\nresources:\n  accelerators: A10\nrun: echo never\n", api_url=_closed_url())
+    started = time.monotonic()
+    result = lam.run("run", str(spec), "--backend", "lambda_cloud")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    assert "cannot reach Lambda Cloud" in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < OUTAGE_BOUND_S, f"the outage took {elapsed:.1f}s to report"
+    assert fake.calls == []
+
+
+def test_an_unreachable_api_is_reported_by_status_in_seconds(lam, server):
+    """A job submitted while the API answered; then the API goes away (the fake stops, its port closes)."""
+    with LambdaFake(api_key=API_KEY, ip="127.0.0.1", boot_s=0.1) as gone:
+        gone.request_interval_s, gone.launch_interval_s = 0.05, 0.3
+        spec = lam.spec("name: lamgone\nresources:\n  accelerators: A10\nrun: sleep 30\n", api_url=gone.base_url,
+                        keep_instances=True)  # kept: no node hook calls the API once it is gone
+        job = lam.submit(spec)
+    started = time.monotonic()
+    result = lam.run("status", job)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stderr
+    assert "cannot reach Lambda Cloud" in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < OUTAGE_BOUND_S, f"the outage took {elapsed:.1f}s to report"
 
 
 def test_a_terminated_instance_ends_its_processes(lam, fake, server):

@@ -83,11 +83,28 @@ def test_client_keeps_to_the_enforced_intervals(clean):
     assert clean.throttled == 0 and time.monotonic() - started >= 0.4
 
 
-def test_client_waits_out_a_429_when_it_goes_too_fast(clean):
+def test_a_429_is_waited_out_for_its_retry_after_by_the_one_retry_layer(clean):
+    """The client retries nothing itself: the 429 carries Lambda's Retry-After to the policy the runner
+    wraps every backend call in, which waits that long (not its own shorter backoff) and asks again."""
+    from launcher.retry import DEFAULT
+
     clean.request_interval_s = 0.5
     api = LambdaAPI(KEY, clean.base_url, request_interval_s=0.0)
     api.instances()
-    assert api.instances() == [] and clean.throttled == 1  # refused once, then served after Retry-After
+    started = time.monotonic()
+    assert DEFAULT.call(api.instances, "listing") == [] and clean.throttled == 1  # refused once, then served
+    assert time.monotonic() - started >= 1  # the fake's Retry-After (whole seconds), past the policy's first wait
+    assert api_error(429, {}, retry_after=3.0).retry_after == 3.0
+
+
+def test_the_client_sends_a_failing_request_once(clean):
+    """No retry loop inside the client (the runner's policy is the one layer): a 503 is raised after one
+    request, though the API would have answered the third."""
+    clean.fail_next(r"/instance-types$", 503, times=2)
+    api = LambdaAPI(KEY, clean.base_url, request_interval_s=0.0)
+    with pytest.raises(TransientBackendError):
+        api.instance_types()
+    assert [(method, path.rsplit("/", 1)[-1]) for method, path, _, _ in clean.calls] == [("GET", "instance-types")]
 
 
 def test_launches_are_spaced_by_the_launch_interval(clean):

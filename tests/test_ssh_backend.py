@@ -330,7 +330,7 @@ def test_a_submit_retried_after_a_lost_start_answer_runs_the_node(servers, launc
     request = backend.render(spec, "lost-20260101-000000-abcdef", None, {})
     with pytest.raises(TransientBackendError):
         backend.submit(request)
-    handle = backend.submit(request)  # what runner.with_retries does next
+    handle = backend.submit(request)  # what the runner's retry policy does next
     _wait_until(lambda: backend.status(handle).state.is_terminal, "the job to end")
     assert backend.status(handle).state.value == "SUCCEEDED"
     node_dir = Path(first.remote_root) / "jobs" / "lost-20260101-000000-abcdef" / "node-0"

@@ -243,10 +243,7 @@ CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
 
 # cases too slow for CI's budget, run by LAUNCH_RELIABILITY_FULL=1 only (deselected, never skipped):
 # azure-core retries a refused connection with backoff inside each of the runner's attempts (~35 s)
-# and an unreachable Lambda API: each API call retries on its own, inside the runner's retries of the
-# whole submit (about 160 s before the clear error; RELIABILITY.md, open points)
-FULL_ONLY = {"test_credential_failures_exit_4_with_one_message_and_no_record[azureml-region]",
-             "test_credential_failures_exit_4_with_one_message_and_no_record[lambda_cloud-region]"}
+FULL_ONLY = {"test_credential_failures_exit_4_with_one_message_and_no_record[azureml-region]"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
