@@ -386,10 +386,17 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if name not in WORLDS:
         pytest.fail(f"backend {name!r} has no conformance environment: add a builder to WORLDS in "
                     "tests/conformance/conftest.py (its settings, env vars and fake)", pytrace=False)
-    with WORLDS[name](tmp_path_factory.mktemp(f"world-{name}")) as built:
-        if name not in registry.names():
-            pytest.fail(f"WORLDS has {name!r}, which the registry does not know", pytrace=False)
-        yield built
+    environment = dict(os.environ)
+    try:
+        with WORLDS[name](tmp_path_factory.mktemp(f"world-{name}")) as built:
+            if name not in registry.names():
+                pytest.fail(f"WORLDS has {name!r}, which the registry does not know", pytrace=False)
+            yield built
+    finally:
+        # an SDK run in this process may set process-wide variables (azure-ai-ml sets AZUREML_CURRENT_CLOUD
+        # to the fake's cloud): later tests' CLI subprocesses must not inherit a cloud that is gone
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 @dataclass
