@@ -203,7 +203,7 @@ def _read(backend, handle, cursor=None) -> tuple[list[str], dict]:
 
 def test_a_read_of_only_empty_pages_stops_and_returns_where_it_got(sm, monkeypatch):
     """Reading is bounded (MAX_EMPTY_PAGES pages without events in a row); the cursor it returns goes on."""
-    import backends.sagemaker as sagemaker
+    import backends.sagemaker.backend as sagemaker
     from launcher.spec import parse_spec
 
     for key, value in sm.server.env().items():

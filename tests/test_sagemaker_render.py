@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from fakes.botocore_model import violations
 
-from backends.sagemaker import TOPOLOGY, SageMakerBackend, map_state, tag_text_ok, training_job_name
-from backends.sagemaker_instance_types import TRAINING_INSTANCE_TYPES
+from backends.sagemaker.backend import TOPOLOGY, SageMakerBackend, map_state, tag_text_ok, training_job_name
+from backends.sagemaker.instance_types import TRAINING_INSTANCE_TYPES
 from launcher.backend import JobState
 from launcher.bundle import Bundle
 from launcher.errors import SpecError

@@ -18,7 +18,7 @@ from collections.abc import Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.sagemaker_instance_types import TRAINING_INSTANCE_TYPES
+from backends.sagemaker.instance_types import TRAINING_INSTANCE_TYPES
 from launcher import catalog, durations, logs
 from launcher.backend import (
     Backend,
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 SDK = Sdk("sagemaker", "boto3", ("boto3", "botocore"))
 # this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
-CATALOG_CSV = Path(__file__).with_name("sagemaker_catalog.csv")
+CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 JOB_ID_TAG = "launch:job-id"
 IDEMPOTENCY_TAG = "launch:idempotency-key"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -198,7 +198,7 @@ class SageMakerBackend(Backend):
 
     @classmethod
     def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
-        """SageMaker training instance types with list prices, source and as-of date: backends/sagemaker_catalog.csv."""
+        """SageMaker training instance types with list prices, source and as-of date: backends/sagemaker/catalog.csv."""
         return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
