@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 from fakes.botocore_model import violations
 
-from backends.sagemaker.backend import TOPOLOGY, SageMakerBackend, map_state, tag_text_ok, training_job_name
+from backends.sagemaker import SageMakerBackend
 from backends.sagemaker.instance_types import TRAINING_INSTANCE_TYPES
+from backends.sagemaker.render import TOPOLOGY, tag_text_ok, training_job_name
+from backends.sagemaker.states import map_state
 from launcher.backend import JobState
 from launcher.bundle import Bundle
 from launcher.errors import SpecError
@@ -82,7 +84,7 @@ def test_vendored_instance_types_are_botocores_enum():
 
     enum = get_session().get_service_model("sagemaker").shape_for("TrainingInstanceType").enum
     assert list(TRAINING_INSTANCE_TYPES) == enum, (
-        "botocore's TrainingInstanceType changed: refresh backends/sagemaker_instance_types.py "
+        "botocore's TrainingInstanceType changed: refresh backends/sagemaker/instance_types.py "
         f"(added {sorted(set(enum) - set(TRAINING_INSTANCE_TYPES))}, "
         f"gone {sorted(set(TRAINING_INSTANCE_TYPES) - set(enum))})")
 
