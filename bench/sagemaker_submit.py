@@ -94,7 +94,7 @@ class Plain:
         from botocore.config import Config
 
         self.region = region
-        # the launcher's own client settings (backends/sagemaker.py, _client)
+        # the launcher's own client settings (backends/sagemaker/clients.py, aws_client)
         self.config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=60)
         self.template_id = request.job_id
         self.template = json.dumps(request.payload)
@@ -209,16 +209,16 @@ PHASES: list[tuple[str, str, str]] = [  # (label, file suffix, function); "a > b
     ("submit > prepare > backend_for (settings, backend init)", "launcher/runner.py", "backend_for"),
     ("submit > prepare > bundle.pack (tar+gzip+sha256)", "launcher/bundle.py", "pack"),
     ("submit > prepare > bundle.pack > git rev-parse subprocess", "subprocess.py", "run"),
-    ("submit > prepare > SageMakerBackend.render", "backends/sagemaker.py", "render"),
+    ("submit > prepare > SageMakerBackend.render", "backends/sagemaker/backend.py", "render"),
     ("submit > Store.reserve", "launcher/store.py", "reserve"),
     ("submit > Store.set_handle + set_status", "launcher/store.py", "_update"),
     ("submit > Store.get", "launcher/store.py", "get"),
-    ("submit > SageMakerBackend.submit", "backends/sagemaker.py", "submit"),
-    ("submit > backend.submit > _client (2 per submit)", "backends/sagemaker.py", "_client"),
+    ("submit > SageMakerBackend.submit", "backends/sagemaker/backend.py", "submit"),
+    ("submit > backend.submit > _client (2 per submit)", "backends/sagemaker/backend.py", "_client"),
     ("submit > backend.submit > _client > boto3.Session()", "boto3/session.py", "__init__"),
     ("submit > backend.submit > _client > create_client", "botocore/session.py", "create_client"),
-    ("submit > backend.submit > _upload (x3: head + put)", "backends/sagemaker.py", "_upload"),
-    ("submit > backend.submit > _upload > S3Transfer.upload_file", "boto3/s3/transfer.py", "upload_file"),
+    ("submit > backend.submit > storage.put (x3: head + put)", "backends/sagemaker/storage.py", "put"),
+    ("submit > backend.submit > storage.put > S3Transfer.upload_file", "boto3/s3/transfer.py", "upload_file"),
     ("every botocore API call (_make_api_call)", "botocore/client.py", "_make_api_call"),
 ]
 

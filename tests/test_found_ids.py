@@ -94,7 +94,7 @@ def aws():
 
 def test_sagemaker_jobs_tagged_with_hostile_ids_are_neither_synced_nor_adopted(aws, cli, write_spec,
                                                                             launch_home: Path, tmp_path: Path):
-    from backends.sagemaker import IDEMPOTENCY_TAG, JOB_ID_TAG
+    from backends.sagemaker.render import IDEMPOTENCY_TAG, JOB_ID_TAG
 
     aws.reset()
     aws.hold_new_jobs_in_progress()

@@ -203,13 +203,14 @@ def _read(backend, handle, cursor=None) -> tuple[list[str], dict]:
 
 def test_a_read_of_only_empty_pages_stops_and_returns_where_it_got(sm, monkeypatch):
     """Reading is bounded (MAX_EMPTY_PAGES pages without events in a row); the cursor it returns goes on."""
-    import backends.sagemaker as sagemaker
+    import backends.sagemaker.logs as sagemaker_logs
+    from backends.sagemaker import SageMakerBackend
     from launcher.spec import parse_spec
 
     for key, value in sm.server.env().items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr(sagemaker, "MAX_EMPTY_PAGES", 1)
-    backend = sagemaker.SageMakerBackend({"region": "us-east-1", "role_arn": ROLE, "bucket": "team-bucket"})
+    monkeypatch.setattr(sagemaker_logs, "MAX_EMPTY_PAGES", 1)
+    backend = SageMakerBackend({"region": "us-east-1", "role_arn": ROLE, "bucket": "team-bucket"})
     spec = parse_spec("name: e\nimage: img\nrun: echo\n", "spec.yaml")
     handle = backend.submit(backend.render(spec, "e-20260101-000000-aaaaaa", None, {}))
     stream = sm.server.put_logs(handle.data["name"], 1, ["one", "two"])

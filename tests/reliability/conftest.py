@@ -74,7 +74,7 @@ def _sagemaker() -> Iterator[Cloud]:
     from fakes.moto_sagemaker import MotoSageMaker
     from moto.sagemaker.models import sagemaker_backends
 
-    from backends.sagemaker import JOB_ID_TAG
+    from backends.sagemaker.render import JOB_ID_TAG
 
     with MotoSageMaker() as aws, FaultProxy(aws.endpoint_url, error_body=aws_error) as proxy:
         env = {**aws.env()}
