@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.vertex import VertexBackend, label_value, map_state, pair_problem
+from backends.vertex.backend import VertexBackend, label_value, map_state, pair_problem
 from launcher import catalog
 from launcher.backend import JobState
 from launcher.bundle import Bundle

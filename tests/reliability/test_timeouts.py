@@ -18,7 +18,7 @@ from .conftest import Cloud
 
 def test_vertex_create_whose_answer_never_comes_times_out_and_adopts_the_job(
         clouds: dict[str, Cloud], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launch_home: Path):
-    import backends.vertex as vertex
+    import backends.vertex.backend as vertex
 
     cloud = clouds["vertex"]
     cloud.reset()

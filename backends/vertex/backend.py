@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 SDK = Sdk("vertex", "google-cloud-aiplatform", ("google.cloud.aiplatform_v1", "google.cloud.storage", "google.auth"))
 # this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
-CATALOG_CSV = Path(__file__).with_name("vertex_catalog.csv")
+CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 # underscores: label keys may hold "-", but Vertex's list-filter grammar is only documented for "_"
 JOB_ID_LABEL = "launch_job_id"
 IDEMPOTENCY_LABEL = "launch_idempotency_key"
