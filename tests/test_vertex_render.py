@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from backends.vertex.backend import VertexBackend, label_value, map_state, pair_problem
+from backends.vertex import VertexBackend
+from backends.vertex.render import label_value, pair_problem
+from backends.vertex.states import map_state
 from launcher import catalog
 from launcher.backend import JobState
 from launcher.bundle import Bundle
