@@ -18,11 +18,11 @@ from .conftest import Cloud
 
 def test_vertex_create_whose_answer_never_comes_times_out_and_adopts_the_job(
         clouds: dict[str, Cloud], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, launch_home: Path):
-    import backends.vertex as vertex
+    from backends.vertex import clients
 
     cloud = clouds["vertex"]
     cloud.reset()
-    monkeypatch.setattr(vertex, "API_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(clients, "API_TIMEOUT_S", 1.0)
     spec_file = tmp_path / "vx.yaml"
     spec_file.write_text(cloud.spec_text.replace("code: ./src\n", ""))
     settings = {"project": "my-project", "region": "us-central1", "staging_bucket": "gs://team-bucket",
