@@ -13,8 +13,8 @@ import time
 import pytest
 from fakes.lambda_fake import INSTANCE_TYPES, LambdaFake
 
-from backends import lambda_instances as inst
-from backends.lambda_api import LambdaAPI, api_error
+from backends.lambda_cloud import instances as inst
+from backends.lambda_cloud.api import LambdaAPI, api_error
 from launcher.errors import EXIT_UNREACHABLE, BackendError, BackendUnreachable, CapacityError, TransientBackendError
 
 KEY = "k-123"
@@ -179,7 +179,7 @@ def test_missing_ssh_key_name_is_a_spec_error_with_its_line(cli, write_spec):
                  env={"LAMBDA_API_KEY": "", "PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
-    assert "backends.lambda_api" in imported and "requests" not in imported  # no HTTP library for a dry run
+    assert "backends.lambda_cloud.api" in imported and "requests" not in imported  # no HTTP library for a dry run
 
 
 def test_backend_module_imports_no_http_library():
