@@ -5,7 +5,7 @@ runs on host i through the same bootstrap.sh as every backend, detached with
 `setsid` so it outlives the ssh session; everything about the job lives in
 <remote_root>/jobs/<job id>/ on each host, which is how status, logs and cancel
 find it from any later shell. Values reach the remote shell only through
-`backends.remote.transport.script` (shlex-quoted); the environment, secrets included, travels
+`script()` of backends/remote/transport.py (shlex-quoted); the environment, secrets included, travels
 in a 0600 file, never on a command line.
 """
 
