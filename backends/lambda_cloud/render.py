@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from backends.lambda_cloud import instances as inst
-from backends.lambda_cloud.api import DEFAULT_BASE_URL
 from backends.ssh import SSHBackend
 from launcher.backend import Request
 from launcher.errors import SpecError
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 NAME = "lambda_cloud"
+DEFAULT_BASE_URL = "https://cloud.lambda.ai/api/v1"  # the api_url setting's default; api.py's client takes it too
 STAND_IN = "lambda-node-{rank}"  # render's host names; submit puts the instances' addresses there
 SSH_SETTINGS = ("identity_file", "ssh_config", "host_key_checking", "remote_root", "check_gpus", "cancel_grace")
 
