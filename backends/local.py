@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
+from backends.remote.nodes import NodeReport, judge, log_blocks, tail_nodes
 from launcher import config, durations, logs, procs
 from launcher.backend import (
     Backend,

@@ -5,7 +5,7 @@ runs on host i through the same bootstrap.sh as every backend, detached with
 `setsid` so it outlives the ssh session; everything about the job lives in
 <remote_root>/jobs/<job id>/ on each host, which is how status, logs and cancel
 find it from any later shell. Values reach the remote shell only through
-`ssh_transport.script` (shlex-quoted); the environment, secrets included, travels
+`script()` of backends/remote/transport.py (shlex-quoted); the environment, secrets included, travels
 in a 0600 file, never on a command line.
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.nodes import NodeReport, judge, log_blocks, tail_nodes
-from backends.ssh_transport import Host, SSHTransport, script
+from backends.remote.nodes import NodeReport, judge, log_blocks, tail_nodes
+from backends.remote.transport import Host, SSHTransport, script
 from launcher import config
 from launcher.backend import (
     Backend,

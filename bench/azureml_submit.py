@@ -64,7 +64,7 @@ def measure(quick: bool) -> Section:
                            "LAUNCH_AZURE_ACCESS_TOKEN": "bench-token"})
         os.environ.pop("LAUNCH_BACKEND", None)
         try:
-            from backends.azureml import _command_job
+            from backends.azureml.backend import _command_job
             from launcher import config, runner
             from launcher.spec import load_spec
             from launcher.store import Store

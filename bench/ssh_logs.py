@@ -99,7 +99,7 @@ def measure(quick: bool, profile: bool = False) -> Section:
     sys.path[:0] = [str(REPO / "tests"), str(REPO)]
     from fakes.sshd import SSHServer, sshd_available
 
-    from backends.ssh_transport import Host, SSHTransport
+    from backends.remote.transport import Host, SSHTransport
 
     sec = Section(f"Log follow and status, ssh job ({size_mb} MB log, sshd on 127.0.0.1)")
     if not sshd_available():

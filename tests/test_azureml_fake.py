@@ -299,7 +299,7 @@ def test_a_connection_dropped_inside_an_sdk_asset_error_is_transient():
     runner must retry it, not report a refusal (found by the reliability harness)."""
     from azure.ai.ml.exceptions import AssetException, ErrorCategory, ErrorTarget
 
-    from backends.azureml import _azure_error
+    from backends.azureml.backend import _azure_error
 
     try:
         try:

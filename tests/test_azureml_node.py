@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.azureml import AzureMLBackend, stage_code_dir
+from backends.azureml.backend import AzureMLBackend, stage_code_dir
 from launcher.bundle import pack
 from launcher.spec import parse_spec
 

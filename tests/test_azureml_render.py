@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from fakes.azureml_fake import check_model
 
-from backends import azureml_render as rendering
-from backends.azureml import STATES, AzureMLBackend
+from backends.azureml import render as rendering
+from backends.azureml.backend import STATES, AzureMLBackend
 from launcher.backend import JobState, map_state
 from launcher.bundle import Bundle
 from launcher.errors import SpecError

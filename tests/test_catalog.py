@@ -145,4 +145,4 @@ def test_choosing_on_one_backend_loads_no_other_backend():
     instance_type, loaded = json.loads(result.stdout)
     assert instance_type == "ml.p5.48xlarge"
     assert "backends.sagemaker" in loaded
-    assert not [m for m in loaded if m.split(".")[1] in {"vertex", "azureml", "azureml_render", "lambda_cloud", "ssh"}]
+    assert not [m for m in loaded if m.split(".")[1] in {"vertex", "azureml", "lambda_cloud", "ssh", "remote"}]

@@ -215,7 +215,7 @@ def test_azureml_jobs_tagged_with_hostile_ids_are_neither_synced_nor_adopted(azu
                                                                            launch_home: Path, tmp_path: Path):
     import copy
 
-    from backends.azureml_render import IDEMPOTENCY_TAG, JOB_ID_TAG
+    from backends.azureml.render import IDEMPOTENCY_TAG, JOB_ID_TAG
 
     azure.reset()
     azure.add_compute("gpu-cluster")

@@ -13,8 +13,8 @@ import time
 import pytest
 from fakes.lambda_fake import INSTANCE_TYPES, LambdaFake
 
-from backends import lambda_instances as inst
-from backends.lambda_api import LambdaAPI, api_error
+from backends.lambda_cloud import instances as inst
+from backends.lambda_cloud.api import LambdaAPI, api_error
 from launcher.errors import EXIT_UNREACHABLE, BackendError, BackendUnreachable, CapacityError, TransientBackendError
 
 KEY = "k-123"
@@ -179,7 +179,7 @@ def test_missing_ssh_key_name_is_a_spec_error_with_its_line(cli, write_spec):
                  env={"LAMBDA_API_KEY": "", "PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
-    assert "backends.lambda_api" in imported and "requests" not in imported  # no HTTP library for a dry run
+    assert "backends.lambda_cloud.api" in imported and "requests" not in imported  # no HTTP library for a dry run
 
 
 def test_backend_module_imports_no_http_library():
@@ -187,3 +187,25 @@ def test_backend_module_imports_no_http_library():
             "assert 'requests' not in sys.modules and 'urllib3' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60,
                    env={k: v for k, v in os.environ.items() if k != "LAMBDA_API_KEY"})
+
+
+def test_render_module_is_the_pure_half():
+    """render.py builds the dry-run request from settings alone: anywhere in it, no HTTP library, no
+    clock or randomness, and none of the package's modules that talk to Lambda (api, backend)."""
+    import ast
+    from pathlib import Path
+
+    import backends.lambda_cloud.render as render_module
+
+    tree = ast.parse(Path(render_module.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
+    assert "backends.lambda_cloud.instances" in imported  # the scan sees the imports that are there
+    talking = {"backends.lambda_cloud.api", "backends.lambda_cloud.backend"}
+    assert not [m for m in imported if m.split(".")[0] in ("requests", "urllib3", "time", "random", "socket")
+                or m in talking or m.startswith(tuple(f"{t}." for t in talking))]

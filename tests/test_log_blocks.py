@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backends.nodes import log_blocks, tail_block
+from backends.remote.nodes import log_blocks, tail_block
 
 
 def texts(blocks) -> list[str]:

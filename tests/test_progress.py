@@ -95,7 +95,7 @@ def test_dumb_terminal_gets_no_spinner(spec_with_code: Path, launch_home: Path) 
 
 
 SSH_CONNECT = textwrap.dedent("""
-    from backends.ssh_transport import Host, SSHTransport
+    from backends.remote.transport import Host, SSHTransport
     from launcher.errors import BackendUnreachable
     try:
         SSHTransport(connect_timeout=5).run(Host.parse("127.0.0.1:1"), "true")

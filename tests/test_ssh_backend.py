@@ -281,8 +281,8 @@ def test_secrets_reach_the_job_but_stay_off_command_lines_and_disk(ssh, launch_h
 @pytest.mark.parametrize("with_rsync", [True, False])
 def test_file_copy_keeps_hostile_remote_paths_literal(servers, tmp_path, monkeypatch, with_rsync):
     """rsync (--protect-args) when both ends have it, else the ssh stream: the same result."""
-    from backends import ssh_transport
-    from backends.ssh_transport import Host, SSHTransport
+    from backends.remote import transport as ssh_transport
+    from backends.remote.transport import Host, SSHTransport
 
     first, _, both = servers
     if not with_rsync:
@@ -308,8 +308,8 @@ def test_tail_runs_on_the_host(ssh):
 def test_a_submit_retried_after_a_lost_start_answer_runs_the_node(servers, launch_home, monkeypatch):
     """The start ran but its answer was lost: the runner retries, and the job still runs to success
     (not adopted dead, not started twice), with no env file left behind."""
+    from backends.remote.transport import SSHTransport
     from backends.ssh import SSHBackend
-    from backends.ssh_transport import SSHTransport
     from launcher.errors import TransientBackendError
     from launcher.spec import parse_spec
 
@@ -341,7 +341,7 @@ def test_a_stale_control_socket_is_replaced(servers, tmp_path):
     """A master that died (reboot, kill -9) leaves its socket file: the next call starts a new one."""
     import socket
 
-    from backends.ssh_transport import Host, SSHTransport
+    from backends.remote.transport import Host, SSHTransport
 
     first, _, both = servers
     transport = SSHTransport(ssh_config=both)

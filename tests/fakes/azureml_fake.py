@@ -50,7 +50,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from backends.azureml import StaticToken  # the backend's LAUNCH_AZURE_ACCESS_TOKEN credential
+from backends.azureml.backend import StaticToken  # the backend's LAUNCH_AZURE_ACCESS_TOKEN credential
 
 from . import bugs
 

@@ -68,7 +68,7 @@ INSTANCE_TYPES = {
 REGIONS = {"us-east-1": "Virginia, USA", "us-west-1": "California, USA", "us-south-1": "Texas, USA"}
 LIVE = ("booting", "active", "unhealthy")
 GONE = ("terminated", "preempted")
-JOB_TAG, RANK_TAG = "launch-job-id", "launch-node-rank"  # how launch tags an instance (backends/lambda_instances)
+JOB_TAG, RANK_TAG = "launch-job-id", "launch-node-rank"  # how launch tags an instance (lambda_cloud/instances.py)
 
 ROUTES = [
     ("GET", re.compile(r"/api/v1/instance-types"), "/api/v1/instance-types", "get"),

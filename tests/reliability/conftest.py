@@ -135,7 +135,7 @@ ARM_ONLY = r"^\S+ /subscriptions/"
 def _azureml() -> Iterator[Cloud]:
     from fakes.azureml_fake import AzureMLFake
 
-    from backends.azureml_render import JOB_ID_TAG
+    from backends.azureml.render import JOB_ID_TAG
 
     with AzureMLFake() as azure:
         cert, key = str(azure.ca_file), str(azure._key_file)
@@ -174,7 +174,7 @@ def _lambda_cloud() -> Iterator[Cloud]:
     from fakes.lambda_fake import LambdaFake
     from fakes.sshd import SSHServer
 
-    from backends import lambda_instances as inst
+    from backends.lambda_cloud import instances as inst
 
     with tempfile.TemporaryDirectory(prefix="rel-gpus-") as gpus:
         smi = Path(gpus) / "nvidia-smi"  # the instances' GPUs, as the ssh backend's check reads them

@@ -1,6 +1,6 @@
 """The `azureml` backend's pure half: settings, the workspace a job goes to, and the exact ARM body.
 
-Kept apart from backends/azureml.py so a dry run never imports azure-ai-ml (~1.3 s on its
+Kept apart from backends/azureml/backend.py so a dry run never imports azure-ai-ml (~1.3 s on its
 own): the body is built here as a plain dict, field for field what the SDK puts on the wire
 for the command job submit builds from it (a test captures the SDK's PUT and compares).
 """

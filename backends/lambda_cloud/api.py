@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from backends.lambda_cloud.render import DEFAULT_BASE_URL
 from launcher.errors import BackendError, BackendUnreachable, CapacityError, LaunchError, TransientBackendError
 
-DEFAULT_BASE_URL = "https://cloud.lambda.ai/api/v1"
 INSUFFICIENT_CAPACITY = "instance-operations/launch/insufficient-capacity"
 
 

@@ -1,7 +1,7 @@
 """The `lambda_cloud` backend: rent Lambda Cloud GPU instances for a job, run it there over
 ssh, and give the instances back when it ends.
 
-Provisioning is Lambda's REST API (lambda_api); running, logs and cancel are the ssh
+Provisioning is Lambda's REST API (api.py); running, logs and cancel are the ssh
 backend's, used through its public methods on the hosts the instances got. Render asks
 the ssh backend for the start request on stand-in hosts, so a dry run shows everything
 but the region, instance type and addresses, which only exist once capacity is found.
@@ -15,7 +15,6 @@ after copying their logs into the state dir (`launch logs` works after they are 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
@@ -24,11 +23,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends import lambda_instances as inst
-from backends.lambda_api import DEFAULT_BASE_URL, INSUFFICIENT_CAPACITY, LambdaAPI, LambdaCapacityError
-from backends.nodes import log_blocks
+from backends.lambda_cloud import instances as inst
+from backends.lambda_cloud import render as rendering
+from backends.lambda_cloud.api import INSUFFICIENT_CAPACITY, LambdaAPI, LambdaCapacityError
+from backends.lambda_cloud.render import NAME, SSH_SETTINGS
+from backends.remote.nodes import log_blocks
+from backends.remote.transport import Host, script
 from backends.ssh import SSHBackend, placed
-from backends.ssh_transport import Host, script
 from launcher import catalog, config, logs
 from launcher.backend import (
     Backend,
@@ -51,7 +52,6 @@ from launcher.errors import (
     BackendUnreachable,
     CapacityError,
     LaunchError,
-    SpecError,
     TransientBackendError,
     UsageError,
 )
@@ -59,72 +59,27 @@ from launcher.retry import policy_for
 from launcher.sdk import Sdk
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
-NAME = "lambda_cloud"
 SDK = Sdk(NAME, "requests", ("requests",))
 # this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
-CATALOG_CSV = Path(__file__).with_name("lambda_cloud_catalog.csv")
-STAND_IN = "lambda-node-{rank}"  # render's host names; submit puts the instances' addresses there
-SSH_SETTINGS = ("identity_file", "ssh_config", "host_key_checking", "remote_root", "check_gpus", "cancel_grace")
-
-
-@functools.cache
-def settings_model() -> type[BaseModel]:
-    """`backends.lambda_cloud`: where to rent, which key the instances accept, and how to reach them."""
-    from typing import Literal
-
-    from pydantic import BaseModel, ConfigDict, Field
-
-    from launcher.spec import Duration as Seconds  # "2m" or 120, and the schema says so
-
-    class LambdaSettings(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        regions: list[str] = Field(default_factory=list, description="in order of preference; empty: any")
-        instance_type: str | None = Field(None, description="e.g. gpu_8x_h100_sxm5; default: chosen from "
-                                          "/instance-types for resources.accelerators")
-        ssh_key_name: str | None = Field(None, description="an SSH key registered with Lambda Cloud")
-        file_systems: list[str] = Field(default_factory=list)
-        keep_instances: bool = Field(False, description="leave the instances running after the job "
-                                     "(`launch cancel` still terminates them)")
-        api_url: str = Field(DEFAULT_BASE_URL, pattern=r"^https?://", examples=[DEFAULT_BASE_URL])
-        api_key: str | None = Field(None, description="config.toml only; else LAMBDA_API_KEY")
-        ssh_user: str = Field("ubuntu", pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]*$", examples=["ubuntu"],
-                              description="a login name: letters, digits and . _ -")
-        ssh_port: int = Field(22, ge=1, le=65535)
-        identity_file: str | None = None
-        ssh_config: str | None = None
-        host_key_checking: Literal["yes", "accept-new"] = "accept-new"
-        remote_root: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])", examples=[".launch", "/scratch/launch"],
-                                 description="absolute, or relative to the login dir (no leading - or ~)")
-        check_gpus: bool = True
-        cancel_grace: Seconds = 10
-        request_interval: float = Field(1.0, ge=0, description="seconds between API calls (Lambda: 1/s)")
-        launch_interval: float = Field(12.0, ge=0, description="seconds between launches (Lambda: 1 per 12 s)")
-        boot_timeout: Seconds = 1200
-        boot_poll: float = Field(5.0, gt=0)
-        self_terminate_after: Seconds = Field(120, description="a node waits this long after its job before "
-                                              "terminating itself (a watching launcher does it sooner)")
-
-    return LambdaSettings
+CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 
 
 class LambdaCloudBackend(Backend):
     name: ClassVar[str] = NAME
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True)
-    settings_model = LazySettings(settings_model)
+    settings_model = LazySettings(rendering.settings_model)
 
     @classmethod
     def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
-        """Lambda Cloud instance types with list prices, source and as-of date: backends/lambda_cloud_catalog.csv."""
+        """Lambda Cloud instance types with list prices, source and as-of date: backends/lambda_cloud/catalog.csv."""
         return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # validated here too: status/logs/cancel build the backend from the record and config
-        self.settings = settings_model().model_validate(dict(settings or {})).model_dump()
+        self.settings = rendering.settings_model().model_validate(dict(settings or {})).model_dump()
         self._client = client
         self._ssh: SSHBackend | None = None
         self._launch_sent = False  # whether this process asked Lambda for an instance (one may bill)
@@ -183,44 +138,7 @@ class LambdaCloudBackend(Backend):
 
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
                secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
-        settings = self.settings
-        nodes = spec.resources.nodes
-        problems = []
-        if not settings["ssh_key_name"]:
-            problems.append(spec.problem("backends.lambda_cloud.ssh_key_name", "Lambda instances need an SSH key "
-                                         "registered with Lambda Cloud: ssh_key_name: <its name>"))
-        if not spec.resources.accelerators.is_gpu and not settings["instance_type"]:
-            problems.append(spec.problem("resources.accelerators", "Lambda Cloud rents GPU instances: ask for "
-                                         "a GPU (e.g. H100:8) or set backends.lambda_cloud.instance_type"))
-        if problems:
-            raise SpecError(problems)
-        stand_ins = [f"{settings['ssh_user']}@{STAND_IN.format(rank=r)}:{settings['ssh_port']}" for r in range(nodes)]
-        ssh_request = SSHBackend({**{k: settings[k] for k in SSH_SETTINGS}, "hosts": stand_ins}).render(
-            spec, job_id, bundle, secrets, idempotency_key=idempotency_key)
-        ssh_payload = ssh_request.payload
-        if not settings["keep_instances"]:  # kept instances neither terminate themselves nor hold the key
-            for node in ssh_payload["nodes"]:
-                node["env"]["LAUNCH_ON_EXIT"] = f"{ssh_payload['job_dir']}/on_exit.sh"
-        launches = []
-        for rank in range(nodes):
-            body: dict[str, Any] = {"ssh_key_names": [settings["ssh_key_name"]],
-                                    "name": inst.instance_name(job_id, rank),
-                                    "tags": inst.tags(job_id, rank, idempotency_key)}
-            if settings["file_systems"]:
-                body["file_system_names"] = list(settings["file_systems"])
-            launches.append(body)
-        accelerator = spec.resources.accelerators
-        payload = {
-            "api_url": settings["api_url"],
-            "placement": {"regions": list(settings["regions"]), "instance_type": settings["instance_type"],
-                          "accelerator": accelerator.type, "gpus": accelerator.count,
-                          "min_vcpus": spec.resources.cpus, "min_memory_gib": spec.resources.memory_gb},
-            "launch": launches,  # region_name and instance_type_name are added at submit
-            "keep_instances": settings["keep_instances"],
-            "self_terminate_after_s": settings["self_terminate_after"],
-            "ssh": ssh_payload,
-        }
-        return Request(self.name, job_id, "lambda_launch_instances_then_ssh_start", payload, ssh_request.uploads)
+        return rendering.render(self.settings, spec, job_id, bundle, secrets, idempotency_key=idempotency_key)
 
     # -- submit ------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
-from backends.nodes import NodeReport, judge
-from backends.ssh_transport import script
+from backends.remote.nodes import NodeReport, judge
+from backends.remote.transport import script
 from launcher.backend import JobState, Status
 
 JOB_TAG = "launch-job-id"

@@ -1,6 +1,6 @@
 """The `azureml` backend: the spec as one Azure ML command job, through azure-ai-ml's MLClient.
 
-Render (backends/azureml_render.py) builds the ARM body as a plain dict so a dry run never
+Render (backends/azureml/render.py) builds the ARM body as a plain dict so a dry run never
 imports the SDK; submit turns that body into the SDK's command job (which uploads the job's
 code directory and registers the image as an environment) and PUTs it under our own job
 name, so a submit retried after a lost answer finds the job instead of making a second.
@@ -20,8 +20,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends import azureml_render as rendering
-from backends.nodes import log_blocks
+from backends.azureml import render as rendering
+from backends.remote.nodes import log_blocks
 from launcher import catalog
 from launcher.backend import (
     Backend,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 SDK = Sdk("azureml", "azure-ai-ml", ("azure.ai.ml", "azure.identity"))
 # this backend's instance types and list prices; the core merges them into `launch catalog` and `plan`
-CATALOG_CSV = Path(__file__).with_name("azureml_catalog.csv")
+CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 # a bearer token (`az account get-access-token`) used instead of DefaultAzureCredential
 TOKEN_ENV = "LAUNCH_AZURE_ACCESS_TOKEN"
 PUBLIC_CLOUD = "AzureCloud"
@@ -96,7 +96,7 @@ class AzureMLBackend(Backend):
 
     @classmethod
     def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
-        """Azure ML VM sizes with list prices, source and as-of date: backends/azureml_catalog.csv."""
+        """Azure ML VM sizes with list prices, source and as-of date: backends/azureml/catalog.csv."""
         return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
