@@ -181,7 +181,7 @@ def test_dry_run_does_not_import_aiplatform_and_is_fast(tmp_path):
 
 
 def test_render_module_imports_no_sdk_and_no_sdk_facing_module():
-    """render.py is the pure half (as azureml_render.py is): anywhere in it, no google import and no
+    """render.py is the pure half (as azureml/render.py is): anywhere in it, no google import and no
     import of the package's modules that talk to Google (backend, clients, errors, logs, upload)."""
     import ast
 
