@@ -193,9 +193,18 @@ def _lambda_cloud() -> Iterator[Cloud]:
             def started(instance: dict[str, Any]) -> bool:
                 """An instance holding a job: live, or its job was started on it (the start record on the
                 machine says so; the outcome the node writes into the name can be lost to a fault). One
-                terminated with neither was given back by a submit that failed before the start."""
-                record = Path(sshd.remote_root) / "jobs" / (inst.tag(instance, inst.JOB_TAG) or "-") / "handle.json"
-                return instance["status"] in inst.LIVE or record.is_file()
+                terminated with neither was given back by a submit that failed before the start. Every
+                instance is this one sshd, so a job's start record is seen from all of them: the job
+                started on this instance only if the start's on_exit.sh names it (a given-back instance
+                still listed for a moment, beside the one the retried submit started the job on, is
+                not a second launch of the job)."""
+                job_dir = Path(sshd.remote_root) / "jobs" / (inst.tag(instance, inst.JOB_TAG) or "-")
+                if instance["status"] in inst.LIVE:
+                    return True
+                if not (job_dir / "handle.json").is_file():
+                    return False
+                hook = job_dir / "on_exit.sh"
+                return not hook.is_file() or instance["id"] in hook.read_text()
 
             def jobs() -> list[str]:
                 """One entry per rank-0 instance holding a job (two for the same job: launched twice).
