@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from launcher import cli, config, registry, runner, spec, yaml_source
-from launcher.backend import Capabilities, Handle, JobState, Readiness, Request, Status, new_job_id
+from launcher.backend import Backend, Capabilities, Handle, JobState, Readiness, Request, Status, new_job_id
 from launcher.errors import CapacityError
 
 VALIDATIONS: Counter = Counter()  # every check of a test backend's settings, of any kind, by backend
@@ -44,7 +44,7 @@ def _settings_model(backend: str):
 SHELVED: dict[str, Request] = {}  # what the test backends were sent, by job id
 
 
-class _Shelf:
+class _Shelf(Backend):
     """A test backend that keeps jobs in memory; each job has ended by the time it is asked."""
 
     name = "roomy"

@@ -114,7 +114,8 @@ def test_dry_run_shows_every_point_and_submits_nothing(cli, write_spec):
     requests = json.loads(out.stdout)
     assert len(requests) == 3
     assert [r["payload"]["nodes"][0]["env"]["lr"] for r in requests] == ["0.1", "0.2", "0.3"]
-    assert [r["payload"]["nodes"][0]["env"]["LAUNCH_RUN"] for r in requests] == [
+    assert [next(u["content"] for u in r["uploads"] if u["destination"].endswith("/run.sh"))
+            for r in requests] == [
         f"python train.py --lr {lr}" for lr in ("0.1", "0.2", "0.3")]
     assert json.loads(cli("list", "-o", "json", check_rc=0).stdout) == []
 
