@@ -64,10 +64,6 @@ class LocalBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, fast_status=True)
     settings_model = LazySettings(settings_model)
 
-    @classmethod
-    def catalog_rows(cls) -> tuple[()]:
-        """None: it runs on machines you provide, which have no list price."""
-        return ()
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         settings = settings or {}

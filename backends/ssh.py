@@ -100,10 +100,6 @@ class SSHBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
     settings_model = LazySettings(settings_model)
 
-    @classmethod
-    def catalog_rows(cls) -> tuple[()]:
-        """None: it runs on machines you provide, which have no list price."""
-        return ()
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         self._raw = dict(settings or {})

@@ -171,7 +171,7 @@ def main() -> int:
         f"- date: {started:%Y-%m-%d %H:%M} UTC; took {(time.perf_counter() - t0) / 60:.1f} min; commit {commit}"
         + (" (QUICK run: small sizes, few runs; not the published numbers)" if args.quick else ""),
         f"- machine: {cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()} ({sys.executable})",
+        f"Python {platform.python_version()} ({_shown_path(Path(sys.executable))})",
         f"- load average (1 / 5 / 15 min) at start: {load_start}; at end: {load_end}"
         " (a shared machine: other processes ran during the benchmark)",
         f"- command: `{command}`",
@@ -185,3 +185,13 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _shown_path(path: Path) -> str:
+    """A path as the report shows it: relative to the checkout when inside it, so a published report
+    names no directory of the machine it ran on."""
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return path.name
+

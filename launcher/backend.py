@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from launcher.bundle import Bundle
+    from launcher.sdk import Sdk
     from launcher.spec import JobSpec
 
 
@@ -244,6 +245,11 @@ class Backend(abc.ABC):
     pinned_type_setting: ClassVar[str] = "instance_type"
     # how the runner retries this backend's calls (the one retry layer): tune attempts, waits, total time
     retry_policy: ClassVar[RetryPolicy] = DEFAULT_RETRY
+    # the provider SDK its real calls need (launcher.sdk): the runner asks for it before any call on an
+    # existing job, so a missing SDK is the install line (exit 2) whatever the job's record holds
+    sdk: ClassVar[Sdk | None] = None
+    # the instance types and prices it ships (catalog.csv's columns), read by the default catalog_rows
+    catalog_csv: ClassVar[Path | None] = None
 
     @classmethod
     @abc.abstractmethod
@@ -312,5 +318,9 @@ class Backend(abc.ABC):
     @classmethod
     def catalog_rows(cls) -> Sequence[Mapping[str, str]]:
         """The backend's instance types and prices, in catalog.csv's columns, for the core's
-        catalog to merge; the default ships none."""
-        return ()
+        catalog to merge: its `catalog_csv`, or none."""
+        if cls.catalog_csv is None:
+            return ()
+        from launcher import catalog
+
+        return catalog.rows_from_csv(cls.catalog_csv)

@@ -431,7 +431,12 @@ def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, An
 
 
 def _backend(record: JobRecord) -> Backend:
-    """The job's backend with the settings it was submitted with (spec over config)."""
+    """The job's backend with the settings it was submitted with (spec over config). Every call on an
+    existing job comes through here, so its SDK is asked for first: without it the answer is the
+    install line (exit 2), before anything reads the job's record or settings."""
+    sdk = registry.backend_class(record.backend).sdk
+    if sdk is not None:
+        sdk.require()
     from_spec = (record.spec.get("backends") or {}).get(record.backend) or {}
     return backend_for(record.backend, from_spec, origin=f"the spec of job {record.id}")
 

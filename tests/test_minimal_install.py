@@ -176,9 +176,16 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
                    "arn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/minimal-1"}),
     ("vertex", {"name": "projects/p/locations/us-central1/customJobs/1", "project": "p", "region": "us-central1",
                 "id": "1", "nodes": 1}),
+    ("azureml", {"name": "minimal-1", "subscription_id": "00000000-1111-2222-3333-444444444444",
+                 "resource_group": "rg", "workspace_name": "ws", "nodes": 1, "url": None}),
+    ("lambda_cloud", {"instances": [{"id": "i-1", "rank": 0, "name": "minimal-1-0", "region": "us-east-1",
+                                     "type": "gpu_1x_a10", "ip": "127.0.0.1"}], "ssh": {}, "keep_instances": False,
+                      "idempotency_key": None, "submitted_at": 1.0}),
+    ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
+    ("lambda_cloud", {}),
 ])
-def test_status_of_a_job_whose_sdk_was_removed_says_how_to_install_it(home: Path, backend: str,
-                                                                        data: dict) -> None:
+def test_commands_on_a_job_whose_sdk_was_removed_say_how_to_install_it(home: Path, backend: str,
+                                                                       data: dict) -> None:
     from launcher.backend import Handle, JobState
     from launcher.store import JobRecord, Store
 
@@ -187,10 +194,10 @@ def test_status_of_a_job_whose_sdk_was_removed_says_how_to_install_it(home: Path
     Store.open(home).reserve(JobRecord(id=job_id, name="minimal", backend=backend, handle=Handle(backend, job_id, data),
                                        spec={}, state=JobState.RUNNING, raw_state="", message="", created_at=now,
                                        updated_at=now))
-    for command in ("status", "cancel"):
-        result = _launch(home, command, job_id)
-        assert result.returncode == 2, result.stderr
-        assert f"hint: {_expected_line(backend)}" in result.stderr
+    for command in (("status",), ("logs",), ("logs", "--tail", "3"), ("wait", "--timeout", "1"), ("cancel",)):
+        result = _launch(home, *command, job_id)
+        assert result.returncode == 2, (command, result.stderr)
+        assert f"hint: {_expected_line(backend)}" in result.stderr, (command, result.stderr)
 
 
 def test_install_line_from_the_checkout_itself_is_dot(home: Path, tmp_path: Path) -> None:

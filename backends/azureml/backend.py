@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.azureml import render as rendering
 from backends.remote.nodes import log_blocks
-from launcher import catalog
 from launcher.backend import (
     Backend,
     Capabilities,
@@ -93,11 +92,9 @@ class AzureMLBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=2.0, log_poll_s=2.0)
     cpu_instance_type: ClassVar[str] = rendering.DEFAULT_CPU_SIZE  # `launch plan` names what the render picks
     settings_model = LazySettings(rendering.settings_model)
+    sdk = SDK
+    catalog_csv = CATALOG_CSV
 
-    @classmethod
-    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
-        """Azure ML VM sizes with list prices, source and as-of date: backends/azureml/catalog.csv."""
-        return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from the record and config.

@@ -30,7 +30,7 @@ from backends.lambda_cloud.render import NAME, SSH_SETTINGS
 from backends.remote.nodes import log_blocks
 from backends.remote.transport import Host, script
 from backends.ssh import SSHBackend, placed
-from launcher import catalog, config, logs
+from launcher import config, logs
 from launcher.backend import (
     Backend,
     Capabilities,
@@ -71,11 +71,9 @@ class LambdaCloudBackend(Backend):
     name: ClassVar[str] = NAME
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True)
     settings_model = LazySettings(rendering.settings_model)
+    sdk = SDK
+    catalog_csv = CATALOG_CSV
 
-    @classmethod
-    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
-        """Lambda Cloud instance types with list prices, source and as-of date: backends/lambda_cloud/catalog.csv."""
-        return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # validated here too: status/logs/cancel build the backend from the record and config

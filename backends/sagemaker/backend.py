@@ -19,7 +19,6 @@ from backends.sagemaker.clients import SDK, aws_client
 from backends.sagemaker.errors import aws_errors, not_found
 from backends.sagemaker.render import IDEMPOTENCY_TAG, JOB_ID_TAG
 from backends.sagemaker.states import status_of
-from launcher import catalog
 from launcher.backend import (
     Backend,
     Capabilities,
@@ -48,11 +47,9 @@ class SageMakerBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=1.0)
     cpu_instance_type: ClassVar[str] = rendering.CPU_INSTANCE_TYPE  # `launch plan` names what the render picks
     settings_model = LazySettings(rendering.settings_model)
+    sdk = SDK
+    catalog_csv = CATALOG_CSV
 
-    @classmethod
-    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
-        """SageMaker training instance types with list prices, source and as-of date: backends/sagemaker/catalog.csv."""
-        return catalog.rows_from_csv(CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from config.toml alone.

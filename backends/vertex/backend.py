@@ -17,7 +17,6 @@ from backends.vertex.clients import SDK
 from backends.vertex.errors import google_errors, google_status, is_quota, is_transient
 from backends.vertex.settings import project_from_environment, region_from_environment, settings_model
 from backends.vertex.states import status_of
-from launcher import catalog
 from launcher.backend import (
     Backend,
     Capabilities,
@@ -43,12 +42,10 @@ class VertexBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=2.0)
     cpu_instance_type: ClassVar[str] = rendering.CPU_MACHINE_TYPE  # `launch plan` names what the render picks
     settings_model = LazySettings(settings_model)
+    sdk = SDK
+    catalog_csv = rendering.CATALOG_CSV
     pinned_type_setting: ClassVar[str] = "machine_type"  # backends.vertex.machine_type overrides the catalog
 
-    @classmethod
-    def catalog_rows(cls) -> tuple[catalog.SourcedRow, ...]:
-        """Machine types with their accelerators, list prices, source and as-of date: vertex/catalog.csv."""
-        return catalog.rows_from_csv(rendering.CATALOG_CSV)
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         # Validated here too: status/logs/cancel build the backend from the record and config.
