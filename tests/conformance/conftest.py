@@ -103,12 +103,15 @@ def _file_state(root: Path) -> dict[str, tuple[int, str]]:
 
 
 def _processes_under(root: Path) -> set[int]:
-    """The processes whose command line names a path under `root` (a job's bootstrap on a node)."""
+    """The nodes' bootstrap processes of jobs under `root`: they live as long as the node's job, so one
+    gone is a node stopped. (Other processes naming the job's files, a shell reading a file for the
+    node or an ssh session ending, come and go by themselves and are no side effect of `status`.)"""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if str(root).encode() in (entry / "cmdline").read_bytes():
+                cmdline = (entry / "cmdline").read_bytes()
+                if str(root).encode() in cmdline and b"bootstrap.sh" in cmdline:
                     found.add(int(entry.name))
             except OSError:
                 continue
