@@ -134,7 +134,7 @@ class HfJobsBackend(Backend):
     def _nodes(self, namespace: str, job_id: str) -> dict[str, str]:
         """rank -> Hugging Face job id of this launch job's jobs (the labels filter server-side)."""
         found: dict[str, str] = {}
-        for job in self.api().list_jobs(labels={rendering.JOB_ID_LABEL: job_id}, namespace=namespace):
+        for job in hub.list_jobs(self.api(), namespace, {rendering.JOB_ID_LABEL: job_id}):
             rank = (job.labels or {}).get(rendering.RANK_LABEL, "0")
             if (job.labels or {}).get(rendering.JOB_ID_LABEL) == job_id and rank not in found:
                 found[rank] = str(job.id)
@@ -207,7 +207,7 @@ class HfJobsBackend(Backend):
         """launch jobs (rank 0 carries the summary; the others are found by the job id's label)."""
         namespace = self.namespace()
         with hub_errors():
-            jobs = list(self.api().list_jobs(labels=labels or None, namespace=namespace))
+            jobs = list(hub.list_jobs(self.api(), namespace, labels))
         by_job: dict[str, dict[str, Any]] = {}
         for job in jobs:
             job_labels = job.labels or {}

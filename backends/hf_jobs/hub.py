@@ -6,7 +6,6 @@ huggingface_hub is imported inside functions only: `launch list` and dry runs im
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -59,6 +58,8 @@ def client(settings: Mapping[str, Any]) -> Any:
                              timeout=API_TIMEOUT_S)
 
     set_client_factory(with_timeout)
+    # its retry notices ("HTTP Error 429 thrown while requesting ...") are no message for our users
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     return HfApi(endpoint=str(settings["endpoint"]).rstrip("/"), token=require_token(settings),
                  library_name="launch-jobs")
 
@@ -102,16 +103,23 @@ def hub_error(exc: Exception) -> LaunchError | None:
     return None
 
 
-@contextlib.contextmanager
-def quiet_hub_logs() -> Iterator[None]:
-    """huggingface_hub warns on its logger (to stderr) that a file object skips Xet: that is the point."""
-    logger = logging.getLogger("huggingface_hub")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+def list_jobs(api: Any, namespace: str, labels: Mapping[str, str] | None = None) -> Iterator[Any]:
+    """HfApi.list_jobs's request and answer (GET /api/jobs/<namespace>, `label=k=v`, JobInfo per job, pages by
+    Link header) without its client-side backoff: list_jobs pages through http_backoff, five retries and up to
+    23 s a call, under the runner's own retry layer (launcher/retry.py: one layer, so an outage is reported in
+    seconds). It also asks whoami of the default endpoint, not the api's, when no namespace is given."""
+    from huggingface_hub import JobInfo
+    from huggingface_hub.utils import get_session, hf_raise_for_status
+
+    url: str | None = f"{api.endpoint}/api/jobs/{namespace}"
+    params: list[tuple[str, str]] | None = [("label", f"{k}={v}") for k, v in (labels or {}).items()]
+    headers = api._build_hf_headers()
+    while url is not None:
+        response = get_session().get(url, params=params, headers=headers)
+        hf_raise_for_status(response)
+        for info in response.json():
+            yield JobInfo(**info, endpoint=api.endpoint)
+        url, params = response.links.get("next", {}).get("url"), None
 
 
 def upload_bundle(api: Any, repo_id: str, source: Path, path_in_repo: str) -> bool:
@@ -121,7 +129,7 @@ def upload_bundle(api: Any, repo_id: str, source: Path, path_in_repo: str) -> bo
     api.create_repo(repo_id, repo_type="model", private=True, exist_ok=True)
     if api.file_exists(repo_id, path_in_repo, repo_type="model"):
         return False
-    with source.open("rb") as data, quiet_hub_logs():
+    with source.open("rb") as data:  # (huggingface_hub says on its logger that a file object skips Xet)
         api.upload_file(path_or_fileobj=data, path_in_repo=path_in_repo, repo_id=repo_id, repo_type="model",
                         commit_message=f"launch: code bundle {Path(path_in_repo).name}")
     return True

@@ -548,8 +548,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise Violation(f"create_repo body {body!r}")
         repo = f"{body.get('organization') or self.fake.user}/{body['name']}"
         with self.fake.lock:
-            if repo in self.fake.repos:
-                return self._error(409, "You already created this model repo")
+            if repo in self.fake.repos:  # the Hub's 409 names the repo's URL (create_repo(exist_ok=True) reads it)
+                message = "You already created this model repo"
+                return self._send(409, {"error": message, "url": f"{self._base()}/{repo}"},
+                                  {"X-Error-Message": message})
             self.fake.repos[repo] = body.get("visibility") == "private" or body.get("private") is True
         self._send(200, {"url": f"{self._base()}/{repo}", "name": repo, "id": uuid.uuid4().hex[:24]})
 
@@ -605,3 +607,10 @@ class _Handler(BaseHTTPRequestHandler):
         oid = uuid.uuid4().hex + "0" * 8
         self._send(200, {"commitUrl": f"{self._base()}/{repo}/commit/{oid}", "commitOid": oid,
                          "pullRequestUrl": None})
+
+
+def hf_error(code: int, path: str, headers: Any, error_code: str | None = None) -> tuple[bytes, str]:
+    """The Hub's error answer, {"error": message}, for the fault proxy (huggingface_hub reads the message)."""
+    text = {401: "Invalid credentials in Authorization header", 403: "You don't have the rights to run jobs",
+            429: "Too many requests", 500: "Internal Error", 503: "Service Unavailable"}.get(code, "error")
+    return json.dumps({"error": error_code or text}).encode(), "application/json"
