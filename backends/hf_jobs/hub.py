@@ -22,6 +22,7 @@ API_TIMEOUT_S = 60.0
 LOGIN_HINT = "run `hf auth login`, or export HF_TOKEN (a token with write access to Jobs and repos: " \
              "https://huggingface.co/settings/tokens)"
 REACH_HINT = "check your network and backends.hf_jobs.endpoint"
+_timeout_set = False
 
 
 def token_from_environment(settings: Mapping[str, Any]) -> str | None:
@@ -53,13 +54,17 @@ def client(settings: Mapping[str, Any]) -> Any:
     from huggingface_hub import HfApi, set_client_factory
     from huggingface_hub.utils._http import hf_request_event_hook
 
-    def with_timeout() -> Any:
-        return httpx2.Client(event_hooks={"request": [hf_request_event_hook]}, follow_redirects=True,
-                             timeout=API_TIMEOUT_S)
+    global _timeout_set
+    if not _timeout_set:  # once: setting a factory closes the shared client (a new one costs its TLS setup)
 
-    set_client_factory(with_timeout)
-    # its retry notices ("HTTP Error 429 thrown while requesting ...") are no message for our users
-    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        def with_timeout() -> Any:
+            return httpx2.Client(event_hooks={"request": [hf_request_event_hook]}, follow_redirects=True,
+                                 timeout=API_TIMEOUT_S)
+
+        set_client_factory(with_timeout)
+        # its retry notices ("HTTP Error 429 thrown while requesting ...") are no message for our users
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+        _timeout_set = True
     return HfApi(endpoint=str(settings["endpoint"]).rstrip("/"), token=require_token(settings),
                  library_name="launch-jobs")
 
