@@ -127,6 +127,7 @@ class HfJobsFake:
         self.violations: list[str] = []
         self.requests: list[tuple[str, str]] = []
         self._drop_after: int | None = None
+        self.dropped_streams = 0
         self._root = Path(tempfile.mkdtemp(prefix="hf-jobs-fake-"))
         self.endpoint = ""
         self._server: bugs.RecordingHTTPServer | None = None
@@ -180,6 +181,7 @@ class HfJobsFake:
             self.requests.clear()
             self.future_stages.clear()
             self._drop_after = None
+            self.dropped_streams = 0
 
     def kill_all(self) -> None:
         with self.lock:
@@ -526,6 +528,8 @@ class _Handler(BaseHTTPRequestHandler):
                     fresh = job.lines[sent:]
             for ts, text in fresh:
                 if drop is not None and sent >= drop:
+                    with fake.lock:
+                        fake.dropped_streams += 1
                     self.close_connection = True
                     self.wfile.flush()
                     self.connection.shutdown(2)  # cut: no closing chunk
