@@ -10,10 +10,10 @@ same spec (A10G, a small code dir) is submitted two ways, one submit of each per
 
   ours:     `launcher.runner.submit(store, load_spec(spec), "hf_jobs")` in-process, one Store: load and validate
             the spec, pack the bundle, render, write the store, build the backend (HfApi), look for a job with our
-            label (a retried create must adopt, not duplicate), make sure of the bundle repo and the bundle
-            (create_repo exist_ok, file_exists), run_job.
+            label (a retried create must adopt, not duplicate), file_exists for the bundle (there after
+            the first submit: no create_repo, no upload), run_job.
   baseline: a plain script with one HfApi made once, making the same calls per job: list_jobs by the job's
-            label, create_repo(exist_ok=True), file_exists for the bundle (it is there after the first round),
+            label, file_exists for the bundle (it is there),
             run_job with the launcher's own rendered body, its own job id, built before the clock starts:
             rendering is the launcher's cost alone.
 
@@ -74,8 +74,7 @@ class Plain:
         def go() -> None:
             found = list(self.api.list_jobs(labels={"launch-job-id": job_id}, namespace="alice"))
             assert not found
-            self.api.create_repo("alice/launch-bundles", private=True, exist_ok=True)
-            assert self.api.file_exists("alice/launch-bundles", self.bundle)
+            assert self.api.file_exists("alice/launch-bundles", self.bundle)  # there: no create_repo, no upload
             self.api.run_job(image=body["dockerImage"], command=body["command"], env=body["environment"],
                              secrets=body["secrets"], flavor=body["flavor"], timeout=body["timeoutSeconds"],
                              name=name, labels=labels, namespace="alice")
@@ -127,8 +126,8 @@ def measure(quick: bool) -> Section:
     sec.rows.append(Row("Hugging Face Jobs submit (local fake)", OURS, got[OURS], PLAIN, got[PLAIN],
                         goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
     sec.notes.append(f"Hugging Face Jobs: in-process fake over http; {warmups} warm-up rounds, then {runs} "
-                     "interleaved rounds; both sides make the same calls (label lookup, create_repo exist_ok, "
-                     f"file_exists for the bundle, run_job); the fake stored {bodies} jobs, every body checked "
+                     "interleaved rounds; both sides make the same calls (label lookup, file_exists for the "
+                     f"bundle, run_job); the fake stored {bodies} jobs, every body checked "
                      "against huggingface_hub's job spec.")
     return sec
 

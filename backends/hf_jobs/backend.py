@@ -9,6 +9,7 @@ create whose answer was lost.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +36,16 @@ from launcher.errors import BackendError, TransientBackendError
 if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
+
+HF_JOB_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # what the Hub's job ids look like (24 hex digits today)
+
+
+def checked_id(job: Any) -> str:
+    """A Hugging Face job id read back, before it goes into a handle (and later into request paths)."""
+    value = str(job.id)
+    if not HF_JOB_ID.fullmatch(value):
+        raise BackendError(f"Hugging Face answered a job id launch does not accept: {value[:80]!r}")
+    return value
 
 
 class HfJobsBackend(Backend):
@@ -129,7 +140,7 @@ class HfJobsBackend(Backend):
             if again is None:
                 raise
             return again
-        return str(job.id)
+        return checked_id(job)
 
     def _nodes(self, namespace: str, job_id: str) -> dict[str, str]:
         """rank -> Hugging Face job id of this launch job's jobs (the labels filter server-side)."""
@@ -137,7 +148,7 @@ class HfJobsBackend(Backend):
         for job in hub.list_jobs(self.api(), namespace, {rendering.JOB_ID_LABEL: job_id}):
             rank = (job.labels or {}).get(rendering.RANK_LABEL, "0")
             if (job.labels or {}).get(rendering.JOB_ID_LABEL) == job_id and rank not in found:
-                found[rank] = str(job.id)
+                found[rank] = checked_id(job)
         return found
 
     # -- status --------------------------------------------------------------------------------------------
@@ -226,7 +237,7 @@ class HfJobsBackend(Backend):
             created = first.created_at.timestamp() if first.created_at else None
             if since is not None and created is not None and created < since:
                 continue
-            ids = [str(nodes[str(r)].id) for r in range(len(nodes)) if str(r) in nodes]
+            ids = [checked_id(nodes[str(r)]) for r in range(len(nodes)) if str(r) in nodes]
             handle = Handle(self.name, job_id, {"namespace": namespace, "ids": ids})
             status = judge([nodes[str(r)] for r in range(len(nodes)) if str(r) in nodes], handle)
             out.append(Summary(handle=handle, name=job_name(job_id), status=status, created_at=created,

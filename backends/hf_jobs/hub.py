@@ -131,9 +131,9 @@ def upload_bundle(api: Any, repo_id: str, source: Path, path_in_repo: str) -> bo
     """The bundle into the private repo (made on first use), once per digest: a bundle already there is
     not sent again. Sent as a file object, which takes the plain LFS path (the Hub's batch API, one PUT,
     the commit), not Xet: one upload of one file, and what the test fake serves. True when it was sent."""
-    api.create_repo(repo_id, repo_type="model", private=True, exist_ok=True)
-    if api.file_exists(repo_id, path_in_repo, repo_type="model"):
+    if api.file_exists(repo_id, path_in_repo, repo_type="model"):  # (False, too, while the repo does not exist)
         return False
+    api.create_repo(repo_id, repo_type="model", private=True, exist_ok=True)
     with source.open("rb") as data:  # (huggingface_hub says on its logger that a file object skips Xet)
         api.upload_file(path_or_fileobj=data, path_in_repo=path_in_repo, repo_id=repo_id, repo_type="model",
                         commit_message=f"launch: code bundle {Path(path_in_repo).name}")
