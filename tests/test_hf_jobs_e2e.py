@@ -141,3 +141,20 @@ def test_two_nodes_are_two_jobs_in_one_network_group(hf, fake):
     assert bodies[0]["network"] == {"group": group, "aliases": ["master"]} and bodies[1]["network"] == {"group": group}
     for rank in (0, 1):
         assert f"rank={rank} of 2 master={group}-master" in result.stdout, result.stdout
+
+
+def test_hostile_values_stay_text_on_the_node(hf, fake, tmp_path):
+    """The reliability harness's hostile-string corpus in env:, a secret, --set and the idempotency key,
+    through the real command the fake runs (the prelude writes the files from argv, bootstrap.sh runs them):
+    no shell executes any of it and every value arrives byte for byte."""
+    from reliability.test_injection import _expected, _printed, _spec_text, corpus
+
+    marker = tmp_path / "pwned"
+    values = corpus(marker)
+    spec = tmp_path / "hostile.yaml"
+    spec.write_text("image: python:3.12\n" + _spec_text(values, marker))
+    secret, set_value = f"s3cr$(touch {marker})`id`'\"", f"x;touch {marker}"
+    result = hf.run("run", str(spec), "--backend", "hf_jobs", "--follow", "--set", f"env.SET_VALUE={set_value}",
+                    "--idempotency-key", f"k$(touch {marker})", env_extra={"HOSTILE_SECRET": secret}, check_rc=0)
+    assert not marker.exists(), "a value was executed by a shell"
+    assert _printed(result.stdout, values) == _expected(values, secret, set_value), result.stdout
