@@ -28,7 +28,8 @@ BUNDLE = Bundle(path=Path("/tmp/bundle.tar.gz"), digest="d" * 64, size=10, file_
 BOOTSTRAP = (Path(__file__).parents[1] / "launcher" / "bootstrap.sh").read_text()
 
 CASES = {
-    "a10g_single": ("name: golden\nimage: python:3.12\nrun: python train.py\nresources:\n  accelerators: A10G\n",
+    "a10g_single": ("name: golden\nimage: python:3.12\nrun: python train.py\nretries: 2\nresources:\n"
+                    "  accelerators: A10G\n",
                     None, {"namespace": "alice"}),
     "h200x8_2nodes_code_secrets": (
         "name: golden\nimage: pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime\ncode: .\nsetup: pip install -r req.txt\n"
@@ -53,6 +54,7 @@ def run_job_arguments(body: dict) -> dict:
     network = body.get("network") or {}
     return {"image": body["dockerImage"], "command": body["command"], "env": body["environment"],
             "secrets": body.get("secrets"), "flavor": body["flavor"], "timeout": body["timeoutSeconds"],
+            "attempts": body.get("attempts"),
             "name": labels.pop("name"), "labels": labels, "network_group": network.get("group"),
             "network_aliases": network.get("aliases")}
 
@@ -107,6 +109,13 @@ def test_an_unknown_flavor_a_missing_image_and_a_spec_token_are_one_error_each()
     assert "unknown flavor 'a99-huge'" in said and "a10g-small" in said
     assert "image" in said and "a token never goes in a spec" in said
     assert "hf_secret" not in said
+
+
+def test_retries_are_attempts_on_one_node_and_refused_on_several():
+    (body,) = render("name: r\nimage: i\nrun: x\nretries: 2\n").payload["jobs"]
+    assert body["attempts"] == 3
+    assert "set retries: 0 with nodes > 1" in problems("name: r\nimage: i\nrun: x\nretries: 1\nresources:\n"
+                                                       "  nodes: 2\n")
 
 
 def test_secrets_go_in_secrets_never_in_the_environment():

@@ -127,6 +127,7 @@ class HfJobsBackend(Backend):
         try:
             job = self.api().run_job(image=body["dockerImage"], command=body["command"], env=body["environment"],
                                      secrets=secrets or None, flavor=body["flavor"], timeout=body["timeoutSeconds"],
+                                     attempts=body.get("attempts"),
                                      name=labels.pop("name"), labels=labels, namespace=namespace,
                                      network_group=network.get("group"), network_aliases=network.get("aliases"))
         except Exception as exc:

@@ -147,6 +147,9 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if spec.outputs:
         problems.append(spec.problem("outputs", "Hugging Face Jobs has no output upload: push results to the Hub "
                                      "from the job (huggingface_hub's upload_folder) and remove outputs:"))
+    if spec.retries and spec.resources.nodes > 1:
+        problems.append(spec.problem("retries", "Hugging Face restarts a failed job by itself, and one node "
+                                     "restarted alone cannot rejoin its network group: set retries: 0 with nodes > 1"))
     flavor = choose_flavor(settings, spec, problems)
     if problems:
         raise SpecError(problems)
@@ -181,6 +184,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
         if job_secrets:
             body["secrets"] = job_secrets
         body["timeoutSeconds"] = int(spec.max_runtime or DEFAULT_TIMEOUT_S)
+        if spec.retries:
+            body["attempts"] = spec.retries + 1
         body["labels"] = {**labels, RANK_LABEL: str(rank)}
         if nodes > 1:
             body["network"] = {"group": network_group(job_id), **({"aliases": [MASTER_ALIAS]} if rank == 0 else {})}
