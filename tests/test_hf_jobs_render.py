@@ -131,3 +131,12 @@ def test_a_long_job_id_still_makes_a_valid_network_group_and_label():
     assert len(group) <= 46 and group == group.lower() and rendering.network_group("x-1") == "x-1"
     assert rendering.label_value("CI run #42") != rendering.label_value("CI run #43")
     assert len(rendering.label_value("k" * 200)) <= 63
+
+
+@pytest.mark.parametrize("data", [{}, {"namespace": "alice", "ids": []}, {"namespace": "alice", "ids": ["../x"]}])
+def test_a_record_without_usable_job_ids_is_one_clear_error(data):
+    from launcher.backend import Handle
+    from launcher.errors import BackendError
+
+    with pytest.raises(BackendError, match="list --sync"):
+        HfJobsBackend({}, client=object()).status(Handle("hf_jobs", JOB_ID, data))

@@ -31,13 +31,23 @@ from launcher.backend import (
     is_job_id,
     job_name,
 )
-from launcher.errors import BackendError, TransientBackendError
+from launcher.errors import BackendError, TransientBackendError, UsageError
 
 if TYPE_CHECKING:
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
 HF_JOB_ID = re.compile(r"[A-Za-z0-9]{1,64}")  # what the Hub's job ids look like (24 hex digits today)
+
+
+def where(handle: Handle) -> tuple[str, list[str]]:
+    """The namespace and the node jobs' ids a handle holds (a record from another version may not)."""
+    namespace, ids = handle.data.get("namespace"), handle.data.get("ids")
+    if not isinstance(namespace, str) or not isinstance(ids, list) or not ids \
+            or not all(isinstance(i, str) and HF_JOB_ID.fullmatch(i) for i in ids):
+        raise BackendError(f"the record of {handle.job_id} does not say which Hugging Face jobs it is",
+                           "find it again with `launch list --sync --backend hf_jobs`")
+    return namespace, ids
 
 
 def checked_id(job: Any) -> str:
@@ -158,11 +168,12 @@ class HfJobsBackend(Backend):
         """Each node's JobInfo (None where Hugging Face no longer knows it)."""
         from huggingface_hub.errors import JobNotFoundError
 
+        namespace, ids = where(handle)
         infos = []
         with hub_errors():
-            for job_id in handle.data["ids"]:
+            for job_id in ids:
                 try:
-                    infos.append(self.api().inspect_job(job_id=job_id, namespace=handle.data["namespace"]))
+                    infos.append(self.api().inspect_job(job_id=job_id, namespace=namespace))
                 except JobNotFoundError:
                     infos.append(None)
         return infos
@@ -172,7 +183,7 @@ class HfJobsBackend(Backend):
 
     def finish(self, handle: Handle, status: Status) -> None:
         """A job whose node failed stops the nodes still running (they would wait for it forever)."""
-        if status.state is JobState.FAILED and len(handle.data["ids"]) > 1:
+        if status.state is JobState.FAILED and len(where(handle)[1]) > 1:
             self.cancel(handle)
 
     # -- logs ----------------------------------------------------------------------------------------------
@@ -181,14 +192,16 @@ class HfJobsBackend(Backend):
              node: int | None = None) -> Iterator[LogLine]:
         """Each node's log stream read through (the client's no-follow read ends at what the Hub holds now);
         the cursor counts the lines shown per node, so a read after a dropped stream skips what was shown."""
+        namespace, ids = where(handle)
+        if node is not None and not 0 <= node < len(ids):
+            raise UsageError(f"{handle.job_id} has nodes 0 to {len(ids) - 1}, not {node}")
         shown = {int(k): int(v) for k, v in dict(since or {}).items()}
-        ranks = range(len(handle.data["ids"])) if node is None else [node]
+        ranks = range(len(ids)) if node is None else [node]
         with hub_errors():
             for rank in ranks:
                 skip = shown.get(rank, 0)
                 seen = 0
-                for text in self.api().fetch_job_logs(job_id=handle.data["ids"][rank],
-                                                      namespace=handle.data["namespace"], follow=False):
+                for text in self.api().fetch_job_logs(job_id=ids[rank], namespace=namespace, follow=False):
                     seen += 1
                     if seen <= skip:
                         continue
@@ -200,11 +213,12 @@ class HfJobsBackend(Backend):
 
     def cancel(self, handle: Handle) -> None:
         """Each node's job not already ended; an ended or vanished one is left as it is."""
-        for job_id, info in zip(handle.data["ids"], self._jobs(handle), strict=True):
+        namespace, ids = where(handle)
+        for job_id, info in zip(ids, self._jobs(handle), strict=True):
             if info is None or status_of_job(info).state.is_terminal:
                 continue
             with hub_errors():
-                self.api().cancel_job(job_id=job_id, namespace=handle.data["namespace"])
+                self.api().cancel_job(job_id=job_id, namespace=namespace)
 
     # -- list ----------------------------------------------------------------------------------------------
 
