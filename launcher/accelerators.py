@@ -14,6 +14,7 @@ CPU = "cpu"
 # Canonical name -> accepted spellings (compared case-insensitively, "_" == "-").
 _ALIASES: dict[str, tuple[str, ...]] = {
     "H100": ("h100", "h100-80gb", "h100-sxm", "h100-sxm5", "nvidia-h100-80gb"),
+    "H200": ("h200", "h200-141gb", "nvidia-h200"),
     "A100-80GB": ("a100-80gb", "a100-80g", "a100-sxm4-80gb", "nvidia-a100-80gb"),
     "A100-40GB": ("a100", "a100-40gb", "a100-40g", "nvidia-tesla-a100"),
     "L4": ("l4", "nvidia-l4"),

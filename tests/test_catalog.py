@@ -9,7 +9,7 @@ import pytest
 
 from launcher import accelerators, catalog
 
-BACKENDS = {"sagemaker", "vertex", "azureml", "lambda_cloud"}
+BACKENDS = {"sagemaker", "vertex", "azureml", "lambda_cloud", "hf_jobs"}
 
 
 def test_every_row_is_well_formed():
@@ -38,6 +38,8 @@ def test_instance_names_agree_with_gpu_counts():
             assert row.instance_type.startswith("ml."), row
         if row.backend == "vertex":
             assert row.provider_accelerator.startswith("NVIDIA_"), row
+        if row.backend == "hf_jobs" and (match := re.fullmatch(r"[a-z0-9]+?(?:-large)?x(\d+)", row.instance_type)):
+            assert int(match.group(1)) == row.count, row
 
 
 @pytest.mark.parametrize(("backend", "request_text", "instance_type"), [

@@ -351,6 +351,43 @@ def _lambda_cloud(tmp: Path) -> Iterator[World]:
         yield world
 
 
+@contextlib.contextmanager
+def _hf_jobs(tmp: Path) -> Iterator[World]:
+    with CLOUDS["hf_jobs"]() as cloud:
+        hf = cloud.fake
+        from backends.hf_jobs.render import BUNDLE_TOKEN, JOB_ID_LABEL, TOKEN_SHOWN
+
+        def observe() -> Any:
+            with hf.lock:
+                jobs = {j.id: (j.stage, j.process is not None and j.process.poll() is None) for j in hf.jobs.values()}
+            return jobs, _writes(cloud.proxy)
+
+        def end(handle: Handle) -> None:
+            """Until one of the job's nodes has ended (the job prints its own lines and ends on its go file)."""
+            _wait_for(lambda: any(j.stage not in ("SCHEDULING", "RUNNING")
+                                  for j in hf.by_label(JOB_ID_LABEL, handle.job_id)), f"hf job {handle.job_id} to end")
+
+        def set_raw_state(handle: Handle, raw: str) -> str:
+            for job in hf.by_label(JOB_ID_LABEL, handle.job_id):
+                hf.set_stage(job.id, raw)
+            return raw
+
+        def wire(payload: dict[str, Any]) -> Any:
+            """One node's run_job body (the dry run holds each node's); the bundle token is a credential submit
+            adds, shown masked in the dry run."""
+            body = json.loads(json.dumps(payload["jobs"][0] if "jobs" in payload else payload))
+            if BUNDLE_TOKEN in body.get("secrets", {}):
+                body["secrets"][BUNDLE_TOKEN] = TOKEN_SHOWN
+            return body
+
+        def sent() -> list[dict[str, Any]]:
+            with hf.lock:
+                return list(hf.created_bodies)
+
+        yield _cloud_world(cloud, sent=sent, wire=wire, observe=observe, end=end, set_raw_state=set_raw_state,
+                           sdk=("huggingface_hub",))
+
+
 WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = {
     "local": _local,
     "ssh": _ssh,
@@ -358,13 +395,14 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "vertex": _vertex,
     "azureml": _azureml,
     "lambda_cloud": _lambda_cloud,
+    "hf_jobs": _hf_jobs,
     PLUGIN_BACKEND: _plugin,
 }
 
 # backends whose state is judged from their nodes' exit codes, with no provider states to map
 NO_RAW_STATES = {"local", "ssh", "lambda_cloud", PLUGIN_BACKEND}
 # backends that run the nodes themselves (a node's failure is theirs to judge, its peers theirs to stop)
-NODE_RUNNERS = {"local", "ssh", "lambda_cloud"}
+NODE_RUNNERS = {"local", "ssh", "lambda_cloud", "hf_jobs"}
 ONLY_FOR = {"test_an_unknown_raw_state_reads_unknown": lambda name: name not in NO_RAW_STATES,
             "test_status_stops_nothing_when_one_node_failed": lambda name: name in NODE_RUNNERS}
 

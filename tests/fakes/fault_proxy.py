@@ -294,8 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
             conn.request(method, self.path, body=body or None, headers=headers)
             response = conn.getresponse()
             data = b"" if method == "HEAD" else response.read()
+            # Date and Server: send_response adds the proxy's own (two Date headers read as one bad date)
             kept = [(k, v) for k, v in response.getheaders()
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "keep-alive")]
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "keep-alive", "date",
+                                         "server")]
             if method == "HEAD":
                 kept.append(("Content-Length", response.getheader("Content-Length") or "0"))
             return response.status, kept, data

@@ -242,11 +242,47 @@ def _lambda_cloud() -> Iterator[Cloud]:
                         finish=finish, create_is_not_start=True)
 
 
+HF_TOKEN = "hf_reliability_token_0123"
+
+
+@contextlib.contextmanager
+def _hf_jobs() -> Iterator[Cloud]:
+    import tempfile
+
+    from fakes.hf_jobs_fake import HfJobsFake, hf_error
+
+    from backends.hf_jobs.render import JOB_ID_LABEL, RANK_LABEL
+
+    with tempfile.TemporaryDirectory(prefix="rel-hf-home-") as hf_home, \
+            HfJobsFake(token=HF_TOKEN, user="alice") as hf, FaultProxy(hf.endpoint, error_body=hf_error) as proxy:
+        config = f'[backends.hf_jobs]\nendpoint = "{proxy.endpoint}"\nnamespace = "alice"\n'
+
+        def jobs() -> list[str]:
+            """One entry per rank-0 Hugging Face job (two for one launch job: created twice)."""
+            with hf.lock:
+                return [j.body["labels"][JOB_ID_LABEL] for j in hf.jobs.values() if j.body["labels"][RANK_LABEL] == "0"]
+
+        def reset() -> None:
+            hf.reset()
+            proxy.reset(rate=0.0)
+
+        def finish() -> None:
+            hf.kill_all()
+            assert hf.violations == [], hf.violations
+
+        spec = ("name: rel-hf\nimage: python:3.12\ncode: ./src\nrun: cat train.py\nresources:\n  accelerators: A10G\n"
+                "backends:\n  hf_jobs:\n    namespace: alice\n")
+        yield Cloud("hf_jobs", hf, proxy, {"HF_TOKEN": HF_TOKEN, "HF_HOME": hf_home}, config, spec, jobs, reset,
+                    create_request=r"^POST /api/jobs/[^/?\s]+ ", got_secret=_sent_in(lambda: hf.created_bodies),
+                    finish=finish)
+
+
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "sagemaker": _sagemaker,
     "vertex": _vertex,
     "azureml": _azureml,
     "lambda_cloud": _lambda_cloud,
+    "hf_jobs": _hf_jobs,
 }
 
 

@@ -14,14 +14,14 @@ from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 
 HINTS = {  # what each failure must tell the user to do, per backend
     "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
-                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY"},
+                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY", "hf_jobs": "hf auth login"},
     "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
-            "lambda_cloud": "set LAMBDA_API_KEY"},
+            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login"},
     "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
-            "lambda_cloud": "payment method"},
+            "lambda_cloud": "payment method", "hf_jobs": "write access"},
     # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
     "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
-               "lambda_cloud": "cannot reach Lambda Cloud"},
+               "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face"},
 }
 # Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
 # is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
@@ -43,6 +43,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return env
     if cloud.name == "lambda_cloud":  # LAMBDA_API_KEY unset, no api_key in config.toml
         return {}
+    if cloud.name == "hf_jobs":  # HF_TOKEN unset, an empty login cache, no token in config.toml
+        return {"HF_HOME": str(tmp_path / "hf-home")}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}

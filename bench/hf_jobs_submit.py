@@ -1,0 +1,140 @@
+"""How much does `launch` add to a Hugging Face Jobs submit? The launcher against a plain HfApi script, on the fake.
+
+Run by hand (not in CI): .venv/bin/python bench/hf_jobs_submit.py [--quick]
+
+One in-process Hugging Face Jobs fake (tests/fakes/hf_jobs_fake.py: the Jobs API and the Hub's upload
+endpoints, every run_job body checked against huggingface_hub's own job spec) serves both sides; LAUNCH_HOME's
+config.toml points the backend at it. Its jobs stay SCHEDULING (no process is started while measuring). The
+same spec (A10G, a small code dir) is submitted two ways, one submit of each per round, the order rotating
+(bench/timing.py):
+
+  ours:     `launcher.runner.submit(store, load_spec(spec), "hf_jobs")` in-process, one Store: load and validate
+            the spec, pack the bundle, render, write the store, build the backend (HfApi), look for a job with our
+            label (a retried create must adopt, not duplicate), file_exists for the bundle (there after
+            the first submit: no create_repo, no upload), run_job.
+  baseline: a plain script with one HfApi made once, making the same calls per job: list_jobs by the job's
+            label, file_exists for the bundle (it is there),
+            run_job with the launcher's own rendered body, its own job id, built before the clock starts:
+            rendering is the launcher's cost alone.
+
+Goal (issue 18): launcher median per submit <= 1.3x the plain script.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import report
+from timing import REPO, Row, Section, interleaved_calls
+
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+GOAL = 1.3
+TOKEN = "hf_bench_token"
+SPEC = """\
+name: bench-hf
+image: python:3.12
+code: ./src
+run: python train.py
+resources:
+  accelerators: A10G
+backends:
+  hf_jobs: {namespace: alice}
+"""
+OURS, PLAIN = "launcher runner.submit", "plain HfApi, made once"
+
+
+class Plain:
+    """The script-equivalent: the launcher's rendered body, replayed with huggingface_hub's own HfApi."""
+
+    def __init__(self, request: Any, endpoint: str) -> None:
+        from huggingface_hub import HfApi
+
+        self.api = HfApi(endpoint=endpoint, token=TOKEN)
+        self.template_id = request.job_id
+        self.template = json.dumps(request.payload["jobs"][0])
+        self.bundle = request.uploads[0].destination.removeprefix("hf://alice/launch-bundles/")
+        self.count = 0
+
+    def job(self) -> Callable[[], None]:
+        """One submit with a fresh job id; its arguments built here, before the clock starts."""
+        self.count += 1
+        job_id = f"plain-{self.count:05d}-{os.urandom(3).hex()}"
+        body = json.loads(self.template.replace(self.template_id, job_id))
+        body["secrets"]["LAUNCH_HF_BUNDLE_TOKEN"] = TOKEN
+        labels = dict(body["labels"])
+        name = labels.pop("name")
+
+        def go() -> None:
+            found = list(self.api.list_jobs(labels={"launch-job-id": job_id}, namespace="alice"))
+            assert not found
+            assert self.api.file_exists("alice/launch-bundles", self.bundle)  # there: no create_repo, no upload
+            self.api.run_job(image=body["dockerImage"], command=body["command"], env=body["environment"],
+                             secrets=body["secrets"], flavor=body["flavor"], timeout=body["timeoutSeconds"],
+                             name=name, labels=labels, namespace="alice")
+        return go
+
+
+def measure(quick: bool) -> Section:
+    runs, warmups = (15, 3) if quick else (100, 5)
+    from fakes.hf_jobs_fake import HfJobsFake
+
+    with tempfile.TemporaryDirectory(prefix="launch-bench-hf-") as tmp_name, \
+            HfJobsFake(token=TOKEN, user="alice", schedule_s=3600) as fake:
+        tmp = Path(tmp_name)
+        (tmp / "src").mkdir()
+        (tmp / "src" / "train.py").write_text("print('hi')\n")
+        spec = tmp / "job.yaml"
+        spec.write_text(SPEC)
+        home = tmp / "home"
+        home.mkdir()
+        (home / "config.toml").write_text(f'[backends.hf_jobs]\nendpoint = "{fake.endpoint}"\n')
+        saved = dict(os.environ)
+        os.environ.update({"LAUNCH_HOME": str(home), "HF_TOKEN": TOKEN, "HF_HOME": str(tmp / "hf-home")})
+        os.environ.pop("LAUNCH_BACKEND", None)
+        try:
+            from launcher import config, runner
+            from launcher.spec import load_spec
+            from launcher.store import Store
+
+            config.load.cache_clear()
+            store = Store.open(config.ensure_home())
+            _, _, request, _ = runner.prepare(load_spec(spec), "hf_jobs", dry_run=False)
+            runner.submit(store, load_spec(str(spec)), "hf_jobs")  # the bundle is in the repo from here on
+            plain = Plain(request, fake.endpoint)
+
+            def ours() -> Callable[[], None]:
+                return lambda: runner.submit(store, load_spec(str(spec)), "hf_jobs")
+
+            got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
+            bodies = len(fake.created_bodies)
+            violations = list(fake.violations)
+            store.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            config.load.cache_clear()
+    if bodies != 2 * (runs + warmups) + 1 or violations:
+        raise RuntimeError(f"the fake stored {bodies} jobs, expected {2 * (runs + warmups) + 1}; {violations}")
+    sec = Section("Submit overhead")
+    sec.rows.append(Row("Hugging Face Jobs submit (local fake)", OURS, got[OURS], PLAIN, got[PLAIN],
+                        goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
+    sec.notes.append(f"Hugging Face Jobs: in-process fake over http; {warmups} warm-up rounds, then {runs} "
+                     "interleaved rounds; both sides make the same calls (label lookup, file_exists for the "
+                     f"bundle, run_job); the fake stored {bodies} jobs, every body checked "
+                     "against huggingface_hub's job spec.")
+    return sec
+
+
+def main() -> int:
+    return report.script(__doc__ or "", measure, "fewer submits, for checking the harness")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
