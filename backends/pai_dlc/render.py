@@ -43,7 +43,7 @@ TOPOLOGY = r"""[ -n "${RANK:-}" ] && LAUNCH_NODE_RANK=$RANK
 [ -n "${MASTER_ADDR:-}" ] && LAUNCH_MASTER_ADDR=$MASTER_ADDR
 [ -n "${MASTER_PORT:-}" ] && LAUNCH_MASTER_PORT=$MASTER_PORT
 """
-TAG_RE = re.compile(r"[A-Za-z0-9 _.:/=+@-]{1,128}")
+TAG_RE = re.compile(r"[^\x00-\x1f\x7f]{1,128}")  # printable, one line, at most 128 characters
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
 
 
@@ -148,8 +148,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     tags = {JOB_ID_TAG: job_id}
     if idempotency_key is not None:
         if not TAG_RE.fullmatch(idempotency_key):
-            problems.append(Problem("--idempotency-key", None, "", "PAI-DLC tag values allow at most 128 "
-                                    "letters, digits, spaces and _ . : / = + - @"))
+            problems.append(Problem("--idempotency-key", None, "", "it becomes a PAI-DLC tag value: at most "
+                                    "128 printable characters on one line"))
         tags[IDEMPOTENCY_TAG] = idempotency_key
     if problems:
         raise SpecError(problems)
