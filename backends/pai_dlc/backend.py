@@ -45,7 +45,7 @@ POD_INDEX = re.compile(r"-(\d+)$")
 
 class PaiDlcBackend(Backend):
     name: ClassVar[str] = rendering.NAME
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=1.0)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5)
     cpu_instance_type: ClassVar[str] = rendering.CPU_ECS_SPEC
     pinned_type_setting: ClassVar[str] = "ecs_spec"
     settings_model = LazySettings(rendering.settings_model)

@@ -34,9 +34,20 @@ TRANSIENT_CODES = {"Throttling", "Throttling.User", "Throttling.Api", "ServiceUn
 
 def credentials() -> Any:
     """Alibaba Cloud's default credential chain (environment, profile, RAM role), resolved on first use."""
+    import logging
+
     from alibabacloud_credentials.client import Client as CredentialClient
 
-    return CredentialClient()
+    chain = CredentialClient()
+    # resolved now, so a missing credential is one error (exit 4) before anything is uploaded; the chain logs
+    # each provider it tried with a traceback, which is not ours to print: the error says what to set
+    quiet = logging.getLogger("credentials")
+    level, quiet.level = quiet.level, logging.CRITICAL
+    try:
+        chain.get_credential()
+    finally:
+        quiet.setLevel(level)
+    return chain
 
 
 def dlc_client(settings: Mapping[str, Any], region: str, credential: Any) -> Any:

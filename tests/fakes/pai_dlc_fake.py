@@ -40,7 +40,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from . import bugs
@@ -289,7 +289,8 @@ class PaiDlcFake:
             if found is None:
                 return 400, {"Code": "JobNotFound", "Message": f"no job {job}"}
             answer = _public(found)
-            answer["Pods"] = [dict(p) for p in found["_pods"] if p["Status"] != "Pending"]
+            answer["Pods"] = [{k: v for k, v in p.items() if not k.startswith("_")}
+                              for p in found["_pods"] if p["Status"] != "Pending"]
             return 200, answer
 
     def _ListJobs(self, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -379,7 +380,7 @@ class PaiDlcFake:
                     procs.append(subprocess.Popen(["sh", "-c", body["UserCommand"]], cwd=workdir, env=env,
                                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                                   start_new_session=True))
-                pod.update(Status="Running", _log=str(log), Ip="127.0.0.1", PodIp="127.0.0.1",
+                pod.update(Status="Running", _log=str(log), Ip="127.0.0.1",
                            GmtCreateTime=now_iso(), GmtStartTime=now_iso())
             self._procs[job_id] = procs
             job.update(Status="Running", GmtRunningTime=now_iso())
@@ -476,7 +477,8 @@ class DlcStack:
     """
 
     BUCKET = "team-bucket"
-    ACCESS_KEY = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI-test-access-key", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-secret"}
+    ACCESS_KEY: ClassVar[dict[str, str]] = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI-test-access-key",
+                                            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-secret"}
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
