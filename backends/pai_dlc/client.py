@@ -91,7 +91,8 @@ def dlc_error(exc: Exception) -> LaunchError | None:
         return aws_error("OSS", exc)
     if type(exc).__name__ == "UnretryableException" or module.startswith("requests"):
         # the SDK's wrapper of a connection that failed or an answer that never came
-        return TransientBackendError(f"PAI-DLC did not answer: {exc}", "check the network, then retry")
+        return TransientBackendError(f"PAI-DLC did not answer: {exc}", "check backends.pai_dlc.region (and "
+                                     "endpoint, if set) and the network, then retry")
     if not module.startswith(("alibabacloud", "Tea", "darabonba")):
         return None
     code, status = error_code(exc), getattr(exc, "status_code", None)
@@ -100,6 +101,11 @@ def dlc_error(exc: Exception) -> LaunchError | None:
         return BackendUnreachable(f"no usable Alibaba Cloud credentials: {message}", CREDENTIALS_HINT)
     if code in CREDENTIAL_CODES or code.startswith(("InvalidAccessKey", "SignatureDoesNotMatch")):
         return BackendUnreachable(f"Alibaba Cloud refused the credentials ({code}): {message}", CREDENTIALS_HINT)
+    if code.startswith("Forbidden") or status == 403:
+        return BackendUnreachable(f"Alibaba Cloud denied the request ({code}): {message}",
+                                  "grant the RAM user or role PAI-DLC's permissions in this workspace (the "
+                                  "AliyunPAIDLCFullAccess policy, or a custom one allowing CreateJob/GetJob/"
+                                  "ListJobs/StopJob/GetPodLogs)")
     if any(marker in code for marker in CAPACITY_MARKERS):
         return CapacityError(f"PAI-DLC has no capacity for this job ({code}): {message}",
                              "try another region, instance type or resource quota, or another backend")
