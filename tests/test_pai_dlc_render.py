@@ -78,10 +78,10 @@ def test_quota_jobs_ask_for_amounts_and_pay_as_you_go_jobs_for_an_instance_type(
 
 def test_every_problem_is_reported_at_once_naming_the_field():
     with pytest.raises(SpecError) as caught:
-        render("name: x\nrun: y\nspot: true\nresources:\n  accelerators: H100:3\n",
+        render("name: x\nrun: y\nspot: true\nretries: 1\noutputs: oss://b/o/\nresources:\n  accelerators: H100:3\n",
                settings={"workspace_id": None, "bucket": "Bad_Bucket"})
     text = str(caught.value)
-    for field in ("workspace_id", "bucket", "image", "spot", "resources.accelerators"):
+    for field in ("workspace_id", "bucket", "image", "spot", "retries", "outputs", "resources.accelerators"):
         assert field in text, text
     assert "A10" in text  # the catalog's offers are named
 

@@ -142,8 +142,11 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                                      "cn-hangzhou.cr.aliyuncs.com/pai/pytorch-training:2.3-gpu-py310-cu121"))
     if spec.spot:
         problems.append(spec.problem("spot", "the pai_dlc backend does not run spot jobs yet; remove spot: true"))
-    if spec.outputs and not spec.outputs.startswith("oss://"):
-        problems.append(spec.problem("outputs", "PAI-DLC jobs write outputs to OSS: use oss://bucket/path/"))
+    if spec.outputs:
+        problems.append(spec.problem("outputs", "the pai_dlc backend does not copy outputs yet; write them to a "
+                                     "mounted data source (backends.pai_dlc.data_sources) and remove outputs"))
+    if spec.retries:
+        problems.append(spec.problem("retries", "the pai_dlc backend does not retry jobs yet; remove retries"))
     ecs_spec, offer = choose_ecs_spec(settings, spec, problems)
     tags = {JOB_ID_TAG: job_id}
     if idempotency_key is not None:
