@@ -32,6 +32,7 @@ backends:
   azureml: {subscription_id: 11111111-2222-3333-4444-555555555555, resource_group: rg, workspace_name: ws-bench,
             compute: gpu-cluster}
   lambda_cloud: {ssh_key_name: bench-key}
+  pai_dlc: {region: cn-hangzhou, workspace_id: ws-bench, bucket: bench-bucket}
   ssh: {hosts: [gpu-01.internal]}
 """
 # backend -> (what its SDK import is called, the statement); local and ssh use no SDK: the floor
@@ -42,6 +43,8 @@ SDKS = {
     "vertex": ("from google.cloud import aiplatform_v1", "from google.cloud import aiplatform_v1"),
     "azureml": ("import azure.ai.ml", "import azure.ai.ml"),
     "lambda_cloud": ("import requests", "import requests"),
+    "pai_dlc": ("import alibabacloud_pai_dlc20201203.client",
+                "import alibabacloud_pai_dlc20201203.client"),
 }
 GOAL_S = 0.5
 

@@ -30,6 +30,7 @@ import cli_startup
 import dry_run
 import lambda_submit
 import local_logs
+import pai_dlc_submit
 import peers
 import report
 import sagemaker_submit
@@ -74,6 +75,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Vertex AI", lambda: vertex_submit.measure(quick)),
         ("Azure ML", lambda: azureml_submit.measure(quick)),
         ("Lambda Cloud", lambda: lambda_submit.measure(quick)),
+        ("PAI-DLC", lambda: pai_dlc_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

@@ -96,6 +96,7 @@ class PaiDlcFake:
         self.violations: list[str] = []
         self.calls: list[tuple[str, str]] = []
         self.hold = False
+        self._closed = False  # stopped: no job moves on (their threads must not write into a removed directory)
         self._create_failures: list[tuple[str, int]] = []
         self._procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._tea = TEA_PATH.read_text(encoding="utf-8")
@@ -131,6 +132,7 @@ class PaiDlcFake:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._closed = True
         self.stop_all()
         if self._server is not None:
             self._server.shutdown()
@@ -342,7 +344,7 @@ class PaiDlcFake:
         """Move on unless the job was stopped meanwhile (StopJob wins)."""
         with self.lock:
             job = self.jobs.get(job_id)
-            if job is None or job["Status"] in ("Stopping", *TERMINAL):
+            if self._closed or job is None or job["Status"] in ("Stopping", *TERMINAL):
                 return False
             job.update(Status=status, **extra)
             return True
@@ -352,7 +354,7 @@ class PaiDlcFake:
             time.sleep(self.step_s)
             if not self._move(job_id, status):
                 return
-            while status == "Queuing" and self.hold:
+            while status == "Queuing" and self.hold and not self._closed:
                 time.sleep(0.05)
         with self.lock:
             job = self.jobs[job_id]
@@ -366,7 +368,7 @@ class PaiDlcFake:
         pods_dir = self.mount_root.parent / "pods" / job_id
         procs = []
         with self.lock:
-            if job["Status"] != "EnvPreparing":
+            if job["Status"] != "EnvPreparing" or self._closed:
                 return
             for rank, pod in enumerate(job["_pods"]):
                 workdir = pods_dir / str(rank)
