@@ -143,9 +143,9 @@ class PaiDlcBackend(Backend):
         return Handle(self.name, job_id, {"region": self._region(), "dlc_job_id": dlc_id, "nodes": int(nodes or 1)})
 
     def _get(self, handle: Handle) -> dict[str, Any]:
+        client = self._client()  # first: without the SDK, the install line
         from alibabacloud_pai_dlc20201203 import models
 
-        client = self._client()
         with dlc_errors():
             return client.get_job(handle.data["dlc_job_id"], models.GetJobRequest()).body.to_map()
 
@@ -160,12 +160,12 @@ class PaiDlcBackend(Backend):
              node: int | None = None) -> Generator[LogLine, None, dict[str, int]]:
         """New lines of every pod (GetJob's Pods, rank from the pod's index), one GetPodLogs per pod. The
         cursor is {pod id: lines already read}; a pod not scheduled yet gives nothing."""
-        from alibabacloud_pai_dlc20201203 import models
-
         cursor = dict(since or {})
         pods = sorted(((self._rank(p, i), str(p.get("PodId") or "")) for i, p in
                        enumerate(self._get(handle).get("Pods") or [])), key=lambda pod: pod[0])
         client = self._client()
+        from alibabacloud_pai_dlc20201203 import models
+
         for rank, pod in pods:
             if not pod or (node is not None and rank != node):
                 continue
@@ -207,9 +207,9 @@ class PaiDlcBackend(Backend):
         """ListJobs pages (newest first), filtered by the tag's value where given, else by its presence."""
         import datetime
 
+        client = self._client()  # first: without the SDK, the install line
         from alibabacloud_pai_dlc20201203 import models
 
-        client = self._client()
         found, page = [], 1
         query: dict[str, Any] = {"WorkspaceId": self.settings.get("workspace_id"), "PageSize": PAGE_SIZE,
                                  "SortBy": "GmtCreateTime", "Order": "desc"}
