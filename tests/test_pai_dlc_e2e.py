@@ -149,11 +149,3 @@ def test_quota_refusal_fails_over_to_the_next_backend(dlc):
     assert json.loads(result.stdout)["backend"] == "local"
     assert "pai_dlc: no capacity" in result.stderr and not dlc.fake.jobs
 
-
-def test_missing_credentials_exit_4_with_the_fix(dlc):
-    result = dlc.run("run", str(dlc.spec("run: python train.py\n")), "--backend", "pai_dlc",
-                     env={"ALIBABA_CLOUD_ACCESS_KEY_ID": "", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "",
-                          "ALIBABA_CLOUD_CREDENTIALS_FILE": "/nonexistent", "HOME": "/nonexistent"})
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr and "ALIBABA_CLOUD_ACCESS_KEY_ID" in result.stderr
-    assert not dlc.fake.jobs
