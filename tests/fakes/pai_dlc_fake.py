@@ -148,7 +148,11 @@ class PaiDlcFake:
             self.hold = False
 
     def stop_all(self) -> None:
+        """End every job: those not running yet never start, running pods are ended (a test leaves nothing)."""
         with self.lock:
+            for job in self.jobs.values():
+                if job["Status"] not in TERMINAL:
+                    job.update(Status="Stopped", ReasonCode="JobStoppedByUser", GmtFinishTime=now_iso())
             ids = list(self._procs)
         for job_id in ids:
             self._kill(job_id)
@@ -368,8 +372,8 @@ class PaiDlcFake:
         pods_dir = self.mount_root.parent / "pods" / job_id
         procs = []
         with self.lock:
-            if job["Status"] != "EnvPreparing" or self._closed:
-                return
+            if job["Status"] != "EnvPreparing" or self._closed or self.jobs.get(job_id) is not job:
+                return  # stopped, or forgotten by a reset, while it was being prepared
             for rank, pod in enumerate(job["_pods"]):
                 workdir = pods_dir / str(rank)
                 workdir.mkdir(parents=True, exist_ok=True)
