@@ -87,7 +87,8 @@ def test_two_pods_run_a_torchrun_gloo_allreduce(dlc):
 def test_a_failing_pod_fails_the_job_with_dlc_reason(dlc):
     job = dlc.submit(dlc.spec('run: echo before; [ "$LAUNCH_NODE_RANK" = 1 ] && exit 3; echo fine\n'
                               "resources:\n  nodes: 2\n"))
-    record = json.loads(dlc.run("wait", job, "-o", "json", timeout=60).stdout)
+    dlc.fake.wait_ended(job)
+    record = json.loads(dlc.run("status", job, "-o", "json", check_rc=0).stdout)
     assert record["state"] == "FAILED", record
     assert "worker-1 exited with code 3" in record["message"], record
     logs = dlc.run("logs", job, check_rc=0).stdout
@@ -96,13 +97,14 @@ def test_a_failing_pod_fails_the_job_with_dlc_reason(dlc):
 
 def test_cancel_stops_the_pods_and_is_repeat_safe(dlc, tmp_path):
     marker = tmp_path / "still-running"
-    job = dlc.submit(dlc.spec(f"run: echo started; sleep 30; touch {marker}\n"))
+    job = dlc.submit(dlc.spec(f"run: sleep 30; touch {marker}\n"))
     deadline = time.monotonic() + 30
-    while "started" not in dlc.run("logs", job).stdout:
+    while dlc.fake.job_by_name(job)["Status"] != "Running":
         assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.2)
+        time.sleep(0.05)
     dlc.run("cancel", job, check_rc=0)
-    assert json.loads(dlc.run("wait", job, "-o", "json", timeout=60).stdout)["state"] == "CANCELLED"
+    dlc.fake.wait_ended(job)
+    assert json.loads(dlc.run("status", job, "-o", "json", check_rc=0).stdout)["state"] == "CANCELLED"
     dlc.run("cancel", job, check_rc=0)
     stops = [path for method, path in dlc.fake.calls if path.endswith("/stop")]
     assert len(stops) == 1  # the second cancel saw the job had ended
@@ -136,10 +138,12 @@ def test_a_rerun_with_the_same_key_submits_nothing_new_and_bundles_go_up_once(dl
         path.unlink()  # a CI re-run on another machine: no local history, the job is found at DLC by its tag
     again = dlc.run("run", str(spec), "--backend", "pai_dlc", "--idempotency-key", "nightly #7", check_rc=0).stdout
     assert first in again and "already exists" in again and len(dlc.fake.jobs) == 1
-    third = dlc.submit(spec)  # a new job, same code: the bundle is not uploaded again
+    bundles = {k for k in dlc.stack.objects() if "/bundles/" in k}
+    third = dlc.submit(spec)  # a new job, same code: the same content-addressed bundle, no second one
     assert third != first and len(dlc.fake.jobs) == 2
-    bundles = [k for k in dlc.stack.objects() if "/bundles/" in k]
-    assert len(bundles) == 1
+    assert {k for k in dlc.stack.objects() if "/bundles/" in k} == bundles
+    (mounted,) = {body["Envs"]["LAUNCH_BUNDLE"] for body in dlc.fake.created_bodies}
+    assert mounted.rsplit("/", 1)[1] in {k.rsplit("/", 1)[1] for k in bundles}
 
 
 def test_quota_refusal_fails_over_to_the_next_backend(dlc):
