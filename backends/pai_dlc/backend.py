@@ -190,8 +190,13 @@ class PaiDlcBackend(Backend):
         if self.status(handle).state.is_terminal:
             return
         client = self._client()
-        with dlc_errors():
-            client.stop_job(handle.data["dlc_job_id"])
+        try:
+            with dlc_errors():
+                client.stop_job(handle.data["dlc_job_id"])
+        except BackendError:
+            # refused: if the job ended between the two calls, there was nothing left to stop
+            if not self.status(handle).state.is_terminal:
+                raise
 
     # -- list --------------------------------------------------------------------
 

@@ -378,7 +378,6 @@ class PaiDlcFake:
                 workdir = pods_dir / str(rank)
                 workdir.mkdir(parents=True, exist_ok=True)
                 env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8",
-                       **{k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "VIRTUAL_ENV")},
                        **job["Envs"], "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                        "WORLD_SIZE": str(len(job["_pods"])), "RANK": str(rank)}
                 log = workdir / "pod.log"
