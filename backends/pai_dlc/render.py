@@ -168,10 +168,10 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                                       workdir="launch/work"),
                    **files_env}
     role: dict[str, Any] = {"Type": "Worker", "Image": spec.image, "PodCount": spec.resources.nodes}
-    if settings.get("resource_id"):
-        role["ResourceConfig"] = _resource_config(spec, offer)
+    if settings.get("resource_id") and not settings.get("ecs_spec"):
+        role["ResourceConfig"] = _resource_config(spec, offer)  # a quota is asked for amounts...
     else:
-        role["EcsSpec"] = ecs_spec
+        role["EcsSpec"] = ecs_spec  # ...unless an instance type is pinned
     data_sources: list[dict[str, Any]] = [
         {"Uri": f"oss://{bucket}.{oss_host(settings, region)}/{prefix}/", "MountPath": mount}]
     data_sources += [{"DataSourceId": d} for d in settings.get("data_sources") or ()]
