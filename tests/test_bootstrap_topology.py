@@ -135,7 +135,7 @@ def test_vertex_rank_from_cluster_spec(tmp_path, pool, index, rank, variant):
 
 @pytest.mark.parametrize("rank", [0, 2])
 def test_pai_dlc_rank_and_master_from_the_pytorchjob_variables(tmp_path, rank):
-    request = render_pai_dlc(SPEC)
+    request = render_pai_dlc(SPEC.replace("H100:8", "A100-80GB:8"))  # no H-series in its catalog yet
     environment = request.payload["Envs"]
     topology_of(request, environment)
     out = run_node(tmp_path, request, environment, {"RANK": str(rank), "WORLD_SIZE": "3", "MASTER_PORT": "23456",
