@@ -35,10 +35,20 @@ TRANSIENT_CODES = {"Throttling", "Throttling.User", "Throttling.Api", "ServiceUn
 def credentials() -> Any:
     """Alibaba Cloud's default credential chain (environment, profile, RAM role), resolved on first use."""
     import logging
+    import os
 
     from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.models import Config as CredentialConfig
 
-    chain = CredentialClient()
+    # the SDK's environment provider reads the variables once, when it is first imported; a process that
+    # sets them later (a library user, a long-lived runner) would be ignored, so they are read here, now
+    key, secret = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID"), os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")
+    if key and secret:
+        token = os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None
+        chain = CredentialClient(CredentialConfig(type="sts" if token else "access_key", access_key_id=key,
+                                                  access_key_secret=secret, security_token=token))
+    else:
+        chain = CredentialClient()
     # resolved now, so a missing credential is one error (exit 4) before anything is uploaded; the chain logs
     # each provider it tried with a traceback, which is not ours to print: the error says what to set
     quiet = logging.getLogger("credentials")
