@@ -33,6 +33,7 @@ backends:
             compute: gpu-cluster}
   lambda_cloud: {ssh_key_name: bench-key}
   hf_jobs: {namespace: bench-org}
+  pai_dlc: {region: cn-hangzhou, workspace_id: ws-bench, bucket: bench-bucket}
   ssh: {hosts: [gpu-01.internal]}
 """
 # backend -> (what its SDK import is called, the statement); local and ssh use no SDK: the floor
@@ -44,6 +45,8 @@ SDKS = {
     "azureml": ("import azure.ai.ml", "import azure.ai.ml"),
     "lambda_cloud": ("import requests", "import requests"),
     "hf_jobs": ("import huggingface_hub", "from huggingface_hub import HfApi"),
+    "pai_dlc": ("import alibabacloud_pai_dlc20201203.client",
+                "import alibabacloud_pai_dlc20201203.client"),
 }
 GOAL_S = 0.5
 

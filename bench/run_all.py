@@ -31,6 +31,7 @@ import dry_run
 import hf_jobs_submit
 import lambda_submit
 import local_logs
+import pai_dlc_submit
 import peers
 import report
 import sagemaker_submit
@@ -76,6 +77,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Azure ML", lambda: azureml_submit.measure(quick)),
         ("Lambda Cloud", lambda: lambda_submit.measure(quick)),
         ("Hugging Face Jobs", lambda: hf_jobs_submit.measure(quick)),
+        ("PAI-DLC", lambda: pai_dlc_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

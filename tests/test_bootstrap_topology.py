@@ -18,6 +18,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 import pytest
+from test_pai_dlc_render import render as render_pai_dlc
 from test_sagemaker_render import render as render_sagemaker
 from test_vertex_render import render as render_vertex
 
@@ -128,6 +129,18 @@ def test_vertex_rank_from_cluster_spec(tmp_path, pool, index, rank, variant):
     topology_of(request, environment)
     out = run_node(tmp_path, request, environment, {"CLUSTER_SPEC": cluster_spec})
     assert out == f"rank={rank} nodes=3 master=cmle-training-workerpool0-1a-0"
+
+
+# -- PAI-DLC: a PyTorchJob's pods get MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK ------------------
+
+@pytest.mark.parametrize("rank", [0, 2])
+def test_pai_dlc_rank_and_master_from_the_pytorchjob_variables(tmp_path, rank):
+    request = render_pai_dlc(SPEC.replace("H100:8", "A100-80GB:8"))  # no H-series in its catalog yet
+    environment = request.payload["Envs"]
+    topology_of(request, environment)
+    out = run_node(tmp_path, request, environment, {"RANK": str(rank), "WORLD_SIZE": "3", "MASTER_PORT": "23456",
+                                                    "MASTER_ADDR": "dlc1a2b3c4d5e6f7-worker-0"})
+    assert out == f"rank={rank} nodes=3 master=dlc1a2b3c4d5e6f7-worker-0"
 
 
 # -- local and ssh: the backend knows each node's place and says it in the node's environment -------

@@ -28,10 +28,22 @@ from launcher.registry import install_line_for
 pytestmark = pytest.mark.minimal_install
 
 REPO = Path(__file__).resolve().parent.parent
-HIDDEN = ("boto3", "botocore", "s3transfer", "google", "azure", "requests", "huggingface_hub")
+# the provider SDKs' top-level modules, one backend's per line
+HIDDEN = (
+    "boto3", "botocore", "s3transfer", "google", "azure", "requests",
+    "huggingface_hub",
+    "alibabacloud_pai_dlc20201203", "alibabacloud_credentials", "alibabacloud_tea_openapi", "alibabacloud_tea_util",
+    "darabonba", "Tea",
+)
 # backend -> what the user is told is missing
-CLOUD = {"sagemaker": "boto3", "vertex": "google-cloud-aiplatform", "azureml": "azure-ai-ml",
-         "lambda_cloud": "requests", "hf_jobs": "huggingface_hub"}
+CLOUD = {
+    "sagemaker": "boto3",
+    "vertex": "google-cloud-aiplatform",
+    "azureml": "azure-ai-ml",
+    "lambda_cloud": "requests",
+    "hf_jobs": "huggingface_hub",
+    "pai_dlc": "alibabacloud-pai-dlc20201203",
+}
 # What google-cloud-*'s .pth files load at start-up (`google`, `google.cloud`) is unloaded first, so
 # that, as on a machine without them, find_spec("google.cloud.x") raises for want of `google`.
 BOOT = f"""import sys
@@ -53,6 +65,7 @@ SETTINGS = {
                          "workspace_name": "ws-minimal"}),
     "lambda_cloud": ("H100:1", {"ssh_key_name": "my-key"}),
     "hf_jobs": ("A10G:1", {"namespace": "alice"}),
+    "pai_dlc": ("A10:1", {"region": "cn-hangzhou", "workspace_id": "ws-minimal", "bucket": "minimal-bucket"}),
 }
 
 
@@ -183,6 +196,7 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
                                      "type": "gpu_1x_a10", "ip": "127.0.0.1"}], "ssh": {}, "keep_instances": False,
                       "idempotency_key": None, "submitted_at": 1.0}),
     ("hf_jobs", {"namespace": "alice", "ids": ["0123456789abcdef01234567"]}),
+    ("pai_dlc", {"region": "cn-hangzhou", "dlc_job_id": "dlc1a2b3c4d5e6f7", "nodes": 1}),
     ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
     ("lambda_cloud", {}),
 ])

@@ -388,6 +388,31 @@ def _hf_jobs(tmp: Path) -> Iterator[World]:
                            sdk=("huggingface_hub",))
 
 
+@contextlib.contextmanager
+def _pai_dlc(tmp: Path) -> Iterator[World]:
+    with CLOUDS["pai_dlc"]() as cloud:
+        dlc = cloud.fake
+
+        def observe() -> Any:
+            with dlc.lock:
+                states = {n: j["Status"] for n, j in dlc.jobs.items()}
+            return states, _writes(cloud.proxy)
+
+        def wire(payload: dict[str, Any]) -> Any:
+            """Through the SDK's model, as the fake reads it: the SDK adds empty lists of its own."""
+            from alibabacloud_pai_dlc20201203 import models
+
+            return models.CreateJobRequest().from_map(payload).to_map()
+
+        def set_raw_state(handle: Handle, raw: str) -> str:
+            dlc.set_status(dlc.job_by_name(handle.job_id)["JobId"], raw)
+            return raw
+
+        yield _cloud_world(cloud, sent=lambda: list(dlc.created_bodies), wire=wire, observe=observe,
+                           end=lambda handle: dlc.wait_ended(handle.job_id) and None, set_raw_state=set_raw_state,
+                           sdk=("alibabacloud_pai_dlc20201203",))
+
+
 WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = {
     "local": _local,
     "ssh": _ssh,
@@ -396,6 +421,7 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "azureml": _azureml,
     "lambda_cloud": _lambda_cloud,
     "hf_jobs": _hf_jobs,
+    "pai_dlc": _pai_dlc,
     PLUGIN_BACKEND: _plugin,
 }
 

@@ -277,12 +277,46 @@ def _hf_jobs() -> Iterator[Cloud]:
                     finish=finish)
 
 
+@contextlib.contextmanager
+def _pai_dlc() -> Iterator[Cloud]:
+    """The DLC fake (jobs really run here, mounting what the backend put in moto's S3) behind the proxy;
+    the OSS uploads go to moto directly (the faults hit DLC's API)."""
+    import tempfile
+
+    from fakes.pai_dlc_fake import DlcStack, alibaba_error
+
+    with tempfile.TemporaryDirectory(prefix="rel-dlc-") as root, DlcStack(Path(root)) as stack, \
+            FaultProxy(f"http://{stack.dlc.endpoint}", error_body=alibaba_error) as proxy:
+        dlc = stack.dlc
+
+        def jobs() -> list[str]:
+            with dlc.lock:
+                return [j["Settings"]["Tags"]["launch-job-id"] for j in dlc.jobs.values()]
+
+        def reset() -> None:
+            dlc.reset()
+            proxy.reset(rate=0.0)
+
+        def finish() -> None:
+            dlc.stop_all()
+            assert dlc.violations == [], dlc.violations
+
+        spec = ("name: rel-dlc\nimage: dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.3\ncode: ./src\n"
+                "run: cat train.py\nresources:\n  accelerators: A10\n"
+                "backends:\n  pai_dlc:\n    workspace_id: ws-test\n")
+        config = stack.config(proxy.endpoint.removeprefix("http://"))
+        yield Cloud("pai_dlc", dlc, proxy, dict(stack.ACCESS_KEY), config, spec, jobs, reset,
+                    create_request=r"^POST /api/v1/jobs ", got_secret=_sent_in(lambda: dlc.created_bodies),
+                    finish=finish)
+
+
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "sagemaker": _sagemaker,
     "vertex": _vertex,
     "azureml": _azureml,
     "lambda_cloud": _lambda_cloud,
     "hf_jobs": _hf_jobs,
+    "pai_dlc": _pai_dlc,
 }
 
 

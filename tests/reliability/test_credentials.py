@@ -14,14 +14,16 @@ from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 
 HINTS = {  # what each failure must tell the user to do, per backend
     "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
-                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY", "hf_jobs": "hf auth login"},
+                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY", "hf_jobs": "hf auth login",
+                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID"},
     "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
-            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login"},
+            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID"},
     "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
-            "lambda_cloud": "payment method", "hf_jobs": "write access"},
+            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess"},
     # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
     "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
-               "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face"},
+               "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face",
+               "pai_dlc": "backends.pai_dlc.region"},
 }
 # Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
 # is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
@@ -45,6 +47,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return {}
     if cloud.name == "hf_jobs":  # HF_TOKEN unset, an empty login cache, no token in config.toml
         return {"HF_HOME": str(tmp_path / "hf-home")}
+    if cloud.name == "pai_dlc":  # no AccessKey variables, no ~/.aliyun profile, no instance metadata to ask
+        return {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}
@@ -71,6 +75,8 @@ def test_credential_failures_exit_4_with_one_message_and_no_record(failure: str,
         closed_tls = closed.replace("http:", "https:")
         config = config.replace(f'\nendpoint = "{cloud.proxy.endpoint}"', f'\nendpoint = "{closed_tls}"')
         config = config.replace(f'\napi_url = "{cloud.proxy.endpoint}', f'\napi_url = "{closed}')
+        bare = cloud.proxy.endpoint.removeprefix("http://")  # PAI-DLC's endpoint is a host, the protocol apart
+        config = config.replace(f'\nendpoint = "{bare}"', f'\nendpoint = "{closed.removeprefix("http://")}"')
         (launch_home / "config.toml").write_text(config)
     else:
         cloud.proxy.fail_next(".", failure, times=1000)

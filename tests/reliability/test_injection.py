@@ -96,6 +96,8 @@ CLOUD_BLOCKS = {
     "vertex": ("backends:\n  vertex:\n    project: my-project\n    region: us-central1\n"
                "    staging_bucket: gs://team-bucket\n"
                "image: us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-3:latest\n"),
+    "pai_dlc": ("backends:\n  pai_dlc:\n    region: cn-hangzhou\n    workspace_id: ws-test\n    bucket: team-bucket\n"
+                "image: dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.3\n"),
 }
 
 
@@ -103,6 +105,8 @@ def _node_env(backend: str, payload: dict) -> dict[str, str]:
     """The environment the provider gives the training container, read from the request as sent."""
     if backend == "sagemaker":
         return dict(payload["Environment"])
+    if backend == "pai_dlc":
+        return dict(payload["Envs"])
     container = payload["job_spec"]["worker_pool_specs"][0]["container_spec"]
     return {item["name"]: item["value"] for item in container.get("env", [])}
 
