@@ -229,3 +229,51 @@ if world != 2 or total != 3:
 print(f"allreduce ok sum={total} rank={rank} node={os.environ['LAUNCH_NODE_RANK']} "
       f"master={os.environ['MASTER_ADDR']}", flush=True)
 """
+
+
+# -- through a login node: the tests' sshd on this machine, its sessions pointed at the cluster ---------------
+
+
+@pytest.fixture(scope="module")
+def login(cluster):
+    from fakes.sshd import SSHServer
+
+    with SSHServer("127.0.0.1", env=cluster.env) as server:
+        yield server
+
+
+@pytest.fixture
+def remote(slurm, login, write_spec):
+    class Remote:
+        work_dir = Path(login.remote_root) / "launch"
+
+        @staticmethod
+        def spec(body: str) -> Path:
+            return write_spec(f"{body}backends:\n  slurm:\n    login: {login.host_spec}\n    ssh_config: "
+                              f"{login.ssh_config}\n    work_dir: {Remote.work_dir}\n    cancel_grace: 2s\n")
+
+    return Remote
+
+
+def test_through_the_login_node_submit_status_logs(slurm, remote, cluster):
+    spec = remote.spec("name: viaLogin\nresources:\n  nodes: 2\nrun: echo hello-from-$LAUNCH_NODE_RANK; exit 0\n")
+    # no SLURM_CONF here: only the login node knows the cluster
+    job = slurm.submit(spec, env={"SLURM_CONF": "/nonexistent/slurm.conf"})
+    record = slurm.ended(job)
+    assert record["state"] == "SUCCEEDED", record
+    assert record["handle"]["data"]["login"]
+    out = slurm.run("logs", job, check_rc=0).stdout
+    assert "hello-from-0" in out and "hello-from-1" in out
+    assert (remote.work_dir / "jobs" / job / "node-1.log").exists()
+
+
+def test_through_the_login_node_cancel_and_failure(slurm, remote, cluster):
+    failing = slurm.submit(remote.spec("name: remotefail\nrun: exit 3\n"))
+    spec = remote.spec("name: remotecancel\nresources:\n  nodes: 2\nrun: echo up; sleep 300\n")
+    job = slurm.submit(spec)
+    slurm.until(job, lambda r: r["state"] == "RUNNING", 30)
+    slurm.run("cancel", job, check_rc=0)
+    assert slurm.status(job)["state"] == "CANCELLED"
+    assert cluster.task_pids() == []
+    record = slurm.ended(failing)
+    assert record["state"] == "FAILED" and record["exit_code"] == 3 and "node 0 exited with code 3" in record["message"]
