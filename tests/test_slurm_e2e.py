@@ -114,7 +114,7 @@ def test_two_node_torchrun_allreduce_and_secret_never_leaks(slurm, cluster, tmp_
     assert "allreduce ok sum=3 rank=0" in merged and "allreduce ok sum=3 rank=1" in merged
     # the secret: in no process's arguments, no file the job left, not the store, not the batch script
     assert CANARY not in seen
-    assert not (job_dir / "env.sh").exists()
+    assert not (job_dir / "secrets.env").exists()
     for path in [*job_dir.rglob("*"), *Path(os.environ["LAUNCH_HOME"]).rglob("*")]:
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path

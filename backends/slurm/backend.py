@@ -101,15 +101,17 @@ class SlurmBackend(Backend):
         payload = request.payload
         shell = self.shell(payload.get("login"))
         job_dir = payload["job_dir"]
-        for upload in request.uploads:
-            _upload(shell, upload)
+        first = shell.run(script("test -d {lock}", lock=f"{job_dir}/submitted"))
+        if first.returncode != 0:  # a retry after sbatch took the job uploads nothing (the secrets file least)
+            for upload in request.uploads:
+                _upload(shell, upload)
         done = shell.run(
             "if mkdir " + script("{lock}", lock=f"{job_dir}/submitted") + " 2>/dev/null; then "
             "if out=$(" + payload["sbatch"] + "); then printf '%s\\n' \"$out\" > "
             + script("{tmp} && mv -f {tmp} {id}; else rc=$?; rmdir {lock}; rm -f {env}; exit $rc; fi; fi; "
                      "i=0; while [ ! -s {id} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat {id}",
                      tmp=f"{job_dir}/slurm_id.part", id=f"{job_dir}/slurm_id", lock=f"{job_dir}/submitted",
-                     env=f"{job_dir}/env.sh"), timeout=300)
+                     env=f"{job_dir}/secrets.env"), timeout=300)
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip().replace("sbatch: error: ", "")
             raise BackendError(f"sbatch on {shell.where} refused the job: {reason or 'no reason given'}",

@@ -140,10 +140,11 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                               port=master_port(job_id)),
            **files_env, "LAUNCH_MAX_RUNTIME": str(spec.max_runtime or "")}
     env.pop("LAUNCH_WORKDIR")  # per node, set by the srun line
-    env_text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+    plain = {k: v for k, v in env.items() if k not in secrets}
     batch = batch_script(settings, spec, job_id, job_dir, idempotency_key)
-    uploads += [Upload(None, f"{job_dir}/env.sh", content=env_text), Upload(None, f"{job_dir}/job.sbatch",
-                                                                             content=batch)]
+    uploads += [Upload(None, f"{job_dir}/env.sh", content=_exports(plain)),
+                Upload(None, f"{job_dir}/secrets.env", content=_exports({k: env[k] for k in secrets})),
+                Upload(None, f"{job_dir}/job.sbatch", content=batch)]
     sbatch = ["sbatch", "--parsable", *settings["sbatch_args"], f"{job_dir}/job.sbatch"]
     payload = {
         "login": settings.get("login"),
@@ -157,6 +158,10 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
         "script": batch,
     }
     return Request(NAME, job_id, "sbatch", payload, tuple(uploads))
+
+
+def _exports(env: Mapping[str, str]) -> str:
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
 
 
 # Sourced by bootstrap.sh on each node (LAUNCH_TOPOLOGY): its place in the job, from Slurm.
@@ -194,13 +199,14 @@ def batch_script(settings: Mapping[str, Any], spec: JobSpec, job_id: str, job_di
                      + ' --container-mounts="$work_root:$work_root" --container-workdir="$PWD"')
     lines += [
         "",
-        "# The job's environment, secrets included: read here on the first node, then deleted (srun hands",
-        "# it to every node through Slurm, never on a command line). A requeued job finds it gone.",
+        "# The job's environment, then its secrets: read here on the first node and deleted at once (srun",
+        "# hands them to every node through Slurm, never on a command line). A requeued job runs without them.",
         f"job_dir={shlex.quote(job_dir)}",
         f"work_root={shlex.quote(str(PurePosixPath(job_dir).parent.parent))}",
         'case $job_dir in /*) ;; *) job_dir=$PWD/$job_dir; work_root=$PWD/$work_root ;; esac',
-        'if [ -f "$job_dir/env.sh" ]; then set -a; . "$job_dir/env.sh"; set +a; rm -f "$job_dir/env.sh"',
-        'else echo "[launch] the job environment is gone (read by an earlier start of this job)" >&2; fi',
+        'set -a; . "$job_dir/env.sh" || exit 2',
+        'if [ -f "$job_dir/secrets.env" ]; then . "$job_dir/secrets.env"; rm -f "$job_dir/secrets.env"',
+        'else echo "[launch] no secrets file: read by an earlier start of this job" >&2; fi; set +a',
         "",
         "# The master is the first node; its NodeAddr is what the others reach (node names need not resolve).",
         'first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
