@@ -161,7 +161,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
 
 
 def _exports(env: Mapping[str, str]) -> str:
-    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+    """`export K='v'`, always single-quoted: a masked value (dry run) and the real one quote alike."""
+    return "".join(f"export {k}='" + v.replace("'", "'\"'\"'") + "'\n" for k, v in env.items())
 
 
 # Sourced by bootstrap.sh on each node (LAUNCH_TOPOLOGY): its place in the job, from Slurm.
