@@ -33,8 +33,9 @@ backends:
             compute: gpu-cluster}
   lambda_cloud: {ssh_key_name: bench-key}
   ssh: {hosts: [gpu-01.internal]}
+  slurm: {login: me@login.cluster, partition: gpu}
 """
-# backend -> (what its SDK import is called, the statement); local and ssh use no SDK: the floor
+# backend -> (what its SDK import is called, the statement); local, ssh and slurm use no SDK: the floor
 SDKS = {
     "local": ("python -c pass", "pass"),
     "ssh": ("python -c pass", "pass"),
@@ -42,6 +43,7 @@ SDKS = {
     "vertex": ("from google.cloud import aiplatform_v1", "from google.cloud import aiplatform_v1"),
     "azureml": ("import azure.ai.ml", "import azure.ai.ml"),
     "lambda_cloud": ("import requests", "import requests"),
+    "slurm": ("python -c pass", "pass"),
 }
 GOAL_S = 0.5
 
