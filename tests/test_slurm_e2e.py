@@ -277,3 +277,24 @@ def test_through_the_login_node_cancel_and_failure(slurm, remote, cluster):
     assert cluster.task_pids() == []
     record = slurm.ended(failing)
     assert record["state"] == "FAILED" and record["exit_code"] == 3 and "node 0 exited with code 3" in record["message"]
+
+
+def test_a_retried_submit_finds_its_job_instead_of_submitting_twice(cluster, tmp_path, monkeypatch):
+    """The same request submitted again (its first answer lost) is the same Slurm job; and a job whose
+    handle was never written is found by its key in squeue's comment."""
+    from backends.slurm import SlurmBackend
+    from launcher.spec import parse_spec
+
+    monkeypatch.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
+    spec = parse_spec("name: retried\nrun: sleep 30\n", "spec.yaml", base_dir=tmp_path)
+    backend = SlurmBackend({"work_dir": str(tmp_path / "work")})
+    request = backend.render(spec, "retried-20260101-000000-abcdef", None, {}, idempotency_key="key 1")
+    first, again = backend.submit(request), backend.submit(request)
+    assert first.data["slurm_id"] == again.data["slurm_id"]
+    assert len(cluster.run("squeue", "-h", "-n", "retried").stdout.splitlines()) == 1
+    (tmp_path / "work" / "jobs" / first.job_id / "handle.json").unlink()
+    found = backend.find("key 1")
+    assert found is not None and found.handle.data["slurm_id"] == first.data["slurm_id"]
+    assert found.handle.job_id == first.job_id and found.status.state.value in ("PENDING", "STARTING", "RUNNING")
+    assert backend.find("another key") is None
+    backend.cancel(first)
