@@ -187,24 +187,27 @@ def test_list_sync_finds_the_jobs_after_the_local_history_is_gone(slurm, launch_
     assert found[job]["state"] == "SUCCEEDED" and found[job]["idempotency_key"] == "k-slurm-1", out
 
 
-HOSTILE = ["it's", 'a "quoted" word', "$(touch PWNED)", "`touch PWNED`", "a;touch PWNED", "back\\slash",
-           "new\nline", "*", "--flag", "%j %n %%"]
+def test_hostile_strings_stay_text_in_env_secrets_run_key_and_sbatch_args(slurm, cluster, tmp_path):
+    """The reliability harness's corpus (tests/reliability/test_injection.py) in env:, a secret, the
+    idempotency key and run:, and a hostile sbatch flag: every value arrives byte for byte, no shell ran any."""
+    from reliability.test_injection import corpus
 
-
-def test_hostile_strings_stay_text_in_env_run_and_sbatch_args(slurm, cluster):
-    env_lines = "".join(f"  V{i}: {json.dumps(value)}\n" for i, value in enumerate(HOSTILE))
-    checks = "; ".join(f'printf "<%s>\\n" "$V{i}"' for i in range(len(HOSTILE)))
-    mail = "x'$(touch PWNED)`touch PWNED`;\"y"
-    spec = slurm.spec(f"name: hostile\nenv:\n{env_lines}run: {json.dumps(checks + '; echo ran $(pwd)')}\n",
+    marker = tmp_path / "PWNED"
+    values = corpus(marker)
+    env_lines = "".join(f"  V{i}: {json.dumps(value, ensure_ascii=False)}\n" for i, value in enumerate(values))
+    checks = "; ".join(f'printf "<%s>\\n" "$V{i}"' for i in range(len(values)))
+    checks += '; printf "<%s>\\n" "$HOSTILE_SECRET"'
+    mail = f"x'$(touch {marker})`touch {marker}`;\"y"
+    spec = slurm.spec(f"name: hostile\nenv:\n{env_lines}run: {json.dumps(checks)}\nsecrets: [HOSTILE_SECRET]\n",
                       f"    sbatch_args: [--mail-type=FAIL, {json.dumps('--mail-user=' + mail)}]\n")
-    job = slurm.submit(spec)
+    secret = f"s3cr'et $(touch {marker}) \"q\""
+    job = slurm.submit(spec, "--idempotency-key", f"key $(touch {marker}) 'q'", env={"HOSTILE_SECRET": secret})
     record = slurm.ended(job)
     assert record["state"] == "SUCCEEDED", record
     log = (slurm.work_dir / "jobs" / job / "node-0.log").read_text()
-    for value in HOSTILE:
+    for value in [*values, secret]:
         assert f"<{value}>" in log, (value, log)
-    assert not list(Path("/").glob("PWNED")) and not list(slurm.work_dir.rglob("PWNED"))
-    assert not (Path.home() / "PWNED").exists()
+    assert not marker.exists()
     shown = cluster.run("scontrol", "show", "job", record["handle"]["data"]["slurm_id"]).stdout
     assert f"MailUser={mail}" in shown  # sbatch got the flag as one argument, as written
 

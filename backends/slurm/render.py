@@ -43,18 +43,18 @@ def settings_model() -> type[BaseModel]:
 
     from launcher.spec import Duration
 
-    def word(description: str) -> Any:
-        return Field(None, pattern=SLURM_WORD, max_length=256, description=description)
+    def word(description: str, example: str) -> Any:
+        return Field(None, pattern=SLURM_WORD, max_length=256, description=description, examples=[example])
 
     class SlurmSettings(BaseModel):
         model_config = ConfigDict(extra="forbid")
         login: str | None = Field(None, description="user@host[:port] of the login node; unset: sbatch runs "
                                   "on this machine (SLURM_CONF honoured)")
-        partition: str | None = word("sbatch --partition")
-        account: str | None = word("sbatch --account")
-        qos: str | None = word("sbatch --qos")
-        reservation: str | None = word("sbatch --reservation")
-        constraint: str | None = word("sbatch --constraint (node features)")
+        partition: str | None = word("sbatch --partition", "gpu")
+        account: str | None = word("sbatch --account", "my-team")
+        qos: str | None = word("sbatch --qos", "high")
+        reservation: str | None = word("sbatch --reservation", "maint")
+        constraint: str | None = word("sbatch --constraint (node features)", "h100&ib")
         work_dir: str = Field(".launch", pattern=r"^(/|[A-Za-z0-9._])", examples=[".launch", "/shared/launch"],
                               description="a directory every node sees; absolute, or relative to the home "
                               "directory on the login node (no leading - or ~)")
