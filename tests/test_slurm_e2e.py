@@ -112,6 +112,8 @@ def test_two_node_torchrun_allreduce_and_secret_never_leaks(slurm, cluster, tmp_
     assert "master=127.0.0.1" in logs[1]  # the first node's NodeAddr, not its unresolvable name
     merged = slurm.run("logs", job, check_rc=0).stdout
     assert "allreduce ok sum=3 rank=0" in merged and "allreduce ok sum=3 rank=1" in merged
+    second = slurm.run("logs", job, "--node", "1", check_rc=0).stdout
+    assert "allreduce ok sum=3 rank=1" in second and "rank=0" not in second
     # the secret: in no process's arguments, no file the job left, not the store, not the batch script
     assert CANARY not in seen
     assert not (job_dir / "secrets.env").exists()
