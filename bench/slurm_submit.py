@@ -73,8 +73,8 @@ def measure(quick: bool) -> Section:
                 Case("ssh HOST squeue -j ID (warm)", [*ssh, "squeue", "-h", "-j", slurm_id], env, drain=True),
                 Case("launch run --backend slurm", [launch, "run", str(quick_job), "--backend", "slurm"], env,
                      drain=True),
-                Case("ssh HOST sbatch --wrap true (warm)", [*ssh, "sbatch", "--parsable", "--output=/dev/null", "--wrap", "true"], env,
-                     drain=True),
+                Case("ssh HOST sbatch --wrap true (warm)",
+                     [*ssh, "sbatch", "--parsable", "--output=/dev/null", "--wrap", "true"], env, drain=True),
             ]
             got = interleaved(cases, runs, warmups=1, rss_runs=0)
         finally:
