@@ -133,6 +133,14 @@ def test_failing_node_fails_the_job_with_its_code(slurm):
     assert "node 1 exited with code 7" in record["message"]
 
 
+def test_a_batch_script_that_fails_before_the_nodes_says_why(slurm):
+    """container: pyxis on a cluster without pyxis: srun refuses --container-image, no node runs, and the
+    status carries srun's own words from the batch log."""
+    spec = slurm.spec("name: nopyxis\nimage: ubuntu:24.04\nrun: echo never\n", "    container: pyxis\n")
+    record = slurm.ended(slurm.submit(spec))
+    assert record["state"] == "FAILED" and "container-image" in record["message"], record
+
+
 def test_max_runtime_fails_the_job_with_that_reason(slurm):
     spec = slurm.spec("name: slow\nmax_runtime: 2s\nrun: echo started; sleep 60\n")
     job = slurm.submit(spec)

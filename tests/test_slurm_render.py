@@ -118,6 +118,9 @@ DATA = {"slurm_id": "7", "job_dir": "/w/jobs/j", "nodes": 2, "submitted_at": 1.0
     ("q|0|\na|COMPLETED|0:0\nx|0|0|10.5\nx|1|0|10.6\n", JobState.SUCCEEDED, ""),
     ("q|0|\na|FAILED|7:0\nx|0|143|10.9\nx|1|7|10.5\n", JobState.FAILED, "node 1 exited with code 7"),
     ("q|0|\na|CANCELLED by 0|0:15\n", JobState.CANCELLED, "cancelled"),
+    # the batch script failed before any node ran (an image pyxis could not pull): its last words say why
+    ("q|0|\na|FAILED|1:0\nb|pyxis: failed to import docker image\n", JobState.FAILED,
+     "exited with code 1: pyxis: failed to import docker image"),
     # Slurm forgot the job (MinJobAge, no accounting): the nodes' exit files decide
     ("q|1|slurm_load_jobs error: Invalid job id specified\na|\nc|\ns|\nx|0|0|5.0\nx|1|0|5.0\n",
      JobState.SUCCEEDED, ""),

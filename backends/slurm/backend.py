@@ -258,14 +258,17 @@ def _refusal_hint(reason: str) -> str:
 
 def _status_script(slurm_id: str, job_dir: str) -> str:
     """Lines `q|rc|STATE|REASON` (squeue), then only when squeue has no live answer `a|...` (sacct),
-    `c|...` (sacct -c), `s|...` (scontrol), then `x|rank|code|mtime` per exit file, `cancel`."""
+    `c|...` (sacct -c), `s|...` (scontrol) and `b|...` (the batch log's last two lines), then
+    `x|rank|code|mtime` per exit file, `cancel`."""
     return script(
         "id={id}; d={dir}; q=$(squeue -h -j \"$id\" -o '%T|%r' 2>&1); echo \"q|$?|$q\"; "
         "case $q in PENDING*|CONFIGURING*|RUNNING*|COMPLETING*|SUSPENDED*|REQUEUED*|RESIZING*|SIGNALING*|STAGE_OUT*"
         "|STOPPED*|REQUEUE_*|RESV_DEL_HOLD*) ;; *) "
         "a=$(sacct -n -P -X -j \"$id\" -o State,ExitCode 2>&1 | head -n 1); echo \"a|$a\"; "
         "case $a in *disabled*|'') echo \"c|$(sacct -c -n -P -j \"$id\" -o State,ExitCode 2>/dev/null | tail -n 1)\"; "
-        "echo \"s|$(scontrol show job \"$id\" -o 2>/dev/null | head -n 1)\";; esac;; esac; "
+        "echo \"s|$(scontrol show job \"$id\" -o 2>/dev/null | head -n 1)\";; esac; "
+        "echo \"b|$(grep -v '^\\[launch\\]' \"$d/batch.log\" 2>/dev/null | tail -n 2 | cut -c1-200 "
+        "| tr '\\n' ' ')\";; esac; "
         "for f in \"$d\"/node-*.exit; do [ -f \"$f\" ] && r=${{f##*/node-}} && "
         "echo \"x|${{r%.exit}}|$(cat \"$f\")|$(stat -c %.3Y \"$f\" 2>/dev/null || date -r \"$f\" +%s)\"; done; "
         "[ -f \"$d/cancel_requested\" ] && echo cancel; true",
@@ -280,6 +283,7 @@ def _judged(output: str, data: Mapping[str, Any]) -> Status:
     ended: tuple[str, str] | None = None  # (raw state, exit code "a:b")
     reports: dict[int, NodeReport] = {}
     cancelled = False
+    batch_error = ""  # the batch script's last lines of output (srun's or pyxis' own errors land there)
     for line in output.splitlines():
         kind, _, rest = line.partition("|")
         fields = rest.split("|")
@@ -298,6 +302,8 @@ def _judged(output: str, data: Mapping[str, Any]) -> Status:
         elif kind == "x" and len(fields) >= 3 and fields[0].isdigit() and fields[1].strip().lstrip("-").isdigit():
             rank = int(fields[0])
             reports[rank] = NodeReport(rank, int(fields[1]), False, _number(fields[2]))
+        elif kind == "b":
+            batch_error = rest.strip()
         elif kind == "cancel":
             cancelled = True
     if live_state and live_state in LIVE:
@@ -321,6 +327,8 @@ def _judged(output: str, data: Mapping[str, Any]) -> Status:
                           ended_at=node_codes.ended_at)
         code = _exit_code(exit_code)
         why = ENDED_BECAUSE.get(raw) or (f"the batch script exited with code {code}" if code else f"Slurm {raw}")
+        if batch_error and raw not in ENDED_BECAUSE:
+            why += f": {batch_error}"
         return Status(JobState.FAILED, raw, why, exit_code=code, started_at=started)
     if state == JobState.SUCCEEDED:
         return Status(state, raw, exit_code=0, started_at=started,
