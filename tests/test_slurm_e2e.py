@@ -311,3 +311,10 @@ def test_a_retried_submit_finds_its_job_instead_of_submitting_twice(cluster, tmp
     assert found.handle.job_id == first.job_id and found.status.state.value in ("PENDING", "STARTING", "RUNNING")
     assert backend.find("another key") is None
     backend.cancel(first)
+
+
+def test_plan_shows_the_cluster_and_its_idle_partition(slurm, cluster, tmp_path):
+    spec = slurm.spec("name: planned\nrun: echo hi\nresources:\n  nodes: 2\n")
+    out = slurm.run("plan", str(spec), check_rc=0).stdout
+    row = next(line for line in out.splitlines() if line.startswith("slurm "))
+    assert "(your cluster) x 2" in row and "capacity now: debug" in row, out

@@ -56,6 +56,7 @@ class SlurmBackend(Backend):
     name: ClassVar[str] = "slurm"
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.2)
     settings_model = LazySettings(rendering.settings_model)
+    machines_label: ClassVar[str] = "(your cluster)"
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         self._raw = dict(settings or {})
@@ -82,6 +83,23 @@ class SlurmBackend(Backend):
             return Readiness(True, False, "no sbatch on this machine",
                              "set backends.slurm.login: user@login-node, or install slurm-client here")
         return Readiness(True, True, "sbatch on this machine")
+
+    @classmethod
+    def live_capacity(cls, settings: Mapping[str, Any], instance_type: str) -> Mapping[str, bool] | None:
+        """Partition -> whether it has an idle or partly used (mix) node now, from `sinfo` on the login
+        node (for `launch plan`). None when sinfo cannot answer."""
+        shell = _shell(settings.get("login"), settings.get("ssh_config"), settings.get("identity_file"),
+                       settings.get("host_key_checking") or "yes")
+        done = shell.run("sinfo -h -N -o '%P|%t' 2>/dev/null", timeout=30)
+        if done.returncode != 0:
+            return None
+        free: dict[str, bool] = {}
+        for line in done.stdout.decode(errors="replace").splitlines():
+            partition, _, state = line.partition("|")
+            name = partition.strip().rstrip("*")
+            if name:
+                free[name] = free.get(name, False) or state.strip().rstrip("*~#!%$@^-") in ("idle", "mix")
+        return free or None
 
     # -- render / submit -------------------------------------------------------------------------
 
