@@ -177,10 +177,17 @@ def _slurm(tmp: Path) -> Iterator[World]:
     with SlurmCluster(tmp / "cluster") as cluster:
         work = tmp / "work"
 
-        def end(handle: Handle) -> None:  # the batch step gone from squeue: the job has ended
-            slurm_id = handle.data["slurm_id"]
-            _wait_for(lambda: not cluster.run("squeue", "-h", "-j", slurm_id, check=False).stdout.strip(),
-                      f"slurm job {slurm_id} to end")
+        def state(handle: Handle) -> str:
+            return cluster.run("squeue", "-h", "-t", "all", "-j", handle.data["slurm_id"], "-o", "%T",
+                               check=False).stdout.strip()
+
+        def show_first_lines(handle: Handle) -> None:  # Slurm starts a job within a scheduling cycle
+            log = work / "jobs" / handle.job_id / "node-0.log"
+            _wait_for(lambda: log.exists() and FIRST[-1] in log.read_text(), f"slurm job {handle.job_id} to start")
+
+        def end(handle: Handle) -> None:  # Slurm has let it go (COMPLETING is not the end yet)
+            _wait_for(lambda: state(handle) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"),
+                      f"slurm job {handle.job_id} to end")
 
         def reset() -> None:
             cluster.run("scancel", "--user=root", check=False)
@@ -191,7 +198,7 @@ def _slurm(tmp: Path) -> Iterator[World]:
 
         spec = (f"name: conf-slurm\nrun: x\nresources:\n  accelerators: cpu\nbackends:\n  slurm:\n"
                 f"    work_dir: {work}\n    cancel_grace: 2s\n")
-        yield World("slurm", spec, env=cluster.env, end=end, reset=reset,
+        yield World("slurm", spec, env=cluster.env, end=end, reset=reset, show_first_lines=show_first_lines,
                     observe=lambda: (_file_state(work), jobs(), _processes_under(work)))
 
 
