@@ -190,11 +190,21 @@ def test_list_sync_finds_the_jobs_after_the_local_history_is_gone(slurm, launch_
     slurm.ended(job)
     for path in launch_home.glob("jobs.db*"):
         path.unlink()
+    # files planted in the shared work_dir: a hostile id is skipped, a claimed job_dir or login is not believed
+    for name, data in (("bad", {"job_id": "../../escaped", "data": {"slurm_id": "1", "nodes": 1}}),
+                       ("planted", {"job_id": "planted-20260101-000000-abcdef",
+                                    "data": {"slurm_id": "999999", "nodes": 1, "job_dir": "/etc",
+                                             "login": "evil@elsewhere"}})):
+        (slurm.work_dir / "jobs" / name).mkdir()
+        (slurm.work_dir / "jobs" / name / "handle.json").write_text(json.dumps({"backend": "slurm", **data}))
     # the history is gone; the user's config still says where the cluster keeps launch's files
     (launch_home / "config.toml").write_text(f'[backends.slurm]\nwork_dir = "{slurm.work_dir}"\n')
     out = slurm.run("list", "--sync", "--backend", "slurm", "-o", "json", check_rc=0).stdout
     found = {r["id"]: r for r in json.loads(out)}
     assert found[job]["state"] == "SUCCEEDED" and found[job]["idempotency_key"] == "k-slurm-1", out
+    assert "../../escaped" not in found
+    planted = found["planted-20260101-000000-abcdef"]["handle"]["data"]
+    assert planted["job_dir"] == f"{slurm.work_dir}/jobs/planted-20260101-000000-abcdef" and planted["login"] is None
 
 
 def test_hostile_strings_stay_text_in_env_secrets_run_key_and_sbatch_args(slurm, cluster, tmp_path):

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 LOG_CHUNK = 1 << 20
 SLURM_ID = re.compile(r"[0-9]{1,12}")
+MAX_NODES = 512  # the spec's own bound
 LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING",
         "STAGE_OUT", "STOPPED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD")
 
@@ -229,11 +230,17 @@ class SlurmBackend(Backend):
                     handle = Handle.from_json(json.loads(rest))
                 except (ValueError, KeyError, TypeError):
                     continue
+                nodes = handle.data.get("nodes")
                 if handle.backend != self.name or not is_job_id(handle.job_id) or handle.job_id in seen \
-                        or not SLURM_ID.fullmatch(str(handle.data.get("slurm_id", ""))):
+                        or not SLURM_ID.fullmatch(str(handle.data.get("slurm_id", ""))) \
+                        or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
                     continue
                 seen.add(handle.job_id)
                 key = handle.data.get("idempotency_key")
+                # where the job's files are and which login answers for it: where it was found, not what
+                # a file in a shared directory claims
+                handle = Handle(self.name, handle.job_id, {**handle.data, "job_dir": f"{root}/jobs/{handle.job_id}",
+                                                           "login": login})
                 yield handle, key if isinstance(key, str) else None
             elif kind == "q":
                 slurm_id, _, text = rest.partition("|")
