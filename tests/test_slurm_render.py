@@ -133,3 +133,23 @@ def test_status_from_slurms_answers(output, state, needle):
     status = _judged(output, DATA)
     assert status.state == state, status
     assert needle in status.message
+
+
+def test_no_sbatch_here_is_one_clear_error(tmp_path, monkeypatch):
+    """No login and no Slurm client on this machine: exit 4 saying so, not a shell's "not found"."""
+    import shutil
+
+    from launcher.errors import BackendUnreachable
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "mkdir", "rmdir", "rm", "mv", "cat", "sleep"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    spec = parse_spec("name: nosbatch\nrun: x\n", "spec.yaml", base_dir=tmp_path)
+    backend = SlurmBackend({"work_dir": str(tmp_path / "work")})
+    request = backend.render(spec, JOB_ID, None, {})
+    with pytest.raises(BackendUnreachable) as caught:
+        backend.submit(request)
+    assert caught.value.message == "no sbatch on this machine" and "backends.slurm.login" in caught.value.hint
+    assert caught.value.exit_code == 4

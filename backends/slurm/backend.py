@@ -40,7 +40,7 @@ from launcher.backend import (
     map_state,
     shown_id,
 )
-from launcher.errors import BackendError
+from launcher.errors import BackendError, BackendUnreachable
 
 if TYPE_CHECKING:
     from launcher.bundle import Bundle
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 LOG_CHUNK = 1 << 20
 SLURM_ID = re.compile(r"[0-9]{1,12}")
 MAX_NODES = 512  # the spec's own bound
+COMMAND_NOT_FOUND = 127  # the shell's exit code for a missing command
 LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING",
         "STAGE_OUT", "STOPPED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD")
 
@@ -131,6 +132,9 @@ class SlurmBackend(Backend):
                      "i=0; while [ ! -s {id} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat {id}",
                      tmp=f"{job_dir}/slurm_id.part", id=f"{job_dir}/slurm_id", lock=f"{job_dir}/submitted",
                      env=f"{job_dir}/secrets.env"), timeout=300)
+        if done.returncode == COMMAND_NOT_FOUND:
+            raise BackendUnreachable(f"no sbatch on {shell.where}", "install Slurm's client commands there, or set "
+                                     "backends.slurm.login: user@login-node to submit through the login node")
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip().replace("sbatch: error: ", "")
             raise BackendError(f"sbatch on {shell.where} refused the job: {reason or 'no reason given'}",
@@ -151,7 +155,10 @@ class SlurmBackend(Backend):
         """squeue while Slurm runs the job; sacct, else `sacct -c` (job completion file), else
         `scontrol show job` once it ended; the nodes' exit files say which node failed. One command."""
         data = handle.data
-        done = self.shell(data.get("login")).run(_status_script(data["slurm_id"], data["job_dir"]), timeout=60)
+        try:
+            done = self.shell(data.get("login")).run(_status_script(data["slurm_id"], data["job_dir"]), timeout=60)
+        except BackendUnreachable as exc:  # the login node is down: not known, never FAILED
+            return Status(JobState.UNKNOWN, "unreachable", exc.message)
         return _judged(done.stdout.decode(errors="replace"), data)
 
     # -- logs ------------------------------------------------------------------------------------
