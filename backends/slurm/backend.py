@@ -125,13 +125,13 @@ class SlurmBackend(Backend):
         if first.returncode != 0:  # a retry after sbatch took the job uploads nothing (the secrets file least)
             for upload in request.uploads:
                 _upload(shell, upload)
-        done = shell.run(
-            "if mkdir " + script("{lock}", lock=f"{job_dir}/submitted") + " 2>/dev/null; then "
-            "if out=$(" + payload["sbatch"] + "); then printf '%s\\n' \"$out\" > "
-            + script("{tmp} && mv -f {tmp} {id}; else rc=$?; rmdir {lock}; rm -f {env}; exit $rc; fi; fi; "
-                     "i=0; while [ ! -s {id} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat {id}",
-                     tmp=f"{job_dir}/slurm_id.part", id=f"{job_dir}/slurm_id", lock=f"{job_dir}/submitted",
-                     env=f"{job_dir}/secrets.env"), timeout=300)
+        done = shell.run(script(
+            "if mkdir {lock} 2>/dev/null; then "
+            "if out=$({sbatch}); then printf '%s\\n' \"$out\" > {tmp} && mv -f {tmp} {id}; "
+            "else rc=$?; rmdir {lock}; rm -f {secrets}; exit $rc; fi; fi; "  # refused: a retry may submit afresh
+            "i=0; while [ ! -s {id} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat {id}",
+            sbatch=payload["sbatch"], lock=f"{job_dir}/submitted", tmp=f"{job_dir}/slurm_id.part",
+            id=f"{job_dir}/slurm_id", secrets=f"{job_dir}/secrets.env"), timeout=300)
         if done.returncode == COMMAND_NOT_FOUND:
             raise BackendUnreachable(f"no sbatch on {shell.where}", "install Slurm's client commands there, or set "
                                      "backends.slurm.login: user@login-node to submit through the login node")

@@ -121,8 +121,6 @@ def time_limit(seconds: float) -> str:
 def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bundle | None,
            secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
     """The batch script, the sbatch arguments and the job's files, as submit sends them."""
-    from backends.remote.transport import script
-
     problems = []
     if spec.spot:
         problems.append(spec.problem("spot", "Slurm has no spot capacity here; use a preemptible partition "
@@ -154,7 +152,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
         "comment": comment(job_id, idempotency_key),
         "idempotency_key": idempotency_key,
         "cancel_grace_s": settings["cancel_grace"],
-        "sbatch": script("{argv}", argv=sbatch),
+        "sbatch": sbatch,  # run on the login node as these words, each quoted
         "script": batch,
     }
     return Request(NAME, job_id, "sbatch", payload, tuple(uploads))
