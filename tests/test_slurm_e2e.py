@@ -117,7 +117,8 @@ def test_two_node_torchrun_allreduce_and_secret_never_leaks(slurm, cluster, tmp_
     # the secret: in no process's arguments, no file the job left, not the store, not the batch script
     assert CANARY not in seen
     assert not (job_dir / "secrets.env").exists()
-    for path in [*job_dir.rglob("*"), *Path(os.environ["LAUNCH_HOME"]).rglob("*")]:
+    # ...nor Slurm's own state, spool and logs (sbatch would hand its whole environment to slurmctld)
+    for path in [*job_dir.rglob("*"), *Path(os.environ["LAUNCH_HOME"]).rglob("*"), *cluster.root.rglob("*")]:
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
     shown = cluster.run("scontrol", "show", "job", record["handle"]["data"]["slurm_id"], check=False).stdout

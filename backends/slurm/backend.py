@@ -125,13 +125,15 @@ class SlurmBackend(Backend):
         if first.returncode != 0:  # a retry after sbatch took the job uploads nothing (the secrets file least)
             for upload in request.uploads:
                 _upload(shell, upload)
+        # the secrets are unset for sbatch: it hands its whole environment to slurmctld, which keeps it on disk
+        unset = "unset {secret_names}; " if payload.get("secret_names") else ""
         done = shell.run(script(
             "if mkdir {lock} 2>/dev/null; then "
-            "if out=$({sbatch}); then printf '%s\\n' \"$out\" > {tmp} && mv -f {tmp} {id}; "
+            "if out=$(" + unset + "{sbatch}); then printf '%s\\n' \"$out\" > {tmp} && mv -f {tmp} {id}; "
             "else rc=$?; rmdir {lock}; rm -f {secrets}; exit $rc; fi; fi; "  # refused: a retry may submit afresh
             "i=0; while [ ! -s {id} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; cat {id}",
-            sbatch=payload["sbatch"], lock=f"{job_dir}/submitted", tmp=f"{job_dir}/slurm_id.part",
-            id=f"{job_dir}/slurm_id", secrets=f"{job_dir}/secrets.env"), timeout=300)
+            sbatch=payload["sbatch"], secret_names=payload.get("secret_names") or [], lock=f"{job_dir}/submitted",
+            tmp=f"{job_dir}/slurm_id.part", id=f"{job_dir}/slurm_id", secrets=f"{job_dir}/secrets.env"), timeout=300)
         if done.returncode == COMMAND_NOT_FOUND:
             raise BackendUnreachable(f"no sbatch on {shell.where}", "install Slurm's client commands there, or set "
                                      "backends.slurm.login: user@login-node to submit through the login node")

@@ -153,6 +153,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
         "idempotency_key": idempotency_key,
         "cancel_grace_s": settings["cancel_grace"],
         "sbatch": sbatch,  # run on the login node as these words, each quoted
+        "secret_names": sorted(secrets),
         "script": batch,
     }
     return Request(NAME, job_id, "sbatch", payload, tuple(uploads))
