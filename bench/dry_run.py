@@ -35,8 +35,9 @@ backends:
   hf_jobs: {namespace: bench-org}
   pai_dlc: {region: cn-hangzhou, workspace_id: ws-bench, bucket: bench-bucket}
   ssh: {hosts: [gpu-01.internal]}
+  slurm: {login: me@login.cluster, partition: gpu}
 """
-# backend -> (what its SDK import is called, the statement); local and ssh use no SDK: the floor
+# backend -> (what its SDK import is called, the statement); local, ssh and slurm use no SDK: the floor
 SDKS = {
     "local": ("python -c pass", "pass"),
     "ssh": ("python -c pass", "pass"),
@@ -47,6 +48,7 @@ SDKS = {
     "hf_jobs": ("import huggingface_hub", "from huggingface_hub import HfApi"),
     "pai_dlc": ("import alibabacloud_pai_dlc20201203.client",
                 "import alibabacloud_pai_dlc20201203.client"),
+    "slurm": ("python -c pass", "pass"),
 }
 GOAL_S = 0.5
 

@@ -35,6 +35,7 @@ import pai_dlc_submit
 import peers
 import report
 import sagemaker_submit
+import slurm_submit
 import ssh_logs
 import sweep_submit
 import vertex_submit
@@ -98,6 +99,7 @@ BENCHMARKS: dict[str, Callable[[bool, dict[str, peers.Peer]], Section]] = {
     "bundling": lambda quick, _: bundling.measure(quick),
     "local_logs": lambda quick, _: local_logs.measure(quick),
     "ssh_logs": lambda quick, _: ssh_logs.measure(quick),
+    "slurm": lambda quick, _: slurm_submit.measure(quick),
 }
 
 

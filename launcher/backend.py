@@ -250,6 +250,9 @@ class Backend(abc.ABC):
     sdk: ClassVar[Sdk | None] = None
     # the instance types and prices it ships (catalog.csv's columns), read by the default catalog_rows
     catalog_csv: ClassVar[Path | None] = None
+    # what `launch plan` calls the machines of a backend without catalog prices ("(your cluster)");
+    # None: "(your machines)"
+    machines_label: ClassVar[str | None] = None
 
     @classmethod
     @abc.abstractmethod

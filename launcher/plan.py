@@ -76,7 +76,7 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
     if nodes > 1 and not backend_class.capabilities.multi_node:
         return dataclasses.replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
     if not catalog.backend_offers(name):
-        return _own_machines(base, backend_class, settings, spec)
+        return _own_machines(base, backend_class, settings, spec, live=live)
     offer, why_not = _offer(name, spec, settings)
     if offer is None:
         if not accel.is_gpu and why_not is None:
@@ -100,12 +100,18 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
     return row
 
 
-def _own_machines(base: PlanRow, backend_class: type[Backend], settings: Mapping[str, Any], spec: Any) -> PlanRow:
+def _own_machines(base: PlanRow, backend_class: type[Backend], settings: Mapping[str, Any], spec: Any, *,
+                  live: bool = True) -> PlanRow:
     """A backend without catalog prices. One that runs every node on this machine (it reports
-    `machine_gpus`) fits only when this machine has the GPUs of all nodes together."""
+    `machine_gpus`) fits only when this machine has the GPUs of all nodes together; one that can
+    tell what is free now (a cluster's partitions) says so when configured."""
     have = backend_class.machine_gpus(settings)
     if have is None:
-        return dataclasses.replace(base, fits=True, reason="runs on machines you provide; no catalog price")
+        row = dataclasses.replace(base, fits=True, instance_type=backend_class.machines_label,
+                                  reason="runs on machines you provide; no catalog price")
+        if base.configured and live:
+            row = dataclasses.replace(row, capacity=_live_capacity(backend_class, settings, ""))
+        return row
     accel, nodes = spec.resources.accelerators, spec.resources.nodes
     want = accel.count * nodes
     shared = f"{nodes} nodes share this machine, as {nodes} process groups" if nodes > 1 else ""

@@ -66,6 +66,7 @@ SETTINGS = {
     "lambda_cloud": ("H100:1", {"ssh_key_name": "my-key"}),
     "hf_jobs": ("A10G:1", {"namespace": "alice"}),
     "pai_dlc": ("A10:1", {"region": "cn-hangzhou", "workspace_id": "ws-minimal", "bucket": "minimal-bucket"}),
+    "slurm": ("cpu", {"login": "nobody@127.0.0.1:9"}),  # sbatch through a login node that is not there
 }
 
 
@@ -233,6 +234,10 @@ def test_local_and_ssh_run_without_any_sdk(home: Path, tmp_path: Path) -> None:
     unreachable = _launch(home, "run", str(_spec(tmp_path, "ssh")), "--backend", "ssh")
     _no_internal_error(unreachable)
     assert unreachable.returncode == 4, unreachable.stderr
+    # nor does slurm: sbatch and friends are its API
+    login = _launch(home, "run", str(_spec(tmp_path, "slurm")), "--backend", "slurm")
+    _no_internal_error(login)
+    assert login.returncode == 4, login.stderr
 
 
 @pytest.mark.parametrize(("direct_url", "cwd", "line"), [

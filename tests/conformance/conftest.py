@@ -170,6 +170,39 @@ def _ssh(tmp: Path) -> Iterator[World]:
 
 
 @contextlib.contextmanager
+def _slurm(tmp: Path) -> Iterator[World]:
+    """A real Slurm (tests/fakes/slurm_cluster.py); jobs' files in a work_dir the suite can read."""
+    from fakes.slurm_cluster import SlurmCluster
+
+    with SlurmCluster(tmp / "cluster") as cluster:
+        work = tmp / "work"
+
+        def state(handle: Handle) -> str:
+            return cluster.run("squeue", "-h", "-t", "all", "-j", handle.data["slurm_id"], "-o", "%T",
+                               check=False).stdout.strip()
+
+        def show_first_lines(handle: Handle) -> None:  # Slurm starts a job within a scheduling cycle
+            log = work / "jobs" / handle.job_id / "node-0.log"
+            _wait_for(lambda: log.exists() and FIRST[-1] in log.read_text(), f"slurm job {handle.job_id} to start")
+
+        def end(handle: Handle) -> None:  # Slurm has let it go (COMPLETING is not the end yet)
+            _wait_for(lambda: state(handle) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"),
+                      f"slurm job {handle.job_id} to end")
+
+        def reset() -> None:
+            cluster.run("scancel", "--user=root", check=False)
+            shutil.rmtree(work, ignore_errors=True)
+
+        def jobs() -> str:  # what Slurm holds: every job, its state and reason
+            return cluster.run("squeue", "-h", "-t", "all", "-o", "%i %T %r %k").stdout
+
+        spec = (f"name: conf-slurm\nrun: x\nresources:\n  accelerators: cpu\nbackends:\n  slurm:\n"
+                f"    work_dir: {work}\n    cancel_grace: 2s\n")
+        yield World("slurm", spec, env=cluster.env, end=end, reset=reset, show_first_lines=show_first_lines,
+                    observe=lambda: (_file_state(work), jobs(), _processes_under(work)))
+
+
+@contextlib.contextmanager
 def _plugin(tmp: Path) -> Iterator[World]:
     """The test plugin, pip-installed into a site dir the registry reads (as tests/test_plugin_backend.py does)."""
     site = tmp / "site"
@@ -422,11 +455,13 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "lambda_cloud": _lambda_cloud,
     "hf_jobs": _hf_jobs,
     "pai_dlc": _pai_dlc,
+    "slurm": _slurm,
     PLUGIN_BACKEND: _plugin,
 }
 
 # backends whose state is judged from their nodes' exit codes, with no provider states to map
-NO_RAW_STATES = {"local", "ssh", "lambda_cloud", PLUGIN_BACKEND}
+# slurm: a real Slurm reports only its own states (tests/test_slurm_render.py checks an unknown one)
+NO_RAW_STATES = {"local", "ssh", "lambda_cloud", "slurm", PLUGIN_BACKEND}
 # backends that run the nodes themselves (a node's failure is theirs to judge, its peers theirs to stop)
 NODE_RUNNERS = {"local", "ssh", "lambda_cloud", "hf_jobs"}
 ONLY_FOR = {"test_an_unknown_raw_state_reads_unknown": lambda name: name not in NO_RAW_STATES,
