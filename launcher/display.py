@@ -213,7 +213,7 @@ def _answer(rows: list[Any], spec: Any) -> str:
                 f"{f' x {best.nodes}' if best.nodes > 1 else ''}) at {money(best.hourly_usd)}/h{total(best)}")
     fitting = cheapest_fitting(rows)
     if fitting is not None:
-        why = f"needs {fitting.needs}" if fitting.needs else f"not configured: {fitting.config_detail or 'set it up'}"
+        why = f"needs {fitting.needs}" if fitting.needs else "not configured here; its NOTE says what to set"
         return (f"no ready backend fits with a known price; cheapest that fits: {fitting.backend} at "
                 f"{money(fitting.hourly_usd)}/h{total(fitting)} ({why})")
     return "no backend fits this spec with a known price"

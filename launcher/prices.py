@@ -127,9 +127,9 @@ class Fetcher:
              headers: Mapping[str, str] | None = None, what: str = "") -> Any:
         full = url + ("&" if "?" in url else "?") + urllib.parse.urlencode(params) if params else url
         shown = _without_query(full)
-        request = urllib.request.Request(full, headers={"Accept": "application/json", **(headers or {})})
         with progress.step(f"downloading {what or shown}"):
             try:
+                request = urllib.request.Request(full, headers={"Accept": "application/json", **(headers or {})})
                 with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                     body = response.read(MAX_PAGE_BYTES + 1)
             except urllib.error.HTTPError as exc:
@@ -191,6 +191,8 @@ def refresh(names: list[str], say: Callable[[str], None]) -> tuple[list[tuple[st
         say(f"{name}: reading its price list")
         try:
             found = backend_class.price_list(merged_settings(name, None), fetcher, known, regions)
+        except UsageError:  # the user's own setting (an override URL) is wrong: one clear error, exit 2
+            raise
         except PriceListSkipped as exc:
             outcomes.append((name, f"skipped: {exc.message}" + (f"; {exc.hint}" if exc.hint else "")))
             continue

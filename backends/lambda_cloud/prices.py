@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+from backends.lambda_cloud.render import DEFAULT_BASE_URL
 from launcher.prices import Fetcher, Price, PriceListError, PriceListSkipped
 
 PUBLIC_URL = "https://cloud.lambda.ai/api/v1/instance-types"
@@ -19,7 +20,7 @@ def price_list(settings: Mapping[str, Any], fetch: Fetcher, instance_types: Sequ
     if not key:
         raise PriceListSkipped("Lambda Cloud lists prices to API keys only",
                                "export LAMBDA_API_KEY (or api_key in [backends.lambda_cloud]) to refresh them")
-    url = str(settings.get("api_url") or "").rstrip("/") + "/instance-types"
+    url = str(settings.get("api_url") or DEFAULT_BASE_URL).rstrip("/") + "/instance-types"
     data = fetch.json(url, headers={"Authorization": f"Bearer {key}"}, what="Lambda Cloud instance types")
     listed = data.get("data") if isinstance(data, dict) else None
     if not isinstance(listed, dict):
