@@ -714,8 +714,10 @@ def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_
 
     spec = load_spec(spec_file, overrides)
     rows = planner.plan(spec, list(names) or None, live=not no_live, region=region, max_price=max_price)
-    if output == "json":
-        _print_json([row.to_json() for row in rows])
+    if output == "json":  # each row says whether it is the answer plan's last lines name
+        ready, fitting = planner.cheapest_ready(rows), planner.cheapest_fitting(rows)
+        answer = {id(ready): "cheapest ready"} if ready else ({id(fitting): "cheapest that fits"} if fitting else {})
+        _print_json([{**row.to_json(), "answer": answer.get(id(row))} for row in rows])
         return
     from launcher import display
 
