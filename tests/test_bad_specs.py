@@ -56,8 +56,8 @@ CASES = [
     case("unknown-top-distrbuted", B + "distrbuted: torchrun\n", "spec.yaml:3: distrbuted:",
          "did you mean 'distributed'?"),
     # --- accelerators ---------------------------------------------------------------------------
-    case("accelerator-H200", B + "resources:\n  accelerators: H200:8\n", "spec.yaml:4: resources.accelerators:",
-         "unknown accelerator 'H200'"),
+    case("accelerator-H300", B + "resources:\n  accelerators: H300:8\n", "spec.yaml:4: resources.accelerators:",
+         "unknown accelerator 'H300'"),
     case("accelerator-Z100", B + "resources:\n  accelerators: Z100\n", "spec.yaml:4: resources.accelerators:",
          "unknown accelerator 'Z100'"),
     case("accelerator-count-0", B + "resources:\n  accelerators: H100:0\n",
