@@ -249,6 +249,8 @@ def _backends_schema(defs: dict[str, Any]) -> dict[str, Any]:
         section = model.model_json_schema(ref_template=f"#/$defs/{name}__{{model}}")
         for key, definition in section.pop("$defs", {}).items():
             defs[f"{name}__{key}"] = definition
+        section.setdefault("properties", {})["outputs"] = {  # PORTABLE_FIELDS: the job's, for this backend
+            "type": "string", "minLength": 1, "description": "outputs for this backend only (replaces outputs:)"}
         sections[name] = {"anyOf": [section, {"type": "null"}]}
     for name in registry.PROJECT_BACKENDS:
         sections.setdefault(name, {"type": ["object", "null"]})
