@@ -28,7 +28,7 @@ def fake():
 @pytest.fixture
 def lists(fake, monkeypatch):
     """The price lists' URLs pointed at the fake, and the fake reset for this test."""
-    fake.cut_off, fake.requests[:] = None, []
+    fake.cut_off, fake.currency, fake.requests[:] = None, "USD", []
     env = {"LAUNCH_AWS_PRICE_LIST_URL": fake.url, "LAUNCH_AZURE_RETAIL_PRICES_URL": f"{fake.url}/api/retail/prices"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -98,6 +98,24 @@ def test_a_cut_off_page_leaves_the_previous_cache_as_it_was(lists, fake, launch_
     outcomes, failed, _ = refresh("sagemaker")
     assert failed == {"sagemaker"} and prices.cache_file("sagemaker").read_bytes() == before["sagemaker"]
     assert sorted(p.name for p in prices.cache_dir().iterdir()) == ["azureml.json", "sagemaker.json"]  # no temp file
+
+
+def test_prices_in_another_currency_are_refused(lists, fake):
+    fake.currency = "EUR"
+    outcomes, failed, _ = refresh("azureml")
+    assert failed == {"azureml"} and "EUR" in outcomes["azureml"] and not prices.cache_file("azureml").exists()
+
+
+@pytest.mark.parametrize(("unit", "hours"), [("Hrs", 1), ("1 Hour", 1), ("h", 1), ("1/Hour", 1),
+                                             ("s", 1 / 3600), ("1 Second", 1 / 3600), ("minute", 1 / 60)])
+def test_price_units_are_converted_to_hours(unit, hours):
+    assert prices.hours_per(unit) == pytest.approx(hours)
+
+
+def test_a_price_per_token_or_gigabyte_is_not_an_hourly_price():
+    for unit in ("1M tokens", "GB-Mo", "1K"):
+        with pytest.raises(prices.PriceListError):
+            prices.hours_per(unit)
 
 
 def test_an_unreadable_cache_is_ignored_not_fatal(lists):

@@ -63,6 +63,7 @@ class PriceListFake:
         self.page_size = page_size
         self.cut_off: str | None = None  # a path prefix ("/api/retail/prices" or "/offers") whose next page breaks
         self.cut_off_page = 2            # for Azure: which page (1-based) is cut off
+        self.currency = "USD"            # the Azure API answers in the currencyCode asked for; this one may not
         self.requests: list[str] = []
         self.violations: list[str] = []
         self._lock = threading.Lock()
@@ -162,6 +163,7 @@ class PriceListFake:
 
     def _retail(self, query: dict[str, list[str]]) -> tuple[int, bytes]:
         unknown = set(query) - {"api-version", "$filter", "currencyCode", "$skip", "meterRegion"}
+        currency = self.currency if self.currency != "USD" else query.get("currencyCode", ["USD"])[0]
         if query.get("api-version") != [API_VERSION] or unknown:
             self._violation(f"retail prices: api-version {query.get('api-version')} or unknown parameters {unknown}")
             return 400, _json({"Error": {"Code": "BadRequest", "Message": "Invalid query"}})
@@ -170,7 +172,7 @@ class PriceListFake:
         except ValueError as exc:
             self._violation(f"retail prices: {exc}")
             return 400, _json({"Error": {"Code": "BadRequest", "Message": str(exc)}})
-        items = [item for item in _azure_items() if wanted(item)]
+        items = [{**item, "currencyCode": currency} for item in _azure_items() if wanted(item)]
         skip = int(query.get("$skip", ["0"])[0])
         page = items[skip: skip + self.page_size]
         following = skip + self.page_size
@@ -178,7 +180,7 @@ class PriceListFake:
         if following < len(items):
             link = f"{self.url}/api/retail/prices?" + urlencode(
                 {"api-version": API_VERSION, "$filter": query.get("$filter", [""])[0], "$skip": str(following)})
-        body = _json({"BillingCurrency": "USD", "CustomerEntityId": "Default", "CustomerEntityType": "Retail",
+        body = _json({"BillingCurrency": currency, "CustomerEntityId": "Default", "CustomerEntityType": "Retail",
                       "Items": page, "NextPageLink": link, "Count": len(page)})
         return 200, self._maybe_cut("/api/retail/prices", skip // self.page_size + 1, body)
 
