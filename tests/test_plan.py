@@ -247,3 +247,14 @@ def test_an_empty_failover_name_is_shown_with_the_users_own_names(text, example)
         plan.failover_order(text)
     assert caught.value.message == f"--backend {text!r} has an empty name"
     assert caught.value.hint == f"write names separated by commas: {example}"
+
+
+def test_plan_names_the_cheapest_ready_backend(cli, write_spec, clouds):
+    spec = write_spec(spec_text("A100-40GB:8", nodes=2, extra=IMAGE + "max_runtime: 10h\n"))
+    rows = json.loads(cli("plan", str(spec), "-o", "json", "--no-live", env=clouds, check_rc=0).stdout)
+    ready = [r for r in rows if r["fits"] and r["configured"] and r["hourly_usd"] is not None]
+    best = min(ready, key=lambda r: r["hourly_usd"])
+    assert [r["backend"] for r in rows if r["answer"] == "cheapest ready"] == [best["backend"]]
+    text = cli("plan", str(spec), "--no-live", env=clouds, check_rc=0).stdout
+    assert (f"cheapest ready: {best['backend']} ({best['instance_type']} x 2) at ${best['hourly_usd']:,.2f}/h, "
+            f"${best['est_cost_usd']:,.2f} for 10h") in text
