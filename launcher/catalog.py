@@ -160,15 +160,16 @@ def priced_offers(name: str) -> tuple[Offer, ...]:
     for price in refreshed:
         by_type.setdefault(price.instance_type, []).append(price)
     out: list[Offer] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str, str, str]] = set()
     for offer in shipped:
-        found = by_type.get(offer.instance_type, [])
+        found = [p for p in by_type.get(offer.instance_type, [])
+                 if p.provider_accelerator in ("", offer.provider_accelerator)]
         here = [p for p in found if p.region == offer.region]
         out.append(_overlaid(offer, here[0]) if here else offer)
-        seen.add((offer.instance_type, offer.region))
+        seen.add((offer.instance_type, offer.provider_accelerator, offer.region))
         for price in found:
-            if (price.instance_type, price.region) not in seen:
-                seen.add((price.instance_type, price.region))
+            if (price.instance_type, offer.provider_accelerator, price.region) not in seen:
+                seen.add((price.instance_type, offer.provider_accelerator, price.region))
                 out.append(_overlaid(replace(offer, ondemand_usd_hr=None, spot_usd_hr=None), price))
     return tuple(out)
 
@@ -190,7 +191,8 @@ def all_priced_offers() -> tuple[Offer, ...]:
 def priced(offer: Offer, region: str | None = None) -> Offer | None:
     """The priced row for `offer`'s instance type: in `region` when given (None when the catalog
     has no row there; a row for "all" regions serves any), else in the offer's own region."""
-    rows = [o for o in priced_offers(offer.backend) if o.instance_type == offer.instance_type]
+    rows = [o for o in priced_offers(offer.backend)
+            if (o.instance_type, o.provider_accelerator) == (offer.instance_type, offer.provider_accelerator)]
     if region is None:
         return next((o for o in rows if o.region == offer.region), offer)
     return next((o for o in rows if o.region == region), next((o for o in rows if o.region == "all"), None))

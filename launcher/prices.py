@@ -52,6 +52,8 @@ class Price:
     source: str
     as_of: str
     note: str = ""
+    # where one machine type carries different GPUs (Vertex: n1-standard-8 with a T4 or a V100), which
+    provider_accelerator: str = ""
 
 
 def cache_dir() -> Path:

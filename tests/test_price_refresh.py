@@ -10,7 +10,7 @@ from datetime import date
 
 import pytest
 from fakes.lambda_fake import LambdaFake
-from fakes.price_lists import PUBLICATION, PriceListFake
+from fakes.price_lists import GCP_KEY, PUBLICATION, PriceListFake
 
 from launcher import catalog, config, prices
 from launcher.accelerators import parse
@@ -29,7 +29,8 @@ def fake():
 def lists(fake, monkeypatch):
     """The price lists' URLs pointed at the fake, and the fake reset for this test."""
     fake.cut_off, fake.currency, fake.requests[:] = None, "USD", []
-    env = {"LAUNCH_AWS_PRICE_LIST_URL": fake.url, "LAUNCH_AZURE_RETAIL_PRICES_URL": f"{fake.url}/api/retail/prices"}
+    env = {"LAUNCH_AWS_PRICE_LIST_URL": fake.url, "LAUNCH_AZURE_RETAIL_PRICES_URL": f"{fake.url}/api/retail/prices",
+           "LAUNCH_GCP_BILLING_URL": fake.url}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
@@ -98,6 +99,33 @@ def test_a_cut_off_page_leaves_the_previous_cache_as_it_was(lists, fake, launch_
     outcomes, failed, _ = refresh("sagemaker")
     assert failed == {"sagemaker"} and prices.cache_file("sagemaker").read_bytes() == before["sagemaker"]
     assert sorted(p.name for p in prices.cache_dir().iterdir()) == ["azureml.json", "sagemaker.json"]  # no temp file
+
+
+def test_vertex_prices_add_up_compute_engine_skus_with_the_users_key(lists, fake, monkeypatch):
+    monkeypatch.delenv("LAUNCH_GCP_BILLING_API_KEY", raising=False)
+    outcomes, failed, _ = refresh("vertex")
+    said = outcomes["vertex"]
+    assert not failed and said.startswith("skipped") and "LAUNCH_GCP_BILLING_API_KEY" in said
+    monkeypatch.setenv("LAUNCH_GCP_BILLING_API_KEY", "wrong")
+    outcomes, failed, _ = refresh("vertex")
+    assert failed == {"vertex"} and "HTTP 403" in outcomes["vertex"] and "wrong" not in outcomes["vertex"]
+    monkeypatch.setenv("LAUNCH_GCP_BILLING_API_KEY", GCP_KEY)
+    outcomes, failed, said = refresh("vertex")
+    assert not failed, outcomes
+    assert sum("Compute Engine SKUs, page" in line for line in said) >= 2  # followed nextPageToken
+    cached = {p.instance_type: p for p in prices.cached("vertex") if p.region == "us-central1"}
+    assert len(cached) == len([p for p in prices.cached("vertex") if p.region == "us-central1"])
+    h100 = catalog.lookup("vertex", parse("H100:8"))  # a3-highgpu-8g: 208 vCPUs, 1872 GiB, 8 GPUs
+    expected = 208 * 0.0295 + 1872 * 0.0025 + 8 * 9.7966
+    assert cached[h100.instance_type].ondemand_usd_hr == pytest.approx(expected)
+    assert cached[h100.instance_type].spot_usd_hr is None  # no Preemptible A3 SKUs in the list: the shipped spot stays
+    assert catalog.priced(h100).spot_usd_hr == h100.spot_usd_hr and catalog.priced(h100).estimate
+    t4 = catalog.lookup("vertex", parse("T4:1"))  # n1-standard-8 + 1 T4
+    assert cached[t4.instance_type].spot_usd_hr == pytest.approx(8 * 0.00698 + 30 * 0.00094 + 0.14)
+    assert "a2-highgpu-1g" not in cached  # no A2 SKUs listed: not priced rather than guessed
+    v100 = catalog.lookup("vertex", parse("V100:1"))  # the same n1-standard-8, with a V100: no V100 SKU listed
+    assert v100.instance_type == t4.instance_type and not catalog.priced(v100).refreshed
+    assert GCP_KEY not in prices.cache_file("vertex").read_text() + " ".join(said)
 
 
 def test_prices_in_another_currency_are_refused(lists, fake):

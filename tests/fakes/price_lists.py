@@ -6,6 +6,11 @@
   with their attributes, terms.OnDemand keyed by SKU -> offer term -> priceDimensions with
   unit "Hrs" and pricePerUnit {"USD": "..."}). Each instance type has a Training and a Hosting
   product at different rates, as the real file does, so a reader taking the wrong one is caught.
+- the Google Cloud Billing Catalog API for Compute Engine (/v1/services/6F81-5844-456A/skus?key=):
+  SKUs with category {resourceFamily, resourceGroup, usageType}, serviceRegions and
+  pricingInfo[].pricingExpression {usageUnit "h" or "GiBy.h", tieredRates[].unitPrice
+  {currencyCode, units, nanos}}, paged by pageSize/pageToken -> nextPageToken; an API key is
+  required (403 without, as the API answers).
 - the Azure Retail Prices API (/api/retail/prices): api-version and an OData $filter (the
   subset of the grammar the API documents: `field eq 'value'` joined by and/or, in brackets),
   answered with {BillingCurrency, CustomerEntityId, CustomerEntityType, Items, NextPageLink,
@@ -52,6 +57,23 @@ AZURE = [
     ("Standard_NC24ads_A100_v4", "eastus", "NC24ads A100 v4", "", "Consumption", 3.673),
     ("Standard_NC24ads_A100_v4", "eastus", "NC24ads A100 v4 Spot", "", "Consumption", 0.9),
     ("Standard_D4s_v5", "eastus", "D4s v5", "", "Consumption", 0.192),
+]
+GCP_KEY = "gcp-billing-test-key"
+# (description, resourceGroup, usageType, usageUnit, $ per unit); all in us-central1 unless said
+GCP_SKUS = [
+    ("N1 Predefined Instance Core running in Americas", "N1Standard", "OnDemand", "h", 0.031611),
+    ("N1 Predefined Instance Ram running in Americas", "N1Standard", "OnDemand", "GiBy.h", 0.004237),
+    ("Spot Preemptible N1 Predefined Instance Core running in Americas", "N1Standard", "Preemptible", "h", 0.00698),
+    ("Spot Preemptible N1 Predefined Instance Ram running in Americas", "N1Standard", "Preemptible", "GiBy.h",
+     0.00094),
+    ("Nvidia Tesla T4 GPU running in Americas", "GPU", "OnDemand", "h", 0.35),
+    ("Spot Preemptible Nvidia Tesla T4 GPU running in Americas", "GPU", "Preemptible", "h", 0.14),
+    ("A3 Instance Core running in Americas", "CPU", "OnDemand", "h", 0.0295),
+    ("A3 Instance Ram running in Americas", "RAM", "OnDemand", "GiBy.h", 0.0025),
+    ("Nvidia H100 80GB GPU running in Americas", "GPU", "OnDemand", "h", 9.7966),
+    ("Commitment v1: A3 Cpu in Americas for 1 Year", "CPU", "Commit1Yr", "h", 0.02),
+    ("Custom Instance Core running in Americas", "CPU", "OnDemand", "h", 0.99),
+    ("Network Inter Zone Egress", "InterzoneEgress", "OnDemand", "GiBy", 0.01),
 ]
 _CLAUSE = re.compile(r"(\w+) eq '([^']*)'")
 _FILTER_FIELDS = {"serviceName", "priceType", "armRegionName", "armSkuName", "skuName", "productName", "type",
@@ -111,6 +133,8 @@ class PriceListFake:
             if region not in SAGEMAKER:
                 return 404, b'{"message": "Not Found"}'
             return 200, self._maybe_cut("/offers", 1, _json(self._offer_file(region)))
+        if parts.path == "/v1/services/6F81-5844-456A/skus":
+            return self._skus(parse_qs(parts.query, keep_blank_values=True))
         if parts.path == "/api/retail/prices":
             return self._retail(parse_qs(parts.query, keep_blank_values=True))
         self._violation(f"GET {raw}: no such price list path")
@@ -161,6 +185,21 @@ class PriceListFake:
                 "offerCode": "AmazonSageMaker", "version": VERSION, "publicationDate": PUBLICATION,
                 "products": products, "terms": {"OnDemand": terms}}
 
+    def _skus(self, query: dict[str, list[str]]) -> tuple[int, bytes]:
+        if query.get("key") != [GCP_KEY]:
+            return 403, _json({"error": {"code": 403, "message": "The request is missing a valid API key.",
+                                         "status": "PERMISSION_DENIED"}})
+        unknown = set(query) - {"key", "currencyCode", "pageSize", "pageToken", "startTime", "endTime"}
+        if unknown:
+            self._violation(f"skus: unknown parameters {unknown}")
+            return 400, _json({"error": {"code": 400, "message": "Invalid JSON payload", "status": "INVALID_ARGUMENT"}})
+        start = int(query.get("pageToken", ["0"])[0] or 0)
+        size = min(int(query.get("pageSize", ["5000"])[0]), self.page_size)  # the fake's pages are small
+        skus = [_gcp_sku(number, *row) for number, row in enumerate(GCP_SKUS)]
+        following = start + size
+        return 200, _json({"skus": skus[start:following],
+                           "nextPageToken": str(following) if following < len(skus) else ""})
+
     def _retail(self, query: dict[str, list[str]]) -> tuple[int, bytes]:
         unknown = set(query) - {"api-version", "$filter", "currencyCode", "$skip", "meterRegion"}
         currency = self.currency if self.currency != "USD" else query.get("currencyCode", ["USD"])[0]
@@ -187,6 +226,28 @@ class PriceListFake:
 
 def _json(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+def _gcp_sku(number: int, description: str, group: str, usage: str, unit: str, price: float) -> dict[str, Any]:
+    sku_id = f"{number:04X}-{number * 7:04X}-{number * 13:04X}"
+    units, nanos = int(price), round((price - int(price)) * 1e9)
+    family = "Network" if group == "InterzoneEgress" else "Compute"
+    return {"name": f"services/6F81-5844-456A/skus/{sku_id}", "skuId": sku_id, "description": description,
+            "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": family, "resourceGroup": group,
+                         "usageType": usage},
+            "serviceRegions": ["us-central1", "us-east4"],
+            "pricingInfo": [{"summary": "", "effectiveTime": PUBLICATION, "currencyConversionRate": 1,
+                             "pricingExpression": {
+                                 "usageUnit": unit, "displayQuantity": 1, "baseUnitConversionFactor": 3600,
+                                 "usageUnitDescription": {"h": "hour", "GiBy.h": "gibibyte hour",
+                                                          "GiBy": "gibibyte"}[unit],
+                                 "baseUnit": {"h": "s", "GiBy.h": "By.s", "GiBy": "By"}[unit],
+                                 "baseUnitDescription": "second",
+                                 "tieredRates": [{"startUsageAmount": 0, "unitPrice": {
+                                     "currencyCode": "USD", "units": str(units), "nanos": nanos}}]},
+                             "aggregationInfo": {"aggregationLevel": "ACCOUNT", "aggregationInterval": "DAILY",
+                                                 "aggregationCount": 1}}],
+            "serviceProviderName": "Google", "geoTaxonomy": {"type": "REGIONAL", "regions": ["us-central1"]}}
 
 
 def _azure_items() -> Iterator[dict[str, Any]]:
