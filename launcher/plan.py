@@ -140,7 +140,8 @@ def _priced_row(base: PlanRow, offer: catalog.Offer, spec: Any) -> PlanRow:
         wanted = "spot or on-demand" if spec.spot else "on-demand"
         return _note(row, f"no {wanted} price in the catalog" + (f" ({offer.note})" if offer.note else ""))
     if spec.spot and offer.spot_usd_hr is None:
-        row = _note(row, "no spot price in the catalog; on-demand price shown")
+        why = "; ".join(part.strip() for part in offer.note.split(";") if "spot" in part.lower())
+        row = _note(row, "no spot price in the catalog" + (f" ({why})" if why else "") + "; on-demand price shown")
     if row.price_estimate:
         row = _note(row, "price is an estimate")
     return row
