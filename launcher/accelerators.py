@@ -14,7 +14,9 @@ CPU = "cpu"
 # Canonical name -> accepted spellings (compared case-insensitively, "_" == "-").
 _ALIASES: dict[str, tuple[str, ...]] = {
     "H100": ("h100", "h100-80gb", "h100-sxm", "h100-sxm5", "nvidia-h100-80gb"),
-    "H200": ("h200", "h200-141gb", "nvidia-h200"),
+    "H200": ("h200", "h200-141gb", "h200-sxm", "nvidia-h200", "nvidia-h200-141gb"),
+    "B200": ("b200", "b200-sxm6", "nvidia-b200"),
+    "GH200": ("gh200", "gh200-96gb", "nvidia-gh200"),
     "A100-80GB": ("a100-80gb", "a100-80g", "a100-sxm4-80gb", "nvidia-a100-80gb"),
     "A100-40GB": ("a100", "a100-40gb", "a100-40g", "nvidia-tesla-a100"),
     "L4": ("l4", "nvidia-l4"),
@@ -23,6 +25,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "A10": ("a10",),
     "L40S": ("l40s", "nvidia-l40s"),
     "V100": ("v100", "v100-16gb", "nvidia-tesla-v100"),
+    "MI300X": ("mi300x", "amd-mi300x", "instinct-mi300x"),
     CPU: ("cpu", "none"),
 }
 _LOOKUP = {alias: name for name, aliases in _ALIASES.items() for alias in aliases}

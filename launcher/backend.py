@@ -313,6 +313,14 @@ class Backend(abc.ABC):
         return None
 
     @classmethod
+    def price_list(cls, settings: Mapping[str, Any], fetch: Any, instance_types: Sequence[str],
+                   regions: Sequence[str]) -> Sequence[Any] | None:
+        """Current list prices (launcher.prices.Price rows) from the provider's price list, for
+        `launch catalog --refresh`: `fetch.json(url, ...)` reads a page; `instance_types` and
+        `regions` are what the shipped catalog holds. None (the default): no price list to read."""
+        return None
+
+    @classmethod
     def machine_gpus(cls, settings: Mapping[str, Any]) -> int | None:
         """For a backend that runs every node on this machine: its GPU count. None (the default):
         the backend runs on other machines."""

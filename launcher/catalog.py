@@ -6,6 +6,10 @@ here, in registry order. A backend keeps its rows in a CSV next to its module (o
 source and as-of date per row, so a price can be checked and refreshed without
 reading code) and reads it with `rows_from_csv`. Within a backend, the first row for
 an (accelerator, count) is the default a user asking for that accelerator gets.
+
+Prices a user refreshed (`launch catalog --refresh`, launcher/prices.py) overlay the shipped
+ones in `priced_offers` only: plan and `launch catalog` show them, while renders keep choosing
+the machine from the shipped rows, so a price list never changes which machine a job gets.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from __future__ import annotations
 import csv
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 from launcher.accelerators import Accelerator
 from launcher.errors import LaunchError
@@ -22,6 +28,11 @@ from launcher.errors import LaunchError
 # the columns of a catalog row (a backend's CSV header); the backend is the one that ships it
 COLUMNS = ("accelerator", "count", "instance_type", "provider_accelerator", "vcpus", "memory_gb",
            "ondemand_usd_hr", "spot_usd_hr", "region", "source", "as_of")
+# an optional column: what a reader of the price should know (a note starting "estimate" marks a
+# figure that is not the provider's own list price for this product; plan marks it so)
+NOTE = "note"
+# a price older than this is marked as old by `launch plan` and `launch catalog`
+STALE_AFTER_DAYS = 90
 # the setting that pins the machine on a backend that declares no `pinned_type_setting`
 DEFAULT_PINNED_SETTING = "instance_type"
 
@@ -44,6 +55,21 @@ class Offer:
     region: str
     source: str
     as_of: str
+    note: str = ""
+    refreshed: bool = False  # the price came from the user's refreshed cache, not the shipped row
+
+    @property
+    def estimate(self) -> bool:
+        """The price is an estimate (the row's note says so), not the provider's list price."""
+        return self.note.lower().startswith("estimate")
+
+    def stale(self, today: date | None = None) -> bool:
+        """Older than STALE_AFTER_DAYS, or without a readable date: worth a refresh before trusting."""
+        try:
+            when = date.fromisoformat(self.as_of[:10])
+        except ValueError:
+            return True
+        return ((today or date.today()) - when).days > STALE_AFTER_DAYS
 
 
 class SourcedRow(dict[str, str]):
@@ -92,6 +118,7 @@ def _offer(backend: str, row: Mapping[str, str], where: str) -> Offer:
         ondemand_usd_hr=_number(row.get("ondemand_usd_hr"), "ondemand_usd_hr", where),
         spot_usd_hr=_number(row.get("spot_usd_hr"), "spot_usd_hr", where),
         region=str(row.get("region") or ""), source=str(row.get("source") or ""), as_of=str(row.get("as_of") or ""),
+        note=str(row.get(NOTE) or ""),
     )
 
 
@@ -111,10 +138,64 @@ def backend_offers(name: str) -> tuple[Offer, ...]:
 
 
 def offers() -> tuple[Offer, ...]:
-    """Every installed backend's rows, merged in registry order (`launch catalog`)."""
+    """Every installed backend's rows, merged in registry order."""
     from launcher import registry
 
     return tuple(offer for name in registry.names() for offer in backend_offers(name))
+
+
+def priced_offers(name: str) -> tuple[Offer, ...]:
+    """One backend's rows with the user's refreshed prices laid over them: a refreshed price for an
+    instance type in the row's region replaces the shipped one (a field the price list does not
+    give, such as SageMaker's spot price, stays shipped); prices for other regions follow as rows
+    of their own, so `--region` can pick them. Types the shipped catalog lacks are left out:
+    only the backend knows their GPUs."""
+    from launcher import prices
+
+    shipped = backend_offers(name)
+    refreshed = prices.cached(name)
+    if not refreshed:
+        return shipped
+    by_type: dict[str, list[prices.Price]] = {}
+    for price in refreshed:
+        by_type.setdefault(price.instance_type, []).append(price)
+    out: list[Offer] = []
+    seen: set[tuple[str, str, str]] = set()
+    for offer in shipped:
+        found = [p for p in by_type.get(offer.instance_type, [])
+                 if p.provider_accelerator in ("", offer.provider_accelerator)]
+        here = [p for p in found if p.region == offer.region]
+        out.append(_overlaid(offer, here[0]) if here else offer)
+        seen.add((offer.instance_type, offer.provider_accelerator, offer.region))
+        for price in found:
+            if (price.instance_type, offer.provider_accelerator, price.region) not in seen:
+                seen.add((price.instance_type, offer.provider_accelerator, price.region))
+                out.append(_overlaid(replace(offer, ondemand_usd_hr=None, spot_usd_hr=None), price))
+    return tuple(out)
+
+
+def _overlaid(offer: Offer, price: Any) -> Offer:
+    ondemand = price.ondemand_usd_hr if price.ondemand_usd_hr is not None else offer.ondemand_usd_hr
+    spot = price.spot_usd_hr if price.spot_usd_hr is not None else offer.spot_usd_hr
+    return replace(offer, region=price.region, source=price.source, as_of=price.as_of, note=price.note,
+                   refreshed=True, ondemand_usd_hr=ondemand, spot_usd_hr=spot)
+
+
+def all_priced_offers() -> tuple[Offer, ...]:
+    """Every installed backend's rows with refreshed prices (`launch catalog`)."""
+    from launcher import registry
+
+    return tuple(offer for name in registry.names() for offer in priced_offers(name))
+
+
+def priced(offer: Offer, region: str | None = None) -> Offer | None:
+    """The priced row for `offer`'s instance type: in `region` when given (None when the catalog
+    has no row there; a row for "all" regions serves any), else in the offer's own region."""
+    rows = [o for o in priced_offers(offer.backend)
+            if (o.instance_type, o.provider_accelerator) == (offer.instance_type, offer.provider_accelerator)]
+    if region is None:
+        return next((o for o in rows if o.region == offer.region), offer)
+    return next((o for o in rows if o.region == region), next((o for o in rows if o.region == "all"), None))
 
 
 def find(backend: str, accelerator: Accelerator) -> list[Offer]:

@@ -697,20 +697,27 @@ def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...], ou
 @click.option("-b", "--backend", "names", multiple=True, help="Only these backends (repeatable; default: all).")
 @click.option("-s", "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="As for run.")
 @click.option("--no-live", is_flag=True, help="Do not ask providers for live capacity (Lambda Cloud).")
+@click.option("--max-price", type=click.FloatRange(min=0, min_open=True), default=None, metavar="USD",
+              help="Only what costs at most USD per hour for all nodes.")
+@click.option("--region", default=None, help="Prices in this region only (a provider's own name, e.g. us-east-1).")
 @_output
-def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_live: bool, output: str) -> None:
+def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_live: bool, max_price: float | None,
+         region: str | None, output: str) -> None:
     """Where SPEC_FILE could run: instance type, GPUs, price, cost for max_runtime, readiness.
 
     Backends that fit and are configured come first, cheapest first; the others say why
-    not. Prices are catalog list prices (launch catalog), with their as-of date.
+    not, and the last lines name the cheapest ready one. Prices are catalog list prices
+    (launch catalog; refreshed ones from launch catalog --refresh win), with their as-of date.
     """
     from launcher import plan as planner
     from launcher.spec import load_spec
 
     spec = load_spec(spec_file, overrides)
-    rows = planner.plan(spec, list(names) or None, live=not no_live)
-    if output == "json":
-        _print_json([row.to_json() for row in rows])
+    rows = planner.plan(spec, list(names) or None, live=not no_live, region=region, max_price=max_price)
+    if output == "json":  # each row says whether it is the answer plan's last lines name
+        ready, fitting = planner.cheapest_ready(rows), planner.cheapest_fitting(rows)
+        answer = {id(ready): "cheapest ready"} if ready else ({id(fitting): "cheapest that fits"} if fitting else {})
+        _print_json([{**row.to_json(), "answer": answer.get(id(row))} for row in rows])
         return
     from launcher import display
 
@@ -720,31 +727,60 @@ def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_
 @main.command()
 @click.option("-b", "--backend", default=None, help="Only this backend's rows.")
 @click.option("-a", "--accelerator", default=None, metavar="TYPE[:COUNT]", help="Only this accelerator, e.g. H100:8.")
+@click.option("--refresh", is_flag=True,
+              help="First update the price cache from the providers' price lists (-b: that backend's only).")
 @_output
-def catalog(backend: str | None, accelerator: str | None, output: str) -> None:
-    """The instance types and list prices launch knows, with source and as-of date."""
+def catalog(backend: str | None, accelerator: str | None, refresh: bool, output: str) -> None:
+    """The instance types and list prices launch knows, with source and as-of date.
+
+    --refresh reads current prices where a provider publishes them: the AWS Price List
+    (SageMaker) and the Azure Retail Prices API need no account; Lambda Cloud's API needs
+    LAMBDA_API_KEY. Refreshed prices are kept under LAUNCH_HOME/prices and win over the
+    shipped ones; a price list that fails leaves the previous prices in place (exit 1).
+    """
     from launcher import accelerators
     from launcher import catalog as known
 
-    rows = list(known.offers())
-    if backend:
-        _check_catalog_backend(backend, {o.backend for o in rows})
-        rows = [o for o in rows if o.backend == backend]
-    if accelerator:
+    wanted = count = None
+    if accelerator:  # checked before any refresh: bad input costs no download
         try:
             kind, _, count = accelerator.partition(":")
             wanted = accelerators.canonical_name(kind)
-            rows = [o for o in rows if o.accelerator == wanted and (not count or str(o.count) == count.strip())]
         except ValueError as exc:
             raise UsageError(f"--accelerator {accelerator!r}: {exc}") from None
+    failed = _refresh_prices(backend) if refresh else False
+    rows = list(known.all_priced_offers())
+    if backend:
+        _check_catalog_backend(backend, {o.backend for o in rows})
+        rows = [o for o in rows if o.backend == backend]
+    if wanted:
+        rows = [o for o in rows if o.accelerator == wanted and (not count or str(o.count) == count.strip())]
     if output == "json":
         import dataclasses
 
-        _print_json([dataclasses.asdict(o) for o in rows])
-        return
-    from launcher import display
+        _print_json([{**dataclasses.asdict(o), "estimate": o.estimate, "old": o.stale()} for o in rows])
+    else:
+        from launcher import display
 
-    display.write(display.catalog_table(rows) if rows else "no catalog rows match")
+        display.write(display.catalog_table(rows) if rows else "no catalog rows match")
+    if failed:
+        raise SystemExit(1)
+
+
+def _refresh_prices(backend: str | None) -> bool:
+    """`catalog --refresh`: progress and one line per backend on stderr; exit 1 when a price list
+    failed (its previous prices stay), after the others were refreshed and the table shown."""
+    from launcher import catalog as known
+    from launcher import prices, registry
+
+    names = [n for n in registry.names() if known.backend_offers(n)]
+    if backend:
+        _check_catalog_backend(backend, set(names))
+        names = [backend]
+    outcomes, failed = prices.refresh(names, lambda line: click.echo(line, err=True))
+    for name, what in outcomes:
+        click.echo(f"{name}: {what}", err=True)
+    return bool(failed)
 
 
 def _check_catalog_backend(name: str, in_catalog: set[str]) -> None:

@@ -156,16 +156,17 @@ def money(value: float | None, suffix: str = "") -> str:
 
 
 def plan_table(rows: list[Any], spec: Any) -> Table:
-    """`launch plan`: the rows that fit first; cost is for max_runtime when the spec has one."""
+    """`launch plan`: the rows that fit first; cost is for max_runtime when the spec has one. Each
+    price shows its as-of date ("old" past catalog.STALE_AFTER_DAYS); the footer names the answer."""
     from launcher.durations import format_seconds
     from launcher.plan import THIS_MACHINE
 
     hours = f"EST {format_seconds(spec.max_runtime)}" if spec.max_runtime else "EST (no max_runtime)"
     price = "SPOT $/H" if spec.spot else "$/H"
-    out = [("BACKEND", "INSTANCE", "GPUS", price, hours, "READY", "NOTE")]
+    out = [("BACKEND", "INSTANCE", "GPUS", price, hours, "PRICE AS OF", "READY", "NOTE")]
     for row in rows:
         if not row.fits:
-            out.append((row.backend, "-", "-", "-", "-", "no", f"cannot run: {row.reason}"))
+            out.append((row.backend, "-", "-", "-", "-", "-", "no", f"cannot run: {row.reason}"))
             continue
         instance = row.instance_type or "(your machines)"
         if row.nodes > 1 and instance != THIS_MACHINE:
@@ -176,22 +177,68 @@ def plan_table(rows: list[Any], spec: Any) -> Table:
         if row.capacity is not None:
             regions = [r for r, ok in row.capacity.items() if ok]
             notes.append("capacity now: " + (", ".join(regions) if regions else "none"))
-        out.append((row.backend, instance, str(row.gpus), money(row.hourly_usd), money(row.est_cost_usd),
-                    "yes" if row.configured else "no", "; ".join(notes)))
-    dates = sorted({row.price_as_of for row in rows if row.price_as_of})
-    wrap = len(out[0]) - 1
-    if not dates:
-        return Table(out, wrap_column=wrap)
-    span = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    return Table(out, f"prices: catalog list prices for all nodes, as of {span} (launch catalog)", wrap_column=wrap)
+        priced = row.instance_type not in (None, THIS_MACHINE) and row.price_as_of is not None
+        hourly = money(row.hourly_usd) if row.hourly_usd is not None else ("no price" if priced else "-")
+        estimate = "~" if row.price_estimate else ""
+        out.append((row.backend, instance, str(row.gpus), estimate + hourly,
+                    estimate + money(row.est_cost_usd) if row.est_cost_usd is not None else "-",
+                    _as_of(row), "yes" if row.configured else "no", "; ".join(notes)))
+    footer = [_answer(rows, spec)]
+    if any(row.fits and row.price_estimate for row in rows):
+        footer.append("~ an estimate, not the provider's list price (see the NOTE)")
+    if any(row.fits and row.price_old for row in rows):
+        footer.append("(old): the price is over 90 days old; `launch catalog --refresh` updates it")
+    footer.append("prices: list prices for all nodes (launch catalog shows each source)")
+    return Table(out, "\n".join(footer), wrap_column=len(out[0]) - 1)
+
+
+def _as_of(row: Any) -> str:
+    if not row.price_as_of:
+        return "-"
+    return row.price_as_of + (" (old)" if row.price_old else "") + (" refreshed" if row.price_refreshed else "")
+
+
+def _answer(rows: list[Any], spec: Any) -> str:
+    """The line that answers "which provider fits": the cheapest ready option, else the cheapest
+    that fits once set up, else that nothing does."""
+    from launcher.plan import cheapest_fitting, cheapest_ready
+
+    best = cheapest_ready(rows)
+
+    def total(row: Any) -> str:
+        return f", {money(row.est_cost_usd)} for {_runtime(spec)}" if row.est_cost_usd is not None else ""
+
+    if best is not None:
+        return (f"cheapest ready: {best.backend} ({best.instance_type}"
+                f"{f' x {best.nodes}' if best.nodes > 1 else ''}) at {money(best.hourly_usd)}/h{total(best)}")
+    fitting = cheapest_fitting(rows)
+    if fitting is not None:
+        why = f"needs {fitting.needs}" if fitting.needs else "not configured here; its NOTE says what to set"
+        return (f"no ready backend fits with a known price; cheapest that fits: {fitting.backend} at "
+                f"{money(fitting.hourly_usd)}/h{total(fitting)} ({why})")
+    return "no backend fits this spec with a known price"
+
+
+def _runtime(spec: Any) -> str:
+    from launcher.durations import format_seconds
+
+    return format_seconds(spec.max_runtime) if spec.max_runtime else "max_runtime"
 
 
 def catalog_table(offers: list[Any]) -> Table:
     out = [("BACKEND", "ACCELERATOR", "INSTANCE", "VCPUS", "MEM GB", "$/H", "SPOT $/H", "REGION", "AS OF")]
     for o in offers:
+        mark = "~" if o.estimate else ""
+        when = o.as_of + (" (old)" if o.stale() else "") + (" refreshed" if o.refreshed else "")
         out.append((o.backend, f"{o.accelerator}:{o.count}", o.instance_type, _number(o.vcpus),
-                    _number(o.memory_gb), money(o.ondemand_usd_hr), money(o.spot_usd_hr), o.region, o.as_of))
-    return Table(out)
+                    _number(o.memory_gb), mark + money(o.ondemand_usd_hr) if o.ondemand_usd_hr else "no price",
+                    mark + money(o.spot_usd_hr) if o.spot_usd_hr else "-", o.region, when))
+    notes = []
+    if any(o.estimate for o in offers):
+        notes.append("~ an estimate, not the provider's list price (`-o json` shows each row's note and source)")
+    if any(o.stale() for o in offers):
+        notes.append("(old): over 90 days old; `launch catalog --refresh` updates what has a public price list")
+    return Table(out, "\n".join(notes))
 
 
 def _number(value: float | None) -> str:

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from launcher import catalog, registry
-from launcher.errors import LaunchError, UsageError
+from launcher.errors import LaunchError, Problem, UsageError
+from launcher.spec import PORTABLE_FIELDS
 
 if TYPE_CHECKING:
     from launcher.backend import Backend
@@ -42,25 +43,38 @@ class PlanRow:
     config_detail: str = ""
     price_as_of: str | None = None
     capacity: dict[str, bool] | None = field(default=None)  # region -> has capacity now
+    region: str | None = None             # where the price applies ("all": every region)
+    price_source: str | None = None
+    price_note: str = ""                  # what the catalog row says of its price
+    price_estimate: bool = False          # the price is an estimate, not the provider's list price
+    price_old: bool = False               # the price is older than catalog.STALE_AFTER_DAYS
+    price_refreshed: bool = False         # from `launch catalog --refresh`, not the shipped catalog
+    needs: str | None = None              # the spec setting this backend needs first (backends.<name>.outputs)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def plan(spec: Any, backend_names: Iterable[str] | None = None, *, live: bool = True) -> list[PlanRow]:
-    """A row per backend (all installed ones by default), those that fit first, cheapest first."""
-    rows = [row_for(name, spec, live=live) for name in (backend_names or registry.names())]
+def plan(spec: Any, backend_names: Iterable[str] | None = None, *, live: bool = True, region: str | None = None,
+         max_price: float | None = None) -> list[PlanRow]:
+    """A row per backend (all installed ones by default), those that fit first, cheapest first.
+    `region`: prices there only; `max_price`: an hourly price (all nodes) above it does not fit."""
+    rows = [row_for(name, spec, live=live, region=region, max_price=max_price)
+            for name in (backend_names or registry.names())]
     return sorted(rows, key=_rank)
 
 
 def _rank(row: PlanRow) -> tuple[int, int, float, str]:
-    return (not row.fits, not row.configured, row.hourly_usd if row.hourly_usd is not None else float("inf"),
-            row.backend)
+    return (not row.fits, not row.configured or row.needs is not None,
+            row.hourly_usd if row.hourly_usd is not None else float("inf"), row.backend)
 
 
-def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
+def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = None,
+            max_price: float | None = None) -> PlanRow:
     """The plan row for one backend: fit from the catalog and the backend's capabilities,
-    readiness from the backend itself."""
+    readiness from the backend itself, the price from the catalog (the user's refreshed prices
+    over the shipped ones), as the spec runs there (`backends.<name>.outputs` applied)."""
+    spec = spec.for_backend(name)
     nodes = spec.resources.nodes
     accel = spec.resources.accelerators
     base = PlanRow(backend=name, fits=False, nodes=nodes, gpus=accel.count * nodes)
@@ -82,22 +96,59 @@ def row_for(name: str, spec: Any, *, live: bool = True) -> PlanRow:
         if not accel.is_gpu and why_not is None:
             return _cpu_row(base, backend_class, name, spec, settings)
         return dataclasses.replace(base, reason=why_not or "no instance type fits")
-    price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
-    hourly = None if price is None else price * nodes
-    hours = spec.max_runtime / 3600 if spec.max_runtime else None
-    row = dataclasses.replace(base, fits=True, instance_type=offer.instance_type, ondemand_usd_hr=offer.ondemand_usd_hr,
-                   spot_usd_hr=offer.spot_usd_hr, hourly_usd=hourly, price_as_of=offer.as_of,
-                   est_cost_usd=None if hourly is None or hours is None else round(hourly * hours, 2),
-                   reason="" if price is not None else "no price in the catalog")
-    if spec.spot and offer.spot_usd_hr is None and offer.ondemand_usd_hr is not None:
-        row = dataclasses.replace(row, reason="no spot price in the catalog; on-demand price shown")
+    priced = catalog.priced(offer, region)
+    if priced is None:
+        where = sorted({o.region for o in catalog.priced_offers(name) if o.instance_type == offer.instance_type})
+        return dataclasses.replace(base, instance_type=offer.instance_type,
+                                   reason=f"no {offer.instance_type} price for region {region} "
+                                          f"(the catalog has {', '.join(where) or 'none'}; "
+                                          f"`launch catalog --refresh -b {name}` may add more)")
+    row = _priced_row(base, priced, spec)
+    if max_price is not None and row.hourly_usd is not None and row.hourly_usd > max_price:
+        return dataclasses.replace(row, fits=False, reason=f"${row.hourly_usd:,.2f}/h is over --max-price "
+                                                           f"${max_price:,.2f}/h")
+    if max_price is not None and row.hourly_usd is None:
+        row = _note(row, "--max-price cannot check a missing price")
+    problems = _render_problems(name, spec)
+    needs = [p for p in problems if p.path in PORTABLE_FIELDS]
+    if needs:
+        field_name = needs[0].path
+        row = dataclasses.replace(_note(row, f"needs backends.{name}.{field_name}: {needs[0].message}"),
+                                  needs=f"backends.{name}.{field_name}")
     if configured:
-        refusal = _render_refusal(name, spec)
+        refusal = "; ".join(p.message for p in problems if p.path not in PORTABLE_FIELDS)
         if refusal:
             return dataclasses.replace(row, fits=False, reason=refusal)
         if live:
             row = dataclasses.replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
     return row
+
+
+def _priced_row(base: PlanRow, offer: catalog.Offer, spec: Any) -> PlanRow:
+    """The row for `offer`: the spot price for a spot spec where one is listed (else on-demand,
+    and the row says so), for all nodes, and the total for max_runtime."""
+    price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
+    hourly = None if price is None else price * base.nodes
+    hours = spec.max_runtime / 3600 if spec.max_runtime else None
+    row = dataclasses.replace(base, fits=True, instance_type=offer.instance_type, ondemand_usd_hr=offer.ondemand_usd_hr,
+                              spot_usd_hr=offer.spot_usd_hr, hourly_usd=hourly, price_as_of=offer.as_of,
+                              est_cost_usd=None if hourly is None or hours is None else round(hourly * hours, 2),
+                              region=offer.region, price_source=offer.source, price_note=offer.note,
+                              price_estimate=offer.estimate and price is not None, price_old=offer.stale(),
+                              price_refreshed=offer.refreshed)
+    if price is None:
+        wanted = "spot or on-demand" if spec.spot else "on-demand"
+        return _note(row, f"no {wanted} price in the catalog" + (f" ({offer.note})" if offer.note else ""))
+    if spec.spot and offer.spot_usd_hr is None:
+        why = "; ".join(part.strip() for part in offer.note.split(";") if "spot" in part.lower())
+        row = _note(row, "no spot price in the catalog" + (f" ({why})" if why else "") + "; on-demand price shown")
+    if row.price_estimate:
+        row = _note(row, "price is an estimate")
+    return row
+
+
+def _note(row: PlanRow, text: str) -> PlanRow:
+    return dataclasses.replace(row, reason="; ".join(filter(None, [row.reason, text])))
 
 
 def _own_machines(base: PlanRow, backend_class: type[Backend], settings: Mapping[str, Any], spec: Any, *,
@@ -137,8 +188,14 @@ def _cpu_row(base: PlanRow, backend_class: type[Backend], name: str, spec: Any, 
 
 
 def _render_refusal(name: str, spec: Any) -> str | None:
-    """What the backend itself would refuse in this spec (a missing image, a bad size): render is
-    pure, so asking it costs no network and catches what the catalog cannot know."""
+    """What the backend itself would refuse in this spec, as one line (None: nothing)."""
+    return "; ".join(p.message for p in _render_problems(name, spec)) or None
+
+
+def _render_problems(name: str, spec: Any) -> list[Problem]:
+    """What the backend itself would refuse in this spec (a missing image, a bad size, outputs in
+    another cloud's storage): render is pure, so asking it costs no network and catches what the
+    catalog cannot know."""
     from launcher import runner
     from launcher.errors import SpecError
 
@@ -146,10 +203,10 @@ def _render_refusal(name: str, spec: Any) -> str | None:
         backend, effective = runner.backend_and_spec(name, spec)
         backend.render(effective, "plan-check", None, {n: runner.MASK for n in spec.secrets})
     except SpecError as exc:
-        return "; ".join(p.message for p in exc.problems)
+        return list(exc.problems)
     except LaunchError as exc:
-        return exc.message
-    return None
+        return [Problem(spec.file, None, "", exc.message)]
+    return []
 
 
 def _readiness(backend_class: type[Backend], settings: Mapping[str, Any]) -> tuple[bool, str]:
@@ -191,7 +248,7 @@ def _live_capacity(backend_class: type[Backend], settings: Mapping[str, Any],
 
 def cheapest(rows: list[PlanRow]) -> PlanRow:
     """The cheapest configured backend that fits, by the hourly price of all nodes."""
-    usable = [r for r in rows if r.fits and r.configured and r.hourly_usd is not None]
+    usable = [r for r in rows if r.fits and r.configured and r.hourly_usd is not None and r.needs is None]
     if not usable:
         why = "; ".join(f"{r.backend}: {_why_not_chosen(r)}" for r in rows) or "no backends installed"
         raise UsageError(f"no configured backend with a known price fits this spec ({why})",
@@ -204,7 +261,21 @@ def _why_not_chosen(row: PlanRow) -> str:
         return row.reason
     if not row.configured:
         return "not configured"
+    if row.needs:
+        return f"needs {row.needs}"
     return "no price known"
+
+
+def cheapest_ready(rows: list[PlanRow]) -> PlanRow | None:
+    """The answer `launch plan` names: the cheapest row that fits, is configured and is priced."""
+    usable = [r for r in rows if r.fits and r.configured and r.hourly_usd is not None and r.needs is None]
+    return min(usable, key=_rank) if usable else None
+
+
+def cheapest_fitting(rows: list[PlanRow]) -> PlanRow | None:
+    """The cheapest priced row that fits, ready here or not (what to set up, when nothing is ready)."""
+    priced = [r for r in rows if r.fits and r.hourly_usd is not None]
+    return min(priced, key=lambda r: (r.hourly_usd, r.backend)) if priced else None
 
 
 def failover_order(text: str) -> list[str]:

@@ -68,7 +68,9 @@ def exit_code_for(state: JobState) -> int:
 def merged_settings(name: str, spec_settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """Backend `name`'s settings as written: config.toml < spec (the spec already holds --set).
     The one place the two are merged."""
-    return {**config.backend_settings(name), **(spec_settings or {})}
+    from launcher.spec import backend_settings
+
+    return {**config.backend_settings(name), **backend_settings(spec_settings)}
 
 
 _checked: dict[tuple[str, str, str], dict[str, Any]] = {}  # (backend, its settings model, what was set)
@@ -147,7 +149,7 @@ def backend_and_spec(name: str, user_spec: JobSpec) -> tuple[Backend, JobSpec]:
     effective settings (config < spec), checked."""
     settings = user_spec.backends.get(name, {})
     backend = backend_for(name, settings, origin=user_spec.file)
-    return backend, user_spec.with_backend_settings(name, merged_settings(name, settings))
+    return backend, user_spec.for_backend(name).with_backend_settings(name, merged_settings(name, settings))
 
 
 def read_secrets(names: list[str], *, masked: bool) -> dict[str, str]:

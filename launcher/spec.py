@@ -105,6 +105,15 @@ EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=str
                      Field(max_length=65536)]
 
 
+# job fields a `backends.<name>` section may set for that backend alone (JobSpec.for_backend)
+PORTABLE_FIELDS = ("outputs",)
+
+
+def backend_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A `backends.<name>` section without its PORTABLE_FIELDS: what the backend's settings model checks."""
+    return {key: value for key, value in (section or {}).items() if key not in PORTABLE_FIELDS}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -194,6 +203,18 @@ class JobSpec(_Strict):
         """The spec as stored: plain JSON. Secrets are names only, never values."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def for_backend(self, backend: str) -> JobSpec:
+        """This spec as `backend` runs it: a job field set in `backends.<backend>` (PORTABLE_FIELDS:
+        outputs) replaces the spec's own, so one spec carries an s3:// path for SageMaker and a
+        gs:// path for Vertex. The section keeps the key; settings readers drop it (backend_settings)."""
+        section = self.backends.get(backend)
+        update = {key: section[key] for key in PORTABLE_FIELDS if key in section} if isinstance(section, dict) else {}
+        if not update:
+            return self
+        copy = self.model_copy(update=update)
+        copy._source = self._source
+        return copy
+
     def with_backend_settings(self, backend: str, settings: dict[str, Any]) -> JobSpec:
         """This spec with `backends.<backend>` replaced by the effective settings."""
         copy = self.model_copy(update={"backends": {**self.backends, backend: settings}})
@@ -228,6 +249,8 @@ def _backends_schema(defs: dict[str, Any]) -> dict[str, Any]:
         section = model.model_json_schema(ref_template=f"#/$defs/{name}__{{model}}")
         for key, definition in section.pop("$defs", {}).items():
             defs[f"{name}__{key}"] = definition
+        section.setdefault("properties", {})["outputs"] = {  # PORTABLE_FIELDS: the job's, for this backend
+            "type": "string", "minLength": 1, "description": "outputs for this backend only (replaces outputs:)"}
         sections[name] = {"anyOf": [section, {"type": "null"}]}
     for name in registry.PROJECT_BACKENDS:
         sections.setdefault(name, {"type": ["object", "null"]})
@@ -422,11 +445,14 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
             continue
         key = (str(name), repr(section))  # points of one file hold the same structure: repr is a stable key
         if key not in checked:
+            checked[key] = [source.problem((*where, field), f"expected a {field} location (text), e.g. "
+                                           f"{field}: s3://bucket/path/ or gs://bucket/path/")
+                            for field in PORTABLE_FIELDS
+                            if field in section and not (isinstance(section[field], str) and section[field].strip())]
             try:
-                model.model_validate(section)
-                checked[key] = []
+                model.model_validate(backend_settings(section))
             except ValidationError as exc:
-                checked[key] = _problems(exc, source, model, where)
+                checked[key].extend(_problems(exc, source, model, where))
         problems.extend(checked[key])
     return problems
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from launcher import catalog, plan
+from launcher import catalog, plan, prices
 from launcher.accelerators import parse
 from launcher.errors import UsageError
 from launcher.spec import parse_spec
@@ -122,8 +122,11 @@ def test_plan_asks_the_backend_what_it_would_refuse(cli, write_spec, clouds):
 
 def test_cheapest_picks_the_lowest_configured_price(cli, write_spec, clouds, launch_home):
     spec = write_spec(spec_text("A100-40GB:8"))
+    shipped = catalog.find("vertex", parse("A100-40GB:8"))[0]
+    # a refreshed SageMaker price below Vertex's wins; azureml/lambda_cloud are not configured here
+    prices.write_cache("sagemaker", [prices.Price("ml.p4d.24xlarge", "us-east-1", shipped.ondemand_usd_hr - 1, None,
+                                                  "https://example.com/prices", "2026-11-30")], [])
     out = cli("run", str(spec), "--backend", "cheapest", "--dry-run", env=clouds, check_rc=0)
-    # sagemaker $25.25/h < vertex $29.39/h; azureml/lambda_cloud are not configured here
     assert "cheapest configured backend that fits: sagemaker" in out.stderr
     assert json.loads(out.stdout)["backend"] == "sagemaker"
     spot = cli("run", str(spec), "--backend", "cheapest", "--dry-run", "--set", "spot=true", env=clouds, check_rc=0)
@@ -163,7 +166,8 @@ def test_a_spec_that_fits_every_cloud_gets_a_priced_row_from_each(cli, write_spe
         assert rows[name]["instance_type"] == catalog.choose(name, parse("A100-40GB:8")).instance_type
     assert rows["azureml"]["hourly_usd"] is not None and rows["lambda_cloud"]["hourly_usd"] is not None
     ordered = list(rows)  # fitting and configured first, cheaper first among them
-    assert ordered.index("sagemaker") < ordered.index("vertex") < ordered.index("azureml")
+    configured = sorted(("sagemaker", "vertex"), key=lambda n: rows[n]["hourly_usd"])
+    assert ordered.index(configured[0]) < ordered.index(configured[1]) < ordered.index("azureml")
 
 
 def test_a_spec_that_fits_no_cloud_says_so_for_each(cli, write_spec, clouds):
@@ -227,7 +231,7 @@ def test_local_fits_only_what_this_machine_has(cli, write_spec, launch_home, gpu
     assert not local["fits"] and "this machine has no NVIDIA GPUs" in local["reason"] and "16 GPUs" in local["reason"]
     text = cli("plan", str(write_spec(spec_text("H100:8", nodes=2))), "--no-live", "-b", "local", env=none,
                check_rc=0).stdout.splitlines()[1]
-    assert text.split()[:7] == ["local", "-", "-", "-", "-", "no", "cannot"]  # not READY for what it cannot run
+    assert text.split()[:8] == ["local", "-", "-", "-", "-", "-", "no", "cannot"]  # not READY for what it cannot run
     two = gpus_here(2)
     assert not plan_json(cli, write_spec(spec_text("H100:2", nodes=2)), two)["local"]["fits"]  # 4 GPUs asked
     fits = plan_json(cli, write_spec(spec_text("H100:1", nodes=2)), two)["local"]
@@ -243,3 +247,14 @@ def test_an_empty_failover_name_is_shown_with_the_users_own_names(text, example)
         plan.failover_order(text)
     assert caught.value.message == f"--backend {text!r} has an empty name"
     assert caught.value.hint == f"write names separated by commas: {example}"
+
+
+def test_plan_names_the_cheapest_ready_backend(cli, write_spec, clouds):
+    spec = write_spec(spec_text("A100-40GB:8", nodes=2, extra=IMAGE + "max_runtime: 10h\n"))
+    rows = json.loads(cli("plan", str(spec), "-o", "json", "--no-live", env=clouds, check_rc=0).stdout)
+    ready = [r for r in rows if r["fits"] and r["configured"] and r["hourly_usd"] is not None]
+    best = min(ready, key=lambda r: r["hourly_usd"])
+    assert [r["backend"] for r in rows if r["answer"] == "cheapest ready"] == [best["backend"]]
+    text = cli("plan", str(spec), "--no-live", env=clouds, check_rc=0).stdout
+    assert (f"cheapest ready: {best['backend']} ({best['instance_type']} x 2) at ${best['hourly_usd']:,.2f}/h, "
+            f"${best['est_cost_usd']:,.2f} for 10h") in text

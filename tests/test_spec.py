@@ -66,6 +66,7 @@ def test_accelerator_str_round_trips():
 
 @pytest.mark.parametrize(("text", "fragment"), [
     ("H10:8", "did you mean 'H100'?"),
+    ("H300:8", "did you mean 'H200'?"),
     ("Z100", "unknown accelerator"),
     ("H100:0", "between 1 and 16"),
     ("H100:17", "between 1 and 16"),

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -102,6 +102,13 @@ class AzureMLBackend(Backend):
         self._client = client
 
     # -- configuration -----------------------------------------------------------
+
+    @classmethod
+    def price_list(cls, settings: Mapping[str, Any], fetch: Any, instance_types: Sequence[str],
+                   regions: Sequence[str]) -> list[Any]:
+        from backends.azureml import prices
+
+        return prices.price_list(settings, fetch, instance_types, regions)
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:

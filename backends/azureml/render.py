@@ -141,9 +141,9 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if not spec.image:
         problems.append(spec.problem("image", "Azure ML runs the job in a container image: set image:, e.g. "
                                      "mcr.microsoft.com/azureml/curated/acpt-pytorch-2.2-cuda12.1:latest"))
-    if spec.outputs:
-        problems.append(spec.problem("outputs", "the azureml backend keeps what the job writes to $LAUNCH_OUTPUT_DIR "
-                                     "(./outputs) with the job's run history; remove outputs: for Azure ML"))
+    if spec.outputs:  # a spec written for another cloud still runs here: its outputs are kept the Azure ML way
+        logs.get().warning("outputs: %s is not used on azureml: Azure ML keeps what the job writes to "
+                           "$LAUNCH_OUTPUT_DIR (./outputs) with the job's run history", spec.outputs)
     resources = _resources(settings, spec, problems)
     if problems:
         raise SpecError(problems)

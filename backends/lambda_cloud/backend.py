@@ -19,7 +19,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -81,6 +81,13 @@ class LambdaCloudBackend(Backend):
         self._client = client
         self._ssh: SSHBackend | None = None
         self._launch_sent = False  # whether this process asked Lambda for an instance (one may bill)
+
+    @classmethod
+    def price_list(cls, settings: Mapping[str, Any], fetch: Any, instance_types: Sequence[str],
+                   regions: Sequence[str]) -> list[Any]:
+        from backends.lambda_cloud import prices
+
+        return prices.price_list(settings, fetch, instance_types, regions)
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:

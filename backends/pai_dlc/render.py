@@ -63,21 +63,23 @@ def settings_model() -> type[BaseModel]:
         model_config = ConfigDict(extra="forbid")
         region: str | None = Field(None, pattern=r"^[a-z]{2}-[a-z0-9-]+$", examples=["cn-hangzhou"],
                                    description="default: ALIBABA_CLOUD_REGION_ID")
-        workspace_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", description="the PAI workspace")
-        resource_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$",
+        workspace_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", examples=["12345"],
+                                         description="the PAI workspace")
+        resource_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", examples=["quota12345"],
                                         description="a resource quota (Lingjun or general); unset: "
                                         "pay-as-you-go public resources")
         ecs_spec: str | None = Field(None, pattern=r"^ecs\.[a-z0-9.-]+$", examples=["ecs.gn7i-c8g1.2xlarge"],
                                      description="pins the instance type instead of the catalog")
         bucket: str | None = Field(None, description="OSS bucket for the job's files and code bundles")
-        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$")
-        mount_path: str = Field(DEFAULT_MOUNT, pattern=r"^/[A-Za-z0-9._/-]*/$",
+        prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$", examples=["launch", "team/launch"])
+        mount_path: str = Field(DEFAULT_MOUNT, pattern=r"^/[A-Za-z0-9._/-]*/$", examples=[DEFAULT_MOUNT],
                                 description="where every pod mounts oss://<bucket>/<prefix>/")
         data_sources: list[str] = Field(default_factory=list, description="PAI dataset ids to mount")
         priority: int | None = Field(None, ge=1, le=MAX_PRIORITY)
         endpoint: str | None = Field(None, description="DLC API host; default pai-dlc.<region>.aliyuncs.com")
         protocol: Literal["https", "http"] = "https"
         oss_endpoint: str | None = Field(None, pattern=r"^https?://",
+                                         examples=["https://oss-cn-hangzhou.aliyuncs.com"],
                                          description="OSS's S3-compatible endpoint; default "
                                          "https://oss-<region>.aliyuncs.com")
 

@@ -8,7 +8,7 @@ that talk to AWS.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -59,6 +59,13 @@ class SageMakerBackend(Backend):
             self._clients["sagemaker"] = client
 
     # -- configuration -----------------------------------------------------------
+
+    @classmethod
+    def price_list(cls, settings: Mapping[str, Any], fetch: Any, instance_types: Sequence[str],
+                   regions: Sequence[str]) -> list[Any]:
+        from backends.sagemaker import prices
+
+        return prices.price_list(settings, fetch, instance_types, regions)
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:

@@ -7,7 +7,7 @@ not idempotent, so every job carries our job-id label and a submit looks for it 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -54,6 +54,13 @@ class VertexBackend(Backend):
         self._session: Any = None
 
     # -- configuration -----------------------------------------------------------
+
+    @classmethod
+    def price_list(cls, settings: Mapping[str, Any], fetch: Any, instance_types: Sequence[str],
+                   regions: Sequence[str]) -> list[Any]:
+        from backends.vertex import prices
+
+        return prices.price_list(settings, fetch, instance_types, regions)
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:

@@ -1,0 +1,117 @@
+"""`launch plan` answering "which provider fits": the held-out style spec (2 x H100:8, spot,
+12 h) priced on every managed cloud (a golden), the cheapest option named, --max-price and
+--region, missing and estimated prices shown rather than hidden, and one spec carrying each
+cloud's own outputs (`backends.<name>.outputs`) running dry on each.
+
+The golden covers the four backends this project ships prices for, named with -b, so other
+installed backends do not change it. After an intended catalog change regenerate it with
+    UPDATE_GOLDEN=1 pytest tests/test_plan_prices.py -k golden
+and review the diff (every price should trace to a catalog row's source)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from launcher import catalog, plan
+from launcher.accelerators import parse
+from launcher.spec import parse_spec
+
+GOLDEN = Path(__file__).parent / "golden" / "plan" / "h100x8_2nodes_spot_12h.json"
+PRICED = ("sagemaker", "vertex", "azureml", "lambda_cloud")
+HELD_OUT = """name: pretrain
+image: 763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-gpu-py311
+run: torchrun train.py
+resources: {accelerators: "H100:8", nodes: 2}
+spot: true
+max_runtime: 12h
+outputs: s3://team-bucket/runs/pretrain/
+backends:
+  vertex: {outputs: "gs://team-bucket/runs/pretrain/"}
+"""
+# what the golden keeps: the answer's substance, not this machine's readiness (credentials vary)
+KEPT = ("backend", "fits", "instance_type", "nodes", "gpus", "ondemand_usd_hr", "spot_usd_hr", "hourly_usd",
+        "est_cost_usd", "region", "price_as_of", "price_estimate", "needs", "reason")
+
+
+def test_golden_h100x8_times_two_spot_for_12h_on_every_priced_backend(cli, write_spec):
+    names = [arg for name in PRICED for arg in ("-b", name)]
+    rows = json.loads(cli("plan", str(write_spec(HELD_OUT)), *names, "--no-live", "-o", "json", check_rc=0).stdout)
+    got = sorted(({key: row[key] for key in KEPT} for row in rows), key=lambda row: row["backend"])
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
+    assert got == json.loads(GOLDEN.read_text())
+    for row in got:  # every managed cloud: an instance, an hourly price and the 12 h total
+        assert row["fits"] and row["instance_type"] and row["gpus"] == 16, row
+        assert row["hourly_usd"] and row["est_cost_usd"] == pytest.approx(row["hourly_usd"] * 12, abs=0.01), row
+        assert row["needs"] is None, row  # SageMaker takes the s3:// outputs, Vertex its gs:// override
+    by_name = {row["backend"]: row for row in got}
+    assert "no spot price" in by_name["sagemaker"]["reason"]  # said, not hidden
+    assert by_name["vertex"]["price_estimate"] and "estimate" in by_name["vertex"]["reason"]
+
+
+def test_the_table_names_the_cheapest_option_and_each_prices_date(cli, write_spec):
+    spec = write_spec(HELD_OUT)
+    rows = plan.plan(parse_spec(HELD_OUT, str(spec)), list(PRICED), live=False)
+    text = cli("plan", str(spec), *[a for n in PRICED for a in ("-b", n)], "--no-live", check_rc=0).stdout
+    best = plan.cheapest_fitting(rows)
+    assert f"cheapest that fits: {best.backend} at ${best.hourly_usd:,.2f}/h, ${best.est_cost_usd:,.2f} for 12h" in text
+    assert all(row.price_as_of in text for row in rows)
+    assert "~ an estimate" in text  # Vertex's Compute Engine figures are marked
+
+
+def test_max_price_and_region_filter_without_hiding_why(write_spec):
+    spec = parse_spec(HELD_OUT, "spec.yaml")
+    rows = {r.backend: r for r in plan.plan(spec, list(PRICED), live=False)}
+    cap = sorted(r.hourly_usd for r in rows.values())[1]  # the two cheapest stay
+    capped = {r.backend: r for r in plan.plan(spec, list(PRICED), live=False, max_price=cap)}
+    assert sum(r.fits for r in capped.values()) == 2
+    assert all("over --max-price" in r.reason for r in capped.values() if not r.fits)
+    east = {r.backend: r for r in plan.plan(spec, list(PRICED), live=False, region="eastus")}
+    assert east["azureml"].fits and east["azureml"].region == "eastus"
+    assert east["lambda_cloud"].fits and east["lambda_cloud"].region == "all"  # one price everywhere
+    assert not east["sagemaker"].fits and "us-east-1" in east["sagemaker"].reason  # says where it has prices
+
+
+def test_a_missing_price_is_said_not_hidden():
+    spec = parse_spec("name: p\nrun: x\nimage: i:1\nresources: {accelerators: H200:8}\n", "spec.yaml")
+    row = plan.row_for("sagemaker", spec, live=False)
+    assert row.fits and row.instance_type == "ml.p5en.48xlarge" and row.hourly_usd is None
+    assert "no on-demand price" in row.reason and "--refresh" in row.reason
+
+
+def test_current_generations_are_in_the_catalog():
+    for backend, accel in [("sagemaker", "H200:8"), ("sagemaker", "B200:8"), ("vertex", "H200:8"),
+                           ("vertex", "B200:8"), ("azureml", "H200:8"), ("azureml", "MI300X:8"),
+                           ("lambda_cloud", "B200:8"), ("lambda_cloud", "GH200:1")]:
+        offer = catalog.lookup(backend, parse(accel))
+        assert offer.source.startswith("https://") and offer.as_of and offer.note, offer
+        assert offer.ondemand_usd_hr or offer.spot_usd_hr or "no published" in offer.note, offer
+
+
+def test_one_spec_carries_each_clouds_own_outputs(cli, write_spec):
+    """SageMaker writes to the spec's s3:// outputs, Vertex to its gs:// override; Azure ML ignores
+    the foreign one with a note instead of refusing; a plan without the override says which it needs."""
+    settings = ("  sagemaker: {role_arn: 'arn:aws:iam::123456789012:role/R', region: us-east-1}\n"
+                "  vertex: {project: my-project, region: us-central1, staging_bucket: 'gs://stage', "
+                "outputs: 'gs://team-bucket/runs/pretrain/'}\n"
+                "  azureml: {subscription_id: 11111111-2222-3333-4444-555555555555, resource_group: rg, "
+                "workspace_name: my-workspace}\n")
+    spec = write_spec(HELD_OUT.split("backends:")[0] + "backends:\n" + settings)
+    sagemaker = cli("run", str(spec), "-b", "sagemaker", "--dry-run", check_rc=0).stdout
+    assert "s3://team-bucket/runs/pretrain/" in sagemaker and "gs://team-bucket" not in sagemaker
+    vertex = cli("run", str(spec), "-b", "vertex", "--dry-run", check_rc=0).stdout
+    assert "gs://team-bucket/runs/pretrain/" in vertex and "s3://" not in vertex
+    azure = cli("run", str(spec), "-b", "azureml", "--dry-run", check_rc=0)
+    assert "s3://team-bucket/runs/pretrain/ is not used on azureml" in azure.stderr
+    without = parse_spec(HELD_OUT.split("backends:")[0], "spec.yaml")
+    row = plan.row_for("vertex", without, live=False)
+    assert row.fits and row.hourly_usd and row.needs == "backends.vertex.outputs", row
+    assert "needs backends.vertex.outputs" in row.reason
+    bad = cli("validate", str(write_spec(HELD_OUT.replace('{outputs: "gs', '{outputs: 3, x: "gs'), "bad.yaml")),
+              check_rc=2)
+    assert "backends.vertex.outputs" in bad.stderr and "Traceback" not in bad.stderr
