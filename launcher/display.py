@@ -133,6 +133,12 @@ def describe(record: Any) -> str:
     if record.exit_code is not None:
         lines.append(f"exit:     {record.exit_code}")
     lines.append(f"created:  {age(record.created_at)}")
+    if record.submitted_by or record.submitted_host:
+        lines.append(f"by:       {record.submitted_by or '?'}@{record.submitted_host or '?'}")
+    if record.ci_url:
+        lines.append(f"ci run:   {record.ci_url}")
+    if record.est_cost_usd is not None:
+        lines.append(f"estimate: {money(record.est_cost_usd)} (catalog price x nodes x max_runtime)")
     if record.started_at and record.ended_at:
         lines.append(f"ran:      {format_seconds(record.ended_at - record.started_at)}")
     if record.url:

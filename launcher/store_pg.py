@@ -17,7 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from launcher.errors import BackendUnreachable, UsageError
+from launcher.sdk import Sdk
 from launcher.store import JobStore, Rows, mask_url
+
+DRIVER = Sdk("postgres", "psycopg", ("psycopg",))
 
 # Each version's statements, applied in order under an advisory lock; `launch_schema` holds the version.
 SCHEMA_VERSION = 1
@@ -69,6 +72,9 @@ class PgStore(JobStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = mask_url(url)
+        if DRIVER.missing() is not None:
+            raise UsageError(f"the shared job store ({self.where}) needs psycopg, which is not installed",
+                             DRIVER.install_line())
         self._conn: Any = None
         self._run(self._migrate)
 
