@@ -199,6 +199,62 @@ def test_delete(store: JobStore) -> None:
     assert store.reserve(make_record("bert-2", key="k")).id == "bert-2"
 
 
+def test_a_stale_status_never_overwrites_an_ended_job(store: JobStore) -> None:
+    """A poll or provider list read before the end (another machine's, a slow one) arrives after it:
+    the job stays ended. Terminal replaces terminal; launch's own `never-created` may be contradicted."""
+    store.reserve(make_record("bert-1"))
+    store.set_status("bert-1", Status(JobState.RUNNING, "InProgress", started_at=T0 + 1))
+    store.set_status("bert-1", Status(JobState.SUCCEEDED, "Completed", exit_code=0, ended_at=T0 + 9))
+    store.set_status("bert-1", Status(JobState.RUNNING, "InProgress"))
+    store.set_status("bert-1", Status(JobState.UNKNOWN, "interrupted"))
+    got = store.get("bert-1")
+    assert (got.state, got.raw_state, got.exit_code, got.ended_at) == (JobState.SUCCEEDED, "Completed", 0, T0 + 9)
+    store.set_status("bert-1", Status(JobState.FAILED, "Failed", exit_code=1))
+    assert store.get("bert-1").state is JobState.FAILED
+    assert [s for _, s, _ in store.history("bert-1")] == [JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED,
+                                                          JobState.FAILED]
+    store.reserve(make_record("bert-2"))
+    store.set_status("bert-2", Status(JobState.FAILED, "never-created"))
+    store.set_status("bert-2", Status(JobState.RUNNING, "InProgress"))
+    assert store.get("bert-2").state is JobState.RUNNING
+    store.set_status("nope", Status(JobState.RUNNING))  # no such job: nothing happens
+    assert store.get("nope") is None and store.history("nope") == []
+
+
+def test_the_same_id_twice_returns_the_stored_job(store: JobStore) -> None:
+    """Two machines' `list --sync` adopting the same provider job: one row, no error."""
+    first = store.reserve(make_record("bert-1", created_at=T0))
+    assert store.reserve(make_record("bert-1", created_at=T0 + 5)) == first
+    assert [r.created_at for r in store.list()] == [T0]
+
+
+def test_submitter_request_estimate_round_trip_and_filters(store: JobStore) -> None:
+    from dataclasses import replace
+
+    mine = replace(make_record("a-1", created_at=T0), submitted_by="ana", submitted_host="laptop",
+                   est_cost_usd=12.5)
+    from_ci = replace(make_record("b-2", created_at=T0 + 1), submitted_by="ci", submitted_host="runner-3",
+                      ci_url="https://ci.example.com/runs/7")
+    store.reserve(mine, request={"payload": {"env": {"TOKEN": "****"}}})
+    store.reserve(from_ci)
+    assert store.get("a-1") == mine and store.get("b-2") == from_ci
+    assert store.request("a-1") == {"payload": {"env": {"TOKEN": "****"}}} and store.request("b-2") is None
+    assert [r.id for r in store.list(user="ana")] == ["a-1"]
+    assert [r.id for r in store.list(ci=True)] == ["b-2"]
+    assert store.list(user="ana", ci=True) == []
+    assert store.get("a-1").to_json()["est_cost_usd"] == 12.5
+
+
+def test_import_record_is_idempotent(store: JobStore) -> None:
+    record = make_record("old-1", key="k-1")
+    history = [(T0, JobState.PENDING, ""), (T0 + 3, JobState.SUCCEEDED, "done")]
+    assert store.import_record(record, {"p": 1}, history)
+    assert not store.import_record(record, {"p": 1}, history)
+    assert not store.import_record(make_record("other-id", key="k-1"), None, [])  # the key is taken
+    assert [r.id for r in store.list()] == ["old-1"]
+    assert store.history("old-1") == history and store.request("old-1") == {"p": 1}
+
+
 # --- resolve --------------------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -304,6 +360,52 @@ def test_sweep_point_round_trips_and_damage_reads_as_none(store: JobStore) -> No
     assert record.to_json()["params"] == {"lr": "3e-4", "batch": "32"}
     _raw(store, "UPDATE jobs SET params = '[not json' WHERE id = 'p-1'")
     assert store.get("p-1").params is None and store.get("p-1").label == ""
+
+
+# --- schema versions (SQLite) --------------------------------------------------------------------------------
+
+_V1_COLUMNS = ("id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL, handle TEXT, spec TEXT NOT NULL, "
+               "state TEXT NOT NULL, raw_state TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '', "
+               "exit_code INTEGER, url TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, "
+               "ended_at REAL, idempotency_key TEXT UNIQUE")
+_ADDED = {2: ", group_id TEXT", 3: ", params TEXT", 4: ", finished_at REAL"}
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_every_earlier_schema_upgrades_to_the_current_one(tmp_path: Path, version: int) -> None:
+    """A history written by any earlier launch opens, keeps every job, and gains the new columns
+    (empty) and a state history seeded with each job's last state."""
+    from launcher.store import SCHEMA_VERSION
+
+    home = tmp_path / "home"
+    home.mkdir()
+    columns = _V1_COLUMNS + "".join(_ADDED[v] for v in range(2, version + 1))
+    with sqlite3.connect(home / "jobs.db") as db:
+        db.execute(f"CREATE TABLE jobs ({columns})")
+        db.execute("INSERT INTO jobs (id, name, backend, handle, spec, state, raw_state, created_at, updated_at, "
+                   "idempotency_key) VALUES ('old-1', 'old', 'local', ?, '{\"name\": \"old\"}', 'SUCCEEDED', "
+                   "'done', 1.0, 2.0, 'k-1'), ('old-2', 'old', 'local', NULL, '{}', 'RUNNING', '', 3.0, 4.0, NULL)",
+                   (json.dumps(Handle("local", "old-1", {"pid": 1}).to_json()),))
+        db.execute(f"PRAGMA user_version = {version}")
+    store = Store.open(home)
+    try:
+        done, running = store.get("old-1"), store.get("old-2")
+        assert (done.state, done.raw_state, done.handle, done.spec, done.idempotency_key) == (
+            JobState.SUCCEEDED, "done", Handle("local", "old-1", {"pid": 1}), {"name": "old"}, "k-1")
+        # ended before `finish` existed (v4): finished then; a v4 row says itself whether it was
+        assert (done.finished_at, running.finished_at) == (2.0 if version < 4 else None, None)
+        assert (done.submitted_by, done.submitted_host, done.ci_url, done.est_cost_usd) == (None, None, None, None)
+        assert store.history("old-1") == [(2.0, JobState.SUCCEEDED, "done")]
+        assert store.history("old-2") == [(4.0, JobState.RUNNING, "")]
+        assert store.by_key("k-1") == done and store.reserve(make_record("new-3", key="k-1")) == done
+        store.set_status("old-2", Status(JobState.FAILED, "lost"))
+        assert [s for _, s, _ in store.history("old-2")] == [JobState.RUNNING, JobState.FAILED]
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        store.close()
+    Store.open(home).close()  # opening the upgraded file again changes nothing
+    with sqlite3.connect(home / "jobs.db") as db:
+        assert db.execute("SELECT count(*) FROM job_states WHERE job_id = 'old-1'").fetchone()[0] == 1
 
 
 # --- list -----------------------------------------------------------------------------------------------------
