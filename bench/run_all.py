@@ -33,6 +33,7 @@ import local_logs
 import peers
 import report
 import sagemaker_submit
+import shared_store
 import ssh_logs
 import sweep_submit
 import vertex_submit
@@ -94,6 +95,7 @@ BENCHMARKS: dict[str, Callable[[bool, dict[str, peers.Peer]], Section]] = {
     "bundling": lambda quick, _: bundling.measure(quick),
     "local_logs": lambda quick, _: local_logs.measure(quick),
     "ssh_logs": lambda quick, _: ssh_logs.measure(quick),
+    "shared_store": lambda quick, _: shared_store.measure(quick),
 }
 
 
