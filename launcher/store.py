@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +104,16 @@ class JobRecord:
     submitted_host: str | None = None  # the machine it was submitted from: where local-only artifacts live
     ci_url: str | None = None  # the CI run that submitted it (`list --ci`)
     est_cost_usd: float | None = None  # catalog price x nodes x max_runtime at submit time (an upper bound)
+    # read from a store other machines share (not stored): only there can a job be another machine's local job
+    shared: bool = field(default=False, compare=False, repr=False)
 
     @property
     def local_elsewhere(self) -> bool:
         """A job whose status and logs are files on the machine that submitted it (the local backend),
-        seen from another machine through a shared store: neither can be read from here."""
-        return self.handle is not None and self.handle.fast_status and self.submitted_host is not None \
-            and self.submitted_host != this_host()
+        seen from another machine through a shared store: neither can be read from here. A machine's
+        own SQLite history never says so, even after its hostname changed."""
+        return self.shared and self.handle is not None and self.handle.fast_status \
+            and self.submitted_host is not None and self.submitted_host != this_host()
 
     @property
     def label(self) -> str:
@@ -158,9 +161,10 @@ def point_label(params: dict[str, str]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items())
 
 
-def _row_to_record(row: Any) -> JobRecord:
+def _row_to_record(row: Any, shared: bool = False) -> JobRecord:
     """One damaged row must not hide every other job: unreadable parts read as absent."""
     values = dict(zip(_COLUMNS, row, strict=True))
+    values["shared"] = shared
     try:
         values["handle"] = Handle.from_json(json.loads(values["handle"])) if values["handle"] else None
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -198,6 +202,7 @@ class JobStore:
     retried whole on contention) and `close`."""
 
     _FOR_UPDATE = ""  # PostgreSQL locks the row a read-then-write reads; SQLite's BEGIN IMMEDIATE already has
+    SHARED = False  # other machines write to it too (see JobRecord.local_elsewhere)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -209,7 +214,8 @@ class JobStore:
         raise NotImplementedError
 
     def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[JobRecord]:
-        return [_row_to_record(r) for r in self._rows(f"{_SELECT} {sql}", params)]
+        shared = self.SHARED
+        return [_row_to_record(r, shared) for r in self._rows(f"{_SELECT} {sql}", params)]
 
     def reserve(self, record: JobRecord, request: dict[str, Any] | None = None) -> JobRecord:
         """Insert a job before it is submitted; with an idempotency key already used,
@@ -224,11 +230,11 @@ class JobStore:
             if execute(insert, values):
                 execute("INSERT INTO job_states VALUES (?, ?, ?, ?)",
                         (record.id, record.created_at, record.state.value, record.raw_state))
-                return record
+                return replace(record, shared=self.SHARED)
             found = execute(f"{_SELECT} WHERE idempotency_key = ?", (record.idempotency_key,)) \
                 if record.idempotency_key else []
             found = found or execute(f"{_SELECT} WHERE id = ?", (record.id,))
-            return _row_to_record(found[0]) if found else None  # None: the other row was deleted meanwhile
+            return _row_to_record(found[0], self.SHARED) if found else None  # None: deleted meanwhile
 
         for _ in range(_RETRIES):
             reserved = self._transact(body)

@@ -68,6 +68,7 @@ class PgStore(JobStore):
     connection: each is safe to repeat (a reserve that did land returns its own row)."""
 
     _FOR_UPDATE = " FOR UPDATE"
+    SHARED = True
 
     def __init__(self, url: str) -> None:
         self.url = url

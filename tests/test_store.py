@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -243,6 +244,20 @@ def test_submitter_request_estimate_round_trip_and_filters(store: JobStore) -> N
     assert [r.id for r in store.list(ci=True)] == ["b-2"]
     assert store.list(user="ana", ci=True) == []
     assert store.get("a-1").to_json()["est_cost_usd"] == 12.5
+
+
+def test_only_a_shared_store_holds_other_machines_local_jobs(store: JobStore) -> None:
+    """A local-backend job submitted on another host is only readable there; in this machine's own
+    SQLite history every job is this machine's, even after its hostname changed."""
+    from dataclasses import replace
+
+    handle = Handle("local", "l-1", {"job_dir": "/x"}, fast_status=True)
+    store.reserve(replace(make_record("l-1", handle=handle), submitted_host="ci-runner-7"))
+    store.reserve(replace(make_record("l-2", handle=handle), submitted_host=socket.gethostname()))
+    elsewhere, here = store.get("l-1"), store.get("l-2")
+    assert elsewhere.local_elsewhere is store.SHARED is (not isinstance(store, Store))
+    assert elsewhere.needs_refresh(all_backends=True) is not store.SHARED
+    assert not here.local_elsewhere and here.needs_refresh(all_backends=False)
 
 
 def test_import_record_is_idempotent(store: JobStore) -> None:
