@@ -107,16 +107,20 @@ def age(timestamp: float | None, now: float | None = None) -> str:
 
 
 def job_table(records: list[Any]) -> Table | str:
-    """`launch list`; a POINT column (the sweep's values) only when some listed job has one."""
+    """`launch list`; a POINT column (the sweep's values) only when some listed job has one, and a BY
+    column (who submitted it, from where) when the history is a team's shared store."""
     if not records:
         return "no jobs yet; try: launch run job_specs/quickstart.yaml --follow"
     now = time.time()
     points = any(r.params for r in records)
-    rows = [("JOB", *(("POINT",) if points else ()), "BACKEND", "STATE", "CREATED", "MESSAGE")]
+    by = any(r.shared for r in records)
+    rows = [("JOB", *(("POINT",) if points else ()), "BACKEND", "STATE", "CREATED", *(("BY",) if by else ()),
+             "MESSAGE")]
     for r in records:
         message = (r.message or "").splitlines()[0][:60] if r.message else ""
+        who = f"{r.submitted_by or '?'}@{r.submitted_host or '?'}" + (" (ci)" if r.ci_url else "")
         rows.append((r.id, *((r.label or "-",) if points else ()), r.backend, r.state.value,
-                     age(r.created_at, now), message))
+                     age(r.created_at, now), *((who,) if by else ()), message))
     return Table(rows, state_column=3 if points else 2, wrap_column=len(rows[0]) - 1)
 
 

@@ -96,6 +96,9 @@ def test_a_run_records_who_where_what_and_its_history(launch: Any, write_spec: A
     assert listed("--mine") == [by_hand["id"], from_ci["id"]]
     assert listed("--user", "someone-else") == []
     assert launch("list", "--mine", "--user", "x", check_rc=2).stderr.startswith("error: give --mine")
+    table = launch("list", check_rc=0).stdout.splitlines()
+    assert table[0].split() == ["JOB", "BACKEND", "STATE", "CREATED", "BY", "MESSAGE"]
+    assert f"{getpass.getuser()}@{socket.gethostname()} (ci)" in table[2] and "(ci)" not in table[1]
 
 
 def test_a_local_job_seen_from_another_machine_says_where_it_lives(launch: Any, write_spec: Any,
