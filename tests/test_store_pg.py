@@ -255,3 +255,14 @@ def test_schema_is_versioned_and_a_newer_one_is_refused(shared: PgStore, pg_url:
     with pytest.raises(UsageError) as refused:
         PgStore(pg_url)
     assert "schema version 2" in refused.value.message and "upgrade launch" in refused.value.hint
+
+
+def test_without_psycopg_a_store_url_is_the_install_line(launch_home: Path) -> None:
+    """A plain install (no `postgres` extra) told to use a shared store: exit 2 naming the extra."""
+    boot = ("import sys; sys.modules.update(dict.fromkeys(['psycopg', 'psycopg_binary'])); "
+            "sys.argv = ['launch', 'list']; from launcher.cli import run_main; run_main()")
+    env = {**os.environ, "LAUNCH_HOME": str(launch_home), "LAUNCH_STORE_URL": "postgresql://ana:pw-123@127.0.0.1:9/x"}
+    result = subprocess.run([sys.executable, "-c", boot], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "needs psycopg" in result.stderr and "[postgres]" in result.stderr and "pw-123" not in result.stderr
