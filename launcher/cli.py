@@ -870,7 +870,7 @@ def _global_flag(ctx: click.Context, param: click.Parameter, value: bool) -> Non
     logs.set_verbose(True)
 
 
-for _command in main.commands.values():  # every subcommand takes the group's flags after its name too
+for _command in [*main.commands.values(), *store_group.commands.values()]:  # the flags after a name too
     _command.params.extend([
         click.Option(["--debug"], is_flag=True, expose_value=False, callback=_global_flag,
                      help="Show tracebacks for errors (also before the command)."),
