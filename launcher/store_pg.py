@@ -57,7 +57,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX job_states_job ON job_states (job_id)"),
 }
 _LOCK_ID = 0x6C61756E6368  # "launch": one migrator at a time, however many machines start at once
-_ATTEMPTS = 4  # a dropped connection is reopened and the transaction rerun; then exit 4
+# how long a dropped connection is reopened and the transaction rerun before exit 4: a restart or a
+# failover rides through; LAUNCH_STORE_RETRY_S shortens it (tests) or lengthens it (a slow failover)
+RETRY_S = 5.0
+# refusals no retry changes (libpq gives them no SQLSTATE, only words): said at once
+_FINAL = ("authentication failed", "does not exist", "no pg_hba.conf entry", "SSL")
 _HINT = ("check that the database is up and reachable from here; `store_url` in config.toml or "
          "LAUNCH_STORE_URL names it (unset it to use this machine's SQLite history)")
 
@@ -99,19 +103,23 @@ class PgStore(JobStore):
     def _run(self, action: Callable[[Any], Any]) -> Any:
         """`action(connection)`, with the connection reopened and the action rerun when it drops or a
         transaction meets a serialization failure or deadlock; then a clear exit 4."""
+        import os
+
         import psycopg
 
-        for attempt in range(_ATTEMPTS):
+        deadline = time.monotonic() + float(os.environ.get("LAUNCH_STORE_RETRY_S", RETRY_S))
+        delay = 0.05
+        while True:
             try:
                 return action(self._connection())
             except psycopg.OperationalError as exc:
                 if self._conn is not None and (self._conn.closed or self._conn.broken):
                     self._conn = None  # reopened on the next attempt (its transaction was rolled back)
-                if attempt == _ATTEMPTS - 1:
+                if time.monotonic() + delay > deadline or any(words in str(exc) for words in _FINAL):
                     raise BackendUnreachable(f"the shared job store at {self.where} cannot be reached: "
                                              f"{self._clean(exc)}", _HINT) from None
-                time.sleep(0.1 * 3 ** attempt)
-        raise AssertionError("unreachable")
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def _clean(self, exc: Exception) -> str:
         """The driver's message on one line, with the URL's password removed should it appear."""

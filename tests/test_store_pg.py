@@ -128,7 +128,7 @@ def test_credentials_from_url_pgpassword_or_pgpass_and_never_shown(cli: Any, pg_
     cli("list", env={"LAUNCH_STORE_URL": no_password, "PGPASSFILE": str(pgpass)}, check_rc=0)
 
     wrong = pg_url.replace("s3cret", "wr0ng")
-    refused = cli("list", env={"LAUNCH_STORE_URL": wrong}, check_rc=4)
+    refused = cli("list", env={"LAUNCH_STORE_URL": wrong}, check_rc=4)  # at once: no retry helps
     assert "wr0ng" not in refused.stderr and "***" in refused.stderr and "password authentication" in refused.stderr
     # from config.toml too; a URL that is no PostgreSQL one is a usage error, its password masked
     launch_home.mkdir(parents=True, exist_ok=True)
@@ -208,7 +208,7 @@ def test_database_down_mid_run_exits_4_writes_nothing_and_recovers(launch: Any, 
     pg_server.stop()
     try:
         for args in (("list",), ("status", done), ("run", str(spec), "--wait")):
-            result = launch(*args, check_rc=4)
+            result = launch(*args, env={"LAUNCH_STORE_RETRY_S": "0.3"}, check_rc=4)
             assert "the shared job store at postgresql://launch:***@127.0.0.1" in result.stderr, result.stderr
             assert "Traceback" not in result.stderr and PASSWORD not in result.stderr
     finally:
