@@ -74,6 +74,7 @@ _COLUMNS = ("id", "name", "backend", "handle", "spec", "state", "raw_state", "me
             "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key", "group_id", "params",
             "finished_at", "submitted_by", "submitted_host", "ci_url", "est_cost_usd")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
+INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}, request) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})"
 # a stored job in one of these states keeps it against a later non-terminal status (a stale list or poll);
 # `never-created` is launch's own verdict on an unconfirmed submit, which the provider may still contradict
 _TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -213,6 +214,10 @@ class JobStore:
     def _transact(self, body: Callable[[Execute], Any]) -> Any:
         raise NotImplementedError
 
+    def _insert_new(self, execute: Execute, values: tuple[Any, ...]) -> bool:
+        """`INSERT_JOB` unless the job's id or idempotency key is taken; whether it inserted."""
+        raise NotImplementedError
+
     def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[JobRecord]:
         shared = self.SHARED
         return [_row_to_record(r, shared) for r in self._rows(f"{_SELECT} {sql}", params)]
@@ -223,11 +228,9 @@ class JobStore:
         stored (another machine's sync recorded the same provider job) returns that row.
         `request` is what is sent, secrets masked, kept for `status -o json`."""
         values = (*_encoded(record), json.dumps(request, sort_keys=True, default=str) if request else None)
-        insert = (f"INSERT INTO jobs ({', '.join(_COLUMNS)}, request) VALUES ({', '.join('?' * len(values))}) "
-                  "ON CONFLICT DO NOTHING RETURNING id")
 
         def body(execute: Execute) -> JobRecord | None:
-            if execute(insert, values):
+            if self._insert_new(execute, values):
                 execute("INSERT INTO job_states VALUES (?, ?, ?, ?)",
                         (record.id, record.created_at, record.state.value, record.raw_state))
                 return replace(record, shared=self.SHARED)
@@ -315,11 +318,9 @@ class JobStore:
         """Copy a job from another store as it is; False when this store has it already (by id, or its
         idempotency key under another id). Safe to repeat: what `launch store migrate` resumes with."""
         values = (*_encoded(record), json.dumps(request, sort_keys=True) if request else None)
-        insert = (f"INSERT INTO jobs ({', '.join(_COLUMNS)}, request) VALUES ({', '.join('?' * len(values))}) "
-                  "ON CONFLICT DO NOTHING RETURNING id")
 
         def body(execute: Execute) -> bool:
-            if not execute(insert, values):
+            if not self._insert_new(execute, values):
                 return False
             for at, state, raw in history or [(record.created_at, record.state, record.raw_state)]:
                 execute("INSERT INTO job_states VALUES (?, ?, ?, ?)", (record.id, at, state.value, raw))
@@ -458,6 +459,11 @@ class Store(JobStore):
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> Rows:
         return _retry(lambda: self._db.execute(sql, params).fetchall())  # type: ignore[no-any-return]
+
+    def _insert_new(self, execute: Execute, values: tuple[Any, ...]) -> bool:
+        # OR IGNORE and changes(), not ON CONFLICT ... RETURNING: the SQLite of older distributions lacks those
+        execute(INSERT_JOB.replace("INSERT", "INSERT OR IGNORE", 1), values)
+        return bool(execute("SELECT changes()", ())[0][0])
 
     def _transact(self, body: Callable[[Execute], Any]) -> Any:
         def run() -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 from launcher.errors import BackendUnreachable, UsageError
 from launcher.sdk import Sdk
-from launcher.store import JobStore, Rows, mask_url
+from launcher.store import INSERT_JOB, Execute, JobStore, Rows, mask_url
 
 DRIVER = Sdk("postgres", "psycopg", ("psycopg",))
 
@@ -135,7 +135,11 @@ class PgStore(JobStore):
         statement = sql.replace("?", "%s")
         return self._run(lambda conn: conn.execute(statement, params).fetchall())  # type: ignore[no-any-return]
 
-    def _transact(self, body: Callable[[Callable[[str, tuple[Any, ...]], Rows]], Any]) -> Any:
+    def _insert_new(self, execute: Execute, values: tuple[Any, ...]) -> bool:
+        # no conflict target: the id and the idempotency key both count, whichever another writer took first
+        return bool(execute(INSERT_JOB + " ON CONFLICT DO NOTHING RETURNING id", values))
+
+    def _transact(self, body: Callable[[Execute], Any]) -> Any:
         def run(conn: Any) -> Any:
             with conn.transaction():
                 def execute(sql: str, params: tuple[Any, ...]) -> Rows:
