@@ -35,6 +35,7 @@ import pai_dlc_submit
 import peers
 import report
 import sagemaker_submit
+import shared_store
 import slurm_submit
 import ssh_logs
 import sweep_submit
@@ -100,6 +101,7 @@ BENCHMARKS: dict[str, Callable[[bool, dict[str, peers.Peer]], Section]] = {
     "local_logs": lambda quick, _: local_logs.measure(quick),
     "ssh_logs": lambda quick, _: ssh_logs.measure(quick),
     "slurm": lambda quick, _: slurm_submit.measure(quick),
+    "shared_store": lambda quick, _: shared_store.measure(quick),
 }
 
 

@@ -38,6 +38,33 @@ def default_idempotency_key(env: Mapping[str, str], *, spec_file: str, overrides
     return None
 
 
+def run_url(env: Mapping[str, str]) -> str | None:
+    """The page of the CI run submitting now (recorded with its jobs: `launch list --ci`), or None
+    outside CI."""
+    if env.get("GITHUB_ACTIONS") == "true" and env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        attempt = env.get("GITHUB_RUN_ATTEMPT", "1")
+        return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}/attempts/{attempt}"
+    if env.get("GITLAB_CI") == "true" and env.get("CI_JOB_URL"):
+        return env["CI_JOB_URL"]
+    return None
+
+
+def submitter(env: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """Who submits (user, host, CI run URL): what a shared history tells people apart by."""
+    import getpass
+
+    from launcher.store import this_host
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # a container user without a passwd entry
+        import os
+
+        user = f"uid-{os.getuid()}"
+    return user, this_host(), run_url(env)
+
+
 def _escape_data(text: str) -> str:
     """GitHub workflow-command escaping: a newline in a message must not end the command."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")

@@ -91,9 +91,10 @@ _output = click.option("-o", "--output", type=click.Choice(["text", "json"]), de
 
 
 def _store() -> Any:
-    from launcher.store import Store
+    """The configured job store: this machine's SQLite file, or the team's PostgreSQL (`store_url`)."""
+    from launcher.store import open_store
 
-    return Store.open()
+    return open_store()
 
 
 def _print_json(value: Any) -> None:
@@ -117,13 +118,16 @@ def _complete_from_store(kind: str) -> Any:
         from click.shell_completion import CompletionItem
 
         from launcher import config
-        from launcher.store import Store
+        from launcher.store import Store, configured_url, open_store
 
         try:
             path = config.home() / "jobs.db"
-            if not path.is_file():
+            if configured_url():
+                store = open_store()
+            elif not path.is_file():
                 return []
-            store = Store(path)
+            else:
+                store = Store(path)
             try:
                 found = store.job_ids(incomplete) if kind == "job" else store.group_ids(incomplete)
             finally:
@@ -318,7 +322,7 @@ def _run_sweep(loaded: _SpecOnce, backends: list[str], sweeps: tuple[str, ...], 
     import threading
 
     from launcher import runner, sweep
-    from launcher.store import Store
+    from launcher.store import JobStore, open_store
 
     points = sweep.grid(sweep.parse_axes(sweeps))
     specs = sweep.point_specs(loaded.file(), points)
@@ -333,9 +337,9 @@ def _run_sweep(loaded: _SpecOnce, backends: list[str], sweeps: tuple[str, ...], 
     group = runner.new_job_id(f"{specs[0].name}-sweep")
     local = threading.local()
 
-    def store() -> Store:  # one connection per thread: a connection's transactions are not thread-safe
+    def store() -> JobStore:  # one connection per thread: a connection's transactions are not thread-safe
         if not hasattr(local, "store"):
-            local.store = Store.open()
+            local.store = open_store()
         return local.store
 
     def submit_one(params: dict[str, str]) -> Any:
@@ -504,8 +508,10 @@ def status(job: str | None, output: str) -> None:
 
     store = _store()
     record = runner.refresh(store, _job(store, job))
-    if output == "json":
-        _print_json(record.to_json())
+    if output == "json":  # with what was sent (secrets masked) and every state it was stored in
+        _print_json({**record.to_json(), "request": store.request(record.id),
+                     "history": [{"at": at, "state": state.value, "raw_state": raw}
+                                 for at, state, raw in store.history(record.id)]})
         return
     from launcher import display
 
@@ -598,17 +604,26 @@ def wait(job: str | None, timeout: float | None, output: str) -> None:
 @click.option("--all", "show_all", is_flag=True, help="No limit.")
 @click.option("--refresh", is_flag=True, help="Ask every backend for the state of unfinished jobs.")
 @click.option("--sync", is_flag=True, help="First ask the backends what they run and reconcile the history.")
+@click.option("--mine", is_flag=True, help="Only jobs this user submitted (from any machine, in a shared store).")
+@click.option("--user", default=None, metavar="USER", help="Only jobs USER submitted.")
+@click.option("--ci", is_flag=True, help="Only jobs a CI run submitted.")
 @_group_option
 @_output
 def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bool, refresh: bool, sync: bool,
-          group: str | None, output: str) -> None:
-    """List jobs from the local history, newest first.
+          mine: bool, user: str | None, ci: bool, group: str | None, output: str) -> None:
+    """List jobs from the history (this machine's, or the team's shared store), newest first.
 
     Unfinished local jobs are refreshed on the spot; jobs on cloud backends show
     their last known state unless --refresh (one provider call per unfinished job).
     """
     from launcher.backend import JobState
 
+    if mine and user:
+        raise UsageError("give --mine or --user USER, not both")
+    if mine:
+        from launcher import ci_env
+
+        user = ci_env.submitter({})[0]
     store = _store()
     if sync:
         from launcher import runner
@@ -618,7 +633,8 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
     wanted = tuple(JobState(s.upper()) for s in states)
     if group is not None:
         group = store.resolve_group(group)
-    records = store.list(backend=backend, group=group, limit=None if show_all or wanted or group else limit)
+    records = store.list(backend=backend, group=group, user=user, ci=ci,
+                         limit=None if show_all or wanted or group else limit)
     if any(r.needs_refresh(all_backends=refresh) for r in records):
         from launcher import runner  # only when some job needs it: `list` stays fast
 
@@ -630,8 +646,47 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
         return
     from launcher import display
 
-    filtered = bool(backend or wanted or group)
+    filtered = bool(backend or wanted or group or user or ci)
     display.write(display.job_table(records) if records or not filtered else "no jobs match")
+
+
+@main.group(name="store")
+def store_group() -> None:
+    """The job history's store: this machine's SQLite file, or a shared PostgreSQL (`store_url`)."""
+
+
+@store_group.command()
+@click.option("--from", "source", type=click.Path(dir_okay=False), default=None,
+              help="The SQLite history to copy (default: this machine's, $LAUNCH_HOME/jobs.db).")
+def migrate(source: str | None) -> None:
+    """Copy a SQLite job history into the shared store that `store_url` names.
+
+    Safe to repeat and to interrupt: each job is copied in its own transaction, and one the
+    shared store has already (by id or idempotency key) is left as it is.
+    """
+    from pathlib import Path
+
+    from launcher import config
+    from launcher.store import Store, configured_url, open_store
+
+    if configured_url() is None:
+        raise UsageError("no shared store to migrate to: `store_url` is not set",
+                         "set store_url = \"postgresql://...\" in config.toml (or LAUNCH_STORE_URL), then rerun")
+    path = Path(source) if source else config.home() / "jobs.db"
+    if not path.is_file():
+        raise UsageError(f"{path}: no SQLite job history there", "give its path with --from")
+    local, shared = Store(path), open_store()
+    copied = present = 0
+    try:
+        for record in reversed(local.list()):  # oldest first: an interrupted copy resumes where it stopped
+            if shared.import_record(record, local.request(record.id), local.history(record.id)):
+                copied += 1
+            else:
+                present += 1
+    finally:
+        local.close()
+        shared.close()
+    click.echo(f"copied {copied} job(s) from {path}; {present} were there already")
 
 
 def _configured_backends() -> list[str]:
@@ -851,7 +906,7 @@ def _global_flag(ctx: click.Context, param: click.Parameter, value: bool) -> Non
     logs.set_verbose(True)
 
 
-for _command in main.commands.values():  # every subcommand takes the group's flags after its name too
+for _command in [*main.commands.values(), *store_group.commands.values()]:  # the flags after a name too
     _command.params.extend([
         click.Option(["--debug"], is_flag=True, expose_value=False, callback=_global_flag,
                      help="Show tracebacks for errors (also before the command)."),

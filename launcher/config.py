@@ -45,7 +45,7 @@ def config_path() -> Path:
 
 
 # Every top-level key config.toml may hold; a key not here is a typo, refused with "did you mean".
-TOP_LEVEL_KEYS = ("backends", "bundles", "default_backend")
+TOP_LEVEL_KEYS = ("backends", "bundles", "default_backend", "store_url")
 _KEY = r"(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
 _DOTTED_KEY = rf"{_KEY}(?:\s*\.\s*{_KEY})*"
 

@@ -107,16 +107,20 @@ def age(timestamp: float | None, now: float | None = None) -> str:
 
 
 def job_table(records: list[Any]) -> Table | str:
-    """`launch list`; a POINT column (the sweep's values) only when some listed job has one."""
+    """`launch list`; a POINT column (the sweep's values) only when some listed job has one, and a BY
+    column (who submitted it, from where) when the history is a team's shared store."""
     if not records:
         return "no jobs yet; try: launch run job_specs/quickstart.yaml --follow"
     now = time.time()
     points = any(r.params for r in records)
-    rows = [("JOB", *(("POINT",) if points else ()), "BACKEND", "STATE", "CREATED", "MESSAGE")]
+    by = any(r.shared for r in records)
+    rows = [("JOB", *(("POINT",) if points else ()), "BACKEND", "STATE", "CREATED", *(("BY",) if by else ()),
+             "MESSAGE")]
     for r in records:
         message = (r.message or "").splitlines()[0][:60] if r.message else ""
+        who = f"{r.submitted_by or '?'}@{r.submitted_host or '?'}" + (" (ci)" if r.ci_url else "")
         rows.append((r.id, *((r.label or "-",) if points else ()), r.backend, r.state.value,
-                     age(r.created_at, now), message))
+                     age(r.created_at, now), *((who,) if by else ()), message))
     return Table(rows, state_column=3 if points else 2, wrap_column=len(rows[0]) - 1)
 
 
@@ -133,6 +137,12 @@ def describe(record: Any) -> str:
     if record.exit_code is not None:
         lines.append(f"exit:     {record.exit_code}")
     lines.append(f"created:  {age(record.created_at)}")
+    if record.submitted_by or record.submitted_host:
+        lines.append(f"by:       {record.submitted_by or '?'}@{record.submitted_host or '?'}")
+    if record.ci_url:
+        lines.append(f"ci run:   {record.ci_url}")
+    if record.est_cost_usd is not None:
+        lines.append(f"estimate: {money(record.est_cost_usd)} (catalog price x nodes x max_runtime)")
     if record.started_at and record.ended_at:
         lines.append(f"ran:      {format_seconds(record.ended_at - record.started_at)}")
     if record.url:

@@ -209,6 +209,20 @@ def _render_problems(name: str, spec: Any) -> list[Problem]:
     return []
 
 
+def submit_estimate(name: str, spec: Any) -> float | None:
+    """What a submit may cost at catalog prices (nodes x hourly x max_runtime): recorded with the job.
+    No readiness check and no live call, so it adds nothing a submit could fail or wait on."""
+    if not spec.max_runtime or not catalog.backend_offers(name):
+        return None
+    from launcher.runner import merged_settings
+
+    offer, _ = _offer(name, spec, merged_settings(name, spec.backends.get(name)))
+    if offer is None:
+        return None
+    price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
+    return None if price is None else round(price * spec.resources.nodes * spec.max_runtime / 3600, 2)
+
+
 def _readiness(backend_class: type[Backend], settings: Mapping[str, Any]) -> tuple[bool, str]:
     try:
         ready = backend_class.readiness(settings)

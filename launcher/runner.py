@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher import config, logs, registry
+from launcher import ci_env, config, logs, registry
 from launcher.backend import (
     Handle,
     JobState,
@@ -45,7 +45,7 @@ from launcher.errors import (
     UsageError,
 )
 from launcher.retry import policy_for
-from launcher.store import JobRecord, Store
+from launcher.store import JobRecord, JobStore
 
 if TYPE_CHECKING:  # pydantic is imported only by commands that read a spec
     from launcher.backend import Backend
@@ -167,6 +167,12 @@ def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
             idempotency_key: str | None = None) -> tuple[JobSpec, Backend, Request, str]:
     """Everything up to the request, with no side effect but the bundle cache. `user_spec` is the
     loaded spec (a sweep point's, `${name}` filled in), as the CLI read it once."""
+    return _prepare(user_spec, backend_name, dry_run=dry_run, idempotency_key=idempotency_key)[:4]
+
+
+def _prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
+             idempotency_key: str | None = None) -> tuple[JobSpec, Backend, Request, str, dict[str, Any]]:
+    """`prepare`, plus the request as a dry run shows it (secrets masked): what the store keeps."""
     backend_class = registry.backend_class(backend_name)
     backend, spec = backend_and_spec(backend_name, user_spec)
     problems = _capability_problems(backend_class, user_spec)
@@ -190,11 +196,14 @@ def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
     try:
         request = backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=dry_run),
                                  idempotency_key=idempotency_key)
+        shown = request if dry_run or not spec.secrets else \
+            backend.render(spec, job_id, bundle, read_secrets(spec.secrets, masked=True),
+                           idempotency_key=idempotency_key)
     except SpecError as exc:  # with what the capability check found: every problem in one round
         raise SpecError([*problems, *exc.problems]) from None
     if problems:
         raise SpecError(problems)
-    return user_spec, backend, request, job_id
+    return user_spec, backend, request, job_id, shown.to_display()
 
 
 def _capability_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
@@ -213,19 +222,21 @@ def _same_request(record: JobRecord, spec: Any, backend_name: str) -> bool:
     return record.backend == backend_name and (not record.spec or record.spec == spec.to_record())
 
 
-def submit(store: Store, user_spec: JobSpec, backend_name: str, idempotency_key: str | None = None, *,
+def submit(store: JobStore, user_spec: JobSpec, backend_name: str, idempotency_key: str | None = None, *,
            params: dict[str, str] | None = None, group_id: str | None = None) -> Submission:
     """Submit once. The record is reserved before the provider call, so a crash leaves a
     trace `list --sync` can reconcile; a submit that fails cleanly leaves no record. `params`
     (a sweep point's, already filled into `user_spec`) are recorded with the job."""
-    spec, backend, request, job_id = prepare(user_spec, backend_name, dry_run=False,
-                                             idempotency_key=idempotency_key)
+    spec, backend, request, job_id, shown = _prepare(user_spec, backend_name, dry_run=False,
+                                                     idempotency_key=idempotency_key)
     now = time.time()
+    user, host, ci_url = ci_env.submitter(os.environ)
     reserved = store.reserve(JobRecord(
         id=job_id, name=spec.name, backend=backend_name, handle=None, spec=spec.to_record(),
         state=JobState.PENDING, raw_state=_submitter(), message="submitting", created_at=now, updated_at=now,
         idempotency_key=idempotency_key, group_id=group_id, params=params or None,
-    ))
+        submitted_by=user, submitted_host=host, ci_url=ci_url, est_cost_usd=_estimate(backend_name, spec),
+    ), request=shown)
     if reserved.id != job_id:
         if _abandoned(reserved) and _same_request(reserved, spec, backend_name):
             settled = _settle_abandoned(store, reserved, backend, backend_name, idempotency_key)
@@ -287,6 +298,16 @@ def submit(store: Store, user_spec: JobSpec, backend_name: str, idempotency_key:
     return Submission(record, request)
 
 
+def _estimate(backend_name: str, spec: JobSpec) -> float | None:
+    """The catalog estimate recorded with the job; none rather than a failed submit."""
+    from launcher import plan
+
+    try:
+        return plan.submit_estimate(backend_name, spec)
+    except Exception:
+        return None
+
+
 def _may_exist(exc: LaunchError, job_id: str, backend_name: str) -> LaunchError:
     """The error of a submit whose create may have landed all the same: it says so plainly, and it is
     no CapacityError, since failing over to the next backend could run the job twice."""
@@ -297,7 +318,7 @@ def _may_exist(exc: LaunchError, job_id: str, backend_name: str) -> LaunchError:
                 f"{hint}; {exc.hint}" if exc.hint else hint)
 
 
-def submit_first(store: Store, spec: JobSpec, backend_names: list[str],
+def submit_first(store: JobStore, spec: JobSpec, backend_names: list[str],
                  idempotency_key: str | None = None, *, params: dict[str, str] | None = None,
                  group_id: str | None = None, on_skip: Callable[[str, CapacityError], None] | None = None
                  ) -> Submission:
@@ -326,7 +347,7 @@ def submit_first(store: Store, spec: JobSpec, backend_names: list[str],
     raise AssertionError("unreachable")
 
 
-def _find_anywhere(store: Store, spec: JobSpec, names: list[str], idempotency_key: str) -> Submission | None:
+def _find_anywhere(store: JobStore, spec: JobSpec, names: list[str], idempotency_key: str) -> Submission | None:
     for name in names:
         backend = backend_for(name, spec.backends.get(name, {}), origin=spec.file)
         found = policy_for(backend).call(lambda b=backend: find_at_provider(b, idempotency_key),
@@ -364,7 +385,7 @@ def _abandoned(record: JobRecord) -> bool:
     return time.time() - record.created_at > SUBMIT_GRACE_S
 
 
-def _settle_abandoned(store: Store, record: JobRecord, backend: Backend, backend_name: str,
+def _settle_abandoned(store: JobStore, record: JobRecord, backend: Backend, backend_name: str,
                       idempotency_key: str | None) -> JobRecord | None:
     """The provider's job for an abandoned reservation, recorded; None when it has none."""
     if not idempotency_key:
@@ -396,7 +417,7 @@ def _check_found_id(summary: Summary, backend_name: str) -> None:
                            "name-20260101-120000-abc123)")
 
 
-def _record_found(store: Store, summary: Summary, backend_name: str, *, spec: dict[str, Any],
+def _record_found(store: JobStore, summary: Summary, backend_name: str, *, spec: dict[str, Any],
                   idempotency_key: str | None, fast_status: bool) -> JobRecord:
     """Put a job the provider has into the store, state, exit code and times included. One the
     store holds without a handle (its submit never heard back) gets the provider's handle and
@@ -422,7 +443,7 @@ def _record_found(store: Store, summary: Summary, backend_name: str, *, spec: di
     return record
 
 
-def _adopt(store: Store, summary: Summary, backend_name: str, spec: dict[str, Any], backend: Backend,
+def _adopt(store: JobStore, summary: Summary, backend_name: str, spec: dict[str, Any], backend: Backend,
            idempotency_key: str) -> JobRecord:
     """Record the provider's job under the user's key (providers may store a normalised form)."""
     record = _record_found(store, summary, backend_name, spec=spec, idempotency_key=idempotency_key,
@@ -436,6 +457,11 @@ def _backend(record: JobRecord) -> Backend:
     """The job's backend with the settings it was submitted with (spec over config). Every call on an
     existing job comes through here, so its SDK is asked for first: without it the answer is the
     install line (exit 2), before anything reads the job's record or settings."""
+    if record.local_elsewhere:
+        raise UsageError(f"job {record.id} runs on {record.submitted_host} ({record.backend} backend): its "
+                         f"processes and log files are local to that machine",
+                         f"run `launch logs {record.id}` or `launch cancel {record.id}` on "
+                         f"{record.submitted_host}; the shared store shows its last known state here")
     sdk = registry.backend_class(record.backend).sdk
     if sdk is not None:
         sdk.require()
@@ -446,7 +472,7 @@ def _backend(record: JobRecord) -> Backend:
 SUBMIT_GRACE_S = 120.0
 
 
-def await_handle(store: Store, record: JobRecord) -> JobRecord:
+def await_handle(store: JobStore, record: JobRecord) -> JobRecord:
     """A job another `launch` process is still submitting (same idempotency key) gets a
     moment to be confirmed; one whose submit died says so."""
     deadline = time.monotonic() + SUBMIT_GRACE_S
@@ -467,11 +493,11 @@ def _require_handle(record: JobRecord) -> Handle:
     return record.handle
 
 
-def refresh(store: Store, record: JobRecord, backend: Backend | None = None) -> JobRecord:
+def refresh(store: JobStore, record: JobRecord, backend: Backend | None = None) -> JobRecord:
     """Ask the provider for the job's state and keep the store in step; terminal states stick.
     A job seen ended is then finished (see `finish`): every path that learns a job ended comes here."""
     handle = record.handle
-    if handle is None:
+    if handle is None or record.local_elsewhere:  # another machine's local job: only it can tell
         return record
     if not record.state.is_terminal:
         backend = backend or _backend(record)
@@ -482,7 +508,7 @@ def refresh(store: Store, record: JobRecord, backend: Backend | None = None) -> 
     return finish(store, record, backend)
 
 
-def finish(store: Store, record: JobRecord, backend: Backend | None = None) -> JobRecord:
+def finish(store: JobStore, record: JobRecord, backend: Backend | None = None) -> JobRecord:
     """Run the backend's `finish` (give machines back, save logs, stop stragglers) once for a job
     that has ended. Its state is stored first and the store marks `finish` done only after it
     returned, so a crash or a failure in between means the next refresh runs it again (backends
@@ -503,7 +529,7 @@ def finish(store: Store, record: JobRecord, backend: Backend | None = None) -> J
     return store.get(record.id) or record
 
 
-def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool) -> list[JobRecord]:
+def refresh_active(store: JobStore, records: list[JobRecord], *, all_backends: bool) -> list[JobRecord]:
     """Bring unfinished jobs up to date for `list`: always where status is a local file
     read (the handle says so), and on every backend when asked (that costs a provider call
     per job). One job that cannot be refreshed never hides the others."""
@@ -520,7 +546,7 @@ def refresh_active(store: Store, records: list[JobRecord], *, all_backends: bool
     return out
 
 
-def wait(store: Store, record: JobRecord, *, timeout_s: float | None = None,
+def wait(store: JobStore, record: JobRecord, *, timeout_s: float | None = None,
          on_change: Callable[[JobRecord], None] | None = None) -> JobRecord:
     """Poll with backoff until the job ends, the timeout passes, or the backend has
     answered UNKNOWN for longer than UNKNOWN_LIMIT_S (then the caller exits 4)."""
@@ -550,7 +576,7 @@ def _unknown_too_long(record: JobRecord, since: float | None) -> bool:
     return record.state is JobState.UNKNOWN and since is not None and time.monotonic() - since > UNKNOWN_LIMIT_S
 
 
-def follow(store: Store, record: JobRecord, emit: Callable[[LogLine], None], *,
+def follow(store: JobStore, record: JobRecord, emit: Callable[[LogLine], None], *,
            node: int | None = None, cursor: Any = None) -> JobRecord:
     """Stream logs (after `cursor`, if given) until the job ends, then drain what is left;
     no line shown twice."""
@@ -626,7 +652,7 @@ def read_logs(record: JobRecord, *, node: int | None = None) -> Iterator[LogLine
     return _backend(record).logs(handle, node=node)
 
 
-def cancel(store: Store, record: JobRecord) -> JobRecord:
+def cancel(store: JobStore, record: JobRecord) -> JobRecord:
     """Stop the job; a finished job keeps its result, but a backend that keeps machines after
     the end (Lambda's keep_instances) is still asked, so cancel gives them back."""
     if record.state.is_terminal:
@@ -649,7 +675,7 @@ class SyncReport:
     backends: tuple[str, ...] = ()
 
 
-def sync(store: Store, backends: list[str]) -> SyncReport:
+def sync(store: JobStore, backends: list[str]) -> SyncReport:
     """Reconcile the store with what each provider lists: adopt jobs the store lost,
     move states that changed while nobody was looking."""
     report = SyncReport(backends=tuple(backends))

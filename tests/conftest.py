@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import leftovers
 import pytest
@@ -102,3 +103,21 @@ def write_spec(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Any]:
+    """A real PostgreSQL server for this session (or this xdist worker): tests/fakes/postgres.py."""
+    from fakes.postgres import PostgresServer, postgres_available
+
+    if not postgres_available():
+        pytest.skip("needs PostgreSQL's server binaries (ci/test installs Debian's postgresql)")
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: Any) -> str:
+    """An empty PostgreSQL store of this test's own (a fresh schema) as a store URL."""
+    return str(pg_server.new_schema(f"t_{secrets.token_hex(6)}"))

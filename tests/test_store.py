@@ -1,10 +1,12 @@
-"""The job store against real SQLite files: permissions, WAL, round trips, prefixes,
-listing, and many `launch` processes writing the same file at once."""
+"""The job store against real SQLite files and a real PostgreSQL server: permissions and WAL
+(SQLite's own), round trips, prefixes, listing, and many `launch` processes writing the same
+store at once. Tests of the interface take `store`, which runs them on both."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -17,7 +19,7 @@ import pytest
 
 from launcher.backend import Handle, JobState, Status
 from launcher.errors import UsageError
-from launcher.store import JobRecord, Store
+from launcher.store import JobRecord, JobStore, Store
 
 T0 = 1_700_000_000.0
 
@@ -31,11 +33,29 @@ def make_record(job_id: str, *, backend: str = "local", created_at: float = T0, 
     )
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobStore]:
+    """The same interface on both implementations."""
+    if request.param == "sqlite":
+        s: JobStore = Store.open(tmp_path / "home")
+    else:
+        from launcher.store_pg import PgStore
+
+        s = PgStore(request.getfixturevalue("pg_url"))
+    yield s
+    s.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     s = Store.open(tmp_path / "home")
     yield s
     s.close()
+
+
+def _raw(store: JobStore, sql: str) -> None:
+    """Damage a row behind the store's back, whichever database holds it."""
+    store._transact(lambda execute: execute(sql, ()))
 
 
 def _mode(path: Path) -> int:
@@ -87,10 +107,10 @@ def test_wal_and_shm_not_group_or_world_readable(tmp_path: Path, umask: int) -> 
         s.close()
 
 
-def test_wal_journal_mode_on(store: Store) -> None:
-    store.reserve(make_record("bert-1"))
+def test_wal_journal_mode_on(sqlite_store: Store) -> None:
+    sqlite_store.reserve(make_record("bert-1"))
     # a fresh, independent connection sees the persistent journal mode of the file
-    with sqlite3.connect(store.path) as db:
+    with sqlite3.connect(sqlite_store.path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -108,7 +128,7 @@ def test_reopen_existing_store_keeps_data(tmp_path: Path) -> None:
 
 # --- round trips ----------------------------------------------------------------------------------------------
 
-def test_reserve_get_round_trip_with_handle(store: Store) -> None:
+def test_reserve_get_round_trip_with_handle(store: JobStore) -> None:
     handle = Handle("sagemaker", "bert-1", {"arn": "arn:aws:sagemaker:us-east-1:1:training-job/bert-1",
                                             "region": "us-east-1", "nested": {"n": [1, 2, 3]}})
     record = make_record("bert-1", backend="sagemaker", key="ci-7")
@@ -130,7 +150,7 @@ def test_reserve_get_round_trip_with_handle(store: Store) -> None:
     assert json.loads(json.dumps(got.to_json()))["handle"] == handle.to_json()
 
 
-def test_idempotency_key_returns_first_record_and_inserts_nothing(store: Store) -> None:
+def test_idempotency_key_returns_first_record_and_inserts_nothing(store: JobStore) -> None:
     first = store.reserve(make_record("bert-1", key="ci-run-9", created_at=T0))
     again = store.reserve(make_record("bert-2", key="ci-run-9", created_at=T0 + 5))
     assert again.id == "bert-1"
@@ -144,7 +164,7 @@ def test_idempotency_key_returns_first_record_and_inserts_nothing(store: Store) 
     assert len(store.list()) == 4
 
 
-def test_idempotent_reserve_returns_current_state(store: Store) -> None:
+def test_idempotent_reserve_returns_current_state(store: JobStore) -> None:
     store.reserve(make_record("bert-1", key="k"))
     store.set_handle("bert-1", Handle("local", "bert-1", {"pid": 12}))
     store.set_status("bert-1", Status(JobState.RUNNING, "running", started_at=T0 + 1))
@@ -154,7 +174,7 @@ def test_idempotent_reserve_returns_current_state(store: Store) -> None:
     assert again.handle == Handle("local", "bert-1", {"pid": 12})
 
 
-def test_set_status_keeps_started_at_when_new_status_has_none(store: Store) -> None:
+def test_set_status_keeps_started_at_when_new_status_has_none(store: JobStore) -> None:
     store.reserve(make_record("bert-1"))
     store.set_status("bert-1", Status(JobState.RUNNING, "InProgress", started_at=T0 + 10))
     store.set_status("bert-1", Status(JobState.SUCCEEDED, "Completed", "done", exit_code=0, ended_at=T0 + 70,
@@ -171,7 +191,7 @@ def test_set_status_keeps_started_at_when_new_status_has_none(store: Store) -> N
     assert got is not None and (got.started_at, got.ended_at) == (T0 + 10, T0 + 70)
 
 
-def test_delete(store: Store) -> None:
+def test_delete(store: JobStore) -> None:
     store.reserve(make_record("bert-1", key="k"))
     store.delete("bert-1")
     assert store.get("bert-1") is None
@@ -180,31 +200,101 @@ def test_delete(store: Store) -> None:
     assert store.reserve(make_record("bert-2", key="k")).id == "bert-2"
 
 
+def test_a_stale_status_never_overwrites_an_ended_job(store: JobStore) -> None:
+    """A poll or provider list read before the end (another machine's, a slow one) arrives after it:
+    the job stays ended. Terminal replaces terminal; launch's own `never-created` may be contradicted."""
+    store.reserve(make_record("bert-1"))
+    store.set_status("bert-1", Status(JobState.RUNNING, "InProgress", started_at=T0 + 1))
+    store.set_status("bert-1", Status(JobState.SUCCEEDED, "Completed", exit_code=0, ended_at=T0 + 9))
+    store.set_status("bert-1", Status(JobState.RUNNING, "InProgress"))
+    store.set_status("bert-1", Status(JobState.UNKNOWN, "interrupted"))
+    got = store.get("bert-1")
+    assert (got.state, got.raw_state, got.exit_code, got.ended_at) == (JobState.SUCCEEDED, "Completed", 0, T0 + 9)
+    store.set_status("bert-1", Status(JobState.FAILED, "Failed", exit_code=1))
+    assert store.get("bert-1").state is JobState.FAILED
+    assert [s for _, s, _ in store.history("bert-1")] == [JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED,
+                                                          JobState.FAILED]
+    store.reserve(make_record("bert-2"))
+    store.set_status("bert-2", Status(JobState.FAILED, "never-created"))
+    store.set_status("bert-2", Status(JobState.RUNNING, "InProgress"))
+    assert store.get("bert-2").state is JobState.RUNNING
+    store.set_status("nope", Status(JobState.RUNNING))  # no such job: nothing happens
+    assert store.get("nope") is None and store.history("nope") == []
+
+
+def test_the_same_id_twice_returns_the_stored_job(store: JobStore) -> None:
+    """Two machines' `list --sync` adopting the same provider job: one row, no error."""
+    first = store.reserve(make_record("bert-1", created_at=T0))
+    assert store.reserve(make_record("bert-1", created_at=T0 + 5)) == first
+    assert [r.created_at for r in store.list()] == [T0]
+
+
+def test_submitter_request_estimate_round_trip_and_filters(store: JobStore) -> None:
+    from dataclasses import replace
+
+    mine = replace(make_record("a-1", created_at=T0), submitted_by="ana", submitted_host="laptop",
+                   est_cost_usd=12.5)
+    from_ci = replace(make_record("b-2", created_at=T0 + 1), submitted_by="ci", submitted_host="runner-3",
+                      ci_url="https://ci.example.com/runs/7")
+    store.reserve(mine, request={"payload": {"env": {"TOKEN": "****"}}})
+    store.reserve(from_ci)
+    assert store.get("a-1") == mine and store.get("b-2") == from_ci
+    assert store.request("a-1") == {"payload": {"env": {"TOKEN": "****"}}} and store.request("b-2") is None
+    assert [r.id for r in store.list(user="ana")] == ["a-1"]
+    assert [r.id for r in store.list(ci=True)] == ["b-2"]
+    assert store.list(user="ana", ci=True) == []
+    assert store.get("a-1").to_json()["est_cost_usd"] == 12.5
+
+
+def test_only_a_shared_store_holds_other_machines_local_jobs(store: JobStore) -> None:
+    """A local-backend job submitted on another host is only readable there; in this machine's own
+    SQLite history every job is this machine's, even after its hostname changed."""
+    from dataclasses import replace
+
+    handle = Handle("local", "l-1", {"job_dir": "/x"}, fast_status=True)
+    store.reserve(replace(make_record("l-1", handle=handle), submitted_host="ci-runner-7"))
+    store.reserve(replace(make_record("l-2", handle=handle), submitted_host=socket.gethostname()))
+    elsewhere, here = store.get("l-1"), store.get("l-2")
+    assert elsewhere.local_elsewhere is store.SHARED is (not isinstance(store, Store))
+    assert elsewhere.needs_refresh(all_backends=True) is not store.SHARED
+    assert not here.local_elsewhere and here.needs_refresh(all_backends=False)
+
+
+def test_import_record_is_idempotent(store: JobStore) -> None:
+    record = make_record("old-1", key="k-1")
+    history = [(T0, JobState.PENDING, ""), (T0 + 3, JobState.SUCCEEDED, "done")]
+    assert store.import_record(record, {"p": 1}, history)
+    assert not store.import_record(record, {"p": 1}, history)
+    assert not store.import_record(make_record("other-id", key="k-1"), None, [])  # the key is taken
+    assert [r.id for r in store.list()] == ["old-1"]
+    assert store.history("old-1") == history and store.request("old-1") == {"p": 1}
+
+
 # --- resolve --------------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def three_jobs(store: Store) -> Store:
+def three_jobs(store: JobStore) -> JobStore:
     for i, job_id in enumerate(["bert-20240101-aaa111", "bert-20240101-aab222", "gpt-20240102-ccc333"]):
         store.reserve(make_record(job_id, created_at=T0 + i))
     return store
 
 
-def test_resolve_full_id(three_jobs: Store) -> None:
+def test_resolve_full_id(three_jobs: JobStore) -> None:
     assert three_jobs.resolve("bert-20240101-aaa111").id == "bert-20240101-aaa111"
 
 
-def test_resolve_full_id_that_is_also_a_prefix_of_another(store: Store) -> None:
+def test_resolve_full_id_that_is_also_a_prefix_of_another(store: JobStore) -> None:
     store.reserve(make_record("job-1", created_at=T0))
     store.reserve(make_record("job-10", created_at=T0 + 1))
     assert store.resolve("job-1").id == "job-1"
 
 
-def test_resolve_unique_prefix(three_jobs: Store) -> None:
+def test_resolve_unique_prefix(three_jobs: JobStore) -> None:
     assert three_jobs.resolve("gpt").id == "gpt-20240102-ccc333"
     assert three_jobs.resolve("bert-20240101-aab").id == "bert-20240101-aab222"
 
 
-def test_resolve_ambiguous_prefix_names_candidates(three_jobs: Store) -> None:
+def test_resolve_ambiguous_prefix_names_candidates(three_jobs: JobStore) -> None:
     with pytest.raises(UsageError) as err:
         three_jobs.resolve("bert-2024")
     text = str(err.value)
@@ -212,7 +302,7 @@ def test_resolve_ambiguous_prefix_names_candidates(three_jobs: Store) -> None:
     assert "gpt-20240102-ccc333" not in text
 
 
-def test_resolve_ambiguous_many_candidates_truncated(store: Store) -> None:
+def test_resolve_ambiguous_many_candidates_truncated(store: JobStore) -> None:
     for i in range(8):
         store.reserve(make_record(f"bert-{i}", created_at=T0 + i))
     with pytest.raises(UsageError) as err:
@@ -221,7 +311,7 @@ def test_resolve_ambiguous_many_candidates_truncated(store: Store) -> None:
     assert sum(f"bert-{i}" in err.value.message for i in range(8)) == 5
 
 
-def test_resolve_no_match(three_jobs: Store) -> None:
+def test_resolve_no_match(three_jobs: JobStore) -> None:
     with pytest.raises(UsageError) as err:
         three_jobs.resolve("llama")
     assert "llama" in str(err.value)
@@ -236,7 +326,7 @@ def test_resolve_wildcards_are_literal(three_jobs: Store, prefix: str) -> None:
     assert "no job matches" in err.value.message
 
 
-def test_resolve_literal_percent_and_underscore_in_ids(store: Store) -> None:
+def test_resolve_literal_percent_and_underscore_in_ids(store: JobStore) -> None:
     store.reserve(make_record("a%b-1", created_at=T0))
     store.reserve(make_record("a_b-2", created_at=T0 + 1))
     store.reserve(make_record("axb-3", created_at=T0 + 2))
@@ -245,7 +335,7 @@ def test_resolve_literal_percent_and_underscore_in_ids(store: Store) -> None:
     assert store.resolve("ax").id == "axb-3"
 
 
-def test_newest_is_the_latest_created_and_an_empty_store_says_so(store: Store) -> None:
+def test_newest_is_the_latest_created_and_an_empty_store_says_so(store: JobStore) -> None:
     with pytest.raises(UsageError) as err:
         store.newest()
     assert "no jobs yet" in err.value.message
@@ -255,13 +345,13 @@ def test_newest_is_the_latest_created_and_an_empty_store_says_so(store: Store) -
     assert store.newest().id == "a-1"
 
 
-def _grouped(store: Store, job_id: str, group: str | None, at: float, params: dict | None = None) -> None:
+def _grouped(store: JobStore, job_id: str, group: str | None, at: float, params: dict | None = None) -> None:
     from dataclasses import replace
 
     store.reserve(replace(make_record(job_id, created_at=at), group_id=group, params=params))
 
 
-def test_groups_resolve_by_unique_prefix_newest_first(store: Store) -> None:
+def test_groups_resolve_by_unique_prefix_newest_first(store: JobStore) -> None:
     _grouped(store, "x-1", "lr-sweep-20260101-aaa", T0)
     _grouped(store, "x-2", "lr-sweep-20260101-aaa", T0 + 1)
     _grouped(store, "x-3", "lr-sweep-20260102-bbb", T0 + 2)
@@ -278,18 +368,64 @@ def test_groups_resolve_by_unique_prefix_newest_first(store: Store) -> None:
     assert store.job_ids("x-") == ["x-4", "x-3", "x-2", "x-1"] and store.job_ids("x-1") == ["x-1"]
 
 
-def test_sweep_point_round_trips_and_damage_reads_as_none(store: Store) -> None:
+def test_sweep_point_round_trips_and_damage_reads_as_none(store: JobStore) -> None:
     _grouped(store, "p-1", "g", T0, {"lr": "3e-4", "batch": "32"})
     record = store.get("p-1")
     assert record.params == {"lr": "3e-4", "batch": "32"} and record.label == "lr=3e-4 batch=32"
     assert record.to_json()["params"] == {"lr": "3e-4", "batch": "32"}
-    store._db.execute("UPDATE jobs SET params = '[not json' WHERE id = 'p-1'")
+    _raw(store, "UPDATE jobs SET params = '[not json' WHERE id = 'p-1'")
     assert store.get("p-1").params is None and store.get("p-1").label == ""
+
+
+# --- schema versions (SQLite) --------------------------------------------------------------------------------
+
+_V1_COLUMNS = ("id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL, handle TEXT, spec TEXT NOT NULL, "
+               "state TEXT NOT NULL, raw_state TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '', "
+               "exit_code INTEGER, url TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, "
+               "ended_at REAL, idempotency_key TEXT UNIQUE")
+_ADDED = {2: ", group_id TEXT", 3: ", params TEXT", 4: ", finished_at REAL"}
+
+
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
+def test_every_earlier_schema_upgrades_to_the_current_one(tmp_path: Path, version: int) -> None:
+    """A history written by any earlier launch opens, keeps every job, and gains the new columns
+    (empty) and a state history seeded with each job's last state."""
+    from launcher.store import SCHEMA_VERSION
+
+    home = tmp_path / "home"
+    home.mkdir()
+    columns = _V1_COLUMNS + "".join(_ADDED[v] for v in range(2, version + 1))
+    with sqlite3.connect(home / "jobs.db") as db:
+        db.execute(f"CREATE TABLE jobs ({columns})")
+        db.execute("INSERT INTO jobs (id, name, backend, handle, spec, state, raw_state, created_at, updated_at, "
+                   "idempotency_key) VALUES ('old-1', 'old', 'local', ?, '{\"name\": \"old\"}', 'SUCCEEDED', "
+                   "'done', 1.0, 2.0, 'k-1'), ('old-2', 'old', 'local', NULL, '{}', 'RUNNING', '', 3.0, 4.0, NULL)",
+                   (json.dumps(Handle("local", "old-1", {"pid": 1}).to_json()),))
+        db.execute(f"PRAGMA user_version = {version}")
+    store = Store.open(home)
+    try:
+        done, running = store.get("old-1"), store.get("old-2")
+        assert (done.state, done.raw_state, done.handle, done.spec, done.idempotency_key) == (
+            JobState.SUCCEEDED, "done", Handle("local", "old-1", {"pid": 1}), {"name": "old"}, "k-1")
+        # ended before `finish` existed (v4): finished then; a v4 row says itself whether it was
+        assert (done.finished_at, running.finished_at) == (2.0 if version < 4 else None, None)
+        assert (done.submitted_by, done.submitted_host, done.ci_url, done.est_cost_usd) == (None, None, None, None)
+        assert store.history("old-1") == [(2.0, JobState.SUCCEEDED, "done")]
+        assert store.history("old-2") == [(4.0, JobState.RUNNING, "")]
+        assert store.by_key("k-1") == done and store.reserve(make_record("new-3", key="k-1")) == done
+        store.set_status("old-2", Status(JobState.FAILED, "lost"))
+        assert [s for _, s, _ in store.history("old-2")] == [JobState.RUNNING, JobState.FAILED]
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        store.close()
+    Store.open(home).close()  # opening the upgraded file again changes nothing
+    with sqlite3.connect(home / "jobs.db") as db:
+        assert db.execute("SELECT count(*) FROM job_states WHERE job_id = 'old-1'").fetchone()[0] == 1
 
 
 # --- list -----------------------------------------------------------------------------------------------------
 
-def test_list_filters_orders_and_limits(store: Store) -> None:
+def test_list_filters_orders_and_limits(store: JobStore) -> None:
     specs = [("j0", "local", JobState.SUCCEEDED), ("j1", "sagemaker", JobState.RUNNING),
              ("j2", "local", JobState.FAILED), ("j3", "vertex", JobState.RUNNING),
              ("j4", "local", JobState.RUNNING), ("j5", "sagemaker", JobState.SUCCEEDED)]
@@ -309,22 +445,21 @@ def test_list_filters_orders_and_limits(store: Store) -> None:
     assert len(store.list(limit=100)) == 6
 
 
-def test_list_empty(store: Store) -> None:
+def test_list_empty(store: JobStore) -> None:
     assert store.list() == []
 
 
-def test_unknown_state_in_file_reads_as_unknown(store: Store) -> None:
+def test_unknown_state_in_file_reads_as_unknown(store: JobStore) -> None:
     store.reserve(make_record("bert-1"))
-    with sqlite3.connect(store.path) as db:
-        db.execute("UPDATE jobs SET state = 'HIBERNATING' WHERE id = 'bert-1'")
+    _raw(store, "UPDATE jobs SET state = 'HIBERNATING' WHERE id = 'bert-1'")
     got = store.get("bert-1")
     assert got is not None and got.state is JobState.UNKNOWN
 
 
 # --- many processes at once -----------------------------------------------------------------------------------
 
-# Each worker: wait for "go" on stdin (so all start together), open its own Store on the shared
-# file (fresh: the schema setup races too), then interleave reserve/set_status/list/resolve.
+# Each worker: wait for "go" on stdin (so all start together), open its own store on the shared
+# file or database (fresh: the schema setup races too), then interleave reserve/set_status/list/resolve.
 # Prints one JSON line with what it saw; any exception prints a traceback and exits 1.
 _WORKER = r"""
 import json, sys, time, traceback
@@ -332,13 +467,25 @@ from pathlib import Path
 from launcher.backend import Handle, JobState, Status
 from launcher.store import JobRecord, Store
 
-mode, home, worker, count = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+mode, where, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()
 try:
-    store = Store.open(home)
+    if where.startswith("postgresql://"):
+        from launcher.store_pg import PgStore
+        store = PgStore(where)
+    else:
+        store = Store.open(Path(where))
     out = {"worker": worker}
-    if mode == "key":
+    if mode == "keys":  # the same keys from every worker, each under this worker's own ids
+        out["ids"] = {}
+        for i in range(count):
+            now = time.time()
+            got = store.reserve(JobRecord(id=f"k{i:02d}-w{worker}", name="k", backend="local", handle=None,
+                                          spec={"w": worker}, state=JobState.PENDING, created_at=now,
+                                          updated_at=now, idempotency_key=f"ci-key-{i}"))
+            out["ids"][f"ci-key-{i}"] = got.id
+    elif mode == "key":
         now = time.time()
         got = store.reserve(JobRecord(id=f"race-w{worker:02d}", name="race", backend="local", handle=None,
                                       spec={"w": worker}, state=JobState.PENDING, created_at=now,
@@ -372,8 +519,8 @@ except BaseException:
 """
 
 
-def _run_workers(mode: str, home: Path, workers: int, count: int) -> list[dict]:
-    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, mode, str(home), str(w), str(count)],
+def _run_workers(mode: str, where: Path | str, workers: int, count: int) -> list[dict]:
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, mode, str(where), str(w), str(count)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(workers)]
     try:
@@ -397,19 +544,38 @@ def _run_workers(mode: str, home: Path, workers: int, count: int) -> list[dict]:
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
 
 
-def test_twenty_processes_interleaved(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    workers, count = 20, 25
-    results = _run_workers("ops", home, workers, count)
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path | str]:
+    """Where many processes meet: a SQLite home dir, or a PostgreSQL store URL."""
+    if request.param == "sqlite":
+        return "sqlite", tmp_path / "home"
+    return "postgres", str(request.getfixturevalue("pg_url"))
+
+
+def _open(where: Path | str) -> JobStore:
+    if isinstance(where, Path):
+        return Store.open(where)
+    from launcher.store_pg import PgStore
+
+    return PgStore(where)
+
+
+def test_many_processes_interleaved(shared: tuple[str, Path | str]) -> None:
+    """SQLite: 20 processes x 25 jobs on one file. PostgreSQL: 10 machines' worth of processes x 5 jobs
+    (50 runs) with their list/resolve/get loops: no record lost, none half-written, none overwritten."""
+    kind, where = shared
+    workers, count = (20, 25) if kind == "sqlite" else (10, 5)
+    results = _run_workers("ops", where, workers, count)
     assert sorted(r["worker"] for r in results) == list(range(workers))
 
-    with sqlite3.connect(home / "jobs.db") as db:
-        ids = [row[0] for row in db.execute("SELECT id FROM jobs")]
-        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert len(ids) == workers * count
-    assert len(set(ids)) == workers * count
+    if isinstance(where, Path):
+        with sqlite3.connect(where / "jobs.db") as db:
+            ids = [row[0] for row in db.execute("SELECT id FROM jobs")]
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert len(ids) == workers * count
+        assert len(set(ids)) == workers * count
 
-    s = Store.open(home)
+    s = _open(where)
     try:
         records = s.list()
         assert len(records) == workers * count
@@ -422,19 +588,37 @@ def test_twenty_processes_interleaved(tmp_path: Path) -> None:
                 assert (r.exit_code, r.started_at, r.ended_at, r.raw_state) == (i % 2, created + 1, created + 2, "done")
                 assert r.handle == Handle("local", r.id, {"pid": w * 100 + i})
                 assert r.idempotency_key == f"key-{w}-{i}"
+                assert [state for _, state, _ in s.history(r.id)] == [JobState.PENDING, JobState.RUNNING, r.state]
         assert [r.created_at for r in records] == sorted((r.created_at for r in records), reverse=True)
     finally:
         s.close()
 
 
 def test_idempotency_key_race_twenty_processes(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    results = _run_workers("key", home, 20, 1)
+    """One key, 20 processes at once (PostgreSQL: test_same_keys_from_four_processes_one_job_each)."""
+    where = tmp_path / "home"
+    results = _run_workers("key", where, 20, 1)
     got_ids = {r["id"] for r in results}
     assert len(results) == 20
     assert len(got_ids) == 1, got_ids
-    with sqlite3.connect(home / "jobs.db") as db:
-        rows = db.execute("SELECT id FROM jobs WHERE idempotency_key = 'ci-run-race'").fetchall()
-        total = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
-    assert rows == [(got_ids.pop(),)]
-    assert total == 1
+    s = _open(where)
+    try:
+        assert [r.id for r in s.list()] == [got_ids.pop()]
+    finally:
+        s.close()
+
+
+def test_same_keys_from_four_processes_one_job_each(shared: tuple[str, Path | str]) -> None:
+    """4 processes x 50 submits under the same 50 keys: every process gets the same job for a key,
+    and the store holds exactly one job per key."""
+    _, where = shared
+    results = _run_workers("keys", where, 4, 50)
+    winners = results[0]["ids"]
+    assert len(winners) == 50 and all(r["ids"] == winners for r in results)
+    s = _open(where)
+    try:
+        records = s.list()
+        assert sorted(r.idempotency_key for r in records) == sorted(winners)
+        assert {r.idempotency_key: r.id for r in records} == winners
+    finally:
+        s.close()
