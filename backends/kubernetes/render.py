@@ -1,0 +1,250 @@
+"""The `kubernetes` backend's pure half: its settings, the names it gives objects, and the manifests.
+
+Kept apart from backend.py so a dry run builds the exact objects submit creates without importing
+the `kubernetes` client: an Indexed Job (one pod per node, `JOB_COMPLETION_INDEX` is the rank), a
+headless Service that gives rank 0 a stable DNS name, a ConfigMap with the job's files (bootstrap,
+run/setup commands, topology, and at submit the code bundle as binaryData) and a Secret for
+`secrets:` read through `envFrom`, so no secret value is ever a literal in the pod spec. The Job is
+created suspended; submit then creates the other objects owned by it (they go with it on delete)
+and resumes it, unless a Kueue queue admits it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from launcher.backend import Request
+from launcher.errors import Problem, SpecError
+from launcher.node import Placement, job_files, master_port, node_environment
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from launcher.bundle import Bundle
+    from launcher.spec import JobSpec
+
+NAME = "kubernetes"
+CATALOG_CSV = Path(__file__).with_name("catalog.csv")
+OPERATION = "create_suspended_job_then_owned_objects_then_resume"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+JOB_LABEL = "launch.dev/job"
+KEY_LABEL = "launch.dev/idempotency-key"  # a label value (hashed when the key is not one)
+JOB_ID_ANNOTATION = "launch.dev/job-id"
+KEY_ANNOTATION = "launch.dev/idempotency-key"  # the key itself
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+FILES_DIR = "/launch/files"  # the ConfigMap, read-only
+WORK_DIR = "/launch/work"  # an emptyDir: the unpacked code, outputs, checkpoints
+BUNDLE_KEY = "bundle.tar.gz"
+CONFIGMAP_LIMIT = 750 * 1024  # a ConfigMap holds 1 MiB; base64 and the other files need the rest
+# the node label each preset selects GPUs by, and the value it gives each accelerator
+GPU_LABELS: dict[str, tuple[str, dict[str, str]]] = {
+    "nvidia": ("nvidia.com/gpu.product", {  # NVIDIA GPU feature discovery
+        "H100": "NVIDIA-H100-80GB-HBM3", "H200": "NVIDIA-H200", "A100": "NVIDIA-A100-SXM4-80GB",
+        "L40S": "NVIDIA-L40S", "L4": "NVIDIA-L4", "A10G": "NVIDIA-A10G", "T4": "Tesla-T4",
+        "V100": "Tesla-V100-SXM2-16GB", "B200": "NVIDIA-B200", "GH200": "NVIDIA-GH200-480GB"}),
+    "coreweave": ("gpu.nvidia.com/class", {  # CoreWeave's node label
+        "H100": "H100_NVLINK_80GB", "H200": "H200_NVLINK_141GB", "A100": "A100_NVLINK_80GB",
+        "L40S": "L40S", "L40": "L40", "A40": "A40", "RTX_A6000": "RTX_A6000", "GH200": "GH200_480GB",
+        "B200": "B200", "GB200": "GB200"}),
+}
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|m)?$"
+
+
+@functools.cache
+def settings_model() -> type[BaseModel]:
+    """`backends.kubernetes`: which cluster and namespace, and what the pods ask the scheduler for."""
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from launcher.spec import Duration as Seconds
+
+    dns_name = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+    class KubernetesSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        kubeconfig: str | None = Field(None, description="default: $KUBECONFIG, ~/.kube/config, or in-cluster")
+        context: str | None = Field(None, description="a kubeconfig context; default: the current one")
+        namespace: str | None = Field(None, pattern=dns_name, max_length=63, examples=["default"],
+                                      description="default: the context's namespace, else default")
+        service_account: str | None = Field(None, pattern=dns_name, max_length=253)
+        node_selector: dict[str, str] = Field(default_factory=dict)
+        tolerations: list[dict[str, Any]] = Field(default_factory=list,
+                                                  description="as in a pod spec: key, operator, value, effect")
+        priority_class: str | None = Field(None, pattern=dns_name, max_length=253)
+        queue: str | None = Field(None, description="a Kueue LocalQueue: the Job waits suspended until admitted")
+        image_pull_secrets: list[str] = Field(default_factory=list)
+        gpu_label: Literal["none", "nvidia", "coreweave"] = Field(
+            "none", description="select GPU nodes by nvidia.com/gpu.product (GPU feature discovery) or "
+                                "gpu.nvidia.com/class (CoreWeave); none: only request nvidia.com/gpu")
+        gpu_class: str | None = Field(None, description="the gpu_label's value, overriding the preset's")
+        shm_size: str | None = Field(None, pattern=QUANTITY, examples=["64Gi"],
+                                     description="/dev/shm size limit; default: no limit (node memory)")
+        rdma: bool = Field(False, description="request rdma/ib (InfiniBand) for each pod")
+        bundle_store: str | None = Field(None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+                                         description="s3://bucket for code bundles over 750 KiB (not yet "
+                                                     "supported: see README)")
+        endpoint_url: str | None = Field(None, pattern=r"^https?://")
+        pending_timeout: Seconds = Field(600, description="a job whose pods cannot be scheduled or pull their "
+                                         "image for this long is FAILED")
+
+    return KubernetesSettings
+
+
+def kube_name(job_id: str, nodes: int) -> str:
+    """The Job's (and Service's) name: the job id when it is a DNS-1035 label short enough that every
+    pod's hostname `<name>-<index>` is one too; else a cleaned, cut form with a hash of the id."""
+    limit = 63 - 1 - len(str(max(nodes - 1, 0)))
+    clean = re.sub(r"[^a-z0-9-]+", "-", job_id.lower()).strip("-")
+    if not clean[:1].isalpha():
+        clean = "j" + clean
+    if clean == job_id and len(clean) <= limit:
+        return clean
+    digest = hashlib.sha256(job_id.encode()).hexdigest()[:8]
+    return f"{clean[:limit - 9].rstrip('-')}-{digest}"
+
+
+def label_value(text: str) -> str:
+    """`text` as a label value (63 characters of [A-Za-z0-9._-]), or its hash when it is not one."""
+    if LABEL_VALUE.fullmatch(text) and len(text) <= 63:
+        return text
+    return "h-" + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def topology(name: str) -> str:
+    """How a pod learns its place: the Job controller sets JOB_COMPLETION_INDEX; rank 0 answers at
+    `<job>-0.<service>` (its hostname in the headless Service's subdomain)."""
+    return f'LAUNCH_NODE_RANK=${{JOB_COMPLETION_INDEX:-0}}\nLAUNCH_MASTER_ADDR={name}-0.{name}\n'
+
+
+def _quantity_gb(value: float) -> str:
+    return f"{int(value)}Gi" if float(value).is_integer() else f"{int(value * 1024)}Mi"
+
+
+def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bundle | None,
+           secrets: Mapping[str, str], *, idempotency_key: str | None = None,
+           namespace: str = "default", backend: str = NAME) -> Request:
+    """The objects submit creates, in creation order, in the payload's `manifests`."""
+    problems: list[Problem] = []
+    if not spec.image:
+        problems.append(spec.problem("image", "a Kubernetes pod runs a container image: set image: "
+                                     "e.g. pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"))
+    if bundle is not None and bundle.size > CONFIGMAP_LIMIT:
+        problems.append(spec.problem("code", f"the code bundle is {bundle.size // 1024} KiB; a ConfigMap carries "
+                                     f"up to {CONFIGMAP_LIMIT // 1024} KiB (bundle_store for bigger ones is not "
+                                     "supported yet): leave data and checkpoints out of code: (.launchignore) "
+                                     "or build them into the image"))
+    selector = dict(settings.get("node_selector") or {})
+    accel = spec.resources.accelerators
+    preset = settings.get("gpu_label") or "none"
+    if accel.is_gpu and preset != "none":
+        label, values = GPU_LABELS[preset]
+        value = settings.get("gpu_class") or values.get(accel.type)
+        if value is None:
+            problems.append(spec.problem("resources.accelerators", f"no {preset} GPU class known for {accel.type}: "
+                                         f"set backends.{NAME}.gpu_class to the node label {label}'s value"))
+        else:
+            selector.setdefault(label, value)
+    if problems:
+        raise SpecError(problems)
+
+    name = kube_name(job_id, spec.resources.nodes)
+    nodes = spec.resources.nodes
+    files_name, secret_name = f"{name}-files", f"{name}-secrets"
+    where = Placement(f"configmap:{files_name}/", f"{FILES_DIR}/", f"configmap:{files_name}/", f"{FILES_DIR}/")
+    uploads, files_env = job_files(spec, bundle, where, topology=topology(name))
+    data, kept = {}, []
+    for upload in uploads:
+        key = upload.destination.rsplit("/", 1)[-1]
+        if upload.content is not None:
+            data[key] = upload.content
+        elif bundle is not None and upload.source == bundle.path:  # binaryData, filled at submit
+            kept.append(type(upload)(upload.source, f"configmap:{files_name}/{BUNDLE_KEY}"))
+            files_env["LAUNCH_BUNDLE"] = f"{FILES_DIR}/{BUNDLE_KEY}"
+        else:  # bootstrap.sh, package data: its text is part of the manifest
+            data[key] = resources.files("launcher").joinpath("bootstrap.sh").read_text()
+    environment = {**node_environment(spec, job_id, {}, output_dir=f"{WORK_DIR}/outputs",
+                                      checkpoint_dir=spec.checkpoint_dir or f"{WORK_DIR}/checkpoints",
+                                      workdir=f"{WORK_DIR}/code", port=master_port(job_id)),
+                   **files_env}
+    if spec.max_runtime:
+        environment["LAUNCH_MAX_RUNTIME"] = str(int(spec.max_runtime))
+
+    labels = {MANAGED_BY: "launch", JOB_LABEL: name}
+    annotations = {JOB_ID_ANNOTATION: job_id}
+    if idempotency_key:
+        labels[KEY_LABEL] = label_value(idempotency_key)
+        annotations[KEY_ANNOTATION] = idempotency_key
+    job_labels = dict(labels)
+    if settings.get("queue"):
+        job_labels[QUEUE_LABEL] = settings["queue"]
+    meta = {"namespace": namespace, "labels": labels}
+
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if accel.is_gpu:
+        limits["nvidia.com/gpu"] = str(accel.count)
+    if settings.get("rdma"):
+        limits["rdma/ib"] = "1"
+    if spec.resources.cpus:
+        requests["cpu"] = str(spec.resources.cpus)
+    if spec.resources.memory_gb:
+        requests["memory"] = _quantity_gb(spec.resources.memory_gb)
+    if spec.resources.disk_gb:
+        requests["ephemeral-storage"] = f"{spec.resources.disk_gb}Gi"
+    container: dict[str, Any] = {
+        "name": "job", "image": spec.image, "command": ["/bin/sh", f"{FILES_DIR}/bootstrap.sh"],
+        "env": [{"name": k, "value": v} for k, v in environment.items()],
+        "volumeMounts": [{"name": "files", "mountPath": FILES_DIR, "readOnly": True},
+                         {"name": "work", "mountPath": WORK_DIR},
+                         {"name": "shm", "mountPath": "/dev/shm"}],
+    }
+    if secrets:
+        container["envFrom"] = [{"secretRef": {"name": secret_name}}]
+    if limits or requests:
+        container["resources"] = {k: v for k, v in (("limits", limits), ("requests", requests)) if v}
+    shm: dict[str, Any] = {"medium": "Memory"}
+    if settings.get("shm_size"):
+        shm["sizeLimit"] = settings["shm_size"]
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never", "subdomain": name, "containers": [container],
+        "volumes": [{"name": "files", "configMap": {"name": files_name}},
+                    {"name": "work", "emptyDir": {}}, {"name": "shm", "emptyDir": shm}],
+    }
+    for key, field in (("service_account", "serviceAccountName"), ("priority_class", "priorityClassName")):
+        if settings.get(key):
+            pod[field] = settings[key]
+    if selector:
+        pod["nodeSelector"] = selector
+    if settings.get("tolerations"):
+        pod["tolerations"] = [dict(t) for t in settings["tolerations"]]
+    if settings.get("image_pull_secrets"):
+        pod["imagePullSecrets"] = [{"name": s} for s in settings["image_pull_secrets"]]
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed", "completions": nodes, "parallelism": nodes,
+        "backoffLimit": spec.retries, "suspend": True,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+    }
+    if spec.max_runtime:
+        job_spec["activeDeadlineSeconds"] = int(spec.max_runtime)
+    job = {"apiVersion": "batch/v1", "kind": "Job",
+           "metadata": {"name": name, **meta, "labels": job_labels, "annotations": annotations}, "spec": job_spec}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, **meta},
+               "spec": {"clusterIP": "None", "selector": {JOB_LABEL: name}, "publishNotReadyAddresses": True}}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": files_name, **meta},
+                 "data": dict(sorted(data.items()))}
+    manifests = [job, service, configmap]
+    if secrets:
+        manifests.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": secret_name, **meta},
+                          "type": "Opaque", "stringData": dict(secrets)})
+    payload = {"context": settings.get("context"), "namespace": namespace, "name": name,
+               "resume": not settings.get("queue"), "manifests": manifests}
+    return Request(backend, job_id, OPERATION, payload, tuple(kept))
