@@ -86,6 +86,14 @@ def status_body(code: int, reason: str, message: str, details: dict[str, Any] | 
             "reason": reason, "details": details or {}, "code": code}
 
 
+def kube_error(code: int, path: str, headers: Any, error_code: str | None = None) -> tuple[bytes, str]:
+    """The API server's Status body, for the FaultProxy's injected errors."""
+    reasons = {401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict", 429: "TooManyRequests",
+               500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+    body = status_body(code, error_code or reasons.get(code, "InternalError"), f"injected {code} on {path}")
+    return json.dumps(body).encode(), "application/json"
+
+
 class ApiError(Exception):
     def __init__(self, code: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -189,6 +197,20 @@ class KubeFake:
                 self._kill(uid)
         for thread in self._threads:
             thread.join(timeout=5)
+
+    def reset(self) -> None:
+        """Forget every object (their processes ended) and what was received."""
+        with self.lock:
+            for uid in list(self.processes):
+                self._kill(uid)
+            self.store.clear()
+            self.kubelet.clear()
+            self.created.clear()
+            self.requests.clear()
+
+    def job_ids(self) -> list[str]:
+        """The launch job id of every Job held (the annotation launch writes), one entry per Job."""
+        return [(j["metadata"].get("annotations") or {}).get("launch.dev/job-id", "") for j in self.objects("jobs")]
 
     @property
     def url(self) -> str:
@@ -326,10 +348,10 @@ class KubeFake:
         field = query.get("fieldSelector", "")
         wanted_name = field.split("=", 1)[1] if field.startswith("metadata.name=") else None
         for (p, n, name), obj in sorted(self.store.items()):
-            if p == plural and n == ns and selector_matches(query.get("labelSelector", ""),
-                                                            obj["metadata"].get("labels") or {}):
-                if wanted_name is None or name == wanted_name:
-                    items.append(copy.deepcopy(obj))
+            labels = obj["metadata"].get("labels") or {}
+            if p == plural and n == ns and selector_matches(query.get("labelSelector", ""), labels) \
+                    and wanted_name in (None, name):
+                items.append(copy.deepcopy(obj))
         api_version, kind, _ = KINDS[plural]
         return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {"resourceVersion": str(self.version)},
                 "items": items}
@@ -672,8 +694,8 @@ class KubeFake:
             job = pod["metadata"]["labels"].get("job-name")
             completions = self.store.get(("jobs", ns, job), {}).get("spec", {}).get("completions", 1)
             for index in range(completions):
-                host = f"{job}-{index}"
-                names.append(f"127.0.0.1\t{host}.{spec['subdomain']} {host}.{spec['subdomain']}.{ns}.svc.cluster.local\n")
+                host, sub = f"{job}-{index}", spec["subdomain"]
+                names.append(f"127.0.0.1\t{host}.{sub} {host}.{sub}.{ns}.svc.cluster.local\n")
         hosts.write_text("".join(dict.fromkeys(names)))
         inner = (f"mount --bind {shlex.quote(str(hosts))} /etc/hosts && hostname {shlex.quote(hostname)} && "
                  'exec "$@"')
