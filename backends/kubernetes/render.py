@@ -195,7 +195,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if settings.get("rdma"):
         limits["rdma/ib"] = "1"
     if spec.resources.cpus:
-        requests["cpu"] = str(spec.resources.cpus)
+        cpus = float(spec.resources.cpus)
+        requests["cpu"] = str(int(cpus)) if cpus.is_integer() else f"{int(cpus * 1000)}m"
     if spec.resources.memory_gb:
         requests["memory"] = _quantity_gb(spec.resources.memory_gb)
     if spec.resources.disk_gb:

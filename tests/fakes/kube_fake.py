@@ -151,6 +151,7 @@ class KubeFake:
         self.nodes = [{"name": f"node-{i}", "gpus": gpus_per_node, "labels": dict(node_labels or {})}
                       for i in range(nodes)]
         self.unpullable = ("registry.invalid/",)
+        self.anonymous_reads = False  # GETs without credentials allowed (kubectl sends no token over http)
         self.store: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []  # every create body as received
         self.rejected: list[str] = []
@@ -279,7 +280,9 @@ class KubeFake:
         with self.lock:
             self.requests.append((handler.command, url.path))
         try:
-            if handler.headers.get("Authorization") != "Bearer fake-token":
+            anonymous_read = (self.anonymous_reads and handler.command == "GET"
+                              and "Authorization" not in handler.headers)
+            if handler.headers.get("Authorization") != "Bearer fake-token" and not anonymous_read:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             code, body = self._route(handler.command, url.path, query, json.loads(raw) if raw else None,
                                      handler.headers.get("Content-Type", ""))
@@ -306,6 +309,12 @@ class KubeFake:
                          {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
                              {"name": "batch", "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
                               "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}}]})
+        if path in ("/api/v1", "/apis/batch/v1"):  # discovery, as kubectl asks for it
+            group_version = path.removeprefix("/api/").removeprefix("/apis/")
+            return 200, {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": [
+                {"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
+                 "verbs": ["create", "delete", "get", "list", "patch"]}
+                for plural, (_, kind, prefix) in KINDS.items() if prefix == path]}
         match = PATH.match(path)
         if not match or match["plural"] not in KINDS or KINDS[match["plural"]][2] != match["prefix"]:
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
