@@ -175,8 +175,6 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                                       checkpoint_dir=spec.checkpoint_dir or f"{WORK_DIR}/checkpoints",
                                       workdir=f"{WORK_DIR}/code", port=master_port(job_id)),
                    **files_env}
-    if spec.max_runtime:
-        environment["LAUNCH_MAX_RUNTIME"] = str(int(spec.max_runtime))
 
     labels = {MANAGED_BY: "launch", JOB_LABEL: name}
     annotations = {JOB_ID_ANNOTATION: job_id}

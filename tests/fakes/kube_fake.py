@@ -141,11 +141,12 @@ class KubeFake:
 
     def __init__(self, root: Path, *, nodes: int = 2, gpus_per_node: int = 8, mode: str = "run",
                  namespaces: tuple[str, ...] = ("default",), node_labels: dict[str, str] | None = None,
-                 tick_s: float = 0.05) -> None:
+                 tick_s: float = 0.05, image_path: str | None = None) -> None:
         import kubernetes_validate  # noqa: F401  (fail here, not on the first create, when it is absent)
 
         self.root = Path(root)
         self.mode = mode
+        self.image_path = image_path or os.environ.get("PATH", "/usr/bin:/bin")  # the PATH every image has
         self.tick_s = tick_s
         self.namespaces = set(namespaces)
         self.nodes = [{"name": f"node-{i}", "gpus": gpus_per_node, "labels": dict(node_labels or {})}
@@ -514,10 +515,9 @@ class KubeFake:
             ended = ("DeadlineExceeded", "Job was active longer than specified deadline")
         elif failed > spec["backoffLimit"]:
             ended = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
-        if ended:
+        if ended:  # the controller deletes the pods still active
             for pod in active:
-                self._terminate(pod, 137, reason="Error")
-                pod["status"]["phase"] = "Failed"
+                self._remove("pods", ns, pod["metadata"]["name"], False)
             status["active"] = 0
             self._condition(job, "Failed", "True", *ended)
             return
@@ -682,7 +682,7 @@ class KubeFake:
                 text = re.sub(rf"(?<![\w/]){re.escape(mount_path)}(?=/|$|\s)", str(where), text)
             return text
 
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOSTNAME": spec.get("hostname", "")}
+        env = {"PATH": self.image_path, "HOSTNAME": spec.get("hostname", "")}
         for source in container.get("envFrom", []):
             ref = source.get("secretRef") or source.get("configMapRef")
             obj = self.store[("secrets" if "secretRef" in source else "configmaps", ns, ref["name"])]
