@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 from fakes.kube_fake import KubeFake
 
+from backends.kubernetes import KubernetesBackend
+from launcher.backend import Handle, JobState
+
 SUBMITTED = re.compile(r"submitted (\S+) to kubernetes")
 VENV_BIN = str(Path(sys.executable).parent)
 
@@ -67,6 +70,11 @@ def kube(module_fake, cli, write_spec):
 
         @staticmethod
         def await_state(job_id: str, *states: str, timeout: float = 30) -> dict:
+            if set(states) <= {"SUCCEEDED", "FAILED", "CANCELLED"}:  # one process polling, not one per poll
+                done = Helper.run("wait", job_id, "--timeout", str(timeout), "-o", "json", timeout=timeout + 30)
+                record = json.loads(done.stdout)
+                assert record["state"] in states, record
+                return record
             deadline = time.monotonic() + timeout
             while (record := Helper.status(job_id))["state"] not in states:
                 assert time.monotonic() < deadline, f"{job_id} stayed {record['state']}: {record}"
@@ -161,9 +169,15 @@ def test_a_job_that_can_never_start_says_why_then_fails(kube, body, said):
     if "registry.invalid" in body:
         spec.write_text(spec.read_text().replace("image: python:3.12\n", "", 1))
     job_id = kube.submit(spec)
-    pending = kube.await_state(job_id, "PENDING")
-    assert said in pending["message"]
-    failed = kube.await_state(job_id, "FAILED")
+    # what status says while the pod waits (asked in-process, with a patience the test does not run out of)
+    handle = Handle.from_json(kube.status(job_id)["handle"])
+    patient = KubernetesBackend({"kubeconfig": str(kube.fake.root / "kubeconfig"), "pending_timeout": 3600})
+    deadline = time.monotonic() + 20
+    while said not in (pending := patient.status(handle)).message:
+        assert time.monotonic() < deadline, pending
+        time.sleep(0.1)
+    assert pending.state is JobState.PENDING
+    failed = kube.await_state(job_id, "FAILED")  # past pending_timeout (3 s): it can never start
     assert failed["raw_state"] == "NeverStarted" and "pending_timeout" in failed["message"]
 
 

@@ -80,9 +80,9 @@ def _translate(exc: Exception) -> LaunchError | None:
             return TransientBackendError(f"Kubernetes API {exc.status}: {reason}",
                                          retry_after=float(retry_after) if str(retry_after or "").isdigit() else None)
         if exc.status in (401, 403):
-            return BackendError(f"Kubernetes refused the request ({exc.status}): {reason}",
-                                "check the context's credentials and RBAC (jobs, pods, pods/log, services, "
-                                "configmaps, secrets in the namespace)")
+            return BackendUnreachable(f"Kubernetes refused the request ({exc.status}): {reason}",
+                                      "check the context's credentials and RBAC (jobs, pods, pods/log, services, "
+                                      "configmaps, secrets in the namespace)")
         return BackendError(f"Kubernetes API {exc.status}: {reason}")
     return None
 

@@ -14,14 +14,15 @@ from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 
 HINTS = {  # what each failure must tell the user to do, per backend
     "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
-                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY"},
+                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY",
+                "kubernetes": "KUBECONFIG"},
     "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
-            "lambda_cloud": "set LAMBDA_API_KEY"},
+            "lambda_cloud": "set LAMBDA_API_KEY", "kubernetes": "credentials"},
     "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
-            "lambda_cloud": "payment method"},
+            "lambda_cloud": "payment method", "kubernetes": "RBAC"},
     # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
     "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
-               "lambda_cloud": "cannot reach Lambda Cloud"},
+               "lambda_cloud": "cannot reach Lambda Cloud", "kubernetes": "API server could not be reached"},
 }
 # Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
 # is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
@@ -43,6 +44,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return env
     if cloud.name == "lambda_cloud":  # LAMBDA_API_KEY unset, no api_key in config.toml
         return {}
+    if cloud.name == "kubernetes":  # no kubeconfig where KUBECONFIG says, none in HOME, not in a cluster
+        return {"KUBECONFIG": str(tmp_path / "no-such-kubeconfig"), "HOME": str(tmp_path)}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}
@@ -70,6 +73,10 @@ def test_credential_failures_exit_4_with_one_message_and_no_record(failure: str,
         config = config.replace(f'\nendpoint = "{cloud.proxy.endpoint}"', f'\nendpoint = "{closed_tls}"')
         config = config.replace(f'\napi_url = "{cloud.proxy.endpoint}', f'\napi_url = "{closed}')
         (launch_home / "config.toml").write_text(config)
+        if "KUBECONFIG" in extra:  # Kubernetes: the cluster's API server, named in the kubeconfig
+            moved = tmp_path / "kubeconfig"
+            moved.write_text(Path(extra["KUBECONFIG"]).read_text().replace(cloud.proxy.endpoint, closed))
+            extra["KUBECONFIG"] = str(moved)
     else:
         cloud.proxy.fail_next(".", failure, times=1000)
     result = run_launch(["run", str(cloud_spec), "--backend", cloud.name], launch_env(launch_home, extra))
