@@ -28,10 +28,10 @@ from launcher.registry import install_line_for
 pytestmark = pytest.mark.minimal_install
 
 REPO = Path(__file__).resolve().parent.parent
-HIDDEN = ("boto3", "botocore", "s3transfer", "google", "azure", "requests")
+HIDDEN = ("boto3", "botocore", "s3transfer", "google", "azure", "requests", "kubernetes")
 # backend -> what the user is told is missing
 CLOUD = {"sagemaker": "boto3", "vertex": "google-cloud-aiplatform", "azureml": "azure-ai-ml",
-         "lambda_cloud": "requests"}
+         "lambda_cloud": "requests", "kubernetes": "kubernetes", "coreweave": "kubernetes"}
 # What google-cloud-*'s .pth files load at start-up (`google`, `google.cloud`) is unloaded first, so
 # that, as on a machine without them, find_spec("google.cloud.x") raises for want of `google`.
 BOOT = f"""import sys
@@ -52,6 +52,8 @@ SETTINGS = {
     "azureml": ("T4:1", {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "rg",
                          "workspace_name": "ws-minimal"}),
     "lambda_cloud": ("H100:1", {"ssh_key_name": "my-key"}),
+    "kubernetes": ("H100:1", {"namespace": "ml"}),
+    "coreweave": ("H100:8", {"namespace": "ml"}),
 }
 
 
@@ -181,6 +183,7 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
     ("lambda_cloud", {"instances": [{"id": "i-1", "rank": 0, "name": "minimal-1-0", "region": "us-east-1",
                                      "type": "gpu_1x_a10", "ip": "127.0.0.1"}], "ssh": {}, "keep_instances": False,
                       "idempotency_key": None, "submitted_at": 1.0}),
+    ("kubernetes", {"namespace": "ml", "name": "minimal-1", "nodes": 1, "context": None, "idempotency_key": None}),
     ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
     ("lambda_cloud", {}),
 ])

@@ -8,6 +8,7 @@ create meets AlreadyExists and adopts the first Job; the idempotency key is a la
 from __future__ import annotations
 
 import base64
+import os
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -55,7 +56,6 @@ class KubernetesBackend(Backend):
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5)
     settings_model = LazySettings(rendering.settings_model)
     sdk = SDK
-    catalog_csv = rendering.CATALOG_CSV
     pinned_type_setting: ClassVar[str] = "gpu_class"
     presets: ClassVar[dict[str, Any]] = {}  # what an alias (coreweave) sets before the user's settings
 
@@ -65,11 +65,11 @@ class KubernetesBackend(Backend):
 
     @classmethod
     def readiness(cls, settings: Mapping[str, Any]) -> Readiness:
-        if (absent := SDK.readiness()) is not None:
+        if cls.sdk is not None and (absent := cls.sdk.readiness()) is not None:
             return absent
         path = kubeconfig_path(settings)
-        if path is None and not __import__("os").environ.get("KUBERNETES_SERVICE_HOST"):
-            return Readiness(True, False, "no kubeconfig", "set KUBECONFIG, or backends.kubernetes.kubeconfig")
+        if path is None and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return Readiness(True, False, "no kubeconfig", f"set KUBECONFIG, or backends.{cls.name}.kubeconfig")
         where = f"{path}" if path else "in-cluster"
         return Readiness(True, True, f"{where}, namespace {default_namespace(settings)}")
 
@@ -100,7 +100,7 @@ class KubernetesBackend(Backend):
     def submit(self, request: Request) -> Handle:
         """Create the Job suspended (or adopt it: its name is the job id), then the objects it owns, then
         resume it unless Kueue is to admit it. Each step is safe to repeat."""
-        SDK.require()
+        self.sdk.require()
         from kubernetes.client.exceptions import ApiException
 
         payload = request.payload
@@ -145,6 +145,7 @@ class KubernetesBackend(Backend):
     # -- status ------------------------------------------------------------------
 
     def status(self, handle: Handle) -> Status:
+        self.sdk.require()
         from kubernetes.client.exceptions import ApiException
 
         ns, name = handle.data["namespace"], handle.data["name"]
@@ -237,6 +238,7 @@ class KubernetesBackend(Backend):
              node: int | None = None) -> Iterator[LogLine]:
         """Each index's newest pod's log after the bytes already read from that pod: the cursor is
         {index: [pod name, bytes]}; a pod a retry replaced starts again at 0 (its log is new)."""
+        self.sdk.require()
         cursor = {str(k): list(v) for k, v in dict(since or {}).items()}
         ns, name = handle.data["namespace"], handle.data["name"]
         with errors():
@@ -277,6 +279,7 @@ class KubernetesBackend(Backend):
     def cancel(self, handle: Handle) -> None:
         """Delete the Job in the foreground (its pods, ConfigMap, Secret and Service go with it); an
         ended Job is kept, so its result and logs stay readable."""
+        self.sdk.require()
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
@@ -301,6 +304,7 @@ class KubernetesBackend(Backend):
         return self._summaries(f"{rendering.MANAGED_BY}=launch", since=since)
 
     def _summaries(self, selector: str, since: float | None = None) -> Iterator[Summary]:
+        self.sdk.require()
         ns = default_namespace(self.settings)
         with errors():
             jobs = self._batch().list_namespaced_job(ns, label_selector=selector, _request_timeout=TIMEOUT_S).items

@@ -45,14 +45,12 @@ BUNDLE_KEY = "bundle.tar.gz"
 CONFIGMAP_LIMIT = 750 * 1024  # a ConfigMap holds 1 MiB; base64 and the other files need the rest
 # the node label each preset selects GPUs by, and the value it gives each accelerator
 GPU_LABELS: dict[str, tuple[str, dict[str, str]]] = {
-    "nvidia": ("nvidia.com/gpu.product", {  # NVIDIA GPU feature discovery
-        "H100": "NVIDIA-H100-80GB-HBM3", "H200": "NVIDIA-H200", "A100": "NVIDIA-A100-SXM4-80GB",
-        "L40S": "NVIDIA-L40S", "L4": "NVIDIA-L4", "A10G": "NVIDIA-A10G", "T4": "Tesla-T4",
-        "V100": "Tesla-V100-SXM2-16GB", "B200": "NVIDIA-B200", "GH200": "NVIDIA-GH200-480GB"}),
-    "coreweave": ("gpu.nvidia.com/class", {  # CoreWeave's node label
-        "H100": "H100_NVLINK_80GB", "H200": "H200_NVLINK_141GB", "A100": "A100_NVLINK_80GB",
-        "L40S": "L40S", "L40": "L40", "A40": "A40", "RTX_A6000": "RTX_A6000", "GH200": "GH200_480GB",
-        "B200": "B200", "GB200": "GB200"}),
+    "nvidia": ("nvidia.com/gpu.product", {  # NVIDIA GPU feature discovery's product names
+        "H100": "NVIDIA-H100-80GB-HBM3", "A100-80GB": "NVIDIA-A100-SXM4-80GB", "A100-40GB": "NVIDIA-A100-SXM4-40GB",
+        "L40S": "NVIDIA-L40S", "L4": "NVIDIA-L4", "A10G": "NVIDIA-A10G", "A10": "NVIDIA-A10", "T4": "Tesla-T4",
+        "V100": "Tesla-V100-SXM2-16GB"}),
+    "coreweave": ("gpu.nvidia.com/class", {  # CoreWeave's node label (catalog.csv's provider_accelerator)
+        "H100": "H100_NVLINK_80GB", "A100-80GB": "A100_NVLINK_80GB", "A100-40GB": "A100_NVLINK", "L40S": "L40S"}),
 }
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|m)?$"

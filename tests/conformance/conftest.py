@@ -405,7 +405,7 @@ def _kubernetes_world(name: str) -> Callable[[Path], contextlib.AbstractContextM
                 _wait_for(lambda: done(handle), f"the Job of {handle.job_id} to complete")
 
             world = World(name, cloud.spec_text, config=cloud.config, env=cloud.env,
-                          reset=cloud.reset, finish=cloud.finish, extra="kubernetes", sent=sent, wire=wire,
+                          reset=cloud.reset, finish=cloud.finish, extra=name, sent=sent, wire=wire,
                           observe=observe, end=end, set_raw_state=set_raw_state, sdk=("kubernetes",))
             yield world
 
