@@ -32,6 +32,7 @@ backends:
   azureml: {subscription_id: 11111111-2222-3333-4444-555555555555, resource_group: rg, workspace_name: ws-bench,
             compute: gpu-cluster}
   lambda_cloud: {ssh_key_name: bench-key}
+  kubernetes: {namespace: ml, gpu_label: nvidia}
   ssh: {hosts: [gpu-01.internal]}
 """
 # backend -> (what its SDK import is called, the statement); local and ssh use no SDK: the floor
@@ -42,6 +43,7 @@ SDKS = {
     "vertex": ("from google.cloud import aiplatform_v1", "from google.cloud import aiplatform_v1"),
     "azureml": ("import azure.ai.ml", "import azure.ai.ml"),
     "lambda_cloud": ("import requests", "import requests"),
+    "kubernetes": ("from kubernetes import client, config", "from kubernetes import client, config"),
 }
 GOAL_S = 0.5
 

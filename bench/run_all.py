@@ -28,6 +28,7 @@ import azureml_submit
 import bundling
 import cli_startup
 import dry_run
+import kubernetes_submit
 import lambda_submit
 import local_logs
 import peers
@@ -74,6 +75,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Vertex AI", lambda: vertex_submit.measure(quick)),
         ("Azure ML", lambda: azureml_submit.measure(quick)),
         ("Lambda Cloud", lambda: lambda_submit.measure(quick)),
+        ("Kubernetes", lambda: kubernetes_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

@@ -168,3 +168,10 @@ def test_held_out_specs_dry_runs_pass_kubectl_client_dry_run(tmp_path, cli, writ
         assert done.returncode == 0, done.stderr
         assert done.stdout.count("(dry run)") == len(documents) == 8
         assert fake.objects("jobs") == [] and not [m for m, _ in fake.requests if m != "GET"]
+
+
+def test_a_bundle_too_big_for_a_configmap_is_refused_before_anything_is_created():
+    spec = parse_spec("name: x\nimage: i\ncode: .\nrun: r\n", "spec.yaml", base_dir=Path(__file__).parent)
+    big = Bundle(path=Path("/tmp/bundle.tar.gz"), digest="d" * 64, size=800 * 1024, file_count=1)
+    with pytest.raises(SpecError, match="800 KiB"):
+        KubernetesBackend({"namespace": "default"}).render(spec, JOB_ID, big, {})

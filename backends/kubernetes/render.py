@@ -87,10 +87,6 @@ def settings_model() -> type[BaseModel]:
         shm_size: str | None = Field(None, pattern=QUANTITY, examples=["64Gi"],
                                      description="/dev/shm size limit; default: no limit (node memory)")
         rdma: bool = Field(False, description="request rdma/ib (InfiniBand) for each pod")
-        bundle_store: str | None = Field(None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
-                                         description="s3://bucket for code bundles over 750 KiB (not yet "
-                                                     "supported: see README)")
-        endpoint_url: str | None = Field(None, pattern=r"^https?://")
         pending_timeout: Seconds = Field(600, description="a job whose pods cannot be scheduled or pull their "
                                          "image for this long is FAILED")
 
@@ -137,8 +133,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                                      "e.g. pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"))
     if bundle is not None and bundle.size > CONFIGMAP_LIMIT:
         problems.append(spec.problem("code", f"the code bundle is {bundle.size // 1024} KiB; a ConfigMap carries "
-                                     f"up to {CONFIGMAP_LIMIT // 1024} KiB (bundle_store for bigger ones is not "
-                                     "supported yet): leave data and checkpoints out of code: (.launchignore) "
+                                     f"up to {CONFIGMAP_LIMIT // 1024} KiB (an object-store path for bigger ones "
+                                     "is not supported yet): leave data and checkpoints out of code: (.launchignore) "
                                      "or build them into the image"))
     selector = dict(settings.get("node_selector") or {})
     accel = spec.resources.accelerators
