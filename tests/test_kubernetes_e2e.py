@@ -11,6 +11,7 @@ After every test the fake holds no object the schema refused and raised nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -207,3 +208,41 @@ def test_list_sync_finds_jobs_from_another_machine(kube, tmp_path):
     again = kube.run("run", str(kube.spec("name: k8s-list\nrun: echo listed\n")), "--backend", "kubernetes",
                      "--idempotency-key", "ci-7", env={"LAUNCH_HOME": str(other)}, check_rc=0).stdout
     assert f"job {job_id} already exists" in again and len(kube.fake.objects("jobs")) == 1
+
+
+def test_a_bundle_too_big_for_a_configmap_goes_through_the_bundle_store(kube, tmp_path):
+    """Over 750 KiB, the code goes to an S3-compatible bucket (moto's S3 over HTTP here) and each pod
+    fetches it by a presigned URL: the pod gets no storage credential, only that URL."""
+    import hashlib
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    keys = {"AWS_ACCESS_KEY_ID": "bundle-key-id", "AWS_SECRET_ACCESS_KEY": "bundle-secret-4711",
+            "AWS_DEFAULT_REGION": "us-east-1"}
+    code = tmp_path / "code"
+    code.mkdir()
+    payload = os.urandom(800 * 1024)  # incompressible: the bundle stays over the ConfigMap's 750 KiB
+    (code / "weights.bin").write_bytes(payload)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://{}:{}".format(*server.get_host_and_port())
+        boto3.client("s3", endpoint_url=endpoint, **{k.lower(): v for k, v in keys.items()
+                                                     if k != "AWS_DEFAULT_REGION"},
+                     region_name="us-east-1").create_bucket(Bucket="k8s-bundles")
+        spec = kube.spec("name: k8s-big-code\ncode: ./code\nrun: sha256sum weights.bin\n",
+                         bundle_store="s3://k8s-bundles/launch", endpoint_url=endpoint)
+        job_id = kube.submit(spec, env=keys)
+        kube.await_state(job_id, "SUCCEEDED")
+        assert hashlib.sha256(payload).hexdigest() in kube.run("logs", job_id, check_rc=0).stdout
+    finally:
+        server.stop()
+    job = kube.job(job_id)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LAUNCH_BUNDLE_URL"].startswith(f"{endpoint}/k8s-bundles/launch/bundles/")
+    assert "Signature=" in env["LAUNCH_BUNDLE_URL"]
+    (configmap,) = [c for c in kube.fake.objects("configmaps") if c["metadata"]["name"].startswith(
+        job["metadata"]["name"])]
+    assert "binaryData" not in configmap and "fetch.sh" in configmap["data"]
+    assert "bundle-secret-4711" not in json.dumps([kube.fake.objects(p) for p in ("jobs", "pods", "configmaps")])

@@ -170,8 +170,18 @@ def test_held_out_specs_dry_runs_pass_kubectl_client_dry_run(tmp_path, cli, writ
         assert fake.objects("jobs") == [] and not [m for m, _ in fake.requests if m != "GET"]
 
 
-def test_a_bundle_too_big_for_a_configmap_is_refused_before_anything_is_created():
+def test_a_bundle_too_big_for_a_configmap_needs_the_bundle_store():
     spec = parse_spec("name: x\nimage: i\ncode: .\nrun: r\n", "spec.yaml", base_dir=Path(__file__).parent)
     big = Bundle(path=Path("/tmp/bundle.tar.gz"), digest="d" * 64, size=800 * 1024, file_count=1)
-    with pytest.raises(SpecError, match="800 KiB"):
+    with pytest.raises(SpecError, match="800 KiB.*bundle_store"):
         KubernetesBackend({"namespace": "default"}).render(spec, JOB_ID, big, {})
+    request = KubernetesBackend({"namespace": "default", "bundle_store": "s3://team-bucket/launch"}).render(
+        spec, JOB_ID, big, {})
+    job, _, configmap = request.payload["manifests"]
+    for manifest in request.payload["manifests"]:
+        strict(manifest)
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["/bin/sh", "/launch/files/fetch.sh"] and "fetch.sh" in configmap["data"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["LAUNCH_BUNDLE"] == "/launch/work/bundle.tar.gz" and env["LAUNCH_BUNDLE_URL"].startswith("<")
+    assert [u.destination for u in request.uploads] == [f"s3://team-bucket/launch/bundles/{'d' * 64}.tar.gz"]

@@ -8,12 +8,14 @@ create meets AlreadyExists and adopts the first Job; the idempotency key is a la
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backends.kubernetes import bundle_store
 from backends.kubernetes import render as rendering
 from backends.kubernetes.client import SDK, TIMEOUT_S, api_client, default_namespace, errors, kubeconfig_path
 from backends.kubernetes.render import NAME
@@ -106,6 +108,13 @@ class KubernetesBackend(Backend):
         payload = request.payload
         ns, name = payload["namespace"], payload["name"]
         job_manifest, *owned = payload["manifests"]
+        in_bucket = [u for u in request.uploads if u.destination.startswith("s3://")]
+        if in_bucket:  # before the Job: a pod must find its bundle
+            url = bundle_store.presigned(self.settings, in_bucket[0].destination, in_bucket[0].source)
+            job_manifest = json.loads(json.dumps(job_manifest))
+            for variable in job_manifest["spec"]["template"]["spec"]["containers"][0]["env"]:
+                if variable["name"] == rendering.BUNDLE_URL_ENV:
+                    variable["value"] = url
         with errors():
             batch, core = self._batch(), self._core()
             try:
@@ -123,7 +132,8 @@ class KubernetesBackend(Backend):
             for manifest in owned:
                 body = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
                 if manifest["kind"] == "ConfigMap":
-                    for upload in request.uploads:  # the code bundle, read only now (a dry run packs none)
+                    # the code bundle, read only now (a dry run packs none)
+                    for upload in (u for u in request.uploads if u.destination.startswith("configmap:")):
                         key = upload.destination.rsplit("/", 1)[-1]
                         body.setdefault("binaryData", {})[key] = base64.b64encode(upload.source.read_bytes()).decode()
                 create = {"Service": core.create_namespaced_service, "ConfigMap": core.create_namespaced_config_map,

@@ -43,6 +43,23 @@ FILES_DIR = "/launch/files"  # the ConfigMap, read-only
 WORK_DIR = "/launch/work"  # an emptyDir: the unpacked code, outputs, checkpoints
 BUNDLE_KEY = "bundle.tar.gz"
 CONFIGMAP_LIMIT = 750 * 1024  # a ConfigMap holds 1 MiB; base64 and the other files need the rest
+BUNDLE_URL_ENV = "LAUNCH_BUNDLE_URL"
+PRESIGNED = "<a presigned GET URL of the bundle, made at submit>"
+# A bundle in the bucket: the pod fetches it with what the image has, then runs bootstrap.sh beside this file.
+FETCH = r"""url=$LAUNCH_BUNDLE_URL
+unset LAUNCH_BUNDLE_URL
+if command -v curl >/dev/null 2>&1; then
+    curl -fsS --retry 5 -o "$LAUNCH_BUNDLE" "$url"
+elif command -v wget >/dev/null 2>&1; then
+    wget -q -O "$LAUNCH_BUNDLE" "$url"
+elif command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import sys, urllib.request as u; u.urlretrieve(sys.argv[1], sys.argv[2])' "$url" "$LAUNCH_BUNDLE"
+else
+    echo "[launch] the image has no curl, wget or python3 to fetch the code bundle" >&2
+    exit 2
+fi || { echo "[launch] could not fetch the code bundle from the bundle_store" >&2; exit 2; }
+exec /bin/sh "$(dirname "$0")/bootstrap.sh"
+"""
 # the node label each preset selects GPUs by, and the value it gives each accelerator
 GPU_LABELS: dict[str, tuple[str, dict[str, str]]] = {
     "nvidia": ("nvidia.com/gpu.product", {  # NVIDIA GPU feature discovery's product names
@@ -87,6 +104,13 @@ def settings_model() -> type[BaseModel]:
         shm_size: str | None = Field(None, pattern=QUANTITY, examples=["64Gi"],
                                      description="/dev/shm size limit; default: no limit (node memory)")
         rdma: bool = Field(False, description="request rdma/ib (InfiniBand) for each pod")
+        bundle_store: str | None = Field(None, pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$",
+                                         examples=["s3://team-bucket/launch"],
+                                         description="an S3-compatible bucket for code bundles over 750 KiB; each "
+                                                     "pod fetches its bundle by a presigned URL")
+        endpoint_url: str | None = Field(None, pattern=r"^https?://", description="the bundle_store's S3 endpoint "
+                                         "(CoreWeave AI Object Storage, MinIO); default: AWS")
+        bundle_url_ttl: Seconds = Field(7 * 86400, description="how long a pod (or a retry) can fetch the bundle")
         pending_timeout: Seconds = Field(600, description="a job whose pods cannot be scheduled or pull their "
                                          "image for this long is FAILED")
 
@@ -131,11 +155,12 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if not spec.image:
         problems.append(spec.problem("image", "a Kubernetes pod runs a container image: set image: "
                                      "e.g. pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"))
-    if bundle is not None and bundle.size > CONFIGMAP_LIMIT:
+    store = settings.get("bundle_store")
+    if bundle is not None and bundle.size > CONFIGMAP_LIMIT and not store:
         problems.append(spec.problem("code", f"the code bundle is {bundle.size // 1024} KiB; a ConfigMap carries "
-                                     f"up to {CONFIGMAP_LIMIT // 1024} KiB (an object-store path for bigger ones "
-                                     "is not supported yet): leave data and checkpoints out of code: (.launchignore) "
-                                     "or build them into the image"))
+                                     f"up to {CONFIGMAP_LIMIT // 1024} KiB: set backends.{backend}.bundle_store: "
+                                     "s3://bucket (and endpoint_url), or leave data and checkpoints out of code: "
+                                     "(.launchignore)"))
     selector = dict(settings.get("node_selector") or {})
     accel = spec.resources.accelerators
     preset = settings.get("gpu_label") or "none"
@@ -160,6 +185,12 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
         key = upload.destination.rsplit("/", 1)[-1]
         if upload.content is not None:
             data[key] = upload.content
+        elif bundle is not None and upload.source == bundle.path and bundle.size > CONFIGMAP_LIMIT:
+            # the bucket, content-addressed; each pod fetches it by a presigned URL made at submit
+            kept.append(type(upload)(upload.source, f"{store.rstrip('/')}/bundles/{bundle.digest}.tar.gz"))
+            files_env["LAUNCH_BUNDLE"] = f"{WORK_DIR}/{BUNDLE_KEY}"
+            files_env[BUNDLE_URL_ENV] = PRESIGNED
+            data["fetch.sh"] = FETCH
         elif bundle is not None and upload.source == bundle.path:  # binaryData, filled at submit
             kept.append(type(upload)(upload.source, f"configmap:{files_name}/{BUNDLE_KEY}"))
             files_env["LAUNCH_BUNDLE"] = f"{FILES_DIR}/{BUNDLE_KEY}"
@@ -194,7 +225,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if spec.resources.disk_gb:
         requests["ephemeral-storage"] = f"{spec.resources.disk_gb}Gi"
     container: dict[str, Any] = {
-        "name": "job", "image": spec.image, "command": ["/bin/sh", f"{FILES_DIR}/bootstrap.sh"],
+        "name": "job", "image": spec.image,
+        "command": ["/bin/sh", f"{FILES_DIR}/{'fetch.sh' if 'fetch.sh' in data else 'bootstrap.sh'}"],
         "env": [{"name": k, "value": v} for k, v in environment.items()],
         "volumeMounts": [{"name": "files", "mountPath": FILES_DIR, "readOnly": True},
                          {"name": "work", "mountPath": WORK_DIR},
