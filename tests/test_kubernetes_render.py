@@ -173,7 +173,7 @@ def test_held_out_specs_dry_runs_pass_kubectl_client_dry_run(tmp_path, cli, writ
 def test_a_bundle_too_big_for_a_configmap_needs_the_bundle_store():
     spec = parse_spec("name: x\nimage: i\ncode: .\nrun: r\n", "spec.yaml", base_dir=Path(__file__).parent)
     big = Bundle(path=Path("/tmp/bundle.tar.gz"), digest="d" * 64, size=800 * 1024, file_count=1)
-    with pytest.raises(SpecError, match="800 KiB.*bundle_store"):
+    with pytest.raises(SpecError, match=r"800 KiB.*bundle_store"):
         KubernetesBackend({"namespace": "default"}).render(spec, JOB_ID, big, {})
     request = KubernetesBackend({"namespace": "default", "bundle_store": "s3://team-bucket/launch"}).render(
         spec, JOB_ID, big, {})
