@@ -249,14 +249,15 @@ def test_a_bundle_too_big_for_a_configmap_goes_through_the_bundle_store(kube, tm
 
 
 def test_logs_follow_a_retried_pod(kube, tmp_path):
-    """retries is the Job's backoffLimit: the failed pod is replaced by a new one, whose log `-f` reads from
-    its start (the cursor is per pod), and the job succeeds."""
+    """retries is the Job's backoffLimit: the failed pod is replaced by a new one; `-f` shows the failed
+    pod's lines, then the new pod's from its start (the cursor is per pod), and the job succeeds."""
     marker = tmp_path / "tried-once"
     spec = kube.spec(f"name: k8s-retry\nretries: 1\nrun: 'if [ -e {marker} ]; then echo second try; else "
                      f"touch {marker}; echo first try; exit 5; fi'\n")
     result = kube.run("run", str(spec), "--backend", "kubernetes", "-f", timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "\nsecond try\n" in result.stdout  # one node: no node prefix
+    out = result.stdout  # one node: no node prefix
+    assert "\nfirst try\n" in out and "\nsecond try\n" in out and out.index("first try") < out.index("second try")
     job_id = SUBMITTED.search(result.stdout).group(1)
     pods = kube.fake.pods_of(kube.job(job_id)["metadata"]["name"])
     assert sorted(p["status"]["phase"] for p in pods) == ["Failed", "Succeeded"]

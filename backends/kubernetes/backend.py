@@ -172,7 +172,7 @@ class KubernetesBackend(Backend):
     def _pods(self, ns: str, name: str) -> list[Any]:
         pods = self._core().list_namespaced_pod(ns, label_selector=f"{rendering.JOB_LABEL}={name}",
                                                 _request_timeout=TIMEOUT_S).items
-        return sorted(pods, key=lambda p: (_index(p), _stamp(p.metadata.creation_timestamp) or 0.0))
+        return sorted(pods, key=_ran_order)
 
     def _status_of(self, job: Any, pods: list[Any] | None) -> Status:
         """One state from the Job's conditions, then (while it has none) from its pods."""
@@ -246,30 +246,28 @@ class KubernetesBackend(Backend):
 
     def logs(self, handle: Handle, *, follow: bool = False, since: Any = None,
              node: int | None = None) -> Iterator[LogLine]:
-        """Each index's newest pod's log after the bytes already read from that pod: the cursor is
-        {index: [pod name, bytes]}; a pod a retry replaced starts again at 0 (its log is new)."""
+        """Every pod's log after the bytes already read from it, each index's pods in the order they ran (a
+        retry's new pod after the one it replaced, whose last lines are read first). The cursor is
+        {pod name: [bytes read, finished]}: a pod that had ended when its log was read through is not read
+        again."""
         self.sdk.require()
         cursor = {str(k): list(v) for k, v in dict(since or {}).items()}
         ns, name = handle.data["namespace"], handle.data["name"]
         with errors():
-            newest: dict[int, Any] = {}
             for pod in self._pods(ns, name):
-                newest[_index(pod)] = pod  # sorted by creation: the last one wins
-            for index in sorted(newest):
-                if node is not None and index != node:
+                index, pod_name = _index(pod), pod.metadata.name
+                offset, finished = cursor.get(pod_name, [0, False])
+                if finished or (node is not None and index != node) or not pod.status.container_statuses:
                     continue
-                pod = newest[index]
-                if pod.status.phase == "Pending" and _waiting(pod) is None and not pod.status.container_statuses:
-                    continue
-                read_pod, offset = cursor.get(str(index), [None, 0])
-                offset = offset if read_pod == pod.metadata.name else 0
-                text = self._log(pod)
-                fresh = text.encode()[offset:]
-                cut = fresh.rfind(b"\n") + 1
+                ended = pod.status.phase in ("Succeeded", "Failed")  # before the read: the read has it all
+                fresh = self._log(pod).encode()[offset:]
+                cut = len(fresh) if ended else fresh.rfind(b"\n") + 1
+                if ended:
+                    cursor[pod_name] = [offset + cut, True]
                 if cut == 0:
                     continue
-                cursor[str(index)] = [pod.metadata.name, offset + cut]
-                yield LogLine(fresh[:cut - 1].decode(errors="replace"), node=index,
+                cursor[pod_name] = [offset + cut, ended]
+                yield LogLine(fresh[:cut].removesuffix(b"\n").decode(errors="replace"), node=index,
                               cursor={k: list(v) for k, v in cursor.items()})
         return cursor
 
@@ -330,6 +328,15 @@ class KubernetesBackend(Backend):
             handle = self._handle(job_id, ns, job.metadata.name, job.spec.completions or 1, key)
             yield Summary(handle=handle, name=job_name(job_id), status=self._status_of(job, None),
                           created_at=created, idempotency_key=key)
+
+
+def _ran_order(pod: Any) -> tuple[int, float, int, float]:
+    """Index, then creation; within one second (timestamps have no more), an ended pod before the one
+    that replaced it, and ended pods by when they ended."""
+    done = next((c.state.terminated for c in pod.status.container_statuses or []
+                 if c.state is not None and c.state.terminated is not None), None)
+    return (_index(pod), _stamp(pod.metadata.creation_timestamp) or 0.0, 0 if done else 1,
+            (_stamp(done.finished_at) or 0.0) if done else 0.0)
 
 
 def _index(pod: Any) -> int:
