@@ -76,11 +76,14 @@ def kube(module_fake, cli, write_spec):
                 record = json.loads(done.stdout)
                 assert record["state"] in states, record
                 return record
+            # asked in-process (a CLI call per poll costs a second on a loaded machine), from the stored handle
+            handle = Handle.from_json(Helper.status(job_id)["handle"])
+            backend = KubernetesBackend({"kubeconfig": str(module_fake.root / "kubeconfig"), "pending_timeout": "3s"})
             deadline = time.monotonic() + timeout
-            while (record := Helper.status(job_id))["state"] not in states:
-                assert time.monotonic() < deadline, f"{job_id} stayed {record['state']}: {record}"
-                time.sleep(0.2)
-            return record
+            while (status := backend.status(handle)).state.value not in states:
+                assert time.monotonic() < deadline, f"{job_id} stayed {status}"
+                time.sleep(0.1)
+            return {"state": status.state.value, "raw_state": status.raw_state, "message": status.message}
 
     yield Helper
     assert module_fake.rejected == [], module_fake.rejected

@@ -191,7 +191,8 @@ class KubernetesBackend(Backend):
                           started_at=started, ended_at=_stamp(final.last_transition_time))
         if conditions:  # Suspended, or one this version has never seen
             raw = conditions[0].type
-            message = "waiting for Kueue to admit it" if raw == "Suspended" and self.settings.get("queue") else ""
+            queue = (job.metadata.labels or {}).get(rendering.QUEUE_LABEL)
+            message = f"waiting for Kueue to admit it (queue {queue})" if raw == "Suspended" and queue else ""
             return Status(map_state(STATES, raw), raw, message or (conditions[0].message or ""), started_at=started)
         if job.spec.suspend:
             return Status(JobState.PENDING, "Suspended", "the Job is suspended", started_at=started)
