@@ -196,7 +196,10 @@ class KubernetesBackend(Backend):
             return Status(map_state(STATES, raw), raw, message or (conditions[0].message or ""), started_at=started)
         if job.spec.suspend:
             return Status(JobState.PENDING, "Suspended", "the Job is suspended", started_at=started)
-        return self._from_pods(pods or [], started)
+        if pods is None:  # a listing: the Job's own counts say enough
+            raw = "Running" if job.status.ready else "Starting" if job.status.active else "Pending"
+            return Status(map_state(STATES, raw), raw, started_at=started)
+        return self._from_pods(pods, started)
 
     def _from_pods(self, pods: list[Any], started: float | None) -> Status:
         if not pods:
