@@ -24,12 +24,11 @@ def _job(name: str, **container) -> dict:
 
 
 def test_a_misspelled_field_is_a_422_and_recorded(kube):
-    from kubernetes.client.exceptions import ApiException
-
     import json
     import urllib.error
     import urllib.request
 
+    from kubernetes.client.exceptions import ApiException
     from pydantic import ValidationError
 
     fake, _, batch = kube
