@@ -29,6 +29,7 @@ import bundling
 import cli_startup
 import dry_run
 import hf_jobs_submit
+import kubernetes_submit
 import lambda_submit
 import local_logs
 import pai_dlc_submit
@@ -80,6 +81,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Lambda Cloud", lambda: lambda_submit.measure(quick)),
         ("Hugging Face Jobs", lambda: hf_jobs_submit.measure(quick)),
         ("PAI-DLC", lambda: pai_dlc_submit.measure(quick)),
+        ("Kubernetes", lambda: kubernetes_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

@@ -13,6 +13,7 @@ reliability harness's CLOUDS (fake + FaultProxy, whose request log tells reads f
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -446,6 +447,66 @@ def _pai_dlc(tmp: Path) -> Iterator[World]:
                            sdk=("alibabacloud_pai_dlc20201203",))
 
 
+def _kubernetes_world(name: str) -> Callable[[Path], contextlib.AbstractContextManager[World]]:
+    """`kubernetes` and its `coreweave` alias: the fake API server, its kubelet running the pods here."""
+
+    @contextlib.contextmanager
+    def build(tmp: Path) -> Iterator[World]:
+        with CLOUDS["kubernetes"]() as cloud:
+            kube = cloud.fake
+
+            def job(handle: Handle) -> dict[str, Any]:
+                return kube.get("jobs", handle.data["namespace"], handle.data["name"]) or {}
+
+            def done(handle: Handle) -> bool:
+                return any(c["type"] == "Complete" for c in job(handle).get("status", {}).get("conditions", []))
+
+            def observe() -> Any:
+                jobs = {j["metadata"]["name"]: (j["spec"].get("suspend"), j["status"]) for j in kube.objects("jobs")}
+                pods = {p["metadata"]["name"]: p["status"]["phase"] for p in kube.objects("pods")}
+                return jobs, pods, _writes(cloud.proxy)
+
+            def sent() -> list[dict[str, Any]]:
+                """Each Job with the objects created for it, as the payload lists them; what they own is
+                checked here (each names the Job's uid) and left out of the comparison."""
+                payloads: list[dict[str, Any]] = []
+                with kube.lock:
+                    created, requests = list(kube.created), list(kube.requests)
+                for body in json.loads(json.dumps(created)):
+                    meta = body["metadata"]
+                    if body["kind"] == "Job":
+                        patched = ("PATCH", f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}")
+                        payloads.append({"namespace": meta["namespace"], "name": meta["name"],
+                                         "resume": patched in requests, "manifests": [body]})
+                        continue
+                    (owner,) = meta.pop("ownerReferences")
+                    if body["kind"] == "ConfigMap":  # the code bundle, read from its upload at submit
+                        bundle = base64.b64decode(body.pop("binaryData")["bundle.tar.gz"])
+                        assert bundle.startswith(b"\x1f\x8b"), "the ConfigMap's bundle is no tar.gz"
+                    target = next(p for p in payloads if p["name"] == owner["name"])
+                    held = kube.get("jobs", target["namespace"], target["name"])
+                    assert held is None or owner["uid"] == held["metadata"]["uid"], owner
+                    target["manifests"].append(body)
+                return payloads
+
+            def wire(payload: dict[str, Any]) -> Any:
+                return {k: payload[k] for k in ("namespace", "name", "resume", "manifests")}
+
+            def set_raw_state(handle: Handle, raw: str) -> str:
+                kube.set_condition(handle.data["name"], raw)
+                return raw
+
+            def end(handle: Handle) -> None:
+                _wait_for(lambda: done(handle), f"the Job of {handle.job_id} to complete")
+
+            world = World(name, cloud.spec_text, config=cloud.config, env=cloud.env,
+                          reset=cloud.reset, finish=cloud.finish, extra=name, sent=sent, wire=wire,
+                          observe=observe, end=end, set_raw_state=set_raw_state, sdk=("kubernetes",))
+            yield world
+
+    return build
+
+
 WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = {
     "local": _local,
     "ssh": _ssh,
@@ -456,6 +517,8 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "hf_jobs": _hf_jobs,
     "pai_dlc": _pai_dlc,
     "slurm": _slurm,
+    "kubernetes": _kubernetes_world("kubernetes"),
+    "coreweave": _kubernetes_world("coreweave"),
     PLUGIN_BACKEND: _plugin,
 }
 

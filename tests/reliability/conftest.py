@@ -310,6 +310,30 @@ def _pai_dlc() -> Iterator[Cloud]:
                     finish=finish)
 
 
+@contextlib.contextmanager
+def _kubernetes() -> Iterator[Cloud]:
+    import tempfile
+
+    from fakes.kube_fake import KubeFake, kube_error
+
+    with tempfile.TemporaryDirectory(prefix="rel-kube-") as root, KubeFake(Path(root)) as kube, \
+            FaultProxy(kube.url, error_body=kube_error) as proxy:
+        kubeconfig = kube.kubeconfig(Path(root) / "kubeconfig")
+        kubeconfig.write_text(kubeconfig.read_text().replace(kube.url, proxy.endpoint))
+
+        def reset() -> None:
+            kube.reset()
+            proxy.reset(rate=0.0)
+
+        def finish() -> None:
+            assert kube.rejected == [], kube.rejected
+
+        spec = "name: rel-k8s\nimage: python:3.12\ncode: ./src\nrun: cat train.py\n"
+        yield Cloud("kubernetes", kube, proxy, {"KUBECONFIG": str(kubeconfig)}, "", spec, kube.job_ids, reset,
+                    create_request=r"^POST \S*/apis/batch/v1/namespaces/[^/]+/jobs(\?\S*)? ",
+                    got_secret=_sent_in(lambda: kube.created), finish=finish)
+
+
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "sagemaker": _sagemaker,
     "vertex": _vertex,
@@ -317,6 +341,7 @@ CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "lambda_cloud": _lambda_cloud,
     "hf_jobs": _hf_jobs,
     "pai_dlc": _pai_dlc,
+    "kubernetes": _kubernetes,
 }
 
 

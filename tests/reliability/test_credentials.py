@@ -15,15 +15,18 @@ from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 HINTS = {  # what each failure must tell the user to do, per backend
     "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
                 "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY", "hf_jobs": "hf auth login",
-                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID"},
+                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID",
+                "kubernetes": "KUBECONFIG"},
     "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
-            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID"},
+            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "kubernetes": "credentials"},
     "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
-            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess"},
+            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess",
+            "kubernetes": "RBAC"},
     # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
     "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
                "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face",
-               "pai_dlc": "backends.pai_dlc.region"},
+               "pai_dlc": "backends.pai_dlc.region", "kubernetes": "API server could not be reached"},
 }
 # Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
 # is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
@@ -49,6 +52,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return {"HF_HOME": str(tmp_path / "hf-home")}
     if cloud.name == "pai_dlc":  # no AccessKey variables, no ~/.aliyun profile, no instance metadata to ask
         return {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
+    if cloud.name == "kubernetes":  # no kubeconfig where KUBECONFIG says, none in HOME, not in a cluster
+        return {"KUBECONFIG": str(tmp_path / "no-such-kubeconfig"), "HOME": str(tmp_path)}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}
@@ -78,6 +83,10 @@ def test_credential_failures_exit_4_with_one_message_and_no_record(failure: str,
         bare = cloud.proxy.endpoint.removeprefix("http://")  # PAI-DLC's endpoint is a host, the protocol apart
         config = config.replace(f'\nendpoint = "{bare}"', f'\nendpoint = "{closed.removeprefix("http://")}"')
         (launch_home / "config.toml").write_text(config)
+        if "KUBECONFIG" in extra:  # Kubernetes: the cluster's API server, named in the kubeconfig
+            moved = tmp_path / "kubeconfig"
+            moved.write_text(Path(extra["KUBECONFIG"]).read_text().replace(cloud.proxy.endpoint, closed))
+            extra["KUBECONFIG"] = str(moved)
     else:
         cloud.proxy.fail_next(".", failure, times=1000)
     result = run_launch(["run", str(cloud_spec), "--backend", cloud.name], launch_env(launch_home, extra))
