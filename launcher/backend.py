@@ -321,6 +321,13 @@ class Backend(abc.ABC):
         return None
 
     @classmethod
+    def dry_run_document(cls, request: Request) -> str | None:
+        """What `launch run --dry-run` prints in text mode when the provider has a file format of its
+        own that its tools read (Kubernetes: manifests for `kubectl apply -f -`). None (the default):
+        the request as JSON, as `-o json` always prints it."""
+        return None
+
+    @classmethod
     def machine_gpus(cls, settings: Mapping[str, Any]) -> int | None:
         """For a backend that runs every node on this machine: its GPU count. None (the default):
         the backend runs on other machines."""

@@ -206,9 +206,13 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
     spec = loaded.job()
     if dry_run:
         _, _, request, _ = runner.prepare(spec, backends[0], dry_run=True, idempotency_key=idempotency_key)
+        document = registry.backend_class(backends[0]).dry_run_document(request) if output == "text" else None
         if output == "text":
             click.echo(f"# dry run: nothing submitted; {backends[0]} would run {request.operation}:", err=True)
-        _print_json(request.to_display())
+        if document is None:
+            _print_json(request.to_display())
+        else:
+            click.echo(document, nl=False)
         return
     store = _store()
     if follow or wait_:

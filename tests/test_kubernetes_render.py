@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from backends.kubernetes import CoreWeaveBackend, KubernetesBackend
 from backends.kubernetes.render import kube_name, label_value
@@ -147,23 +148,31 @@ def test_problems_are_said_before_submitting(text, fragment):
 
 
 def test_held_out_specs_dry_runs_pass_kubectl_client_dry_run(tmp_path, cli, write_spec):
-    """What `launch run --dry-run` prints, its manifests as `jq '.payload.manifests[]'` gives them, goes
-    through `kubectl apply --dry-run=client --validate=false -f -` (kubectl asks the server for its API
-    groups and reads each object, so it talks to the fake; nothing is created)."""
+    """What `launch run --dry-run` prints (multi-document YAML) goes as it is through `kubectl apply
+    --dry-run=client --validate=false -f -` (kubectl asks the server for its API groups and reads each
+    object, so it talks to the fake; nothing is created); `-o json` holds the same manifests."""
     from fakes.kube_fake import KubeFake
 
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is not installed: ci/test installs it (Debian's kubernetes-client); install it to run this"
-    documents = []
+    printed, documents = [], []
     for backend, case in (("coreweave", "h100x8_2nodes_spot_coreweave"), ("kubernetes", "t4_nvidia")):
         spec = write_spec(CASES[case][1] + "secrets: [HF_TOKEN]\n", f"{case}.yaml")
         done = cli("run", str(spec), "--backend", backend, "--dry-run", env={"HF_TOKEN": "x"}, check_rc=0)
-        documents += json.loads(done.stdout)["payload"]["manifests"]
+        printed.append(done.stdout)
+        as_json = cli("run", str(spec), "--backend", backend, "--dry-run", "-o", "json", env={"HF_TOKEN": "x"},
+                      check_rc=0)
+        manifests = json.loads(as_json.stdout)["payload"]["manifests"]
+        shown = list(yaml.safe_load_all(done.stdout))
+        assert [m["kind"] for m in shown] == [m["kind"] for m in manifests]
+        assert shown[0]["spec"]["completions"] == manifests[0]["spec"]["completions"]
+        assert "x" not in [v for m in shown if m["kind"] == "Secret" for v in m["stringData"].values()]
+        documents += manifests
     with KubeFake(tmp_path, mode="phases") as fake:
         fake.anonymous_reads = True  # kubectl sends no bearer token over http: its reads go unauthenticated
         config = fake.kubeconfig(tmp_path / "kubeconfig")
         done = subprocess.run([kubectl, "--kubeconfig", str(config), "apply", "--dry-run=client", "--validate=false",
-                               "-f", "-"], input="\n".join(json.dumps(d, indent=2) for d in documents),
+                               "-f", "-"], input="".join(printed),
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout.count("(dry run)") == len(documents) == 8

@@ -75,6 +75,19 @@ class KubernetesBackend(Backend):
         where = f"{path}" if path else "in-cluster"
         return Readiness(True, True, f"{where}, namespace {default_namespace(settings)}")
 
+    @classmethod
+    def dry_run_document(cls, request: Request) -> str | None:
+        """The manifests as multi-document YAML, so `launch run --dry-run ... | kubectl apply -f -` reads them.
+        They are what submit creates, before submit's own steps (the bundle into the ConfigMap, the Job's uid
+        into the owner references, resuming the suspended Job), which the header says."""
+        import yaml
+
+        payload = request.payload
+        header = (f"# launch dry run: {request.job_id} on {cls.name}, namespace {payload.get('namespace')}\n"
+                  "# submit also fills the ConfigMap's bundle, makes the ConfigMap and Secret owned by the Job,\n"
+                  f"# and {'resumes the Job' if payload.get('resume') else 'leaves the Job suspended for Kueue'}\n")
+        return header + yaml.safe_dump_all(payload["manifests"], sort_keys=False, explicit_start=True)
+
     # -- clients -----------------------------------------------------------------
 
     def _client(self) -> Any:
