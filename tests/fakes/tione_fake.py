@@ -1,6 +1,6 @@
 """A local fake of Tencent Cloud TI-ONE's API (2021-11-11) whose training tasks really run, on this machine.
 
-    with TioneFake(s3_endpoint, mount_root) as tione:   # tione.endpoint == "127.0.0.1:PORT" (HttpProfile(protocol="http"))
+    with TioneFake(s3_endpoint, mount_root) as tione:   # tione.endpoint: "127.0.0.1:PORT" (protocol "http")
         tione.fail_next_create("ResourceInsufficient.Gpu") # the next CreateTrainingTask is refused with this code
         tione.hold = True                                  # new tasks stay PENDING until hold is False again
         tione.created_bodies                               # every CreateTrainingTask request as received
