@@ -33,8 +33,8 @@ PERMISSION_HINT = ("grant the CAM user or role TI-ONE's permissions (the QcloudT
 # refusals for want of quota or machines: nothing was created, another backend may have them
 CAPACITY_MARKERS = ("ResourceInsufficient", "InsufficientResource", "QuotaExceeded", "Quota", "NoStock",
                     "SoldOut", "BalanceInsufficient")
-TRANSIENT_CODES = {"RequestLimitExceeded", "InternalError", "ServerNetworkError", "ClientNetworkError",
-                   "ResourceUnavailable", "ServiceUnavailable"}
+TRANSIENT_CODES = {"RequestLimitExceeded", "InternalError", "ResourceUnavailable", "ServiceUnavailable"}
+UNANSWERED_CODES = {"ServerNetworkError", "ClientNetworkError"}  # the SDK's: no usable answer came back
 
 
 def tccli_credential() -> Any:
@@ -114,18 +114,33 @@ def tione_error(exc: Exception) -> LaunchError | None:
     if not module.startswith("tencentcloud"):
         return None
     code = str(getattr(exc, "code", "") or "")
-    message = str(getattr(exc, "message", "") or exc)
-    if isinstance(message, bytes):
-        message = message.decode(errors="replace")
+    raw = getattr(exc, "message", "") or exc
+    message = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    if code == "ServerNetworkError":
+        # an answer other than HTTP 200 (the SDK keeps its body as the message): a gateway's, or one that
+        # still carries Tencent's error shape, whose code says more than the status did
+        code, message = _answered_error(getattr(exc, "message", None)) or (code, message)
     if code in ("InvalidCredential", "ClientSideError") or code.startswith(
             ("AuthFailure.SecretIdNotFound", "AuthFailure.InvalidSecretId", "AuthFailure.SignatureFailure",
              "AuthFailure.SignatureExpire", "AuthFailure.TokenFailure", "AuthFailure.InvalidAuthorization")):
         return BackendUnreachable(f"Tencent Cloud refused the credentials ({code}): {message}", CREDENTIALS_HINT)
     if code.startswith(("AuthFailure", "UnauthorizedOperation", "OperationDenied.Cam")):
         return BackendUnreachable(f"Tencent Cloud denied the request ({code}): {message}", PERMISSION_HINT)
+    if code in UNANSWERED_CODES:
+        return TransientBackendError(f"TI-ONE did not answer ({code}): {message[:300]}", "check "
+                                     "backends.tione.region (and endpoint, if set) and the network, then retry")
     if code in TRANSIENT_CODES or code.startswith(("RequestLimitExceeded", "InternalError")):
         return TransientBackendError(f"TI-ONE is busy or did not answer ({code}): {message}")
     if any(marker in code for marker in CAPACITY_MARKERS) or code.startswith("LimitExceeded"):
         return CapacityError(f"TI-ONE has no capacity for this task ({code}): {message}",
                              "try another region, instance type or resource group, or another backend")
     return BackendError(f"TI-ONE refused the request ({code}): {message}")
+
+
+def _answered_error(body: Any) -> tuple[str, str] | None:
+    """(Code, Message) of a body in Tencent's error shape ({"Response": {"Error": {...}}}), else None."""
+    try:
+        error = json.loads(body)["Response"]["Error"]
+        return str(error["Code"]), str(error.get("Message") or "")
+    except (TypeError, ValueError, KeyError):
+        return None
