@@ -73,7 +73,7 @@ def settings_model() -> type[BaseModel]:
                                               description="the PREPAID resource group the task runs in")
         instance_type: str | None = Field(None, pattern=r"^TI\.[A-Z0-9.]+$", examples=["TI.GN7.8XLARGE128.POST"],
                                           description="pins the instance type instead of the catalog")
-        cos_bucket: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*-[0-9]+$", examples=["launch-1250000000"],
+        cos_bucket: str | None = Field(None, examples=["launch-1250000000"],
                                        description="COS bucket (<name>-<APPID>) for the job's files and bundles")
         prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$", examples=["launch", "team/launch"])
         mount_path: str = Field(DEFAULT_MOUNT, pattern=r"^/[A-Za-z0-9._/-]*/$", examples=[DEFAULT_MOUNT],
