@@ -34,6 +34,7 @@ backends:
   lambda_cloud: {ssh_key_name: bench-key}
   hf_jobs: {namespace: bench-org}
   pai_dlc: {region: cn-hangzhou, workspace_id: ws-bench, bucket: bench-bucket}
+  tione: {region: ap-guangzhou, cos_bucket: bench-1250000000}
   ssh: {hosts: [gpu-01.internal]}
   slurm: {login: me@login.cluster, partition: gpu}
 """
@@ -49,6 +50,8 @@ SDKS = {
     "pai_dlc": ("import alibabacloud_pai_dlc20201203.client",
                 "import alibabacloud_pai_dlc20201203.client"),
     "slurm": ("python -c pass", "pass"),
+    "tione": ("import tencentcloud.tione.v20211111.tione_client",
+              "import tencentcloud.tione.v20211111.tione_client"),
 }
 GOAL_S = 0.5
 

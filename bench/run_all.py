@@ -38,6 +38,7 @@ import sagemaker_submit
 import slurm_submit
 import ssh_logs
 import sweep_submit
+import tione_submit
 import vertex_submit
 from timing import REPO, Row, Section, Stats, load_average
 
@@ -79,6 +80,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Lambda Cloud", lambda: lambda_submit.measure(quick)),
         ("Hugging Face Jobs", lambda: hf_jobs_submit.measure(quick)),
         ("PAI-DLC", lambda: pai_dlc_submit.measure(quick)),
+        ("TI-ONE", lambda: tione_submit.measure(quick)),
     ]
     for name, run in parts:
         try:
