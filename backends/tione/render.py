@@ -85,7 +85,10 @@ def settings_model() -> type[BaseModel]:
                                         description="the TCR instance of a TCR image")
         image_secret: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", examples=["my-registry-credential"],
                                          description="the id of a stored registry credential for a private image")
-        endpoint: str | None = Field(None, description="TI-ONE API host; default tione.tencentcloudapi.com")
+        endpoint: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]+(:[0-9]+)?$",
+                                     examples=["tione.ap-guangzhou.tencentcloudapi.com"],
+                                     description="TI-ONE API host[:port] (the scheme is `protocol`); default "
+                                     "tione.tencentcloudapi.com")
         protocol: Literal["https", "http"] = "https"
         cos_endpoint: str | None = Field(None, pattern=r"^https?://",
                                          examples=["https://cos.ap-guangzhou.myqcloud.com"],
