@@ -37,8 +37,9 @@ PREPAID = "PREPAID"
 CPU_INSTANCE_TYPE = "TI.S.2XLARGE32.POST"  # a job that asks for no GPU (8 cores, 32 GB); `launch plan` names it too
 DEFAULT_MOUNT = "/opt/ml/input/data/launch/"
 MAX_NAME = 60  # CreateTrainingTask.Name: at most 60 characters, letters, digits, _ and -
-# How a node learns its place (sourced by bootstrap.sh through LAUNCH_TOPOLOGY). A DDP task's workers get
-# the PyTorch operator's variables (MASTER_ADDR/MASTER_PORT of worker 0, WORLD_SIZE/RANK counting nodes).
+# How a node learns its place (sourced by bootstrap.sh through LAUNCH_TOPOLOGY). TI-ONE's distributed-training
+# guide (cloud.tencent.com/document/product/851/103087) lists what a DDP task's nodes get: MASTER_ADDR and
+# MASTER_PORT of the master (RANK 0), WORLD_SIZE (nodes) and RANK (this node), besides NODE_LIST and INDEX.
 TOPOLOGY = r"""[ -n "${RANK:-}" ] && LAUNCH_NODE_RANK=$RANK
 [ -n "${WORLD_SIZE:-}" ] && LAUNCH_NUM_NODES=$WORLD_SIZE
 [ -n "${MASTER_ADDR:-}" ] && LAUNCH_MASTER_ADDR=$MASTER_ADDR

@@ -20,10 +20,12 @@ as an error, before it is sent (a fake bug, see bugs.py).
 A task moves through TI-ONE's states (SUBMITTING, PENDING, STARTING, RUNNING, then SUCCEED / FAILED, or
 STOPPING, STOPPED) and really runs: its DataConfigs' COS sources are "mounted" by copying that COS prefix (an S3
 bucket of the moto server the test gives) to their MappingPath, which must lie under ``mount_root``; then
-each of its InstanceNum worker pods runs StartCmdInfo.StartCmd with ``sh -c`` and the task's Envs; a DDP
-task's pods also get the PyTorch operator's variables (MASTER_ADDR=127.0.0.1, MASTER_PORT, WORLD_SIZE,
-RANK). A pod's output is its log (DescribeLogs of the task's LatestInstanceId and the pod's name, paged with
-Context); the task fails when a pod exits non-zero, and StopTrainingTask ends every pod's process group.
+each of its InstanceNum worker pods runs StartCmdInfo.StartCmd with ``sh -c`` and the task's Envs plus what
+TI-ONE's distributed-training guide (cloud.tencent.com/document/product/851/103087) lists: NODE_LIST, INDEX,
+GPU_NUM, GPU_NUM_PER_NODE for every task, and for a DDP task MASTER_ADDR (127.0.0.1 here), MASTER_PORT,
+WORLD_SIZE and RANK. A pod's output is its log (DescribeLogs of the task's LatestInstanceId and the pod's
+name, paged with Context); as that guide says, the task fails when any pod exits non-zero; StopTrainingTask
+ends every pod's process group.
 """
 
 from __future__ import annotations
@@ -420,8 +422,12 @@ class TioneFake:
             for rank, pod in enumerate(task["_pods"]):
                 workdir = pods_dir / str(rank)
                 workdir.mkdir(parents=True, exist_ok=True)
+                gpus = int((task["ResourceConfigInfos"][0].get("Gpu") or 0) // 100)
                 env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8",
-                       **envs}
+                       **envs, "INDEX": str(rank), "GPU_NUM_PER_NODE": str(gpus),
+                       "GPU_NUM": str(gpus * len(task["_pods"])),
+                       "NODE_LIST": ",".join(f"{p['Name']}.training-job.svc.cluster.local:{gpus}"
+                                             for p in task["_pods"])}
                 if task.get("TrainingMode") == "DDP":
                     env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                                WORLD_SIZE=str(len(task["_pods"])), RANK=str(rank))
