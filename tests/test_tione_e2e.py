@@ -166,3 +166,13 @@ def test_refused_credentials_exit_4_with_the_fix(tione):
     tione.fake.fail_next_create("AuthFailure.SecretIdNotFound")
     result = tione.run("run", str(tione.spec("run: python train.py\n")), "--backend", "tione", check_rc=4)
     assert "TENCENTCLOUD_SECRET_ID" in result.stderr and not tione.fake.tasks
+
+
+def test_logs_longer_than_one_describelogs_page_arrive_whole_and_in_order(tione):
+    """DescribeLogs answers at most 1000 lines; the backend pages on with the Context token it returns."""
+    job = tione.submit(tione.spec("run: seq 1 2500\n"))
+    tione.fake.wait_ended(job)
+    before = tione.fake.calls.count("DescribeLogs")
+    out = tione.run("logs", job, check_rc=0).stdout
+    assert [line for line in out.splitlines() if line.isdigit()] == [str(i) for i in range(1, 2501)], out[-300:]
+    assert tione.fake.calls.count("DescribeLogs") - before == 3  # 1000 + 1000 + 500
