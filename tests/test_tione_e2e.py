@@ -46,7 +46,7 @@ def stack(tmp_path_factory):
 def tione(stack, launch_home, cli, write_spec, tmp_path):
     """The fake, reset, with LAUNCH_HOME pointed at it; afterwards nothing the API definition rejects."""
     fake = stack.tione
-    fake.reset()
+    stack.reset()
     launch_home.mkdir(parents=True, exist_ok=True)
     (launch_home / "config.toml").write_text(stack.config())
     (tmp_path / "src").mkdir()

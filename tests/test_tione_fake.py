@@ -28,7 +28,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture
 def tione(stack):
-    stack.tione.reset()
+    stack.reset()
     yield stack.tione
     stack.tione.stop_all()
     stack.tione.violations.clear()  # each test here makes them on purpose

@@ -571,6 +571,14 @@ class TioneStack:
         if self._server is not None:
             self._server.stop()
 
+    def reset(self) -> None:
+        """The fake emptied, and the bucket there again: moto's state is one per process, so another test's
+        moto reset (the SageMaker fake's) empties this server's S3 too."""
+        assert self.tione is not None
+        self.tione.reset()
+        if self.BUCKET not in {b["Name"] for b in self.s3.list_buckets().get("Buckets", [])}:
+            self.s3.create_bucket(Bucket=self.BUCKET)
+
     def config(self, endpoint: str | None = None) -> str:
         assert self.tione is not None
         return (f'[backends.tione]\nregion = "{self.tione.region}"\ncos_bucket = "{self.BUCKET}"\n'

@@ -328,7 +328,7 @@ def _tione() -> Iterator[Cloud]:
                         if t["TagKey"] == "launch-job-id"]
 
         def reset() -> None:
-            tione.reset()
+            stack.reset()
             proxy.reset(rate=0.0)
 
         def finish() -> None:
