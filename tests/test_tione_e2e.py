@@ -162,12 +162,6 @@ def test_quota_refusal_fails_over_to_the_next_backend(tione):
     assert "tione: no capacity" in result.stderr and not tione.fake.tasks
 
 
-def test_refused_credentials_exit_4_with_the_fix(tione):
-    tione.fake.fail_next_create("AuthFailure.SecretIdNotFound")
-    result = tione.run("run", str(tione.spec("run: python train.py\n")), "--backend", "tione", check_rc=4)
-    assert "TENCENTCLOUD_SECRET_ID" in result.stderr and not tione.fake.tasks
-
-
 def test_logs_longer_than_one_describelogs_page_arrive_whole_and_in_order(tione):
     """DescribeLogs answers at most 1000 lines; the backend pages on with the Context token it returns."""
     job = tione.submit(tione.spec("run: seq 1 2500\n"))
