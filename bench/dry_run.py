@@ -35,6 +35,7 @@ backends:
   hf_jobs: {namespace: bench-org}
   pai_dlc: {region: cn-hangzhou, workspace_id: ws-bench, bucket: bench-bucket}
   kubernetes: {namespace: ml, gpu_label: nvidia}
+  tione: {region: ap-guangzhou, cos_bucket: bench-1250000000}
   ssh: {hosts: [gpu-01.internal]}
   slurm: {login: me@login.cluster, partition: gpu}
 """
@@ -51,6 +52,8 @@ SDKS = {
                 "import alibabacloud_pai_dlc20201203.client"),
     "slurm": ("python -c pass", "pass"),
     "kubernetes": ("from kubernetes import client, config", "from kubernetes import client, config"),
+    "tione": ("import tencentcloud.tione.v20211111.tione_client",
+              "import tencentcloud.tione.v20211111.tione_client"),
 }
 GOAL_S = 0.5
 

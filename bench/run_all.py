@@ -40,6 +40,7 @@ import shared_store
 import slurm_submit
 import ssh_logs
 import sweep_submit
+import tione_submit
 import vertex_submit
 from timing import REPO, Row, Section, Stats, load_average
 
@@ -82,6 +83,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Hugging Face Jobs", lambda: hf_jobs_submit.measure(quick)),
         ("PAI-DLC", lambda: pai_dlc_submit.measure(quick)),
         ("Kubernetes", lambda: kubernetes_submit.measure(quick)),
+        ("TI-ONE", lambda: tione_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

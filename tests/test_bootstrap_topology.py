@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from test_pai_dlc_render import render as render_pai_dlc
 from test_sagemaker_render import render as render_sagemaker
+from test_tione_render import render as render_tione
 from test_vertex_render import render as render_vertex
 
 from backends.local import LocalBackend
@@ -141,6 +142,18 @@ def test_pai_dlc_rank_and_master_from_the_pytorchjob_variables(tmp_path, rank):
     out = run_node(tmp_path, request, environment, {"RANK": str(rank), "WORLD_SIZE": "3", "MASTER_PORT": "23456",
                                                     "MASTER_ADDR": "dlc1a2b3c4d5e6f7-worker-0"})
     assert out == f"rank={rank} nodes=3 master=dlc1a2b3c4d5e6f7-worker-0"
+
+
+# -- TI-ONE: a DDP task's workers get MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK ---------------------
+
+@pytest.mark.parametrize("rank", [0, 2])
+def test_tione_rank_and_master_from_the_ddp_workers_variables(tmp_path, rank):
+    request = render_tione(SPEC.replace("H100:8", "V100:8"))  # no H-series in its catalog
+    environment = {item["Name"]: item["Value"] for item in request.payload["Envs"]}
+    topology_of(request, environment)
+    out = run_node(tmp_path, request, environment, {"RANK": str(rank), "WORLD_SIZE": "3", "MASTER_PORT": "23456",
+                                                    "MASTER_ADDR": "train-123-worker-0"})
+    assert out == f"rank={rank} nodes=3 master=train-123-worker-0"
 
 
 # -- local and ssh: the backend knows each node's place and says it in the node's environment -------

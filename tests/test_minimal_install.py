@@ -35,6 +35,7 @@ HIDDEN = (
     "alibabacloud_pai_dlc20201203", "alibabacloud_credentials", "alibabacloud_tea_openapi", "alibabacloud_tea_util",
     "darabonba", "Tea",
     "kubernetes",
+    "tencentcloud",
 )
 # backend -> what the user is told is missing
 CLOUD = {
@@ -46,6 +47,7 @@ CLOUD = {
     "pai_dlc": "alibabacloud-pai-dlc20201203",
     "kubernetes": "kubernetes",
     "coreweave": "kubernetes",
+    "tione": "tencentcloud-sdk-python-tione",
 }
 # What google-cloud-*'s .pth files load at start-up (`google`, `google.cloud`) is unloaded first, so
 # that, as on a machine without them, find_spec("google.cloud.x") raises for want of `google`.
@@ -72,6 +74,7 @@ SETTINGS = {
     "slurm": ("cpu", {"login": "nobody@127.0.0.1:9"}),  # sbatch through a login node that is not there
     "kubernetes": ("H100:1", {"namespace": "ml"}),
     "coreweave": ("H100:8", {"namespace": "ml"}),
+    "tione": ("T4:1", {"region": "ap-guangzhou", "cos_bucket": "minimal-1250000000"}),
 }
 
 
@@ -174,9 +177,11 @@ def test_validate_and_dry_run_need_no_sdk(home: Path, tmp_path: Path, backend: s
     checked = _launch(home, "validate", str(spec), "--backend", backend)
     assert checked.returncode == 0, checked.stderr
     assert "ok" in checked.stdout
-    dry = _launch(home, "run", str(spec), "--backend", backend, "--dry-run")
+    dry = _launch(home, "run", str(spec), "--backend", backend, "--dry-run", "-o", "json")
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["backend"] == backend
+    shown = _launch(home, "run", str(spec), "--backend", backend, "--dry-run")  # text: JSON, or the provider's format
+    assert shown.returncode == 0 and shown.stdout.strip(), shown.stderr
 
 
 @pytest.mark.parametrize("backend", sorted(CLOUD))
@@ -204,6 +209,7 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
     ("hf_jobs", {"namespace": "alice", "ids": ["0123456789abcdef01234567"]}),
     ("pai_dlc", {"region": "cn-hangzhou", "dlc_job_id": "dlc1a2b3c4d5e6f7", "nodes": 1}),
     ("kubernetes", {"namespace": "ml", "name": "minimal-1", "nodes": 1, "context": None, "idempotency_key": None}),
+    ("tione", {"region": "ap-guangzhou", "task_id": "train-12345678901234567", "nodes": 1}),
     ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
     ("lambda_cloud", {}),
 ])

@@ -507,6 +507,35 @@ def _kubernetes_world(name: str) -> Callable[[Path], contextlib.AbstractContextM
     return build
 
 
+@contextlib.contextmanager
+def _tione(tmp: Path) -> Iterator[World]:
+    with CLOUDS["tione"]() as cloud:
+        tione = cloud.fake
+
+        def observe() -> Any:
+            # every TI-ONE call is POST /: a stop shows in the tasks' states
+            with tione.lock:
+                states = {n: t["Status"] for n, t in tione.tasks.items()}
+            return states, _writes(cloud.proxy, r"^POST /$")
+
+        def wire(payload: dict[str, Any]) -> Any:
+            """Through the SDK's request model, as the SDK serialises it for the wire."""
+            from tencentcloud.tione.v20211111 import models
+
+            request = models.CreateTrainingTaskRequest()
+            request.from_json_string(json.dumps(payload))
+            return json.loads(json.dumps(request._serialize()))
+
+        def set_raw_state(handle: Handle, raw: str) -> str:
+            with tione.lock:
+                tione.task_by_job(handle.job_id)["Status"] = raw
+            return raw
+
+        yield _cloud_world(cloud, sent=lambda: list(tione.created_bodies), wire=wire, observe=observe,
+                           end=lambda handle: tione.wait_ended(handle.job_id) and None, set_raw_state=set_raw_state,
+                           sdk=("tencentcloud",))
+
+
 WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = {
     "local": _local,
     "ssh": _ssh,
@@ -519,6 +548,7 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "slurm": _slurm,
     "kubernetes": _kubernetes_world("kubernetes"),
     "coreweave": _kubernetes_world("coreweave"),
+    "tione": _tione,
     PLUGIN_BACKEND: _plugin,
 }
 

@@ -19,7 +19,8 @@ Faults (``KINDS``):
 Random faults hit a request with probability ``rate`` (seeded ``random.Random``: the same seed and
 the same request order give the same faults); ``only`` limits them to matching requests. Patterns
 are searched in ``"METHOD /path?query X-Amz-Target"`` (the target names the operation of AWS JSON
-APIs, which all POST to ``/``), e.g. ``"CreateTrainingJob"`` or ``r"^POST \S*/customJobs "``.
+APIs, which all POST to ``/``; Tencent Cloud's X-TC-Action stands in its place), e.g.
+``"CreateTrainingJob"`` or ``r"^POST \S*/customJobs "``.
 An HTTPS upstream is reached with ``upstream_ca`` trusted; ``tls=(cert_file, key_file)`` makes the
 proxy itself speak TLS (the Azure ML fake's throwaway certificate is for 127.0.0.1, so the proxy reuses
 it and the client's REQUESTS_CA_BUNDLE stays as it is).
@@ -326,7 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.proxy
         body = read_request_body(self)
         path = self.path.split("?", 1)[0]
-        kind, error_code, hold = proxy._decide(f"{method} {self.path} {self.headers.get('X-Amz-Target', '')}")
+        operation = self.headers.get("X-Amz-Target") or self.headers.get("X-TC-Action") or ""
+        kind, error_code, hold = proxy._decide(f"{method} {self.path} {operation}")
         if hold is not None and not hold.after and self._held_then_dropped(hold, method, path):
             return self._reset()
         if kind == "reset":

@@ -334,6 +334,39 @@ def _kubernetes() -> Iterator[Cloud]:
                     got_secret=_sent_in(lambda: kube.created), finish=finish)
 
 
+@contextlib.contextmanager
+def _tione() -> Iterator[Cloud]:
+    """The TI-ONE fake (tasks really run here, mounting what the backend put in moto's S3) behind the proxy;
+    the COS uploads go to moto directly (the faults hit TI-ONE's API, where every call is POST /)."""
+    import tempfile
+
+    from fakes.tione_fake import TioneStack, tencent_error
+
+    with tempfile.TemporaryDirectory(prefix="rel-tione-") as root, TioneStack(Path(root)) as stack, \
+            FaultProxy(f"http://{stack.tione.endpoint}", error_body=tencent_error) as proxy:
+        tione = stack.tione
+
+        def jobs() -> list[str]:
+            with tione.lock:
+                return [t["TagValue"] for task in tione.tasks.values() for t in task["Tags"]
+                        if t["TagKey"] == "launch-job-id"]
+
+        def reset() -> None:
+            stack.reset()
+            proxy.reset(rate=0.0)
+
+        def finish() -> None:
+            tione.stop_all()
+            assert tione.violations == [], tione.violations
+
+        spec = ("name: rel-tione\nimage: ccr.ccs.tencentyun.com/launch/pytorch:2.3\ncode: ./src\n"
+                "run: cat train.py\nresources:\n  accelerators: T4\n")
+        config = stack.config(proxy.endpoint.removeprefix("http://"))
+        yield Cloud("tione", tione, proxy, dict(stack.SECRET), config, spec, jobs, reset,
+                    create_request="CreateTrainingTask$", got_secret=_sent_in(lambda: tione.created_bodies),
+                    finish=finish)
+
+
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "sagemaker": _sagemaker,
     "vertex": _vertex,
@@ -342,6 +375,7 @@ CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "hf_jobs": _hf_jobs,
     "pai_dlc": _pai_dlc,
     "kubernetes": _kubernetes,
+    "tione": _tione,
 }
 
 

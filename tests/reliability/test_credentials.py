@@ -12,22 +12,23 @@ import pytest
 
 from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 
-HINTS = {  # what each failure must tell the user to do, per backend
-    "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
-                "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY", "hf_jobs": "hf auth login",
-                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID",
-                "kubernetes": "KUBECONFIG"},
-    "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
-            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID",
-            "kubernetes": "credentials"},
-    "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
-            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess",
-            "kubernetes": "RBAC"},
-    # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
-    "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
-               "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face",
-               "pai_dlc": "backends.pai_dlc.region", "kubernetes": "API server could not be reached"},
+# what each failure must tell the user to do, per backend: missing credentials, a 401, a 403, an unreachable region
+# (Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached)
+HINTS_BY_BACKEND = {
+    "sagemaker": ("aws configure", "refresh them", "permissions", "region"),
+    "vertex": ("gcloud auth application-default login", "gcloud auth application-default login",
+               "roles/aiplatform.user", "region"),
+    "azureml": ("az login", "az login", "AzureML Data Scientist", "could not reach Azure ML"),
+    "lambda_cloud": ("export LAMBDA_API_KEY", "set LAMBDA_API_KEY", "payment method", "cannot reach Lambda Cloud"),
+    "hf_jobs": ("hf auth login", "hf auth login", "write access", "could not reach Hugging Face"),
+    "pai_dlc": ("export ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_ID", "AliyunPAIDLCFullAccess",
+                "backends.pai_dlc.region"),
+    "kubernetes": ("KUBECONFIG", "credentials", "RBAC", "API server could not be reached"),
+    "tione": ("export TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_ID", "QcloudTIONEFullAccess",
+              "backends.tione.region"),
 }
+HINTS = {case: {backend: hints[i] for backend, hints in HINTS_BY_BACKEND.items()}
+         for i, case in enumerate(("missing", "401", "403", "region"))}
 # Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
 # is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
 EXIT = {("403", "lambda_cloud"): 1}
@@ -54,6 +55,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
     if cloud.name == "kubernetes":  # no kubeconfig where KUBECONFIG says, none in HOME, not in a cluster
         return {"KUBECONFIG": str(tmp_path / "no-such-kubeconfig"), "HOME": str(tmp_path)}
+    if cloud.name == "tione":  # no SecretId variables, no ~/.tencentcloud or ~/.tccli profile, no CVM metadata
+        return {"HOME": str(tmp_path)}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}
