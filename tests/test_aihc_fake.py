@@ -46,7 +46,8 @@ def test_a_body_the_definition_allows_creates_a_job_that_really_runs(aihc):
     assert answer["jobId"].startswith("job-") and aihc.violations == []
     job = aihc.wait_ended("fake-20260101-000000-abcdef")
     assert job["status"] == "Succeeded"
-    logs = call(_config(aihc), "DescribeJobLogs", QUERY, {"jobId": answer["jobId"], "podName": f"{BODY['name']}-master-0"})
+    pod = f"{BODY['name']}-master-0"
+    logs = call(_config(aihc), "DescribeJobLogs", QUERY, {"jobId": answer["jobId"], "podName": pod})
     assert logs["logs"] == ["hi from the fake"]
 
 

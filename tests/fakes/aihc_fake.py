@@ -254,7 +254,8 @@ class AihcFake:
         if problems:
             return self._refuse(handler, 400, "InvalidParameter", "; ".join(problems))
         if query.get("resourcePoolId") != self.resource_pool_id:
-            return self._error(handler, 404, "ResourcePoolNotFound", f"no resource pool {query.get('resourcePoolId')!r}")
+            return self._error(handler, 404, "ResourcePoolNotFound",
+                               f"no resource pool {query.get('resourcePoolId')!r}")
         try:
             status, answer = getattr(self, f"_{action}")(query, body)
         except Exception:
