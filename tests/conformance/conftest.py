@@ -446,6 +446,28 @@ def _pai_dlc(tmp: Path) -> Iterator[World]:
                            sdk=("alibabacloud_pai_dlc20201203",))
 
 
+@contextlib.contextmanager
+def _aihc(tmp: Path) -> Iterator[World]:
+    with CLOUDS["aihc"]() as cloud:
+        aihc = cloud.fake
+
+        def observe() -> Any:
+            with aihc.lock:  # every action is a POST to "/": the fake's list of actions tells the writes
+                states = {n: j["status"] for n, j in aihc.jobs.items()}
+                return states, [a for a in aihc.calls if not a.startswith("Describe")]
+
+        def set_raw_state(handle: Handle, raw: str) -> str:
+            aihc.set_status(aihc.job_by_launch_id(handle.job_id)["jobId"], raw)
+            return raw
+
+        def sent() -> list[dict[str, Any]]:
+            with aihc.lock:
+                return json.loads(json.dumps(aihc.created))
+
+        yield _cloud_world(cloud, sent=sent, observe=observe, set_raw_state=set_raw_state,
+                           end=lambda handle: aihc.wait_ended(handle.job_id) and None, sdk=("baidubce",))
+
+
 WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = {
     "local": _local,
     "ssh": _ssh,
@@ -456,6 +478,7 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "hf_jobs": _hf_jobs,
     "pai_dlc": _pai_dlc,
     "slurm": _slurm,
+    "aihc": _aihc,
     PLUGIN_BACKEND: _plugin,
 }
 
