@@ -15,15 +15,18 @@ from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 HINTS = {  # what each failure must tell the user to do, per backend
     "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
                 "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY", "hf_jobs": "hf auth login",
-                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID"},
+                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID",
+                "aihc": "export BCE_ACCESS_KEY_ID"},
     "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
-            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID"},
+            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "aihc": "BCE_SECRET_ACCESS_KEY"},
     "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
-            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess"},
+            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess",
+            "aihc": "AIHCFullControlAccess"},
     # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
     "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
                "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face",
-               "pai_dlc": "backends.pai_dlc.region"},
+               "pai_dlc": "backends.pai_dlc.region", "aihc": "backends.aihc.region"},
 }
 # Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
 # is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
@@ -49,6 +52,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return {"HF_HOME": str(tmp_path / "hf-home")}
     if cloud.name == "pai_dlc":  # no AccessKey variables, no ~/.aliyun profile, no instance metadata to ask
         return {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
+    if cloud.name == "aihc":  # no BCE_ACCESS_KEY_ID/BCE_SECRET_ACCESS_KEY, no keys in config.toml
+        return {}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}
