@@ -34,6 +34,7 @@ HIDDEN = (
     "huggingface_hub",
     "alibabacloud_pai_dlc20201203", "alibabacloud_credentials", "alibabacloud_tea_openapi", "alibabacloud_tea_util",
     "darabonba", "Tea",
+    "baidubce",
 )
 # backend -> what the user is told is missing
 CLOUD = {
@@ -43,6 +44,7 @@ CLOUD = {
     "lambda_cloud": "requests",
     "hf_jobs": "huggingface_hub",
     "pai_dlc": "alibabacloud-pai-dlc20201203",
+    "aihc": "bce-python-sdk",
 }
 # What google-cloud-*'s .pth files load at start-up (`google`, `google.cloud`) is unloaded first, so
 # that, as on a machine without them, find_spec("google.cloud.x") raises for want of `google`.
@@ -67,6 +69,7 @@ SETTINGS = {
     "hf_jobs": ("A10G:1", {"namespace": "alice"}),
     "pai_dlc": ("A10:1", {"region": "cn-hangzhou", "workspace_id": "ws-minimal", "bucket": "minimal-bucket"}),
     "slurm": ("cpu", {"login": "nobody@127.0.0.1:9"}),  # sbatch through a login node that is not there
+    "aihc": ("A100-80GB:1", {"resource_pool_id": "cce-minimal", "queue": "default", "bos_bucket": "minimal-bucket"}),
 }
 
 
@@ -198,6 +201,8 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
                       "idempotency_key": None, "submitted_at": 1.0}),
     ("hf_jobs", {"namespace": "alice", "ids": ["0123456789abcdef01234567"]}),
     ("pai_dlc", {"region": "cn-hangzhou", "dlc_job_id": "dlc1a2b3c4d5e6f7", "nodes": 1}),
+    ("aihc", {"region": "bj", "resource_pool_id": "cce-minimal", "queue": "default", "aihc_job_id": "job-0123456789ab",
+              "nodes": 1}),
     ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
     ("lambda_cloud", {}),
 ])

@@ -98,6 +98,8 @@ CLOUD_BLOCKS = {
                "image: us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-3:latest\n"),
     "pai_dlc": ("backends:\n  pai_dlc:\n    region: cn-hangzhou\n    workspace_id: ws-test\n    bucket: team-bucket\n"
                 "image: dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.3\n"),
+    "aihc": ("backends:\n  aihc:\n    resource_pool_id: cce-test-pool\n    queue: default\n"
+             "    bos_bucket: team-bucket\nimage: registry.baidubce.com/aihcp-public/pytorch:2.3.0\n"),
 }
 
 
@@ -107,6 +109,8 @@ def _node_env(backend: str, payload: dict) -> dict[str, str]:
         return dict(payload["Environment"])
     if backend == "pai_dlc":
         return dict(payload["Envs"])
+    if backend == "aihc":
+        return {item["name"]: item["value"] for item in payload["body"]["jobSpec"]["envs"]}
     container = payload["job_spec"]["worker_pool_specs"][0]["container_spec"]
     return {item["name"]: item["value"] for item in container.get("env", [])}
 
