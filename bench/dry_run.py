@@ -34,6 +34,7 @@ backends:
   lambda_cloud: {ssh_key_name: bench-key}
   hf_jobs: {namespace: bench-org}
   pai_dlc: {region: cn-hangzhou, workspace_id: ws-bench, bucket: bench-bucket}
+  aihc: {resource_pool_id: cce-bench, queue: default, bos_bucket: bench-bucket, resource_name: baidu.com/a10_24g_cgpu}
   ssh: {hosts: [gpu-01.internal]}
   slurm: {login: me@login.cluster, partition: gpu}
 """
@@ -49,6 +50,7 @@ SDKS = {
     "pai_dlc": ("import alibabacloud_pai_dlc20201203.client",
                 "import alibabacloud_pai_dlc20201203.client"),
     "slurm": ("python -c pass", "pass"),
+    "aihc": ("import baidubce.services.aihc.aihc_client", "import baidubce.services.aihc.aihc_client"),
 }
 GOAL_S = 0.5
 
