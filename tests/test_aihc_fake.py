@@ -8,11 +8,12 @@ the backend builds its body itself)."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
 import pytest
-from fakes.aihc_fake import ACCESS_KEY_ID, AihcStack, check_request
+from fakes.aihc_fake import ACCESS_KEY_ID, AihcStack, check_request, now_iso
 
 BODY = {"name": "fake-20260101-000000-abcdef", "queue": "default", "jobType": "PyTorchJob",
         "jobSpec": {"image": "img:1", "replicas": 1}, "command": "echo hi from the fake",
@@ -98,3 +99,25 @@ def test_an_unsigned_request_or_a_foreign_key_or_no_version_is_refused(aihc):
     assert raw({"Authorization": signed})[1]["code"] == "InvalidVersion"
     assert raw({"Authorization": signed.replace(ACCESS_KEY_ID, "someone-else"), "X-API-Version": "v2"})[0] == 401
     assert raw({"Authorization": signed, "X-API-Version": "v2"})[0] == 200
+
+
+def test_find_reads_labels_through_describe_jobs_within_the_idempotency_window(aihc, monkeypatch):
+    """DescribeJobs has no label filter: find reads the queue's jobs (newest first) for the key's digest label,
+    and stops at jobs older than the idempotency window."""
+    from backends.aihc import AihcBackend
+    from backends.aihc.client import call
+    from backends.aihc.render import idempotency_label
+
+    body = json.loads(json.dumps(BODY))
+    body["labels"].append({"key": "launch-idempotency-key", "value": idempotency_label("nightly #7")})
+    job_id = call(_config(aihc), "CreateJob", QUERY, body)["jobId"]
+    for key, value in AihcStack.ACCESS_KEY.items():
+        monkeypatch.setenv(key, value)
+    backend = AihcBackend({"endpoint": aihc.endpoint, "protocol": "http", "resource_pool_id": "cce-test-pool",
+                           "queue": "default", "bos_bucket": "team-bucket"})
+    found = backend.find("nightly #7")
+    assert found is not None and found.handle.data["aihc_job_id"] == job_id
+    assert found.handle.job_id == BODY["name"] and found.idempotency_key == "nightly #7"
+    assert backend.find("nightly #8") is None
+    aihc.jobs[job_id]["createdAt"] = now_iso(time.time() - 30 * 86400)  # older than the window
+    assert backend.find("nightly #7") is None

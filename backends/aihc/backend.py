@@ -18,6 +18,7 @@ from backends.aihc.client import SDK, access_key, aihc_errors, bos_client, call,
 from backends.aihc.render import IDEMPOTENCY_LABEL, JOB_ID_LABEL
 from backends.aihc.states import status_of, timestamp
 from launcher.backend import (
+    IDEMPOTENCY_WINDOW_S,
     Backend,
     Capabilities,
     Handle,
@@ -215,8 +216,12 @@ class AihcBackend(Backend):
         return self._summaries(self._labelled(JOB_ID_LABEL, None, since=since), None)
 
     def find(self, idempotency_key: str) -> Summary | None:
-        """The job submitted with this key, if any (its label holds the key's digest)."""
-        jobs = self._labelled(IDEMPOTENCY_LABEL, rendering.idempotency_label(idempotency_key))
+        """The job submitted with this key within the idempotency window, if any (its label holds the key's
+        digest; DescribeJobs cannot filter by label, so the queue's newer jobs are read)."""
+        import time
+
+        jobs = self._labelled(IDEMPOTENCY_LABEL, rendering.idempotency_label(idempotency_key),
+                              since=time.time() - IDEMPOTENCY_WINDOW_S)
         return next(self._summaries(jobs, idempotency_key), None)
 
     def _labelled(self, label: str, value: str | None, *, since: float | None = None) -> list[dict[str, Any]]:
@@ -231,7 +236,9 @@ class AihcBackend(Backend):
             answer = self._call("DescribeJobs", None, {**body, "pageNumber": page})
             jobs = [j for j in answer.get("jobs") or [] if isinstance(j, Mapping)]
             for job in jobs:
-                labels = _labels(job)
+                labels, created = _labels(job), timestamp(job.get("createdAt"))
+                if since and created is not None and created < since:
+                    continue
                 if label in labels and (value is None or labels[label] == value):
                     found.append(dict(job))
             oldest = timestamp(jobs[-1].get("createdAt")) if jobs else None
