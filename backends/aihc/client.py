@@ -28,8 +28,8 @@ SDK = Sdk("aihc", "bce-python-sdk", ("baidubce", "boto3"))
 CREDENTIALS_HINT = ("export BCE_ACCESS_KEY_ID and BCE_SECRET_ACCESS_KEY (an AccessKey from the Baidu AI Cloud "
                     "console's security page), or set access_key_id and secret_access_key in [backends.aihc] of "
                     "config.toml")
-PERMISSION_HINT = ("grant the IAM user AIHC's permissions on this resource pool (the AIHCFullControlAccess policy, or "
-                   "a custom one allowing CreateJob/DescribeJob/DescribeJobs/DescribeJobLogs/StopJob)")
+PERMISSION_HINT = ("grant this AccessKey's IAM user AIHC access to the resource pool and queue (IAM console: a policy "
+                   "allowing CreateJob, DescribeJob, DescribeJobs, DescribeJobLogs and StopJob)")
 # refusals for want of GPUs in the pool or quota in the queue: nothing was created, another backend may have them
 CAPACITY_MARKERS = ("Quota", "Insufficient", "NotEnough", "Capacity", "ExceedLimit", "ExceedsLimit")
 CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestExpired", "InvalidSessionToken",

@@ -22,7 +22,7 @@ HINTS = {  # what each failure must tell the user to do, per backend
             "aihc": "BCE_SECRET_ACCESS_KEY"},
     "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
             "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess",
-            "aihc": "AIHCFullControlAccess"},
+            "aihc": "DescribeJobLogs and StopJob"},
     # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
     "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
                "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face",
