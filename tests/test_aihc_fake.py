@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from fakes.aihc_fake import ACCESS_KEY_ID, AihcStack, check_request, now_iso
+from fakes.aihc_fake import ACCESS_KEY_ID, SECRET_ACCESS_KEY, AihcStack, check_request, now_iso
 
 BODY = {"name": "fake-20260101-000000-abcdef", "queue": "default", "jobType": "PyTorchJob",
         "jobSpec": {"image": "img:1", "replicas": 1}, "command": "echo hi from the fake",
@@ -34,10 +34,10 @@ def aihc(stack):
     stack.aihc.violations.clear()  # each test here makes them on purpose
 
 
-def _config(aihc, key_id: str = ACCESS_KEY_ID):
+def _config(aihc, key_id: str = ACCESS_KEY_ID, secret: str = SECRET_ACCESS_KEY):
     from backends.aihc.client import configuration
 
-    return configuration({"endpoint": aihc.endpoint, "protocol": "http"}, (key_id, "secret"))
+    return configuration({"endpoint": aihc.endpoint, "protocol": "http"}, (key_id, secret))
 
 
 def test_a_body_the_definition_allows_creates_a_job_that_really_runs(aihc):
@@ -97,8 +97,22 @@ def test_an_unsigned_request_or_a_foreign_key_or_no_version_is_refused(aihc):
     assert (status, body["code"]) == (400, "InvalidHTTPAuthHeader") and set(body) == {"requestId", "code", "message"}
     signed = f"bce-auth-v1/{ACCESS_KEY_ID}/2026-01-01T00:00:00Z/1800/host/abc"
     assert raw({"Authorization": signed})[1]["code"] == "InvalidVersion"
-    assert raw({"Authorization": signed.replace(ACCESS_KEY_ID, "someone-else"), "X-API-Version": "v2"})[0] == 401
-    assert raw({"Authorization": signed, "X-API-Version": "v2"})[0] == 200
+    assert raw({"Authorization": signed.replace(ACCESS_KEY_ID, "someone-else"), "X-API-Version": "v2"})[0] == 403
+    assert raw({"Authorization": signed, "X-API-Version": "v2"})[1]["code"] == "SignatureDoesNotMatch"
+
+
+def test_a_request_signed_with_the_wrong_secret_is_refused_and_the_right_one_passes(aihc):
+    """The fake checks the signature by BCE's documented algorithm, computed on its own from the request as it
+    arrived: the SDK's signing of our query and body is what is tested, not assumed."""
+    from backends.aihc.client import aihc_errors, call
+    from launcher.errors import LaunchError
+
+    answer = call(_config(aihc), "DescribeJobs", {"resourcePoolId": "cce-test-pool"}, {"queue": "default"})
+    assert (answer["totalCount"], answer["jobs"], aihc.violations) == (0, [], [])
+    with pytest.raises(LaunchError) as refused, aihc_errors():
+        call(_config(aihc, secret="not-the-secret"), "DescribeJobs", {"resourcePoolId": "cce-test-pool"}, {})
+    assert "SignatureDoesNotMatch" in refused.value.message and refused.value.exit_code == 4
+    assert aihc.violations and "signature" in aihc.violations[-1]
 
 
 def test_find_reads_labels_through_describe_jobs_within_the_idempotency_window(aihc, monkeypatch):

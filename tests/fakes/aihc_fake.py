@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -42,7 +44,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from . import bugs
 
@@ -50,6 +52,8 @@ VENDOR = Path(__file__).resolve().parent.parent / "vendor" / "bce-openapi-meta-a
 ACTIONS = ("CreateJob", "DescribeJob", "DescribeJobs", "DescribeJobLogs", "StopJob")
 TERMINAL = ("Succeeded", "Failed", "Stopped")
 ACCESS_KEY_ID = "bce-test-access-key-id"
+SECRET_ACCESS_KEY = "test-secret-access-key"
+DEFAULT_SIGNED = ("host", "content-md5", "content-length", "content-type")  # and every x-bce-* header
 LOG_PAGE = 200  # lines per DescribeJobLogs answer; more come with nextMarker
 TYPES: dict[str, tuple[type, ...]] = {"String": (str,), "Integer": (int,), "Boolean": (bool,), "Object": (dict,),
                                       "List": (list,)}
@@ -111,6 +115,34 @@ def _check_fields(action: str, value: dict[str, Any], params: list[dict[str, Any
                 else:
                     problems += _check_fields(action, entry, subs, texts, f"{prefix}{name}.")
     return problems
+
+
+def _uri_encode(text: str, *, keep_slash: bool = False) -> str:
+    """BCE's UriEncode: RFC 3986 unreserved characters as they are, every other byte %XX (upper case)."""
+    return quote(text, safe="-_.~" + ("/" if keep_slash else ""))
+
+
+def expected_signature(auth: str, method: str, path: str, query: dict[str, str], headers: Any,
+                       secret: str) -> str | None:
+    """The signature a bce-auth-v1 Authorization header must end with, computed here from BCE's documented
+    algorithm (not the SDK's signer): None when the header is not of that shape."""
+    parts = auth.split("/")
+    if len(parts) != 6 or parts[0] != "bce-auth-v1":
+        return None
+    prefix = "/".join(parts[:4])
+    signing_key = hmac.new(secret.encode(), prefix.encode(), hashlib.sha256).hexdigest()
+    signed = [h.lower() for h in parts[4].split(";") if h] if parts[4] else []
+    canonical_query = "&".join(sorted(f"{_uri_encode(k)}={_uri_encode(v)}" for k, v in query.items()
+                                      if k.lower() != "authorization"))
+    lines = []
+    for name, value in headers.items():
+        low = name.strip().lower()
+        if not value.strip():
+            continue
+        if (low in signed) if signed else (low.startswith("x-bce-") or low in DEFAULT_SIGNED):
+            lines.append(f"{_uri_encode(low)}:{_uri_encode(value.strip())}")
+    canonical = "\n".join([method, _uri_encode(path, keep_slash=True), canonical_query, "\n".join(sorted(lines))])
+    return hmac.new(signing_key.encode(), canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def now_iso(at: float | None = None) -> str:
@@ -242,10 +274,14 @@ class AihcFake:
             return self._refuse(handler, 400, "InvalidHTTPAuthHeader", f"{action}: no bce-auth-v1 signature "
                                 f"(Authorization: {auth[:30]!r})")
         if parts[1] != ACCESS_KEY_ID:
-            return self._error(handler, 401, "InvalidAccessKeyId", "The access key id does not exist")
+            return self._error(handler, 403, "InvalidAccessKeyId", "The access key id does not exist")
         if handler.headers.get("X-API-Version") != "v2":
             return self._refuse(handler, 400, "InvalidVersion",
                                 f"{action}: X-API-Version {handler.headers.get('X-API-Version')!r}, not v2")
+        signature = expected_signature(auth, handler.command, url.path, query, handler.headers, SECRET_ACCESS_KEY)
+        if parts[5] != signature:
+            return self._refuse(handler, 400, "SignatureDoesNotMatch", f"{action}: the bce-auth-v1 signature "
+                                "does not match the request as received")
         try:
             body = json.loads(raw or b"{}")
         except ValueError as exc:
@@ -493,7 +529,7 @@ class AihcStack:
 
     BUCKET = "team-bucket"
     ACCESS_KEY: ClassVar[dict[str, str]] = {"BCE_ACCESS_KEY_ID": ACCESS_KEY_ID,
-                                            "BCE_SECRET_ACCESS_KEY": "test-secret-access-key"}
+                                            "BCE_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY}
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
