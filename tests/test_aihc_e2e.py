@@ -59,8 +59,9 @@ def aihc(stack, launch_home, cli, write_spec, tmp_path):
         def run(self, *args: str, check_rc: int | None = None, env: dict | None = None, **kw):
             return cli(*args, check_rc=check_rc, env={**stack.ACCESS_KEY, **(env or {})}, **kw)
 
-        def submit(self, spec: Path, *extra: str) -> str:
-            return SUBMITTED.search(self.run("run", str(spec), "--backend", "aihc", *extra, check_rc=0).stdout)[1]
+        def submit(self, spec: Path, *extra: str, env: dict | None = None) -> str:
+            result = self.run("run", str(spec), "--backend", "aihc", *extra, check_rc=0, env=env)
+            return SUBMITTED.search(result.stdout)[1]
 
     helper = Helper()
     helper.fake, helper.stack = fake, stack
@@ -169,3 +170,13 @@ def test_missing_credentials_exit_4_with_the_fix_and_nothing_created(aihc, launc
     assert result.returncode == 4, result.stderr
     assert "BCE_ACCESS_KEY_ID" in result.stderr and "Traceback" not in result.stderr
     assert not aihc.fake.jobs
+
+
+def test_credentials_from_config_toml_work_and_never_reach_the_store(aihc, launch_home):
+    config = launch_home / "config.toml"
+    config.write_text(config.read_text() + 'access_key_id = "bce-test-access-key-id"\n'
+                      'secret_access_key = "test-secret-access-key"\n')
+    job = aihc.submit(aihc.spec("run: python train.py\n"), env={"BCE_ACCESS_KEY_ID": "", "BCE_SECRET_ACCESS_KEY": ""})
+    assert aihc.fake.wait_ended(job)["status"] == "Succeeded"
+    stored = b"".join(p.read_bytes() for p in launch_home.rglob("*") if p.is_file() and p != config)
+    assert b"test-secret-access-key" not in stored

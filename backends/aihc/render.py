@@ -118,13 +118,20 @@ def choose_resource(settings: Mapping[str, Any], spec: JobSpec, problems: list[P
         return None
 
 
+def _credentials_in_spec(spec: JobSpec) -> list[str]:
+    """The credential settings that came from the spec (or --set), not config.toml: render sees the two
+    merged, so a value config.toml does not hold is the spec's."""
+    from launcher import config
+
+    section, configured = spec.backends.get(NAME) or {}, config.backend_settings(NAME)
+    return [key for key in SECRET_SETTINGS if section.get(key) and section.get(key) != configured.get(key)]
+
+
 def _settings_problems(settings: Mapping[str, Any], spec: JobSpec, problems: list[Problem]) -> None:
-    in_spec = spec.backends.get(NAME) or {}
-    for key in SECRET_SETTINGS:
-        if in_spec.get(key):
-            problems.append(spec.problem(f"backends.aihc.{key}", "credentials never go in a spec (it is shared and "
-                                         "stored): export BCE_ACCESS_KEY_ID and BCE_SECRET_ACCESS_KEY, or set "
-                                         f"{key} in [backends.aihc] of config.toml"))
+    for key in _credentials_in_spec(spec):
+        problems.append(spec.problem(f"backends.aihc.{key}", "credentials never go in a spec (it is shared and "
+                                     "stored): export BCE_ACCESS_KEY_ID and BCE_SECRET_ACCESS_KEY, or set "
+                                     f"{key} in [backends.aihc] of config.toml"))
     if not settings.get("resource_pool_id"):
         problems.append(spec.problem("backends.aihc.resource_pool_id", "AIHC runs jobs in a resource pool: set "
                                      "resource_pool_id: <cce-... from the AIHC console, or aihc-serverless>"))
