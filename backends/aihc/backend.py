@@ -116,7 +116,7 @@ class AihcBackend(Backend):
     # -- submit ------------------------------------------------------------------
 
     def submit(self, request: Request) -> Handle:
-        """Upload what is missing (bundles once per digest), then CreateJob. AIHC has no unique job name,
+        """Upload what is missing (bundles once per digest), then CreateJob. CreateJob has no idempotency token,
         so a create retried after a lost answer first looks for the job carrying our job-id label."""
         from backends.sagemaker import storage
 
