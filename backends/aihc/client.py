@@ -9,6 +9,7 @@ plain JSON. bce-python-sdk and boto3 are imported only when a real call needs th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -88,11 +89,17 @@ def call(config: Any, action: str, query: Mapping[str, str], body: Mapping[str, 
 
 def bos_client(settings: Mapping[str, Any], key: tuple[str, str]) -> Any:
     """boto3 against BOS's S3-compatible endpoint, signed with the same AccessKey (BOS takes SigV4)."""
+    region = str(settings.get("region") or "bj")
+    return _bos_client(str(settings.get("bos_endpoint") or f"https://s3.{region}.bcebos.com"), region, key)
+
+
+@functools.cache
+def _bos_client(endpoint: str, region: str, key: tuple[str, str]) -> Any:
+    """One per endpoint and AccessKey for the whole process: building a boto3 client loads botocore's S3
+    model (tens of ms), which would dominate a sweep of submits. Clients are thread-safe."""
     import boto3
     from botocore.config import Config
 
-    region = settings.get("region") or "bj"
-    endpoint = settings.get("bos_endpoint") or f"https://s3.{region}.bcebos.com"
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key[0], aws_secret_access_key=key[1],
                         region_name=region, config=Config(retries={"max_attempts": 1}, proxies={}))
 
