@@ -36,6 +36,7 @@ backends:
   pai_dlc: {region: cn-hangzhou, workspace_id: ws-bench, bucket: bench-bucket}
   kubernetes: {namespace: ml, gpu_label: nvidia}
   tione: {region: ap-guangzhou, cos_bucket: bench-1250000000}
+  aihc: {resource_pool_id: cce-bench, queue: default, bos_bucket: bench-bucket, resource_name: baidu.com/a10_24g_cgpu}
   ssh: {hosts: [gpu-01.internal]}
   slurm: {login: me@login.cluster, partition: gpu}
 """
@@ -54,6 +55,7 @@ SDKS = {
     "kubernetes": ("from kubernetes import client, config", "from kubernetes import client, config"),
     "tione": ("import tencentcloud.tione.v20211111.tione_client",
               "import tencentcloud.tione.v20211111.tione_client"),
+    "aihc": ("import baidubce.services.aihc.aihc_client", "import baidubce.services.aihc.aihc_client"),
 }
 GOAL_S = 0.5
 

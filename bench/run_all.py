@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aihc_submit
 import azureml_submit
 import bundling
 import cli_startup
@@ -84,6 +85,7 @@ def submit_overhead(quick: bool) -> Section:
         ("PAI-DLC", lambda: pai_dlc_submit.measure(quick)),
         ("Kubernetes", lambda: kubernetes_submit.measure(quick)),
         ("TI-ONE", lambda: tione_submit.measure(quick)),
+        ("AIHC", lambda: aihc_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

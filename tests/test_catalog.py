@@ -9,7 +9,7 @@ import pytest
 
 from launcher import accelerators, catalog
 
-BACKENDS = {"sagemaker", "vertex", "azureml", "lambda_cloud", "hf_jobs", "pai_dlc", "coreweave", "tione"}
+BACKENDS = {"sagemaker", "vertex", "azureml", "lambda_cloud", "hf_jobs", "pai_dlc", "coreweave", "tione", "aihc"}
 
 
 def test_every_row_is_well_formed():

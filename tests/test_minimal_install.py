@@ -36,6 +36,7 @@ HIDDEN = (
     "darabonba", "Tea",
     "kubernetes",
     "tencentcloud",
+    "baidubce",
 )
 # backend -> what the user is told is missing
 CLOUD = {
@@ -48,6 +49,7 @@ CLOUD = {
     "kubernetes": "kubernetes",
     "coreweave": "kubernetes",
     "tione": "tencentcloud-sdk-python-tione",
+    "aihc": "bce-python-sdk",
 }
 # What google-cloud-*'s .pth files load at start-up (`google`, `google.cloud`) is unloaded first, so
 # that, as on a machine without them, find_spec("google.cloud.x") raises for want of `google`.
@@ -75,6 +77,7 @@ SETTINGS = {
     "kubernetes": ("H100:1", {"namespace": "ml"}),
     "coreweave": ("H100:8", {"namespace": "ml"}),
     "tione": ("T4:1", {"region": "ap-guangzhou", "cos_bucket": "minimal-1250000000"}),
+    "aihc": ("A100-80GB:1", {"resource_pool_id": "cce-minimal", "queue": "default", "bos_bucket": "minimal-bucket"}),
 }
 
 
@@ -210,6 +213,8 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
     ("pai_dlc", {"region": "cn-hangzhou", "dlc_job_id": "dlc1a2b3c4d5e6f7", "nodes": 1}),
     ("kubernetes", {"namespace": "ml", "name": "minimal-1", "nodes": 1, "context": None, "idempotency_key": None}),
     ("tione", {"region": "ap-guangzhou", "task_id": "train-12345678901234567", "nodes": 1}),
+    ("aihc", {"region": "bj", "resource_pool_id": "cce-minimal", "queue": "default", "aihc_job_id": "job-0123456789ab",
+              "nodes": 1}),
     ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
     ("lambda_cloud", {}),
 ])

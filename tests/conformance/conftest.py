@@ -536,6 +536,28 @@ def _tione(tmp: Path) -> Iterator[World]:
                            sdk=("tencentcloud",))
 
 
+@contextlib.contextmanager
+def _aihc(tmp: Path) -> Iterator[World]:
+    with CLOUDS["aihc"]() as cloud:
+        aihc = cloud.fake
+
+        def observe() -> Any:
+            with aihc.lock:  # every action is a POST to "/": the fake's list of actions tells the writes
+                states = {n: j["status"] for n, j in aihc.jobs.items()}
+                return states, [a for a in aihc.calls if not a.startswith("Describe")]
+
+        def set_raw_state(handle: Handle, raw: str) -> str:
+            aihc.set_status(aihc.job_by_launch_id(handle.job_id)["jobId"], raw)
+            return raw
+
+        def sent() -> list[dict[str, Any]]:
+            with aihc.lock:
+                return json.loads(json.dumps(aihc.created))
+
+        yield _cloud_world(cloud, sent=sent, observe=observe, set_raw_state=set_raw_state,
+                           end=lambda handle: aihc.wait_ended(handle.job_id) and None, sdk=("baidubce",))
+
+
 WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = {
     "local": _local,
     "ssh": _ssh,
@@ -549,6 +571,7 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "kubernetes": _kubernetes_world("kubernetes"),
     "coreweave": _kubernetes_world("coreweave"),
     "tione": _tione,
+    "aihc": _aihc,
     PLUGIN_BACKEND: _plugin,
 }
 

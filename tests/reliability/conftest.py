@@ -367,6 +367,40 @@ def _tione() -> Iterator[Cloud]:
                     finish=finish)
 
 
+@contextlib.contextmanager
+def _aihc() -> Iterator[Cloud]:
+    """The AIHC fake (jobs really run here, mounting what the backend put in moto's S3) behind the proxy;
+    the BOS uploads go to moto directly (the faults hit AIHC's API)."""
+    import tempfile
+
+    from fakes.aihc_fake import AihcStack, baidu_error
+
+    with tempfile.TemporaryDirectory(prefix="rel-aihc-") as root, AihcStack(Path(root)) as stack, \
+            FaultProxy(f"http://{stack.aihc.endpoint}", error_body=baidu_error) as proxy:
+        aihc = stack.aihc
+
+        def jobs() -> list[str]:
+            with aihc.lock:
+                return [label["value"] for j in aihc.jobs.values() for label in j["labels"]
+                        if label["key"] == "launch-job-id"]
+
+        def reset() -> None:
+            aihc.reset()
+            proxy.reset(rate=0.0)
+
+        def finish() -> None:
+            aihc.stop_all()
+            assert aihc.violations == [], aihc.violations
+
+        spec = ("name: rel-aihc\nimage: registry.baidubce.com/aihcp-public/pytorch:2.3.0\ncode: ./src\n"
+                "run: cat train.py\nresources:\n  accelerators: A100-80GB\n"
+                "backends:\n  aihc:\n    queue: default\n")
+        config = stack.config(proxy.endpoint.removeprefix("http://"))
+        yield Cloud("aihc", aihc, proxy, dict(stack.ACCESS_KEY), config, spec, jobs, reset,
+                    create_request=r"^POST /\?action=CreateJob", got_secret=_sent_in(lambda: aihc.created),
+                    finish=finish)
+
+
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "sagemaker": _sagemaker,
     "vertex": _vertex,
@@ -376,6 +410,7 @@ CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "pai_dlc": _pai_dlc,
     "kubernetes": _kubernetes,
     "tione": _tione,
+    "aihc": _aihc,
 }
 
 

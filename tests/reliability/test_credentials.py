@@ -26,6 +26,8 @@ HINTS_BY_BACKEND = {
     "kubernetes": ("KUBECONFIG", "credentials", "RBAC", "API server could not be reached"),
     "tione": ("export TENCENTCLOUD_SECRET_ID", "TENCENTCLOUD_SECRET_ID", "QcloudTIONEFullAccess",
               "backends.tione.region"),
+    "aihc": ("export BCE_ACCESS_KEY_ID", "BCE_SECRET_ACCESS_KEY", "DescribeJobLogs and StopJob",
+             "backends.aihc.region"),
 }
 HINTS = {case: {backend: hints[i] for backend, hints in HINTS_BY_BACKEND.items()}
          for i, case in enumerate(("missing", "401", "403", "region"))}
@@ -57,6 +59,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return {"KUBECONFIG": str(tmp_path / "no-such-kubeconfig"), "HOME": str(tmp_path)}
     if cloud.name == "tione":  # no SecretId variables, no ~/.tencentcloud or ~/.tccli profile, no CVM metadata
         return {"HOME": str(tmp_path)}
+    if cloud.name == "aihc":  # no BCE_ACCESS_KEY_ID/BCE_SECRET_ACCESS_KEY, no keys in config.toml
+        return {}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
         return {"REQUESTS_CA_BUNDLE": cloud.env["REQUESTS_CA_BUNDLE"], "HOME": str(tmp_path),
                 "AZURE_CONFIG_DIR": str(tmp_path / "azure")}

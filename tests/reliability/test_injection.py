@@ -100,6 +100,8 @@ CLOUD_BLOCKS = {
                 "image: dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.3\n"),
     "tione": ("backends:\n  tione:\n    region: ap-guangzhou\n    cos_bucket: team-1250000000\n"
               "image: ccr.ccs.tencentyun.com/team/pytorch:2.3\n"),
+    "aihc": ("backends:\n  aihc:\n    resource_pool_id: cce-test-pool\n    queue: default\n"
+             "    bos_bucket: team-bucket\nimage: registry.baidubce.com/aihcp-public/pytorch:2.3.0\n"),
 }
 
 
@@ -111,6 +113,8 @@ def _node_env(backend: str, payload: dict) -> dict[str, str]:
         return dict(payload["Envs"])
     if backend == "tione":
         return {item["Name"]: item["Value"] for item in payload["Envs"]}
+    if backend == "aihc":
+        return {item["name"]: item["value"] for item in payload["body"]["jobSpec"]["envs"]}
     container = payload["job_spec"]["worker_pool_specs"][0]["container_spec"]
     return {item["name"]: item["value"] for item in container.get("env", [])}
 
