@@ -95,6 +95,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[N
     return result
 
 
+# suites that run each check once per backend, the backend first in every parametrized test's id
+# (`test_x[azureml]`, `test_y[azureml-after-upload]`): see pytest_xdist_make_scheduler
+PER_BACKEND_SUITES = ("tests/conformance/", "tests/reliability/")
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadscope`, with the per-backend suites split by backend: one scope per module and backend
+    instead of per module, so each worker starts only the fakes (module fixtures) of the backends it runs,
+    and a suite that grows with every backend (conformance, crash points) spreads over the workers instead
+    of running on one after all the others are done."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PerBackendScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            params = nodeid.partition("[")[2]
+            if params and nodeid.startswith(PER_BACKEND_SUITES):
+                return f"{scope}[{params.split('-')[0].rstrip(']')}]"
+            return scope
+
+    return PerBackendScopes(config, log)
+
+
 @pytest.fixture(autouse=True)
 def fakes_raised_nothing() -> Iterator[None]:
     """Fail the test at teardown when a fake raised while serving it: the client saw a 500 or a dropped
