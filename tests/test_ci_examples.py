@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,19 @@ def fresh_venv(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("ci-venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     return venv
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    """This package's source (what its build reads), copied: `pip install DIR` builds in DIR, writing build/ and
+    launch_jobs.egg-info/ there, and the repo's egg-info is what the registry and other test workers read."""
+    copy = tmp_path_factory.mktemp("package") / "launch"
+    copy.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, copy / name)
+    for name in ("launcher", "backends"):
+        shutil.copytree(REPO / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
 
 
 def _base_env(venv: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -60,14 +74,14 @@ def _should_run(condition: str | None, env: dict[str, str], failed: bool) -> boo
     return not failed and found.group(2) in env.get(found.group(1), "")
 
 
-def run_github_workflow(venv: Path, tmp_path: Path, spec: str, backend: str = "local"
+def run_github_workflow(venv: Path, package: Path, tmp_path: Path, spec: str, backend: str = "local"
                         ) -> tuple[bool, list[tuple[str, int, str]], Path]:
     workflow = yaml.safe_load((EXAMPLES / "github-actions.yml").read_text())
     summary = tmp_path / "step-summary.md"
     env = _base_env(venv, tmp_path, GITHUB_ACTIONS="true", GITHUB_RUN_ID="4242", GITHUB_RUN_ATTEMPT="1",
                     GITHUB_JOB="train", GITHUB_REPOSITORY="acme/models", GITHUB_STEP_SUMMARY=str(summary))
     env.update({k: str(v) for k, v in workflow["env"].items()})
-    env.update(LAUNCH_BACKEND=backend, LAUNCH_SPEC=spec, LAUNCH_PACKAGE=str(REPO))
+    env.update(LAUNCH_BACKEND=backend, LAUNCH_SPEC=spec, LAUNCH_PACKAGE=str(package))
     (job,) = workflow["jobs"].values()
     failed, ran = False, []
     for index, step in enumerate(job["steps"]):
@@ -91,8 +105,8 @@ def test_github_workflow_parses_and_is_complete():
         assert "${{" not in line
 
 
-def test_github_workflow_trains_and_succeeds(fresh_venv, tmp_path):
-    failed, ran, summary = run_github_workflow(fresh_venv, tmp_path, "job_specs/quickstart.yaml")
+def test_github_workflow_trains_and_succeeds(fresh_venv, package, tmp_path):
+    failed, ran, summary = run_github_workflow(fresh_venv, package, tmp_path, "job_specs/quickstart.yaml")
     assert not failed, ran
     names = [name for name, _, _ in ran]
     assert names[:3] == ["Install launch", "Check the spec", "Train (logs stream here; the step's result is the "
@@ -102,18 +116,19 @@ def test_github_workflow_trains_and_succeeds(fresh_venv, tmp_path):
     assert "| state | SUCCEEDED (exit 0) |" in summary.read_text()
 
 
-def test_github_workflow_check_step_refuses_what_the_backend_would(fresh_venv, tmp_path):
+def test_github_workflow_check_step_refuses_what_the_backend_would(fresh_venv, package, tmp_path):
     """The check is `validate --backend`: a spec the chosen backend cannot run stops the pipeline
     before anything is submitted (here Lambda Cloud without an SSH key name)."""
-    failed, ran, _ = run_github_workflow(fresh_venv, tmp_path, "job_specs/quickstart.yaml", backend="lambda_cloud")
+    failed, ran, _ = run_github_workflow(fresh_venv, package, tmp_path, "job_specs/quickstart.yaml",
+                                         backend="lambda_cloud")
     assert failed
     check = next(r for r in ran if r[0] == "Check the spec")
     assert check[1] == 2 and "backends.lambda_cloud.ssh_key_name" in check[2], check
     assert not any(r[0].startswith("Train") for r in ran)
 
 
-def test_github_workflow_fails_when_the_run_fails(fresh_venv, tmp_path):
-    failed, ran, summary = run_github_workflow(fresh_venv, tmp_path, str(_failing_spec(tmp_path)))
+def test_github_workflow_fails_when_the_run_fails(fresh_venv, package, tmp_path):
+    failed, ran, summary = run_github_workflow(fresh_venv, package, tmp_path, str(_failing_spec(tmp_path)))
     assert failed
     train = next(r for r in ran if r[0].startswith("Train"))
     assert train[1] == 1 and "::error title=launch%3A broken-" in train[2]
@@ -122,13 +137,13 @@ def test_github_workflow_fails_when_the_run_fails(fresh_venv, tmp_path):
     assert "| state | FAILED (exit 5) |" in summary.read_text()
 
 
-def test_gitlab_pipeline_trains_and_fails_with_the_run(fresh_venv, tmp_path):
+def test_gitlab_pipeline_trains_and_fails_with_the_run(fresh_venv, package, tmp_path):
     pipeline = yaml.safe_load((EXAMPLES / "gitlab-ci.yml").read_text())
     job = pipeline["train"]
     for spec, expected in (("job_specs/quickstart.yaml", 0), (str(_failing_spec(tmp_path)), 1)):
         env = _base_env(fresh_venv, tmp_path, GITLAB_CI="true", CI_PIPELINE_ID="88", CI_JOB_ID=str(100 + expected))
         env.update({k: str(v) for k, v in pipeline["variables"].items()})
-        env.update(LAUNCH_SPEC=spec, LAUNCH_PACKAGE=str(REPO))
+        env.update(LAUNCH_SPEC=spec, LAUNCH_PACKAGE=str(package))
         codes = []
         for line in job["script"]:
             result = _run_line(line, env)

@@ -96,10 +96,13 @@ def test_estimated_cost_is_catalog_price_times_duration():
 
 
 def _start_follow(launch_home: Path, spec: Path, *extra: str) -> subprocess.Popen:
+    """`launch run --follow` as a terminal starts it: SIGINT at its default (a suite started in the background,
+    as `cmd &` in a script, inherits SIGINT ignored, and so would the CLI, which then never sees the Ctrl-C)."""
     env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "GITLAB_CI")}
     return subprocess.Popen([sys.executable, "-m", "launcher", "run", str(spec), "--follow", *extra],
                             env={**env, "LAUNCH_HOME": str(launch_home)}, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _job_of(cli) -> str:

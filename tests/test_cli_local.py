@@ -123,12 +123,13 @@ def test_quickstart_follow(cli):
     ("exit 0", 0, "SUCCEEDED", 0),
     ("exit 3", 1, "FAILED", 3),
 ])
-def test_run_returns_at_once_and_wait_gives_the_result(cli, write_spec, launch_home, command, wait_rc, state, code):
-    spec = write_spec(f"name: bg\nrun: sleep 3; echo still-ran-after-cli; {command}\n")
-    started = time.monotonic()
-    job = submit(cli, spec)
-    assert time.monotonic() - started < 2.5, "run without --wait must not wait for the job"
+def test_run_returns_at_once_and_wait_gives_the_result(cli, write_spec, launch_home, tmp_path, command, wait_rc,
+                                                       state, code):
+    go = tmp_path / "go"  # the job waits for it: `run` returning at all shows it did not wait for the job
+    run = f"while [ ! -e {go} ]; do sleep 0.05; done; echo still-ran-after-cli; {command}"
+    job = submit(cli, write_spec(f"name: bg\nrun: {json.dumps(run)}\n"))
     assert status_json(cli, job)["state"] in ("PENDING", "STARTING", "RUNNING")
+    go.touch()
     result = cli("wait", job, check_rc=wait_rc)
     assert state in result.stderr
     record = status_json(cli, job)
