@@ -562,6 +562,14 @@ class AihcStack:
         if self._server is not None:
             self._server.stop()
 
+    def reset(self) -> None:
+        """The fake emptied, and the bucket there again: moto's state is one per process, so another test's
+        moto reset (the SageMaker fake's) empties this server's S3 too."""
+        assert self.aihc is not None
+        self.aihc.reset()
+        if self.BUCKET not in {b["Name"] for b in self.s3.list_buckets().get("Buckets", [])}:
+            self.s3.create_bucket(Bucket=self.BUCKET)
+
     def config(self, endpoint: str | None = None) -> str:
         assert self.aihc is not None
         return (f'[backends.aihc]\nregion = "bj"\nresource_pool_id = "{self.aihc.resource_pool_id}"\n'

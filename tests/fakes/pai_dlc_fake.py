@@ -516,6 +516,14 @@ class DlcStack:
         if self._server is not None:
             self._server.stop()
 
+    def reset(self) -> None:
+        """The fake emptied, and the bucket there again: moto's state is one per process, so another test's
+        moto reset (the SageMaker fake's) empties this server's S3 too."""
+        assert self.dlc is not None
+        self.dlc.reset()
+        if self.BUCKET not in {b["Name"] for b in self.s3.list_buckets().get("Buckets", [])}:
+            self.s3.create_bucket(Bucket=self.BUCKET)
+
     def config(self, dlc_endpoint: str | None = None) -> str:
         assert self.dlc is not None
         return (f'[backends.pai_dlc]\nregion = "cn-hangzhou"\nworkspace_id = "{self.dlc.workspace_id}"\n'

@@ -294,7 +294,7 @@ def _pai_dlc() -> Iterator[Cloud]:
                 return [j["Settings"]["Tags"]["launch-job-id"] for j in dlc.jobs.values()]
 
         def reset() -> None:
-            dlc.reset()
+            stack.reset()
             proxy.reset(rate=0.0)
 
         def finish() -> None:
@@ -385,7 +385,7 @@ def _aihc() -> Iterator[Cloud]:
                         if label["key"] == "launch-job-id"]
 
         def reset() -> None:
-            aihc.reset()
+            stack.reset()
             proxy.reset(rate=0.0)
 
         def finish() -> None:
