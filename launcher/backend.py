@@ -72,6 +72,10 @@ class Capabilities:
     log_poll_s: float = 0.1
     # cancel still has work after the job ended (machines kept for inspection are given back)
     cancel_after_end: bool = False
+    # what kind of job it runs: a container job (run:, image:, resources:) and/or a hosted
+    # fine-tuning job (finetune:); the core refuses the other kind once, for every backend
+    container: bool = True
+    finetune: bool = False
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,9 @@ def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
     """Everything up to the request, with no side effect but the bundle cache. `user_spec` is the
     loaded spec (a sweep point's, `${name}` filled in), as the CLI read it once."""
     backend_class = registry.backend_class(backend_name)
+    kind = _kind_problems(backend_class, user_spec)
+    if kind:  # the other kind of job: nothing below applies to it
+        raise SpecError(kind)
     backend, spec = backend_and_spec(backend_name, user_spec)
     problems = _capability_problems(backend_class, user_spec)
     elsewhere = sorted(set(user_spec.backends) - {backend_name})
@@ -195,6 +198,31 @@ def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
     if problems:
         raise SpecError(problems)
     return user_spec, backend, request, job_id
+
+
+def _kind_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
+    """A fine-tuning spec on a backend that runs containers, or the reverse: one error, from the
+    backend's declared capabilities, before any backend code sees the spec."""
+    caps = backend_class.capabilities
+    if spec.finetune is not None and not caps.finetune:
+        able = ", ".join(_fine_tuning_backends()) or "none is installed"
+        return [spec.problem("finetune", f"the {backend_class.name} backend runs container jobs, not hosted "
+                             f"fine-tuning; run this spec with --backend on one that fine-tunes ({able})")]
+    if spec.finetune is None and not caps.container:
+        return [spec.problem("run", f"the {backend_class.name} backend fine-tunes hosted models and runs no "
+                             "container: give a finetune: section (base_model, training_file) instead of run:")]
+    return []
+
+
+def _fine_tuning_backends() -> list[str]:
+    names = []
+    for name in registry.names():
+        try:
+            if registry.backend_class(name).capabilities.finetune:
+                names.append(name)
+        except LaunchError:  # a broken plugin is reported where it is used
+            continue
+    return names
 
 
 def _capability_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
