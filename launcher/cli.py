@@ -473,7 +473,7 @@ def _say_end(record: Any, *, show_tail: bool = True) -> None:
     if record.started_at and record.ended_at:
         took = f" after {format_seconds(record.ended_at - record.started_at)}"
     line = f"job {record.id} {record.state.value}{took}"
-    if record.state.value != "SUCCEEDED" and record.message:
+    if record.message:  # why it failed; what it made (a fine-tuned model's name)
         line += f": {record.message}"
     from launcher import display
 

@@ -109,8 +109,11 @@ class AzureOpenAIBackend(Backend):
         """The id of a processed file with this content: one already there, or this one uploaded."""
         assert upload.source is not None
         with api_errors(self.name):
-            known = [f for f in client.files.list(purpose="fine-tune")
-                     if f.filename == upload.destination and (f.status or "processed") not in FILE_BAD]
+            listed = client.files.list(purpose="fine-tune")
+            # Azure's 2024-10-21 list is one page (no `after` parameter: paging on would ask again
+            # forever); OpenAI's pages by cursor
+            files = listed.data if self.name == rendering.AZURE else listed
+            known = [f for f in files if f.filename == upload.destination and (f.status or "processed") not in FILE_BAD]
             if known:
                 file = known[0]
             else:
