@@ -325,6 +325,13 @@ class Backend(abc.ABC):
         return None
 
     @classmethod
+    def training_price(cls, settings: Mapping[str, Any], base_model: str) -> Mapping[str, str] | None:
+        """For a backend that fine-tunes hosted models: the training price of `base_model` per 1M
+        tokens, as a row {"usd_per_1m", "source", "as_of", "note"}, for `launch plan`. None (the
+        default): no price known."""
+        return None
+
+    @classmethod
     def machine_gpus(cls, settings: Mapping[str, Any]) -> int | None:
         """For a backend that runs every node on this machine: its GPU count. None (the default):
         the backend runs on other machines."""

@@ -19,6 +19,7 @@ from launcher.errors import Problem
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 CHARS_PER_TOKEN = 4
+AUTO_EPOCHS = 3  # what `launch plan` counts for n_epochs: auto (the services pick by the file's size)
 MAX_LINE_BYTES = 4 * 1024 * 1024  # one example; a longer line is a broken file, not a prompt
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from backends.azure_openai import render as rendering
 from backends.azure_openai.client import OPENAI_SDK, SDK, api_errors, endpoint, make_client
+from backends.azure_openai.prices import training_price as price_row
 from backends.azure_openai.prices import usd_per_1m
 from backends.azure_openai.states import status_of
 from launcher.backend import (
@@ -70,6 +71,10 @@ class AzureOpenAIBackend(Backend):
                              "AZURE_OPENAI_ENDPOINT")
         auth = "AZURE_OPENAI_API_KEY" if os.environ.get("AZURE_OPENAI_API_KEY") else "Entra ID"
         return Readiness(True, True, f"{where} ({auth})")
+
+    @classmethod
+    def training_price(cls, settings: Mapping[str, Any], base_model: str) -> Mapping[str, str] | None:
+        return price_row(cls.name, base_model)
 
     def _client(self) -> Any:
         if self._api is None:

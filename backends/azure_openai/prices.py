@@ -8,7 +8,6 @@ import functools
 from pathlib import Path
 
 PRICES_CSV = Path(__file__).with_name("prices.csv")
-DEFAULT_EPOCHS = 3  # what "auto" comes to for a small file (the services pick 1 to 25 by size); said as such
 
 
 @functools.cache
