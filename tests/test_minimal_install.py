@@ -34,6 +34,7 @@ HIDDEN = (
     "huggingface_hub",
     "alibabacloud_pai_dlc20201203", "alibabacloud_credentials", "alibabacloud_tea_openapi", "alibabacloud_tea_util",
     "darabonba", "Tea",
+    "openai",
 )
 # backend -> what the user is told is missing
 CLOUD = {
@@ -43,6 +44,8 @@ CLOUD = {
     "lambda_cloud": "requests",
     "hf_jobs": "huggingface_hub",
     "pai_dlc": "alibabacloud-pai-dlc20201203",
+    "azure_openai": "openai",
+    "openai": "openai",
 }
 # What google-cloud-*'s .pth files load at start-up (`google`, `google.cloud`) is unloaded first, so
 # that, as on a machine without them, find_spec("google.cloud.x") raises for want of `google`.
@@ -54,6 +57,7 @@ sys.argv = ["launch", *sys.argv[1:]]
 from launcher.cli import run_main
 run_main()
 """
+FINETUNE = "finetune"  # a hosted fine-tuning spec instead of a container one
 SPEC = "name: minimal\nimage: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime\nrun: echo minimal-ok\n"
 SETTINGS = {
     "local": ("cpu", {}),
@@ -67,6 +71,8 @@ SETTINGS = {
     "hf_jobs": ("A10G:1", {"namespace": "alice"}),
     "pai_dlc": ("A10:1", {"region": "cn-hangzhou", "workspace_id": "ws-minimal", "bucket": "minimal-bucket"}),
     "slurm": ("cpu", {"login": "nobody@127.0.0.1:9"}),  # sbatch through a login node that is not there
+    "azure_openai": (FINETUNE, {"endpoint": "https://minimal.openai.azure.com"}),
+    "openai": (FINETUNE, {}),
 }
 
 
@@ -74,6 +80,12 @@ def _spec(tmp_path: Path, backend: str) -> Path:
     accelerators, settings = SETTINGS[backend]
     path = tmp_path / f"{backend}.yaml"
     section = json.dumps({backend: settings})  # YAML reads JSON
+    if accelerators == FINETUNE:
+        (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                                              '{"role": "assistant", "content": "hello"}]}\n')
+        path.write_text(f"name: minimal\nfinetune:\n  base_model: gpt-4o-mini-2024-07-18\n"
+                        f"  training_file: train.jsonl\nbackends: {section}\n")
+        return path
     path.write_text(f"{SPEC}resources:\n  accelerators: {accelerators}\nbackends: {section}\n")
     return path
 
@@ -198,6 +210,7 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
                       "idempotency_key": None, "submitted_at": 1.0}),
     ("hf_jobs", {"namespace": "alice", "ids": ["0123456789abcdef01234567"]}),
     ("pai_dlc", {"region": "cn-hangzhou", "dlc_job_id": "dlc1a2b3c4d5e6f7", "nodes": 1}),
+    ("azure_openai", {"ft_job_id": "ftjob-0123456789abcdef"}),
     ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
     ("lambda_cloud", {}),
 ])

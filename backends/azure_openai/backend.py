@@ -13,6 +13,7 @@ import time
 from collections.abc import Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backends.azure_openai import ids
 from backends.azure_openai import render as rendering
 from backends.azure_openai.client import OPENAI_SDK, SDK, api_errors, endpoint, make_client
 from backends.azure_openai.prices import training_price as price_row
@@ -220,7 +221,7 @@ class AzureOpenAIBackend(Backend):
     def find(self, idempotency_key: str) -> Summary | None:
         """The recent job submitted with this key: by the key itself (OpenAI's metadata) or by its
         hash (Azure's suffix)."""
-        mark = rendering.key_mark(idempotency_key)
+        mark = ids.key_mark(idempotency_key)
         since = time.time() - 14 * 86400
         return next((s for s, found in self._marked(since) if found == mark), None)
 
@@ -235,7 +236,7 @@ class AzureOpenAIBackend(Backend):
                 created = job.get("created_at")
                 if since and isinstance(created, (int, float)) and created < since:
                     return  # newest first: the rest are older
-                job_id, key, mark = rendering.marks(job)
+                job_id, key, mark = ids.marks(job)
                 if not is_job_id(job_id) or not is_job_id(job.get("id")):
                     continue  # not ours, or a suffix someone else wrote: never a path or a store key
                 assert job_id is not None

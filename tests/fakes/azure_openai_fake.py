@@ -66,6 +66,13 @@ ROUTES = [  # (method, path under the prefix, spec path)
 ]
 
 
+def _packed_in(job_id: str, suffix: str) -> bool:
+    from backends.azure_openai.ids import pack_job_id
+
+    packed = pack_job_id(job_id)
+    return bool(packed) and packed in suffix.split("_")
+
+
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -217,6 +224,28 @@ class AzureOpenAIFake:
             self.hold = False
             for job in self.jobs.values():
                 job["started"] = time.monotonic() - self.step_s * job["at"]
+
+    def complete(self, ft_id: str) -> None:
+        """A held job goes through its remaining states to success now (events and results included)."""
+        with self._lock:
+            job = self.jobs[ft_id]
+            states = STATES[self.flavour]
+            job["at"] = len(states) - 1
+            while job["status"] not in TERMINAL and job["shown"] < job["at"]:
+                job["shown"] += 1
+                self._enter(job, states[job["shown"]])
+
+    def state(self, ft_id: str) -> str:
+        with self._lock:
+            return self._job(ft_id)["status"]
+
+    def job_for(self, job_id: str) -> str:
+        """The fine-tuning job id of the launch job `job_id` (by the suffix or metadata launch gave it)."""
+        with self._lock:
+            for ft_id, job in self.jobs.items():
+                if job_id in json.dumps(job.get("metadata") or {}) or _packed_in(job_id, job.get("suffix") or ""):
+                    return ft_id
+        raise KeyError(job_id)
 
     def creates(self) -> list[dict[str, Any]]:
         return [body for method, path, body in self.calls if method == "POST" and path.endswith("/fine_tuning/jobs")]
