@@ -30,14 +30,16 @@ CASES = {
                       None),
     "azure_every_field": (
         "azure_openai", "finetune:\n  base_model: gpt-4o-mini-2024-07-18\n  training_file: train.jsonl\n"
-        "  validation_file: file-abc123\n  hyperparameters: {n_epochs: 3, batch_size: 8, learning_rate_multiplier: 0.1}\n"
+        "  validation_file: file-abc123\n"
+        "  hyperparameters: {n_epochs: 3, batch_size: 8, learning_rate_multiplier: 0.1}\n"
         "  suffix: support\n  seed: 42\n", "ci-run-42"),
     "azure_dpo_preview": (
         "azure_openai", "finetune:\n  base_model: gpt-4o-2024-08-06\n  training_file: dpo.jsonl\n  method: dpo\n"
         "  hyperparameters: {beta: 0.1}\nbackends:\n  azure_openai: {api_version: 2025-04-01-preview}\n", None),
     "openai_every_field": (
         "openai", "finetune:\n  base_model: gpt-4o-mini-2024-07-18\n  training_file: train.jsonl\n"
-        "  validation_file: train.jsonl\n  hyperparameters: {n_epochs: 2}\n  suffix: support\n  seed: 1\n", "ci-run-42"),
+        "  validation_file: train.jsonl\n  hyperparameters: {n_epochs: 2}\n  suffix: support\n  seed: 1\n",
+        "ci-run-42"),
     "openai_dpo": ("openai", "finetune:\n  base_model: gpt-4o-2024-08-06\n  training_file: dpo.jsonl\n  method: dpo\n"
                    "  hyperparameters: {beta: 0.2, n_epochs: auto}\n", None),
 }
@@ -148,7 +150,8 @@ def test_a_missing_training_file_is_named_and_a_file_id_is_taken(tmp_path):
     with pytest.raises(SpecError) as caught:
         parse_spec("name: x\nfinetune:\n  base_model: m\n  training_file: nope.jsonl\n", "s.yaml", base_dir=tmp_path)
     assert [(p.path, p.line) for p in caught.value.problems] == [("finetune.training_file", 4)]
-    spec = parse_spec("name: x\nfinetune:\n  base_model: m\n  training_file: file-abc123\n", "s.yaml", base_dir=tmp_path)
+    spec = parse_spec("name: x\nfinetune:\n  base_model: m\n  training_file: file-abc123\n", "s.yaml",
+                      base_dir=tmp_path)
     assert spec.finetune.training_file == "file-abc123"
 
 
