@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import azure_openai_submit
 import azureml_submit
 import bundling
 import cli_startup
@@ -79,6 +80,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Lambda Cloud", lambda: lambda_submit.measure(quick)),
         ("Hugging Face Jobs", lambda: hf_jobs_submit.measure(quick)),
         ("PAI-DLC", lambda: pai_dlc_submit.measure(quick)),
+        ("Azure OpenAI", lambda: azure_openai_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

@@ -20,6 +20,7 @@ SETTINGS = {"azure": "azure_openai", "openai": "openai"}
 
 @pytest.fixture(scope="module", params=["azure", "openai"])
 def service(request):
+    """The fake, at Azure's paths or OpenAI's; a test that exercises code both share runs on Azure's only."""
     with AzureOpenAIFake(api_key=KEY, flavour=request.param, step_s=0.15) as fake:
         yield fake
 
@@ -81,6 +82,7 @@ def test_run_follow_to_success_shows_the_fine_tuned_model_and_metrics(ft):
         assert create["metadata"] == {"launch-job-id": job} and create["method"]["type"] == "supervised"
 
 
+@pytest.mark.parametrize("service", ["azure"], indirect=True)  # the same code on both APIs: once is enough
 def test_an_unchanged_file_is_not_uploaded_again(ft):
     ft.submit()
     ft.submit()
@@ -89,6 +91,7 @@ def test_an_unchanged_file_is_not_uploaded_again(ft):
     assert len({c["training_file"] for c in ft.fake.creates()}) == 1
 
 
+@pytest.mark.parametrize("service", ["azure"], indirect=True)  # the same code on both APIs: once is enough
 def test_validate_names_the_first_bad_line_and_nothing_is_sent(ft, tmp_path):
     lines = [GOOD % (i, i) for i in range(5)]
     lines[3] = '{"messages": [{"role": "user", "content": "no answer"}]}\n'
@@ -112,18 +115,21 @@ def test_a_file_the_service_rejects_is_one_error_and_no_job(ft):
     assert json.loads(ft.run("list", "-o", "json", check_rc=0).stdout) == []
 
 
+@pytest.mark.parametrize("service", ["azure"], indirect=True)  # the same code on both APIs: once is enough
 def test_cancel_a_running_job_and_again(ft):
     ft.fake.hold = True
     job = ft.submit()
     deadline = time.monotonic() + 20
-    while json.loads(ft.run("status", job, "-o", "json", check_rc=0).stdout)["state"] != "RUNNING":
+    while ft.fake.state(ft.fake.job_for(job)) != "running":
         assert time.monotonic() < deadline, "the job never ran"
+        time.sleep(0.05)
     ft.run("cancel", job, check_rc=0)
     assert json.loads(ft.run("status", job, "-o", "json", check_rc=0).stdout)["state"] == "CANCELLED"
     ft.run("cancel", job, check_rc=0)
     assert len([p for m, p, _ in ft.fake.calls if p.endswith("/cancel")]) == 1
 
 
+@pytest.mark.parametrize("service", ["azure"], indirect=True)  # the same code on both APIs: once is enough
 def test_list_sync_adopts_a_job_the_store_lost(ft, launch_home):
     job = ft.submit()
     (launch_home / "jobs.db").unlink() if (launch_home / "jobs.db").exists() else None
@@ -151,6 +157,7 @@ def test_a_wrong_key_exits_4_with_how_to_sign_in(ft):
     assert "export" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("service", ["azure"], indirect=True)  # the same code on both APIs: once is enough
 def test_throttling_is_retried_by_the_runner_alone(ft):
     ft.fake.fail_next(r"/fine_tuning/jobs$", 429, times=2, retry_after=0, method="POST")
     ft.submit()
@@ -161,6 +168,7 @@ def test_throttling_is_retried_by_the_runner_alone(ft):
     assert len(ft.fake.jobs) == 1
 
 
+@pytest.mark.parametrize("service", ["azure"], indirect=True)  # the same code on both APIs: once is enough
 def test_a_container_spec_is_refused_and_other_backends_refuse_finetune(ft, write_spec):
     container = write_spec("name: c\nrun: python train.py\n", "container.yaml")
     result = ft.run("run", str(container), "--backend", ft.name, "--dry-run", check_rc=2)

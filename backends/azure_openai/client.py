@@ -8,6 +8,7 @@ Retry-After reaches it through TransientBackendError.retry_after. Keys come from
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,16 @@ def endpoint(settings: Mapping[str, Any]) -> str | None:
     return settings.get("endpoint") or os.environ.get("AZURE_OPENAI_ENDPOINT") or None
 
 
+@functools.cache
+def http_client() -> Any:
+    """One connection pool per process: building one loads the system's CA bundle (~80 ms), which a
+    client made per command (each `launch run` of a sweep builds its backend afresh) would pay each time.
+    It holds no credentials: each client adds its own key or token to every request."""
+    import openai
+
+    return openai.DefaultHttpxClient(timeout=TIMEOUT_S)
+
+
 def make_client(name: str, settings: Mapping[str, Any]) -> Any:
     (SDK if name == AZURE else OPENAI_SDK).require()
     import openai
@@ -49,13 +60,13 @@ def make_client(name: str, settings: Mapping[str, Any]) -> Any:
             raise BackendUnreachable("OPENAI_API_KEY is not set", HINTS[name])
         return openai.OpenAI(api_key=key, base_url=settings.get("base_url") or os.environ.get("OPENAI_BASE_URL"),
                              organization=settings.get("organization"), project=settings.get("project"),
-                             max_retries=0, timeout=TIMEOUT_S)
+                             max_retries=0, timeout=TIMEOUT_S, http_client=http_client())
     where = endpoint(settings)
     if not where:
         raise UsageError("no Azure OpenAI endpoint", "set backends.azure_openai.endpoint "
                          "(https://<resource>.openai.azure.com) or AZURE_OPENAI_ENDPOINT")
     common = {"azure_endpoint": where, "api_version": settings.get("api_version"), "max_retries": 0,
-              "timeout": TIMEOUT_S}
+              "timeout": TIMEOUT_S, "http_client": http_client()}
     key = os.environ.get("AZURE_OPENAI_API_KEY")
     auth = settings.get("auth") or "auto"
     if auth == "key" or (auth == "auto" and key):
