@@ -78,6 +78,10 @@ def make_client(name: str, settings: Mapping[str, Any]) -> Any:
     except ImportError:
         raise UsageError("Entra ID sign-in needs azure-identity, which is not installed",
                          "pip install azure-identity, or export AZURE_OPENAI_API_KEY") from None
+    import logging
+
+    # the chain logs every source it tried, at warning; the error this raises says what to do instead
+    logging.getLogger("azure.identity").setLevel(logging.CRITICAL)
     provider = get_bearer_token_provider(DefaultAzureCredential(), ENTRA_SCOPE)
     return openai.AzureOpenAI(azure_ad_token_provider=provider, **common)
 
