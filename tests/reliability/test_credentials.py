@@ -15,15 +15,19 @@ from .conftest import TRACEBACK, Cloud, launch_env, run_launch
 HINTS = {  # what each failure must tell the user to do, per backend
     "missing": {"sagemaker": "aws configure", "vertex": "gcloud auth application-default login",
                 "azureml": "az login", "lambda_cloud": "export LAMBDA_API_KEY", "hf_jobs": "hf auth login",
-                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID"},
+                "pai_dlc": "export ALIBABA_CLOUD_ACCESS_KEY_ID",
+                "azure_openai": "export AZURE_OPENAI_API_KEY"},
     "401": {"sagemaker": "refresh them", "vertex": "gcloud auth application-default login", "azureml": "az login",
-            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID"},
+            "lambda_cloud": "set LAMBDA_API_KEY", "hf_jobs": "hf auth login", "pai_dlc": "ALIBABA_CLOUD_ACCESS_KEY_ID",
+            "azure_openai": "export AZURE_OPENAI_API_KEY"},
     "403": {"sagemaker": "permissions", "vertex": "roles/aiplatform.user", "azureml": "AzureML Data Scientist",
-            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess"},
+            "lambda_cloud": "payment method", "hf_jobs": "write access", "pai_dlc": "AliyunPAIDLCFullAccess",
+            "azure_openai": "Cognitive Services OpenAI Contributor"},
     # Azure ML and Lambda Cloud have one API endpoint for every region: the message names what was not reached
     "region": {"sagemaker": "region", "vertex": "region", "azureml": "could not reach Azure ML",
                "lambda_cloud": "cannot reach Lambda Cloud", "hf_jobs": "could not reach Hugging Face",
-               "pai_dlc": "backends.pai_dlc.region"},
+               "pai_dlc": "backends.pai_dlc.region",
+               "azure_openai": "Azure OpenAI did not answer"},
 }
 # Lambda Cloud answers 403 only for an inactive account (its OpenAPI spec: ApiErrorAccountInactive): the key
 # is good and the fix is billing, so the launcher's "refused" exit 1 with that hint, not a credentials exit 4
@@ -47,6 +51,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return {}
     if cloud.name == "hf_jobs":  # HF_TOKEN unset, an empty login cache, no token in config.toml
         return {"HF_HOME": str(tmp_path / "hf-home")}
+    if cloud.name == "azure_openai":  # auth = "key" in config.toml: AZURE_OPENAI_API_KEY unset
+        return {}
     if cloud.name == "pai_dlc":  # no AccessKey variables, no ~/.aliyun profile, no instance metadata to ask
         return {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
     if cloud.name == "azureml":  # no token: DefaultAzureCredential finds nothing (no az login, no identity)
