@@ -140,6 +140,7 @@ def test_list_sync_adopts_a_job_the_store_lost(ft, launch_home):
     assert [r["id"] for r in listed] == [job], listed
 
 
+@pytest.mark.parametrize("service", ["azure"], indirect=True)  # both APIs' find: the conformance suite
 def test_a_rerun_with_the_same_idempotency_key_adopts_the_job(ft, launch_home):
     first = ft.submit("--idempotency-key", "ci-run-42")
     for path in launch_home.glob("*.db*"):  # a fresh CI machine: the store knows nothing
