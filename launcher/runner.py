@@ -173,6 +173,10 @@ def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
         raise SpecError(kind)
     backend, spec = backend_and_spec(backend_name, user_spec)
     problems = _capability_problems(backend_class, user_spec)
+    unused = sorted(IGNORED_BY_FINETUNE & user_spec.model_fields_set) if user_spec.finetune is not None else []
+    if unused:  # said, not silently dropped: a hosted fine-tuning job has no process or machine for them
+        logs.get().warning("a finetune: job runs no process of yours; %s %s ignored", ", ".join(unused),
+                           "is" if len(unused) == 1 else "are")
     elsewhere = sorted(set(user_spec.backends) - {backend_name})
     if elsewhere and backend_name not in user_spec.backends:
         logs.get().warning("this spec has settings for %s but runs on %s (use --backend %s?)",
@@ -198,6 +202,9 @@ def prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
     if problems:
         raise SpecError(problems)
     return user_spec, backend, request, job_id
+
+
+IGNORED_BY_FINETUNE = {"env", "secrets", "spot", "max_runtime", "retries", "outputs"}
 
 
 def _kind_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
