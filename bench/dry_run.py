@@ -40,6 +40,15 @@ backends:
   ssh: {hosts: [gpu-01.internal]}
   slurm: {login: me@login.cluster, partition: gpu}
 """
+# the backends that fine-tune hosted models take a finetune: spec instead (they refuse a container one)
+FT_SPEC = """name: bench-ft
+finetune:
+  base_model: gpt-4o-mini-2024-07-18
+  training_file: train.jsonl
+backends:
+  azure_openai: {endpoint: "https://bench.openai.azure.com"}
+"""
+FINETUNE = {"azure_openai", "openai"}
 # backend -> (what its SDK import is called, the statement); local, ssh and slurm use no SDK: the floor
 SDKS = {
     "local": ("python -c pass", "pass"),
@@ -56,6 +65,8 @@ SDKS = {
     "tione": ("import tencentcloud.tione.v20211111.tione_client",
               "import tencentcloud.tione.v20211111.tione_client"),
     "aihc": ("import baidubce.services.aihc.aihc_client", "import baidubce.services.aihc.aihc_client"),
+    "azure_openai": ("import openai", "import openai"),
+    "openai": ("import openai", "import openai"),
 }
 GOAL_S = 0.5
 
@@ -76,6 +87,10 @@ def measure(quick: bool) -> Section:
         (Path(tmp) / "src" / "train.py").write_text("print('hi')\n")
         spec = Path(tmp) / "job.yaml"
         spec.write_text(SPEC)
+        ft_spec = Path(tmp) / "finetune.yaml"
+        ft_spec.write_text(FT_SPEC)
+        (Path(tmp) / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                                               '{"role": "assistant", "content": "hello"}]}\n')
         present = loadable(launch, env)
         cases: list[Case] = []
         for label, statement in dict(SDKS.values()).items():
@@ -83,7 +98,8 @@ def measure(quick: bool) -> Section:
         for backend in SDKS:
             if backend in present:
                 cases.append(Case(f"launch run --dry-run --backend {backend}",
-                                  [launch, "run", str(spec), "--backend", backend, "--dry-run"], env, cwd=tmp))
+                                  [launch, "run", str(ft_spec if backend in FINETUNE else spec), "--backend",
+                                   backend, "--dry-run"], env, cwd=tmp))
         got = interleaved(cases, runs, warmups)
     for backend, (sdk, _) in SDKS.items():
         ours = f"launch run --dry-run --backend {backend}"

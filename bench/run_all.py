@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aihc_submit
+import azure_openai_submit
 import azureml_submit
 import bundling
 import cli_startup
@@ -86,6 +87,7 @@ def submit_overhead(quick: bool) -> Section:
         ("Kubernetes", lambda: kubernetes_submit.measure(quick)),
         ("TI-ONE", lambda: tione_submit.measure(quick)),
         ("AIHC", lambda: aihc_submit.measure(quick)),
+        ("Azure OpenAI", lambda: azure_openai_submit.measure(quick)),
     ]
     for name, run in parts:
         try:

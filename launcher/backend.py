@@ -72,6 +72,10 @@ class Capabilities:
     log_poll_s: float = 0.1
     # cancel still has work after the job ended (machines kept for inspection are given back)
     cancel_after_end: bool = False
+    # what kind of job it runs: a container job (run:, image:, resources:) and/or a hosted
+    # fine-tuning job (finetune:); the core refuses the other kind once, for every backend
+    container: bool = True
+    finetune: bool = False
 
 
 @dataclass(frozen=True)
@@ -325,6 +329,13 @@ class Backend(abc.ABC):
         """What `launch run --dry-run` prints in text mode when the provider has a file format of its
         own that its tools read (Kubernetes: manifests for `kubectl apply -f -`). None (the default):
         the request as JSON, as `-o json` always prints it."""
+        return None
+
+    @classmethod
+    def training_price(cls, settings: Mapping[str, Any], base_model: str) -> Mapping[str, str] | None:
+        """For a backend that fine-tunes hosted models: the training price of `base_model` per 1M
+        tokens, as a row {"usd_per_1m", "source", "as_of", "note"}, for `launch plan`. None (the
+        default): no price known."""
         return None
 
     @classmethod

@@ -8,6 +8,7 @@ bundle code and every backend load inside the commands that need them, so
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -480,7 +481,7 @@ def _say_end(record: Any, *, show_tail: bool = True) -> None:
     if record.started_at and record.ended_at:
         took = f" after {format_seconds(record.ended_at - record.started_at)}"
     line = f"job {record.id} {record.state.value}{took}"
-    if record.state.value != "SUCCEEDED" and record.message:
+    if record.message:  # why it failed; what it made (a fine-tuned model's name)
         line += f": {record.message}"
     from launcher import display
 
@@ -728,6 +729,7 @@ def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...], ou
             spec = loaded.job()
         except SpecError as exc:
             found.append(exc)
+        data = _finetune_data(spec, found)
         if backend and (spec is not None or backend.strip() != "cheapest"):  # cheapest: asks the spec
             names = _backends_for(loaded, backend)
             found += runner.preflight(spec, names)
@@ -747,8 +749,27 @@ def validate(spec_file: str, backend: str | None, overrides: tuple[str, ...], ou
         raise SpecError(problems, " and ".join(dict.fromkeys(exc.where for exc in found)))
     assert spec is not None
     checked = f"; ready for {', '.join(names)}" if names else ""
+    if spec.finetune is not None:
+        files = "".join(f"; {os.path.basename(r.file)}: {r.examples} examples, ~{r.tokens:,} tokens" for r in data)
+        click.echo(f"{spec_file}: ok ({spec.name}, fine-tune of {spec.finetune.base_model} ({spec.finetune.method})"
+                   f"{files})" + checked)
+        return
     click.echo(f"{spec_file}: ok ({spec.name}, {spec.resources.nodes} node(s) x {spec.resources.accelerators})"
                + checked)
+
+
+def _finetune_data(spec: Any, found: list[Any]) -> list[Any]:
+    """A fine-tuning spec's local JSONL files checked line by line; the first bad line joins `found`."""
+    if spec is None or spec.finetune is None:
+        return []
+    from launcher import finetune_data
+    from launcher.errors import SpecError
+
+    try:
+        return finetune_data.reports(spec.finetune)
+    except finetune_data.BadData as exc:
+        found.append(SpecError([exc.problem]))
+        return []
 
 
 @main.command()

@@ -87,6 +87,9 @@ def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = Non
     settings = merged_settings(name, spec.backends.get(name))
     configured, detail = _readiness(backend_class, settings)
     base = dataclasses.replace(base, configured=configured, config_detail=detail)
+    caps = backend_class.capabilities
+    if spec.finetune is not None or not caps.container:
+        return _finetune_row(base, backend_class, settings, spec)
     if nodes > 1 and not backend_class.capabilities.multi_node:
         return dataclasses.replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
     if not catalog.backend_offers(name):
@@ -122,6 +125,38 @@ def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = Non
         if live:
             row = dataclasses.replace(row, capacity=_live_capacity(backend_class, settings, offer.instance_type))
     return row
+
+
+def _finetune_row(base: PlanRow, backend_class: type[Backend], settings: Mapping[str, Any], spec: Any) -> PlanRow:
+    """A hosted fine-tuning job: it fits a backend that fine-tunes, and costs the training price per
+    1M tokens times the JSONL files' token estimate times the epochs ("auto" counted as AUTO_EPOCHS)."""
+    from launcher import finetune_data
+
+    if spec.finetune is None:
+        return dataclasses.replace(base, reason="fine-tunes hosted models; runs no container")
+    if not backend_class.capabilities.finetune:
+        return dataclasses.replace(base, reason="runs container jobs, not hosted fine-tuning")
+    ft = spec.finetune
+    row = dataclasses.replace(base, fits=True, gpus=0, instance_type=ft.base_model)
+    price = backend_class.training_price(settings, ft.base_model)
+    if price is None:
+        return _note(row, f"no training price known for {ft.base_model}")
+    try:
+        tokens = sum(r.tokens for r in finetune_data.reports(ft) if r.file == ft.training_file)
+    except finetune_data.BadData as exc:
+        return dataclasses.replace(row, fits=False, reason=str(exc.problem))
+    epochs = ft.hyperparameters.n_epochs
+    counted = epochs if isinstance(epochs, int) else finetune_data.AUTO_EPOCHS
+    usd = float(price["usd_per_1m"])
+    note = str(price.get("note") or "")
+    row = dataclasses.replace(row, est_cost_usd=round(tokens * counted * usd / 1e6, 2),
+                              price_source=price.get("source"), price_as_of=price.get("as_of"), price_note=note,
+                              price_estimate=note.lower().startswith("estimate"))
+    said = f"~{tokens:,} tokens x {counted} epochs" + ("" if isinstance(epochs, int) else " (auto counted as 3)")
+    return _note(row, f"{said} at ${usd:g}/1M training tokens" + ("; price is an estimate" if row.price_estimate
+                                                                  else "") + (f" ({ft.training_file} is a file id: "
+                                                                              "no tokens counted)" if not tokens
+                                                                              else ""))
 
 
 def _priced_row(base: PlanRow, offer: catalog.Offer, spec: Any) -> PlanRow:

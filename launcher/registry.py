@@ -32,7 +32,7 @@ DISTRIBUTION = "launch-jobs"
 # Backends this project ships or is building; a spec may carry their sections
 # before they are installed here (checked once they are).
 PROJECT_BACKENDS = ("local", "ssh", "sagemaker", "vertex", "azureml", "lambda_cloud", "hf_jobs", "pai_dlc", "slurm",
-                    "kubernetes", "coreweave", "tione", "aihc")
+                    "kubernetes", "coreweave", "tione", "aihc", "azure_openai", "openai")
 # where a job runs when neither --backend, LAUNCH_BACKEND nor config.toml's default_backend says
 DEFAULT_BACKEND = "local"
 

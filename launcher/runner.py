@@ -174,8 +174,15 @@ def _prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
              idempotency_key: str | None = None) -> tuple[JobSpec, Backend, Request, str, dict[str, Any]]:
     """`prepare`, plus the request as a dry run shows it (secrets masked): what the store keeps."""
     backend_class = registry.backend_class(backend_name)
+    kind = _kind_problems(backend_class, user_spec)
+    if kind:  # the other kind of job: nothing below applies to it
+        raise SpecError(kind)
     backend, spec = backend_and_spec(backend_name, user_spec)
     problems = _capability_problems(backend_class, user_spec)
+    unused = sorted(IGNORED_BY_FINETUNE & user_spec.model_fields_set) if user_spec.finetune is not None else []
+    if unused:  # said, not silently dropped: a hosted fine-tuning job has no process or machine for them
+        logs.get().warning("a finetune: job runs no process of yours; %s %s ignored", ", ".join(unused),
+                           "is" if len(unused) == 1 else "are")
     elsewhere = sorted(set(user_spec.backends) - {backend_name})
     if elsewhere and backend_name not in user_spec.backends:
         logs.get().warning("this spec has settings for %s but runs on %s (use --backend %s?)",
@@ -204,6 +211,34 @@ def _prepare(user_spec: JobSpec, backend_name: str, *, dry_run: bool,
     if problems:
         raise SpecError(problems)
     return user_spec, backend, request, job_id, shown.to_display()
+
+
+IGNORED_BY_FINETUNE = {"env", "secrets", "spot", "max_runtime", "retries", "outputs"}
+
+
+def _kind_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
+    """A fine-tuning spec on a backend that runs containers, or the reverse: one error, from the
+    backend's declared capabilities, before any backend code sees the spec."""
+    caps = backend_class.capabilities
+    if spec.finetune is not None and not caps.finetune:
+        able = ", ".join(_fine_tuning_backends()) or "none is installed"
+        return [spec.problem("finetune", f"the {backend_class.name} backend runs container jobs, not hosted "
+                             f"fine-tuning; run this spec with --backend on one that fine-tunes ({able})")]
+    if spec.finetune is None and not caps.container:
+        return [spec.problem("run", f"the {backend_class.name} backend fine-tunes hosted models and runs no "
+                             "container: give a finetune: section (base_model, training_file) instead of run:")]
+    return []
+
+
+def _fine_tuning_backends() -> list[str]:
+    names = []
+    for name in registry.names():
+        try:
+            if registry.backend_class(name).capabilities.finetune:
+                names.append(name)
+        except LaunchError:  # a broken plugin is reported where it is used
+            continue
+    return names
 
 
 def _capability_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:

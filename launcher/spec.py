@@ -128,15 +128,52 @@ class Resources(_Strict):
     disk_gb: int | None = Field(None, ge=1, le=65536)
 
 
+FILE_ID = r"^file-[A-Za-z0-9_-]{1,128}$"  # a file already at the fine-tuning service
+
+
+class FineTuneHyperparameters(_Strict):
+    """The service's own knobs; "auto" (the default) leaves the choice to the service."""
+
+    n_epochs: Annotated[int, Field(ge=1, le=50)] | Literal["auto"] = "auto"
+    batch_size: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"
+    learning_rate_multiplier: Annotated[float, Field(gt=0, le=10)] | Literal["auto"] = "auto"
+    beta: Annotated[float, Field(gt=0, le=2)] | Literal["auto"] = Field(
+        "auto", description="dpo only: how far the model may move from the base model")
+
+
+class FineTune(_Strict):
+    """A hosted fine-tuning job (Azure OpenAI, OpenAI): no container, no machines; a base model,
+    JSONL files and hyperparameters. Exclusive with image/run/resources."""
+
+    base_model: str = Field(min_length=1, max_length=256, description="The model to fine-tune")
+    training_file: str = Field(min_length=1, max_length=4096, description=(
+        "A local JSONL file (relative to the spec, uploaded) or the id of an uploaded one (file-...)"))
+    validation_file: str | None = Field(None, min_length=1, max_length=4096)
+    method: Literal["supervised", "dpo"] = "supervised"
+    hyperparameters: FineTuneHyperparameters = Field(default_factory=FineTuneHyperparameters)
+    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,40}$", examples=["support"],
+                               description="Added to the fine-tuned model's name: letters, digits and '-'")
+    seed: int | None = Field(None, ge=0, le=2_147_483_647)
+
+
+# the fields of a container job: a `finetune:` spec has none of them
+CONTAINER_FIELDS = ("image", "code", "setup", "run", "resources", "distributed", "checkpoint_dir")
+
+
 class JobSpec(_Strict):
-    """A training job as the user writes it, independent of any provider."""
+    """A training job as the user writes it, independent of any provider: a command run in a
+    container (run:) or a hosted fine-tuning job (finetune:)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True,
+                              json_schema_extra={"oneOf": [{"required": ["run"]}, {"required": ["finetune"]}]})
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=63, examples=["bert-finetune"],
                       description="Letters, digits, '.', '_' and '-'; at most 63 characters")
     image: str | None = Field(None, min_length=1, max_length=512)
     code: str | None = Field(None, min_length=1, description="Directory packed and unpacked as the working dir")
     setup: str | None = Field(None, max_length=65536)
-    run: str = Field(min_length=1, max_length=65536, description="Shell command line of the job")
+    run: str | None = Field(None, min_length=1, max_length=65536, description="Shell command line of the job")
+    finetune: FineTune | None = None
     env: dict[Annotated[str, Field(pattern=ENV_NAME, max_length=256)], EnvValue] = Field(default_factory=dict)
     secrets: list[Annotated[str, Field(pattern=ENV_NAME, max_length=256)]] = Field(
         default_factory=list, description="Names read from the submitter's environment; never stored or printed")
@@ -364,7 +401,7 @@ def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Pa
         env = data.get("env")
         if env is None or isinstance(env, dict):  # anything else is reported as the file's problem
             data["env"] = {**(env or {}), **params}
-    problems: list[Problem] = []
+    problems: list[Problem] = _kind_problems(data, source)
     spec: JobSpec | None = None
     try:
         spec = JobSpec.model_validate(data)
@@ -387,10 +424,48 @@ def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Pa
             problems.append(source.problem(("code",), why))
         else:
             spec = spec.model_copy(update={"code": str(code_dir.resolve())})
+    if spec is not None and spec.finetune is not None:
+        spec = _local_files(spec, base_dir, source, problems)
     if problems or spec is None:
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
     spec._source = source
     return spec
+
+
+def _kind_problems(data: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
+    """A spec is a container job (run:) or a fine-tuning job (finetune:), never both and never
+    neither: said per field, with what to do."""
+    if "finetune" not in data:
+        if "run" in data:
+            return []
+        return [source.problem(("run",), "required field is missing; " + _MISSING_HINTS["run"]
+                               + " (or a finetune: section for a hosted fine-tuning job)")]
+    return [source.problem((key,), f"a finetune: job trains a hosted model and has no {key}: remove it, "
+                           "or remove finetune: to run a container job") for key in CONTAINER_FIELDS if key in data]
+
+
+def _local_files(spec: JobSpec, base_dir: Path | None, source: yaml_source.SourceMap,
+                 problems: list[Problem]) -> JobSpec:
+    """finetune's training/validation files: a local file (made absolute, as code: is) or a file id."""
+    assert spec.finetune is not None
+    update: dict[str, str] = {}
+    for key in ("training_file", "validation_file"):
+        value = getattr(spec.finetune, key)
+        if value is None:
+            continue
+        path = (base_dir or Path(".")) / value
+        try:
+            is_file = path.is_file()
+        except OSError:
+            is_file = False
+        if is_file:
+            update[key] = str(path.resolve())
+        elif not re.fullmatch(FILE_ID, value):
+            problems.append(source.problem(("finetune", key), f"no file {str(path)!r}; give a JSONL file (relative "
+                                           "to the spec file's directory) or an uploaded file's id (file-...)"))
+    if not update:
+        return spec
+    return spec.model_copy(update={"finetune": spec.finetune.model_copy(update=update)})
 
 
 def _code_dir_problem(code_dir: Path) -> str | None:

@@ -15,7 +15,7 @@ SPECS = sorted((Path(__file__).resolve().parent.parent / "job_specs").glob("*.ya
 
 def test_there_is_an_example_per_backend():
     assert {p.stem for p in SPECS} >= {"quickstart", "ssh", "sagemaker", "vertex", "azureml", "lambda_cloud",
-                                       "hf_jobs", "pai_dlc", "slurm", "tione", "aihc"}
+                                       "hf_jobs", "pai_dlc", "slurm", "tione", "aihc", "azure_openai"}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)

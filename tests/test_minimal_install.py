@@ -37,6 +37,7 @@ HIDDEN = (
     "kubernetes",
     "tencentcloud",
     "baidubce",
+    "openai",
 )
 # backend -> what the user is told is missing
 CLOUD = {
@@ -50,6 +51,8 @@ CLOUD = {
     "coreweave": "kubernetes",
     "tione": "tencentcloud-sdk-python-tione",
     "aihc": "bce-python-sdk",
+    "azure_openai": "openai",
+    "openai": "openai",
 }
 # What google-cloud-*'s .pth files load at start-up (`google`, `google.cloud`) is unloaded first, so
 # that, as on a machine without them, find_spec("google.cloud.x") raises for want of `google`.
@@ -61,6 +64,7 @@ sys.argv = ["launch", *sys.argv[1:]]
 from launcher.cli import run_main
 run_main()
 """
+FINETUNE = "finetune"  # a hosted fine-tuning spec instead of a container one
 SPEC = "name: minimal\nimage: pytorch/pytorch:2.4.0-cuda12.1-cudnn9-runtime\nrun: echo minimal-ok\n"
 SETTINGS = {
     "local": ("cpu", {}),
@@ -78,6 +82,8 @@ SETTINGS = {
     "coreweave": ("H100:8", {"namespace": "ml"}),
     "tione": ("T4:1", {"region": "ap-guangzhou", "cos_bucket": "minimal-1250000000"}),
     "aihc": ("A100-80GB:1", {"resource_pool_id": "cce-minimal", "queue": "default", "bos_bucket": "minimal-bucket"}),
+    "azure_openai": (FINETUNE, {"endpoint": "https://minimal.openai.azure.com"}),
+    "openai": (FINETUNE, {}),
 }
 
 
@@ -85,6 +91,12 @@ def _spec(tmp_path: Path, backend: str) -> Path:
     accelerators, settings = SETTINGS[backend]
     path = tmp_path / f"{backend}.yaml"
     section = json.dumps({backend: settings})  # YAML reads JSON
+    if accelerators == FINETUNE:
+        (tmp_path / "train.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, '
+                                              '{"role": "assistant", "content": "hello"}]}\n')
+        path.write_text(f"name: minimal\nfinetune:\n  base_model: gpt-4o-mini-2024-07-18\n"
+                        f"  training_file: train.jsonl\nbackends: {section}\n")
+        return path
     path.write_text(f"{SPEC}resources:\n  accelerators: {accelerators}\nbackends: {section}\n")
     return path
 
@@ -215,6 +227,7 @@ def test_run_without_the_sdk_exits_2_with_the_install_line(home: Path, tmp_path:
     ("tione", {"region": "ap-guangzhou", "task_id": "train-12345678901234567", "nodes": 1}),
     ("aihc", {"region": "bj", "resource_pool_id": "cce-minimal", "queue": "default", "aihc_job_id": "job-0123456789ab",
               "nodes": 1}),
+    ("azure_openai", {"ft_job_id": "ftjob-0123456789abcdef"}),
     ("sagemaker", {}),  # a record from another version: the SDK is asked for before the record is read
     ("lambda_cloud", {}),
 ])

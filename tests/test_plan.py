@@ -102,7 +102,9 @@ def test_single_node_backends_refuse_multi_node(monkeypatch):
 
     class OneNode:
         name = "one"
-        capabilities = type("C", (), {"multi_node": False})()
+        from launcher.backend import Capabilities
+
+        capabilities = Capabilities(multi_node=False)
 
         @classmethod
         def readiness(cls, settings):

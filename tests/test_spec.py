@@ -289,7 +289,8 @@ def test_schema_is_json_and_validates_the_quickstart(cli):
     result = cli("schema", check_rc=0)
     schema = json.loads(result.stdout)
     assert "resources" in schema["properties"]
-    assert set(schema["required"]) == {"name", "run"}
+    assert set(schema["required"]) == {"name"}  # and run: or finetune:, one of them
+    assert schema["oneOf"] == [{"required": ["run"]}, {"required": ["finetune"]}]
     quickstart = yaml.safe_load(QUICKSTART.read_text())
     jsonschema = pytest.importorskip("jsonschema")
     validator_class = jsonschema.validators.validator_for(schema)

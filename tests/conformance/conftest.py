@@ -507,6 +507,48 @@ def _kubernetes_world(name: str) -> Callable[[Path], contextlib.AbstractContextM
     return build
 
 
+def _fine_tuning(name: str) -> Callable[[Path], contextlib.AbstractContextManager[World]]:
+    """azure_openai / openai: the real `openai` clients against tests/fakes/azure_openai_fake.py. Nothing
+    runs: jobs are held at running until `end` completes them, so a status read between two others
+    sees the same state; the events are the log (no suite lines: any line counts)."""
+
+    @contextlib.contextmanager
+    def build(tmp: Path) -> Iterator[World]:
+        from fakes.azure_openai_fake import AzureOpenAIFake
+
+        flavour = "azure" if name == "azure_openai" else "openai"
+        data = tmp / "train.jsonl"
+        data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]}\n')
+        with AzureOpenAIFake(api_key="conformance-key", flavour=flavour, step_s=0.01) as fake:
+            fake.hold = True
+            where = f'endpoint = "{fake.endpoint}"' if flavour == "azure" else f'base_url = "{fake.base_url}"'
+            key = {"AZURE_OPENAI_API_KEY" if flavour == "azure" else "OPENAI_API_KEY": "conformance-key"}
+
+            def running(handle: Handle) -> None:
+                _wait_for(lambda: fake.state(fake.job_for(handle.job_id)) == "running", f"{handle.job_id} to run")
+
+            def end(handle: Handle) -> None:
+                fake.complete(fake.job_for(handle.job_id))
+
+            def set_raw_state(handle: Handle, raw: str) -> str:
+                fake.set_state(fake.job_for(handle.job_id), raw)
+                return raw
+
+            def reset() -> None:
+                assert fake.violations == [], fake.violations
+
+            yield World(name, f"name: conf-ft\nfinetune:\n  base_model: gpt-4o-mini-2024-07-18\n"
+                        f"  training_file: {data}\n  seed: 7\n",
+                        config=f"[backends.{name}]\n{where}\nfile_poll_s = 0.02\n", env=key,
+                        sent=fake.creates, filled_by_provider=("training_file",),
+                        observe=lambda: [c for c in fake.calls if c[0] == "POST"],
+                        show_first_lines=running, end=end, set_raw_state=set_raw_state, sdk=("openai",),
+                        extra=name, reset=reset, line_prefix="(fine-tuning events)")
+            assert fake.violations == [], fake.violations
+
+    return build
+
+
 @contextlib.contextmanager
 def _tione(tmp: Path) -> Iterator[World]:
     with CLOUDS["tione"]() as cloud:
@@ -572,6 +614,8 @@ WORLDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[World]]] = 
     "coreweave": _kubernetes_world("coreweave"),
     "tione": _tione,
     "aihc": _aihc,
+    "azure_openai": _fine_tuning("azure_openai"),
+    "openai": _fine_tuning("openai"),
     PLUGIN_BACKEND: _plugin,
 }
 
@@ -584,13 +628,39 @@ ONLY_FOR = {"test_an_unknown_raw_state_reads_unknown": lambda name: name not in 
             "test_status_stops_nothing_when_one_node_failed": lambda name: name in NODE_RUNNERS}
 
 
+# checks that need what a container job has, deselected for a backend that declares it runs none
+# (Capabilities.container False: hosted fine-tuning), with the reason said in the run's summary
+NEEDS_CONTAINER = {"test_status_stops_nothing_when_one_node_failed": "it runs no nodes that could fail apart"}
+NOT_APPLICABLE: list[str] = []
+
+
+def _runs_containers(name: str | None) -> bool:
+    try:
+        return registry.backend_class(str(name)).capabilities.container
+    except Exception:  # a backend the registry cannot load fails in its own tests, not here
+        return True
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (never skip) a check where it cannot apply: ONLY_FOR says where it does."""
-    dropped = [item for item in items if item.originalname in ONLY_FOR
-               and not ONLY_FOR[item.originalname](item.callspec.params.get("world"))]
+    """Deselect (never skip) a check where it cannot apply: ONLY_FOR says where it does, and a backend's
+    declared capabilities where a check needs a container job (NEEDS_CONTAINER; said in the summary)."""
+    dropped = []
+    for item in items:
+        name = item.callspec.params.get("world") if hasattr(item, "callspec") else None
+        if item.originalname in NEEDS_CONTAINER and not _runs_containers(name):
+            dropped.append(item)
+            NOT_APPLICABLE.append(f"{name}: {item.originalname} does not apply: the backend declares "
+                                  f"capabilities.container=False ({NEEDS_CONTAINER[item.originalname]})")
+        elif item.originalname in ONLY_FOR and not ONLY_FOR[item.originalname](name):
+            dropped.append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in NOT_APPLICABLE:
+        terminalreporter.write_line(f"conformance: {line}")
 
 
 # every backend the registry knows, the plugin, and any World whose backend is gone (that fails too)

@@ -401,6 +401,47 @@ def _aihc() -> Iterator[Cloud]:
                     finish=finish)
 
 
+AOAI_KEY = "reliability-aoai-key-0123"
+
+
+@contextlib.contextmanager
+def _azure_openai() -> Iterator[Cloud]:
+    """The Azure OpenAI fake (every exchange checked against Azure's published 2024-10-21 definition)
+    behind the proxy; jobs are held at running (nothing trains). No container runs, so no secret
+    reaches a job: the canary check is deselected for it from its declared capabilities."""
+    import tempfile
+
+    from fakes.azure_openai_fake import AzureOpenAIFake
+
+    with tempfile.TemporaryDirectory(prefix="rel-aoai-") as root, \
+            AzureOpenAIFake(api_key=AOAI_KEY, step_s=0.01) as aoai, \
+            FaultProxy(aoai.endpoint, error_body=azure_error) as proxy:
+        data = Path(root) / "train.jsonl"
+        data.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}]}\n')
+        config = f'[backends.azure_openai]\nendpoint = "{proxy.endpoint}"\nauth = "key"\nfile_poll_s = 0.02\n'
+
+        def jobs() -> list[str]:
+            from backends.azure_openai.ids import marks
+
+            with aoai._lock:
+                return [marks(job)[0] or "" for job in aoai.jobs.values()]
+
+        def reset() -> None:
+            aoai.jobs.clear()
+            aoai.files.clear()
+            aoai.calls.clear()
+            aoai.hold = True
+            proxy.reset(rate=0.0)
+
+        def finish() -> None:
+            assert aoai.violations == [], aoai.violations
+
+        spec = f"name: rel-ft\nfinetune:\n  base_model: gpt-4o-mini-2024-07-18\n  training_file: {data}\n"
+        yield Cloud("azure_openai", aoai, proxy, {"AZURE_OPENAI_API_KEY": AOAI_KEY}, config, spec, jobs, reset,
+                    create_request=r"^POST /openai/fine_tuning/jobs(\?\S*)? ", got_secret=lambda value: False,
+                    finish=finish)
+
+
 CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "sagemaker": _sagemaker,
     "vertex": _vertex,
@@ -411,6 +452,7 @@ CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
     "kubernetes": _kubernetes,
     "tione": _tione,
     "aihc": _aihc,
+    "azure_openai": _azure_openai,
 }
 
 
@@ -419,7 +461,33 @@ CLOUDS: dict[str, Callable[[], contextlib.AbstractContextManager[Cloud]]] = {
 FULL_ONLY = {"test_credential_failures_exit_4_with_one_message_and_no_record[azureml-region]"}
 
 
+# checks that need a job's processes (a container), deselected for a backend that declares it runs none
+NEEDS_CONTAINER = {"test_canary_secret_never_leaves_the_job_on_a_cloud": "no job process for a secret to reach"}
+NOT_APPLICABLE: list[str] = []
+
+
+def _deselect_for_capabilities(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from launcher import registry
+
+    dropped = []
+    for item in items:
+        name = item.callspec.params.get("cloud") if hasattr(item, "callspec") else None
+        if item.originalname in NEEDS_CONTAINER and name and not registry.backend_class(name).capabilities.container:
+            dropped.append(item)
+            NOT_APPLICABLE.append(f"{name}: {item.originalname} does not apply: the backend declares "
+                                  f"capabilities.container=False ({NEEDS_CONTAINER[item.originalname]})")
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in NOT_APPLICABLE:
+        terminalreporter.write_line(f"reliability: {line}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _deselect_for_capabilities(config, items)
     if FULL:
         return
     slow = [item for item in items if item.name in FULL_ONLY]

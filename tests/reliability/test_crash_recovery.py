@@ -13,6 +13,7 @@ and no boundary leaves two jobs at the provider.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -42,7 +43,8 @@ def _kill_at(boundary: str, cloud: Cloud, args: list[str], env: dict[str, str], 
     if boundary == "before-store-write":
         hook_dir.mkdir(exist_ok=True)
         (hook_dir / "sitecustomize.py").write_text(KILL_HOOK)
-        env = {**env, "PYTHONPATH": str(hook_dir), "LAUNCH_TEST_KILL_AT": boundary}
+        path = os.pathsep.join(filter(None, [str(hook_dir), env.get("PYTHONPATH")]))  # the checkout's, kept
+        env = {**env, "PYTHONPATH": path, "LAUNCH_TEST_KILL_AT": boundary}
         result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
         assert result.returncode == -9, result.stderr
         return

@@ -28,6 +28,8 @@ HINTS_BY_BACKEND = {
               "backends.tione.region"),
     "aihc": ("export BCE_ACCESS_KEY_ID", "BCE_SECRET_ACCESS_KEY", "DescribeJobLogs and StopJob",
              "backends.aihc.region"),
+    "azure_openai": ("export AZURE_OPENAI_API_KEY", "export AZURE_OPENAI_API_KEY",
+                     "Cognitive Services OpenAI Contributor", "Azure OpenAI did not answer"),
 }
 HINTS = {case: {backend: hints[i] for backend, hints in HINTS_BY_BACKEND.items()}
          for i, case in enumerate(("missing", "401", "403", "region"))}
@@ -53,6 +55,8 @@ def _without_credentials(cloud: Cloud, launch_home: Path, tmp_path: Path) -> dic
         return {}
     if cloud.name == "hf_jobs":  # HF_TOKEN unset, an empty login cache, no token in config.toml
         return {"HF_HOME": str(tmp_path / "hf-home")}
+    if cloud.name == "azure_openai":  # auth = "key" in config.toml: AZURE_OPENAI_API_KEY unset
+        return {}
     if cloud.name == "pai_dlc":  # no AccessKey variables, no ~/.aliyun profile, no instance metadata to ask
         return {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"}
     if cloud.name == "kubernetes":  # no kubeconfig where KUBECONFIG says, none in HOME, not in a cluster
