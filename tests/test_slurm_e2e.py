@@ -85,6 +85,8 @@ def test_dry_run_prints_the_batch_script_and_submits_nothing(slurm, cluster):
                  "#SBATCH --qos=high", "srun --nodes=2 --ntasks-per-node=1 --kill-on-bad-exit=1", "--exclusive"):
         assert line in out, line
     assert CANARY not in out
+    assert out.splitlines()[3] == "#!/bin/sh"  # the script as sbatch reads it, under the three-line header
+    assert "sbatch --parsable" in out.splitlines()[1]
     assert cluster.run("squeue", "-h").stdout.strip() == ""
     assert not slurm.work_dir.exists()
 

@@ -103,6 +103,19 @@ class SlurmBackend(Backend):
                 free[name] = free.get(name, False) or state.strip().rstrip("*~#!%$@^-") in ("idle", "mix")
         return free or None
 
+    @classmethod
+    def dry_run_document(cls, request: Request) -> str | None:
+        """The batch script itself, as sbatch will read it, under a header naming where it goes and the
+        sbatch line that submits it (`-o json` gives the whole request, uploads included)."""
+        import shlex
+
+        payload = request.payload
+        where = f"over ssh to {payload['login']}" if payload.get("login") else "on this machine"
+        return (f"# launch dry run: {request.job_id} on slurm, submitted {where} as\n"
+                f"#   {shlex.join(payload['sbatch'])}\n"
+                f"# with the job's files in {payload['job_dir']}; the batch script:\n"
+                + payload["script"])
+
     # -- render / submit -------------------------------------------------------------------------
 
     def render(self, spec: JobSpec, job_id: str, bundle: Bundle | None,
