@@ -199,9 +199,6 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 def _shown_path(path: Path) -> str:
     """A path as the report shows it: relative to the checkout when inside it, so a published report
@@ -211,3 +208,6 @@ def _shown_path(path: Path) -> str:
     except ValueError:
         return path.name
 
+
+if __name__ == "__main__":
+    sys.exit(main())
