@@ -76,18 +76,19 @@ def load(text: str, file: str) -> tuple[Any, SourceMap]:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
         raise SpecError([Problem(file, None, "", f"file is larger than {MAX_SPEC_BYTES // 1024} KiB; "
                                  "a job spec should be a short YAML file")])
-    try:
-        loader = yaml.SafeLoader(text)
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        # libyaml where PyYAML was built with it: the same nodes, marks and constructors, parsed in C (the
+        # pure-Python parser was most of a submit's own time on a fast API). A document it refuses is read again
+        # below by the pure-Python loader, whose messages (and their lines and fields) are the ones users get.
         try:
-            node = loader.get_single_node()
-            problems: list[Problem] = []
-            if node is not None:  # before constructing: what construction would choke on is found here
-                _index(node, (), source, problems)
-            if problems:
-                raise SpecError(problems)
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+            return _parsed(fast, text, source), source
+        except SpecError:
+            raise
+        except Exception:  # a YAML error, or text libyaml cannot encode (a lone surrogate)
+            source = SourceMap(file)
+    try:
+        data = _parsed(yaml.SafeLoader, text, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -102,6 +103,23 @@ def load(text: str, file: str) -> tuple[Any, SourceMap]:
     except RecursionError:
         raise SpecError([Problem(file, None, "", "YAML nesting is too deep for a job spec")]) from None
     return data, source
+
+
+def _parsed(loader_class: Any, text: str, source: SourceMap) -> Any:
+    """The document, with every node's line in `source`; what construction would choke on is found first."""
+    from launcher.errors import SpecError
+
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        problems: list[Problem] = []
+        if node is not None:
+            _index(node, (), source, problems)
+        if problems:
+            raise SpecError(problems)
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -> None:

@@ -187,3 +187,29 @@ def test_a_huge_value_quoted_by_a_validator_gives_a_short_message():
         parse_spec("name: x\nrun: echo\n", "x.yaml", overrides=["max_runtime=" + "x" * 100_000])
     (problem,) = raised.value.problems
     assert problem.path == "max_runtime" and "not a duration" in problem.message and len(str(raised.value)) < 1000
+
+
+def test_libyaml_and_the_pure_python_loader_read_every_shipped_spec_alike():
+    """load() parses with libyaml when PyYAML has it and falls back to the pure-Python loader for what libyaml
+    refuses: both must give the same document and the same line for every field (lines are in every error)."""
+    from pathlib import Path
+
+    from launcher import yaml_source
+    from launcher.yaml_source import SourceMap
+
+    assert yaml.__with_libyaml__, "the fast path is untested without libyaml (PyYAML's wheels ship it)"
+    specs = sorted((Path(__file__).resolve().parent.parent / "job_specs").glob("*.yaml"))
+    assert len(specs) > 10
+    for path in specs:
+        text = path.read_text()
+        data, source = yaml_source.load(text, path.name)
+        slow = SourceMap(path.name)
+        assert yaml_source._parsed(yaml.SafeLoader, text, slow) == data, path.name
+        assert slow.lines == source.lines, path.name
+
+
+def test_a_lone_surrogate_in_the_text_itself_is_one_clear_error():
+    # a file decoded with surrogateescape can hold one; libyaml cannot even encode it, the fallback reads it
+    with pytest.raises(SpecError) as raised:
+        parse_spec("name: x\nrun: echo \udc80\n", "s.yaml")
+    assert raised.value.problems[0].file == "s.yaml"
