@@ -136,7 +136,9 @@ class SlurmCluster:
 
     def task_pids(self) -> list[int]:
         """Live processes started by this cluster's daemons for jobs (slurmstepd and what it runs):
-        found by the SLURM_CONF they inherit, so another cluster's jobs are not counted."""
+        found by the SLURM_CONF they inherit, so another cluster's jobs are not counted, and by being a
+        slurmstepd or carrying SLURM_JOB_ID, so a client holding SLURM_CONF (sbatch's caller, the ssh
+        ControlMaster a `launch` command left behind) is not taken for a job."""
         if not self.procs:
             return []
         mark = f"SLURM_CONF={self.conf}".encode()
@@ -152,7 +154,9 @@ class SlurmCluster:
                 continue
             state, parent = stat[stat.rfind(")") + 2:].split()[:2]
             # slurmctld's own helper (slurmscriptd) is the controller, not a job
-            if mark in environ and state not in ("Z", "X") and int(parent) != self.procs[0].pid:
+            in_job = stat[stat.find("(") + 1:stat.rfind(")")] == "slurmstepd" or any(
+                variable.startswith(b"SLURM_JOB_ID=") for variable in environ)
+            if mark in environ and in_job and state not in ("Z", "X") and int(parent) != self.procs[0].pid:
                 found.append(int(entry.name))
         return found
 
