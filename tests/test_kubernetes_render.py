@@ -192,5 +192,5 @@ def test_a_bundle_too_big_for_a_configmap_needs_the_bundle_store():
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["/bin/sh", "/launch/files/fetch.sh"] and "fetch.sh" in configmap["data"]
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert env["LAUNCH_BUNDLE"] == "/launch/work/bundle.tar.gz" and env["LAUNCH_BUNDLE_URL"].startswith("<")
+    assert env["LAUNCH_BUNDLE"] == "/launch/job/bundle.tar.gz" and env["LAUNCH_BUNDLE_URL"].startswith("<")
     assert [u.destination for u in request.uploads] == [f"s3://team-bucket/launch/bundles/{'d' * 64}.tar.gz"]

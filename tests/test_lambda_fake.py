@@ -17,9 +17,8 @@ from fakes.lambda_fake import LambdaFake
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "fake-test-key"
-# spelled in pieces, so this file does not match itself; the workspace's top folder only where a path starts
-# there (a pod's /launch/work/... is the job's own path, not this machine's)
-OUTSIDE = [re.compile(p) for p in (r"(?<![\w.-])/" + "work/", "shared" + "/reference", r"parents\[[3-9]\]")]
+# spelled in pieces, so this file does not match itself
+OUTSIDE = [re.compile(p) for p in ("/" + "work/", "shared" + "/reference", r"parents\[[3-9]\]")]
 
 
 def test_the_openapi_document_is_vendored_with_its_provenance():
@@ -38,8 +37,6 @@ def test_the_repository_names_no_path_outside_itself():
         files = [p for p in REPO.rglob("*") if p.is_file() and ".git" not in p.parts and ".venv" not in p.parts]
     texts = [p for p in files if p.exists() and b"\0" not in p.read_bytes()[:4096]]
     assert len(texts) > 100
-    machine_path, pod_path = "cd /" + "work/main", '"value": "/launch/' + 'work/code"'
-    assert any(p.search(machine_path) for p in OUTSIDE) and not any(p.search(pod_path) for p in OUTSIDE)
     found = [f"{p.relative_to(REPO)}:{n}: {line.strip()}" for p in texts
              for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1)
              if any(pattern.search(line) for pattern in OUTSIDE)]
