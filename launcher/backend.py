@@ -252,6 +252,9 @@ class Backend(abc.ABC):
     # the provider SDK its real calls need (launcher.sdk): the runner asks for it before any call on an
     # existing job, so a missing SDK is the install line (exit 2) whatever the job's record holds
     sdk: ClassVar[Sdk | None] = None
+    # what a job's handle must hold for any call on it: a record written by another launch version, or
+    # edited by hand, gets one clear error from the runner instead of a KeyError deep in a call
+    handle_fields: ClassVar[tuple[str, ...]] = ()
     # the instance types and prices it ships (catalog.csv's columns), read by the default catalog_rows
     catalog_csv: ClassVar[Path | None] = None
     # what `launch plan` calls the machines of a backend without catalog prices ("(your cluster)");

@@ -497,9 +497,14 @@ def _backend(record: JobRecord) -> Backend:
                          f"processes and log files are local to that machine",
                          f"run `launch logs {record.id}` or `launch cancel {record.id}` on "
                          f"{record.submitted_host}; the shared store shows its last known state here")
-    sdk = registry.backend_class(record.backend).sdk
-    if sdk is not None:
-        sdk.require()
+    backend_class = registry.backend_class(record.backend)
+    if backend_class.sdk is not None:
+        backend_class.sdk.require()
+    missing = [f for f in backend_class.handle_fields if record.handle is not None and f not in record.handle.data]
+    if missing:
+        raise UsageError(f"job {record.id}'s record lacks {', '.join(missing)}, which the {record.backend} backend "
+                         "needs to find the job (a record from another launch version, or edited by hand)",
+                         "`launch list --sync` finds launch's jobs at the provider and records them again")
     from_spec = (record.spec.get("backends") or {}).get(record.backend) or {}
     return backend_for(record.backend, from_spec, origin=f"the spec of job {record.id}")
 

@@ -48,6 +48,7 @@ POD_ROLE = re.compile(r"-(master|worker)-(\d+)$")
 
 class AihcBackend(Backend):
     name: ClassVar[str] = rendering.NAME
+    handle_fields: ClassVar[tuple[str, ...]] = ("region", "resource_pool_id", "aihc_job_id")
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5)
     pinned_type_setting: ClassVar[str] = "resource_name"
     settings_model = LazySettings(rendering.settings_model)

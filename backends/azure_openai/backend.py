@@ -47,6 +47,7 @@ FILE_BAD = {"error", "deleted", "deleting"}
 
 class AzureOpenAIBackend(Backend):
     name: ClassVar[str] = rendering.AZURE
+    handle_fields: ClassVar[tuple[str, ...]] = ("ft_job_id",)
     capabilities: ClassVar[Capabilities] = Capabilities(multi_node=False, spot=False, log_poll_s=1.0,
                                                         container=False, finetune=True)
     settings_model = LazySettings(lambda: rendering.settings_model(rendering.AZURE))

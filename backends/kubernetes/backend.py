@@ -55,6 +55,7 @@ IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName")
 
 class KubernetesBackend(Backend):
     name: ClassVar[str] = NAME
+    handle_fields: ClassVar[tuple[str, ...]] = ("namespace", "name")
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5)
     settings_model = LazySettings(rendering.settings_model)
     sdk = SDK

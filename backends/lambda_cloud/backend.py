@@ -69,6 +69,7 @@ CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 
 class LambdaCloudBackend(Backend):
     name: ClassVar[str] = NAME
+    handle_fields: ClassVar[tuple[str, ...]] = ("instances",)
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True)
     settings_model = LazySettings(rendering.settings_model)
     sdk = SDK

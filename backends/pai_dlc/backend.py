@@ -45,6 +45,7 @@ POD_INDEX = re.compile(r"-(\d+)$")
 
 class PaiDlcBackend(Backend):
     name: ClassVar[str] = rendering.NAME
+    handle_fields: ClassVar[tuple[str, ...]] = ("region", "dlc_job_id")
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5)
     cpu_instance_type: ClassVar[str] = rendering.CPU_ECS_SPEC
     pinned_type_setting: ClassVar[str] = "ecs_spec"

@@ -56,6 +56,7 @@ LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUE
 
 class SlurmBackend(Backend):
     name: ClassVar[str] = "slurm"
+    handle_fields: ClassVar[tuple[str, ...]] = ("slurm_id", "job_dir", "nodes")
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.2)
     settings_model = LazySettings(rendering.settings_model)
     machines_label: ClassVar[str] = "(your cluster)"

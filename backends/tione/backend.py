@@ -53,6 +53,7 @@ def _plain(model: Any) -> dict[str, Any]:
 
 class TioneBackend(Backend):
     name: ClassVar[str] = rendering.NAME
+    handle_fields: ClassVar[tuple[str, ...]] = ("region", "task_id")
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5)
     cpu_instance_type: ClassVar[str] = rendering.CPU_INSTANCE_TYPE
     pinned_type_setting: ClassVar[str] = "instance_type"
