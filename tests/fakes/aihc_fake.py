@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from fakes.bucket_stack import BucketStack
+
 from . import bugs
 
 VENDOR = Path(__file__).resolve().parent.parent / "vendor" / "bce-openapi-meta-aihc"  # PROVENANCE.md
@@ -520,62 +522,25 @@ def baidu_error(code: int, path: str, headers: Any, error_code: str | None = Non
     return json.dumps(body).encode(), "application/json;charset=utf-8"
 
 
-class AihcStack:
+class AihcStack(BucketStack):
     """What an aihc test needs: moto's S3 (standing in for BOS's S3-compatible API) with the bucket, the
     AIHC fake mounting from it, and the config.toml that points the backend at both.
 
         with AihcStack(tmp) as stack:   # stack.aihc, stack.s3_endpoint, stack.config(endpoint=...)
     """
 
-    BUCKET = "team-bucket"
     ACCESS_KEY: ClassVar[dict[str, str]] = {"BCE_ACCESS_KEY_ID": ACCESS_KEY_ID,
                                             "BCE_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY}
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.mount = self.root / "mnt"
-        self._server: Any = None
-        self.aihc: AihcFake | None = None
-        self.s3_endpoint = ""
+    @property
+    def aihc(self) -> AihcFake:
+        return self.fake
 
-    def __enter__(self) -> AihcStack:
-        import logging
-
-        import boto3
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.s3_endpoint = f"http://{host}:{port}"
-        self.s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="x",
-                               aws_secret_access_key="x", region_name="us-east-1")
-        self.s3.create_bucket(Bucket=self.BUCKET)
-        self.mount.mkdir(parents=True, exist_ok=True)
-        self.aihc = AihcFake(self.s3_endpoint, self.mount).__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.aihc is not None:
-            self.aihc.__exit__(*exc)
-        if self._server is not None:
-            self._server.stop()
-
-    def reset(self) -> None:
-        """The fake emptied, and the bucket there again: moto's state is one per process, so another test's
-        moto reset (the SageMaker fake's) empties this server's S3 too."""
-        assert self.aihc is not None
-        self.aihc.reset()
-        if self.BUCKET not in {b["Name"] for b in self.s3.list_buckets().get("Buckets", [])}:
-            self.s3.create_bucket(Bucket=self.BUCKET)
+    def start_fake(self) -> AihcFake:
+        return AihcFake(self.s3_endpoint, self.mount).__enter__()
 
     def config(self, endpoint: str | None = None) -> str:
-        assert self.aihc is not None
         return (f'[backends.aihc]\nregion = "bj"\nresource_pool_id = "{self.aihc.resource_pool_id}"\n'
                 f'queue = "{self.aihc.queue}"\nbos_bucket = "{self.BUCKET}"\n'
                 f'endpoint = "{endpoint or self.aihc.endpoint}"\nprotocol = "http"\n'
                 f'bos_endpoint = "{self.s3_endpoint}"\nmount_path = "{self.mount}/"\n')
-
-    def objects(self) -> list[str]:
-        return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.BUCKET).get("Contents", [])]

@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from fakes.bucket_stack import BucketStack
+
 from . import bugs
 
 TEA_PATH = Path(__file__).resolve().parent.parent / "vendor" / "pai-dlc-20201203-main.tea"  # PROVENANCE.md
@@ -474,61 +476,24 @@ def alibaba_error(code: int, path: str, headers: Any, error_code: str | None = N
     return json.dumps(body).encode(), "application/json;charset=utf-8"
 
 
-class DlcStack:
+class DlcStack(BucketStack):
     """What a pai_dlc test needs: moto's S3 (standing in for OSS's S3-compatible API) with the bucket, the
     DLC fake mounting from it, and the config.toml that points the backend at both.
 
         with DlcStack(tmp) as stack:   # stack.dlc, stack.s3_endpoint, stack.config(dlc_endpoint=...)
     """
 
-    BUCKET = "team-bucket"
     ACCESS_KEY: ClassVar[dict[str, str]] = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI-test-access-key",
                                             "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "test-secret"}
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.mount = self.root / "mnt"
-        self._server: Any = None
-        self.dlc: PaiDlcFake | None = None
-        self.s3_endpoint = ""
+    @property
+    def dlc(self) -> PaiDlcFake:
+        return self.fake
 
-    def __enter__(self) -> DlcStack:
-        import logging
-
-        import boto3
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.s3_endpoint = f"http://{host}:{port}"
-        self.s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="x",
-                               aws_secret_access_key="x", region_name="us-east-1")
-        self.s3.create_bucket(Bucket=self.BUCKET)
-        self.mount.mkdir(parents=True, exist_ok=True)
-        self.dlc = PaiDlcFake(self.s3_endpoint, self.mount).__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.dlc is not None:
-            self.dlc.__exit__(*exc)
-        if self._server is not None:
-            self._server.stop()
-
-    def reset(self) -> None:
-        """The fake emptied, and the bucket there again: moto's state is one per process, so another test's
-        moto reset (the SageMaker fake's) empties this server's S3 too."""
-        assert self.dlc is not None
-        self.dlc.reset()
-        if self.BUCKET not in {b["Name"] for b in self.s3.list_buckets().get("Buckets", [])}:
-            self.s3.create_bucket(Bucket=self.BUCKET)
+    def start_fake(self) -> PaiDlcFake:
+        return PaiDlcFake(self.s3_endpoint, self.mount).__enter__()
 
     def config(self, dlc_endpoint: str | None = None) -> str:
-        assert self.dlc is not None
         return (f'[backends.pai_dlc]\nregion = "cn-hangzhou"\nworkspace_id = "{self.dlc.workspace_id}"\n'
                 f'bucket = "{self.BUCKET}"\nendpoint = "{dlc_endpoint or self.dlc.endpoint}"\nprotocol = "http"\n'
                 f'oss_endpoint = "{self.s3_endpoint}"\nmount_path = "{self.mount}/"\n')
-
-    def objects(self) -> list[str]:
-        return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.BUCKET).get("Contents", [])]

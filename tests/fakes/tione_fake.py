@@ -46,6 +46,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fakes.bucket_stack import BucketStack
+
 from . import bugs
 
 API_PATH = Path(__file__).resolve().parent.parent / "vendor" / "tione-2021-11-11-api.json"  # PROVENANCE.md
@@ -529,7 +531,7 @@ def tencent_error(code: int, path: str, headers: Any, error_code: str | None = N
     return json.dumps(body).encode(), "application/json"
 
 
-class TioneStack:
+class TioneStack(BucketStack):
     """What a tione test needs: moto's S3 (standing in for COS's S3-compatible API) with the bucket, the
     TI-ONE fake mounting from it, and the config.toml that points the backend at both.
 
@@ -540,50 +542,14 @@ class TioneStack:
     SECRET: ClassVar[dict[str, str]] = {"TENCENTCLOUD_SECRET_ID": "AKIDtestsecretid",
                                         "TENCENTCLOUD_SECRET_KEY": "test-secret-key"}
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.mount = self.root / "mnt"
-        self._server: Any = None
-        self.tione: TioneFake | None = None
-        self.s3_endpoint = ""
+    @property
+    def tione(self) -> TioneFake:
+        return self.fake
 
-    def __enter__(self) -> TioneStack:
-        import logging
-
-        import boto3
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.s3_endpoint = f"http://{host}:{port}"
-        self.s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="x",
-                               aws_secret_access_key="x", region_name="us-east-1")
-        self.s3.create_bucket(Bucket=self.BUCKET)
-        self.mount.mkdir(parents=True, exist_ok=True)
-        self.tione = TioneFake(self.s3_endpoint, self.mount).__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tione is not None:
-            self.tione.__exit__(*exc)
-        if self._server is not None:
-            self._server.stop()
-
-    def reset(self) -> None:
-        """The fake emptied, and the bucket there again: moto's state is one per process, so another test's
-        moto reset (the SageMaker fake's) empties this server's S3 too."""
-        assert self.tione is not None
-        self.tione.reset()
-        if self.BUCKET not in {b["Name"] for b in self.s3.list_buckets().get("Buckets", [])}:
-            self.s3.create_bucket(Bucket=self.BUCKET)
+    def start_fake(self) -> TioneFake:
+        return TioneFake(self.s3_endpoint, self.mount).__enter__()
 
     def config(self, endpoint: str | None = None) -> str:
-        assert self.tione is not None
         return (f'[backends.tione]\nregion = "{self.tione.region}"\ncos_bucket = "{self.BUCKET}"\n'
                 f'endpoint = "{endpoint or self.tione.endpoint}"\nprotocol = "http"\n'
                 f'cos_endpoint = "{self.s3_endpoint}"\nmount_path = "{self.mount}/"\n')
-
-    def objects(self) -> list[str]:
-        return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.BUCKET).get("Contents", [])]
