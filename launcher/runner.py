@@ -497,14 +497,9 @@ def _backend(record: JobRecord) -> Backend:
                          f"processes and log files are local to that machine",
                          f"run `launch logs {record.id}` or `launch cancel {record.id}` on "
                          f"{record.submitted_host}; the shared store shows its last known state here")
-    backend_class = registry.backend_class(record.backend)
-    if backend_class.sdk is not None:
-        backend_class.sdk.require()
-    missing = [f for f in backend_class.handle_fields if record.handle is not None and f not in record.handle.data]
-    if missing:
-        raise UsageError(f"job {record.id}'s record lacks {', '.join(missing)}, which the {record.backend} backend "
-                         "needs to find the job (a record from another launch version, or edited by hand)",
-                         "`launch list --sync` finds launch's jobs at the provider and records them again")
+    sdk = registry.backend_class(record.backend).sdk
+    if sdk is not None:
+        sdk.require()
     from_spec = (record.spec.get("backends") or {}).get(record.backend) or {}
     return backend_for(record.backend, from_spec, origin=f"the spec of job {record.id}")
 
@@ -526,10 +521,21 @@ def await_handle(store: JobStore, record: JobRecord) -> JobRecord:
     return record
 
 
-def _require_handle(record: JobRecord) -> Handle:
+def _require_handle(record: JobRecord, backend_class: type[Backend] | None = None) -> Handle:
+    """The handle a call to the provider will use. A record whose handle lacks what its backend reads (written
+    by another launch version, or edited by hand) is one clear error here, not a KeyError inside the call; a
+    missing SDK is said first, as for every call on an existing job."""
     if record.handle is None:
         raise UsageError(f"job {record.id} was never confirmed by {record.backend} (its submit did not finish)",
                          "`launch list --sync` checks whether the provider has it")
+    backend_class = backend_class or registry.backend_class(record.backend)
+    if backend_class.sdk is not None:
+        backend_class.sdk.require()
+    missing = [name for name in backend_class.handle_fields if name not in record.handle.data]
+    if missing:
+        raise UsageError(f"job {record.id}'s record lacks {', '.join(missing)}, which the {record.backend} backend "
+                         "needs to find the job (a record from another launch version, or edited by hand)",
+                         "`launch list --sync` finds launch's jobs at the provider and records them again")
     return record.handle
 
 
@@ -541,6 +547,7 @@ def refresh(store: JobStore, record: JobRecord, backend: Backend | None = None) 
         return record
     if not record.state.is_terminal:
         backend = backend or _backend(record)
+        _require_handle(record, type(backend))
         status = policy_for(backend).call(lambda: backend.status(handle), f"status of {record.id}")
         if (status.state, status.raw_state, status.message) != (record.state, record.raw_state, record.message):
             store.set_status(record.id, status)
