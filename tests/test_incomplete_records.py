@@ -28,7 +28,7 @@ def _record(home: Path, backend: str) -> str:
 
 def test_the_backends_that_read_their_handles_declare_what_they_read():
     assert {"slurm", "kubernetes", "sagemaker", "vertex", "lambda_cloud", "pai_dlc", "tione", "aihc",
-            "azure_openai"} <= set(DECLARING)
+            "azure_openai", "hf_jobs"} <= set(DECLARING)
 
 
 @pytest.mark.parametrize("backend", DECLARING)

@@ -66,6 +66,7 @@ class HfJobsBackend(Backend):
     pinned_type_setting: ClassVar[str] = "flavor"
     sdk = SDK
     catalog_csv = rendering.CATALOG_CSV
+    handle_fields: ClassVar[tuple[str, ...]] = ("namespace", "ids")
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         self.settings = rendering.settings_model().model_validate(dict(settings or {})).model_dump()
