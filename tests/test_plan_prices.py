@@ -135,3 +135,16 @@ def test_one_spec_carries_each_clouds_own_outputs(cli, write_spec):
     bad = cli("validate", str(write_spec(HELD_OUT.replace('{outputs: "gs', '{outputs: 3, x: "gs'), "bad.yaml")),
               check_rc=2)
     assert "backends.vertex.outputs" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_backend_that_runs_no_spot_is_priced_on_demand_for_a_spot_spec():
+    """CoreWeave sells spot, but the coreweave backend asks for none (run warns that spot: true is
+    ignored): plan prices what run starts, on-demand, and says why; a spot-capable cloud keeps spot."""
+    spec = parse_spec(HELD_OUT, "spec.yaml")
+    coreweave = plan.row_for("coreweave", spec, live=False)
+    offer = catalog.lookup("coreweave", parse("H100:8"))
+    assert offer.spot_usd_hr and coreweave.hourly_usd == pytest.approx(offer.ondemand_usd_hr * 2)
+    assert "run ignores spot: true" in coreweave.reason
+    assert plan.submit_estimate("coreweave", spec) == pytest.approx(offer.ondemand_usd_hr * 2 * 12, abs=0.01)
+    vertex = plan.row_for("vertex", spec, live=False)
+    assert vertex.hourly_usd == pytest.approx(catalog.lookup("vertex", parse("H100:8")).spot_usd_hr * 2)
