@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,9 @@ def test_golden_h100x8_times_two_spot_for_12h_on_every_priced_backend(cli, write
         GOLDEN.parent.mkdir(parents=True, exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
     assert got == json.loads(GOLDEN.read_text())
+    for row in rows:  # the old mark depends on today, so it is checked against the date, not kept in the golden
+        age = (date.today() - date.fromisoformat(row["price_as_of"])).days
+        assert row["price_old"] == (age > catalog.STALE_AFTER_DAYS), row
     for row in got:  # every managed cloud: an instance, an hourly price and the 12 h total
         assert row["fits"] and row["instance_type"] and row["gpus"] == 16, row
         assert row["hourly_usd"] and row["est_cost_usd"] == pytest.approx(row["hourly_usd"] * 12, abs=0.01), row
@@ -93,7 +97,7 @@ def test_prices_past_ninety_days_are_marked_old_in_plan_and_catalog(cli, write_s
     """The boundary: 90 days is not old, 91 is; plan's row and both tables say so, and a row without
     a readable date counts as old (nothing to trust it by)."""
     from dataclasses import replace
-    from datetime import date, timedelta
+    from datetime import timedelta
 
     offer = catalog.lookup("lambda_cloud", parse("H100:8"))
     today = date(2027, 1, 1)
