@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 
@@ -163,11 +164,13 @@ RENDER_SETTINGS = {
 }
 
 
+def _accelerators(offer: catalog.Offer) -> accelerators.Accelerator:
+    return accelerators.parse(f"{offer.accelerator}:{offer.count}")
+
+
 def _rendered(offer: catalog.Offer, pin: bool):
     """The request `launch run --dry-run` makes for a spec asking for the row's accelerators (with the
     row's machine pinned where the backend pins by instance type), or the SpecError it refuses with."""
-    import json
-
     from launcher import runner
     from launcher.errors import SpecError
     from launcher.spec import parse_spec
@@ -193,7 +196,7 @@ def test_every_row_renders_on_its_backend():
     checked = 0
     for offer in catalog.offers():
         pin = catalog.pinned_setting(offer.backend) != "gpu_class"  # CoreWeave pins a node label, not a type
-        if not pin and catalog.find(offer.backend, parse_accel(offer))[0] != offer:
+        if not pin and catalog.find(offer.backend, _accelerators(offer))[0] != offer:
             continue  # a second CoreWeave row for the same accelerators is reached only by its label
         payload, refused = _rendered(offer, pin)
         if refused is not None:
@@ -203,10 +206,6 @@ def test_every_row_renders_on_its_backend():
         assert offer.instance_type in payload or offer.provider_accelerator in payload, offer
         checked += 1
     assert checked > 50
-
-
-def parse_accel(offer: catalog.Offer):
-    return accelerators.parse(f"{offer.accelerator}:{offer.count}")
 
 
 def test_a_row_without_a_price_says_why():
@@ -229,8 +228,6 @@ CURRENT = {  # the current GPU generations and which backends' catalogs offer th
 
 @pytest.mark.parametrize("request_text", sorted(CURRENT))
 def test_catalog_lists_every_backend_offering_a_current_generation(cli, request_text):
-    import json
-
     rows = json.loads(cli("catalog", "-a", request_text, "-o", "json", check_rc=0).stdout)
     assert {row["backend"] for row in rows} == CURRENT[request_text]
     for row in rows:
