@@ -106,7 +106,7 @@ def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = Non
                                    reason=f"no {offer.instance_type} price for region {region} "
                                           f"(the catalog has {', '.join(where) or 'none'}; "
                                           f"`launch catalog --refresh -b {name}` may add more)")
-    row = _priced_row(base, priced, spec)
+    row = _priced_row(base, priced, spec, spot_capable=caps.spot)
     if max_price is not None and row.hourly_usd is not None and row.hourly_usd > max_price:
         return dataclasses.replace(row, fits=False, reason=f"${row.hourly_usd:,.2f}/h is over --max-price "
                                                            f"${max_price:,.2f}/h")
@@ -159,10 +159,13 @@ def _finetune_row(base: PlanRow, backend_class: type[Backend], settings: Mapping
                                                                               else ""))
 
 
-def _priced_row(base: PlanRow, offer: catalog.Offer, spec: Any) -> PlanRow:
-    """The row for `offer`: the spot price for a spot spec where one is listed (else on-demand,
-    and the row says so), for all nodes, and the total for max_runtime."""
-    price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
+def _priced_row(base: PlanRow, offer: catalog.Offer, spec: Any, *, spot_capable: bool = True) -> PlanRow:
+    """The row for `offer`: the spot price for a spot spec where one is listed and the backend asks
+    for spot (else on-demand, and the row says so), for all nodes, and the total for max_runtime.
+    A backend that runs no spot (`capabilities.spot` False: run ignores spot: true) is priced at
+    on-demand even where the provider sells spot, so plan prices the machine run would start."""
+    spot = spec.spot and spot_capable
+    price = offer.spot_usd_hr if spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
     hourly = None if price is None else price * base.nodes
     hours = spec.max_runtime / 3600 if spec.max_runtime else None
     row = dataclasses.replace(base, fits=True, instance_type=offer.instance_type, ondemand_usd_hr=offer.ondemand_usd_hr,
@@ -177,6 +180,8 @@ def _priced_row(base: PlanRow, offer: catalog.Offer, spec: Any) -> PlanRow:
     if spec.spot and offer.spot_usd_hr is None:
         why = "; ".join(part.strip() for part in offer.note.split(";") if "spot" in part.lower())
         row = _note(row, "no spot price in the catalog" + (f" ({why})" if why else "") + "; on-demand price shown")
+    elif spec.spot and not spot_capable:
+        row = _note(row, "this backend asks for no spot capacity (run ignores spot: true); on-demand price shown")
     if row.price_estimate:
         row = _note(row, "price is an estimate")
     return row
@@ -254,7 +259,8 @@ def submit_estimate(name: str, spec: Any) -> float | None:
     offer, _ = _offer(name, spec, merged_settings(name, spec.backends.get(name)))
     if offer is None:
         return None
-    price = offer.spot_usd_hr if spec.spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
+    spot = spec.spot and registry.backend_class(name).capabilities.spot
+    price = offer.spot_usd_hr if spot and offer.spot_usd_hr is not None else offer.ondemand_usd_hr
     return None if price is None else round(price * spec.resources.nodes * spec.max_runtime / 3600, 2)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 
@@ -148,3 +149,89 @@ def test_choosing_on_one_backend_loads_no_other_backend():
     assert instance_type == "ml.p5.48xlarge"
     assert "backends.sagemaker" in loaded
     assert not [m for m in loaded if m.split(".")[1] in {"vertex", "azureml", "lambda_cloud", "ssh", "remote"}]
+
+
+# the settings each backend's render needs before it gets to the machine (no network is used)
+RENDER_SETTINGS = {
+    "sagemaker": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/R", "bucket": "team-bucket"},
+    "vertex": {"project": "my-project", "region": "us-central1", "staging_bucket": "gs://team-bucket"},
+    "azureml": {"subscription_id": "11111111-2222-3333-4444-555555555555", "resource_group": "rg",
+                "workspace_name": "my-workspace"},
+    "lambda_cloud": {"ssh_key_name": "k"},
+    "pai_dlc": {"region": "cn-hangzhou", "workspace_id": "ws-123", "bucket": "team-bucket"},
+    "tione": {"region": "ap-guangzhou", "cos_bucket": "team-1250000000"},
+    "aihc": {"resource_pool_id": "cce-1uji3ib5", "queue": "default", "bos_bucket": "team-bucket"},
+}
+
+
+def _accelerators(offer: catalog.Offer) -> accelerators.Accelerator:
+    return accelerators.parse(f"{offer.accelerator}:{offer.count}")
+
+
+def _rendered(offer: catalog.Offer, pin: bool):
+    """The request `launch run --dry-run` makes for a spec asking for the row's accelerators (with the
+    row's machine pinned where the backend pins by instance type), or the SpecError it refuses with."""
+    from launcher import runner
+    from launcher.errors import SpecError
+    from launcher.spec import parse_spec
+
+    settings = dict(RENDER_SETTINGS.get(offer.backend, {}))
+    if pin:
+        settings[catalog.pinned_setting(offer.backend)] = offer.instance_type
+    text = (f"name: p\nimage: 763104351884.dkr.ecr.us-east-1.amazonaws.com/pt:2\nrun: python train.py\n"
+            f"resources: {{accelerators: '{offer.accelerator}:{offer.count}'}}\n"
+            f"backends:\n  {offer.backend}: {json.dumps(settings)}\n")
+    try:
+        backend, spec = runner.backend_and_spec(offer.backend, parse_spec(text, "spec.yaml"))
+        return json.dumps(backend.render(spec, "catalog-check", None, {}).payload, default=str), None
+    except SpecError as exc:
+        return None, exc
+
+
+def test_every_row_renders_on_its_backend():
+    """A catalog row a backend's render refuses would be priced by plan and listed by `catalog`, then
+    fail at `launch run`. Every row renders with its machine (pinned where the backend pins by instance
+    type, else as the default for its accelerators); a CoreWeave row whose node label is unknown says
+    so in its note, and render names the setting to give instead."""
+    checked = 0
+    for offer in catalog.offers():
+        pin = catalog.pinned_setting(offer.backend) != "gpu_class"  # CoreWeave pins a node label, not a type
+        if not pin and catalog.find(offer.backend, _accelerators(offer))[0] != offer:
+            continue  # a second CoreWeave row for the same accelerators is reached only by its label
+        payload, refused = _rendered(offer, pin)
+        if refused is not None:
+            fix = f"backends.{offer.backend}.gpu_class"
+            assert not pin and fix in str(refused) and f"set {fix}" in offer.note, (offer, refused.problems)
+            continue
+        assert offer.instance_type in payload or offer.provider_accelerator in payload, offer
+        checked += 1
+    assert checked > 50
+
+
+def test_a_row_without_a_price_says_why():
+    """No price is invented: a row without one keeps it empty and its note says why (and what would
+    give one), so plan and catalog can show "no price" with the reason instead of hiding the row."""
+    unpriced = [o for o in catalog.offers() if o.ondemand_usd_hr is None and o.spot_usd_hr is None]
+    assert unpriced
+    for offer in unpriced:
+        assert offer.note.startswith(("no ", "your pool:")), offer
+        assert "price" in offer.note, offer
+
+
+CURRENT = {  # the current GPU generations and which backends' catalogs offer them
+    "H200:8": {"sagemaker", "vertex", "azureml", "hf_jobs", "coreweave"},
+    "B200:8": {"sagemaker", "vertex", "lambda_cloud", "coreweave"},
+    "GH200:1": {"lambda_cloud", "coreweave"},
+    "MI300X:8": {"azureml"},
+}
+
+
+@pytest.mark.parametrize("request_text", sorted(CURRENT))
+def test_catalog_lists_every_backend_offering_a_current_generation(cli, request_text):
+    rows = json.loads(cli("catalog", "-a", request_text, "-o", "json", check_rc=0).stdout)
+    assert {row["backend"] for row in rows} == CURRENT[request_text]
+    for row in rows:
+        assert row["source"].startswith("https://") and row["as_of"], row
+        assert row["ondemand_usd_hr"] or row["spot_usd_hr"] or row["note"].startswith("no "), row
+    text = cli("catalog", "-a", request_text, check_rc=0).stdout
+    assert all(re.search(rf"^{name}\s", text, re.M) for name in CURRENT[request_text]), text

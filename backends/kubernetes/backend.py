@@ -63,7 +63,10 @@ class KubernetesBackend(Backend):
     presets: ClassVar[dict[str, Any]] = {}  # what an alias (coreweave) sets before the user's settings
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
-        self.settings = rendering.settings_model().model_validate({**self.presets, **dict(settings or {})}).model_dump()
+        # a setting left unset (None, as the runner's checked settings hold it) keeps the alias's preset
+        given = {key: value for key, value in dict(settings or {}).items()
+                 if value is not None or key not in self.presets}
+        self.settings = rendering.settings_model().model_validate({**self.presets, **given}).model_dump()
         self._api = client
 
     @classmethod

@@ -66,8 +66,11 @@ GPU_LABELS: dict[str, tuple[str, dict[str, str]]] = {
         "H100": "NVIDIA-H100-80GB-HBM3", "A100-80GB": "NVIDIA-A100-SXM4-80GB", "A100-40GB": "NVIDIA-A100-SXM4-40GB",
         "L40S": "NVIDIA-L40S", "L4": "NVIDIA-L4", "A10G": "NVIDIA-A10G", "A10": "NVIDIA-A10", "T4": "Tesla-T4",
         "V100": "Tesla-V100-SXM2-16GB"}),
-    "coreweave": ("gpu.nvidia.com/class", {  # CoreWeave's node label (catalog.csv's provider_accelerator)
-        "H100": "H100_NVLINK_80GB", "A100-80GB": "A100_NVLINK_80GB", "A100-40GB": "A100_NVLINK", "L40S": "L40S"}),
+    # CoreWeave's node label (catalog.csv's provider_accelerator); H200 as SkyPilot's CoreWeave label formatter
+    # selects it. B200 and GH200 have no value here: no public source gives theirs (catalog.csv's notes say so)
+    "coreweave": ("gpu.nvidia.com/class", {
+        "H100": "H100_NVLINK_80GB", "H200": "H200", "A100-80GB": "A100_NVLINK_80GB", "A100-40GB": "A100_NVLINK",
+        "L40S": "L40S"}),
 }
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|m)?$"
@@ -97,9 +100,10 @@ def settings_model() -> type[BaseModel]:
         priority_class: str | None = Field(None, pattern=dns_name, max_length=253, examples=["high-priority"])
         queue: str | None = Field(None, description="a Kueue LocalQueue: the Job waits suspended until admitted")
         image_pull_secrets: list[str] = Field(default_factory=list)
-        gpu_label: Literal["none", "nvidia", "coreweave"] = Field(
-            "none", description="select GPU nodes by nvidia.com/gpu.product (GPU feature discovery) or "
-                                "gpu.nvidia.com/class (CoreWeave); none: only request nvidia.com/gpu")
+        gpu_label: Literal["none", "nvidia", "coreweave"] | None = Field(
+            None, description="select GPU nodes by nvidia.com/gpu.product (GPU feature discovery) or "
+                              "gpu.nvidia.com/class (CoreWeave); none: only request nvidia.com/gpu; "
+                              "default: none (coreweave on the coreweave backend)")
         gpu_class: str | None = Field(None, description="the gpu_label's value, overriding the preset's")
         shm_size: str | None = Field(None, pattern=QUANTITY, examples=["64Gi"],
                                      description="/dev/shm size limit; default: no limit (node memory)")
@@ -170,7 +174,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
         value = settings.get("gpu_class") or values.get(accel.type)
         if value is None:
             problems.append(spec.problem("resources.accelerators", f"no {preset} GPU class known for {accel.type}: "
-                                         f"set backends.{NAME}.gpu_class to the node label {label}'s value"))
+                                         f"set backends.{backend}.gpu_class to the node label {label}'s value"))
         else:
             selector.setdefault(label, value)
     if problems:
