@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from backends.vertex.settings import project_from_environment, region_from_environment
 from launcher import catalog
-from launcher.accelerators import Accelerator
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
 from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
+    from launcher.accelerators import Accelerator
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
@@ -69,8 +69,8 @@ TPU_MACHINES = {
     "ct6e-standard-1t": ("TPU-v6e", 1), "ct6e-standard-4t": ("TPU-v6e", 4), "ct6e-standard-8t": ("TPU-v6e", 8),
     "ct5p-hightpu-4t": ("TPU-v5p", 4), "ct4p-hightpu-4t": ("TPU-v4", 4),
 }
-# TPU v2 and v3 are no TPU VM machine: machine_type cloud-tpu with accelerator_type and a count of
-# TensorCores, 8 (one device) or a multiple of 32 (a Pod slice)
+# TPU v2 and v3 are no TPU VM machine: machine_type cloud-tpu with accelerator_type and the slice's
+# TensorCores as accelerator_count (8 for one device; every Pod slice size is a multiple of 32)
 LEGACY_TPU_MACHINE = "cloud-tpu"
 LEGACY_TPU_ACCELERATORS = {"TPU-v2": "TPU_V2", "TPU-v3": "TPU_V3"}
 RESERVATION_TYPES = {"any": "ANY_RESERVATION", "none": "NO_RESERVATION"}
@@ -104,8 +104,6 @@ def tpu_problem(machine_type: str, accel: Accelerator) -> str | None:
     if machine_type == LEGACY_TPU_MACHINE:
         if accel.type not in LEGACY_TPU_ACCELERATORS:
             return f"{LEGACY_TPU_MACHINE} carries TPU v2 and v3 only; {accel.type} runs on {_tpu_machines(accel.type)}"
-        if accel.count != 8 and accel.count % 32:
-            return f"Vertex takes {accel.type} as 8 TensorCores or a Pod slice of a multiple of 32, not {accel.count}"
         return None
     carried = TPU_MACHINES.get(machine_type)
     if carried is None:
@@ -113,7 +111,8 @@ def tpu_problem(machine_type: str, accel: Accelerator) -> str | None:
                 if accel.type not in LEGACY_TPU_ACCELERATORS else f"{accel.type} runs on {LEGACY_TPU_MACHINE}")
     generation, per_host = carried
     if generation != accel.type:
-        return f"{machine_type} carries {generation}, not {accel.type}; {accel.type} runs on {_tpu_machines(accel.type)}"
+        return (f"{machine_type} carries {generation}, not {accel.type}; "
+                f"{accel.type} runs on {_tpu_machines(accel.type)}")
     if accel.chips < per_host:
         return f"{machine_type} has {per_host} chips, more than {accel} ({accel.cloud_name}) has"
     if accel.chips > per_host and per_host != 4:
