@@ -50,7 +50,8 @@ google-cloud-storage 3.17.1, the versions in .venv):
   (a2/a3/a4/g2/n1) against their fixed accelerator and counts (a3-highgpu-{1,2,4,8}g + NVIDIA_H100_80GB x{1,2,4,8},
   a2-highgpu-* A100 40GB, a2-ultragpu-* NVIDIA_A100_80GB, g2-standard-{4,8,12,16,32}=1/24=2/48=4/96=8 NVIDIA_L4,
   n1 + T4 {1,2,4}; cloud-tpu + TPU_V2/TPU_V3 x8 or a multiple of 32; tpu_topology only on a TPU VM machine type,
-  ct5lp/ct5p/ct6e/ct4p-*-{1,4,8}t, whose topology the fake does not check); GCP label rules (keys ``[a-z][a-z0-9_-]{0,62}``, values ``[a-z0-9_-]{0,63}``, <= 64 labels);
+  ct5lp/ct5p/ct6e/ct4p-*-{1,4,8}t, whose topology the fake does not check);
+  GCP label rules (keys ``[a-z][a-z0-9_-]{0,62}``, values ``[a-z0-9_-]{0,63}``, <= 64 labels);
   boot disk type. Output-only fields in the body (name, state, times) are ignored, as Google does. The messages are
   the fake's own wording, so match on the status/exception class, not the text.
 - States: a new job is JOB_STATE_PENDING with create_time/update_time. Jobs never move by themselves: drive them
