@@ -11,7 +11,7 @@ import json
 import os
 
 import pytest
-from test_vertex_render import GOLDEN, JOB_ID, render
+from test_vertex_render import GOLDEN, render
 
 from backends.vertex.render import pair_problem, tpu_problem
 from launcher import catalog
