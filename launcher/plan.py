@@ -113,8 +113,10 @@ def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = Non
                                           f"`launch catalog --refresh -b {name}` may add more)")
     row = _priced_row(base, priced, spec)
     if accel.is_tpu:
-        row = _note(row, f"{accel.cloud_name} slice: {accel.chips} chips on {accel.hosts} host(s), "
-                         f"{offer.instance_type}; the price is for the whole slice")
+        pinned = settings.get(catalog.pinned_setting(name))
+        hosts = "" if pinned else f" on {accel.hosts} host(s)"  # a pinned machine may split the slice otherwise
+        row = _note(row, f"{accel.cloud_name} slice: {accel.chips} chips{hosts}, {offer.instance_type}; "
+                         "the price is for the whole slice")
     if max_price is not None and row.hourly_usd is not None and row.hourly_usd > max_price:
         return dataclasses.replace(row, fits=False, reason=f"${row.hourly_usd:,.2f}/h is over --max-price "
                                                            f"${max_price:,.2f}/h")
@@ -281,10 +283,14 @@ def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.O
     first offer for the accelerator that meets the cpu/memory minimums."""
     accel = spec.resources.accelerators
     pinned = settings.get(catalog.pinned_setting(name))
+    if pinned and accel.is_tpu:  # a slice costs its chips whatever hosts carry them: the slice's row, that machine
+        try:
+            offer = catalog.choose(name, accel)
+        except catalog.CatalogError as exc:
+            return None, exc.message
+        return dataclasses.replace(offer, instance_type=str(pinned)), None
     if pinned and accel.is_gpu:
         match = [o for o in catalog.backend_offers(name) if o.instance_type == pinned]
-        exact = [o for o in match if (o.accelerator, o.count) == (accel.type, accel.count)]  # one type, many slices
-        match = exact or match
         return (match[0], None) if match else (None, f"{pinned} (pinned in settings) is not in the catalog")
     if not accel.is_gpu:
         return None, None

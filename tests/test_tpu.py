@@ -123,3 +123,9 @@ def test_catalog_lists_a_tpu_slice(cli):
     assert [(r["backend"], r["instance_type"], r["provider_accelerator"]) for r in rows] == \
         [("vertex", "ct5lp-hightpu-8t", "v5litepod-8")]
     assert rows[0]["ondemand_usd_hr"] == 9.6 and rows[0]["estimate"] and rows[0]["source"].startswith("https://")
+
+
+def test_a_pinned_tpu_machine_keeps_the_slice_price():
+    text = TPU_SPEC.replace("TPU-v5e:8", "TPU-v5e:16") + "backends:\n  vertex:\n    machine_type: ct5lp-hightpu-4t\n"
+    (row,) = plan.plan(parse_spec(text, "spec.yaml"), ["vertex"], live=False)
+    assert row.instance_type == "ct5lp-hightpu-4t" and row.hourly_usd == 19.2  # v5litepod-16, not v5litepod-4
