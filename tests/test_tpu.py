@@ -129,3 +129,10 @@ def test_a_pinned_tpu_machine_keeps_the_slice_price():
     text = TPU_SPEC.replace("TPU-v5e:8", "TPU-v5e:16") + "backends:\n  vertex:\n    machine_type: ct5lp-hightpu-4t\n"
     (row,) = plan.plan(parse_spec(text, "spec.yaml"), ["vertex"], live=False)
     assert row.instance_type == "ct5lp-hightpu-4t" and row.hourly_usd == 19.2  # v5litepod-16, not v5litepod-4
+
+
+def test_a_tpu_spec_round_trips_through_the_record():
+    spec = parse_spec(TPU_SPEC.replace("TPU-v5e:8", "v5p-16"), "spec.yaml")
+    record = spec.to_record()
+    assert record["resources"]["accelerators"] == "TPU-v5p:16"
+    assert type(spec).model_validate(record).resources.accelerators == parse("TPU-v5p:16")
