@@ -234,7 +234,7 @@ def _kind_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
 
 
 def no_tpu_message(name: str, accel: Any) -> str:
-    """Why a TPU spec cannot run on `name`, naming the backends that run TPU slices (spec errors and plan)."""
+    """Why a TPU spec cannot run on `name`, naming the backends that run TPU slices."""
     able = ", ".join(backends_able("tpu")) or "none is installed"
     return (f"the {name} backend has no TPUs ({accel} is a TPU slice); run it with --backend on one that "
             f"has them ({able}), or ask for GPUs instead (e.g. H100:8)")

@@ -83,7 +83,8 @@ A3_COUNTS = {"a3-highgpu-1g": 1, "a3-highgpu-2g": 2, "a3-highgpu-4g": 4, "a3-hig
 def pair_problem(machine_type: str, accelerator_type: str, count: int) -> str | None:
     """Why Vertex would refuse this machine/accelerator pair, or None if it fits."""
     if machine_type in TPU_MACHINES or machine_type == LEGACY_TPU_MACHINE:
-        return f"{machine_type} is a TPU machine and takes no GPU; ask for its TPU slice (e.g. TPU-v5e:8)"
+        generation = TPU_MACHINES.get(machine_type, ("TPU-v3", 0))[0]
+        return f"{machine_type} is a TPU machine and takes no GPU; ask for its TPU slice (e.g. {generation}:8)"
     family = machine_type.rsplit("-", 1)[0]
     allowed = FAMILY_ACCELERATORS.get(family)
     if allowed is not None and accelerator_type and accelerator_type not in allowed:
