@@ -76,6 +76,8 @@ class Capabilities:
     # fine-tuning job (finetune:); the core refuses the other kind once, for every backend
     container: bool = True
     finetune: bool = False
+    # runs TPU slices (resources.accelerators: TPU-v5e:8); the core refuses a TPU spec elsewhere
+    tpu: bool = False
 
 
 @dataclass(frozen=True)

@@ -806,12 +806,17 @@ def plan(spec_file: str, names: tuple[str, ...], overrides: tuple[str, ...], no_
 
 @main.command()
 @click.option("-b", "--backend", default=None, help="Only this backend's rows.")
-@click.option("-a", "--accelerator", default=None, metavar="TYPE[:COUNT]", help="Only this accelerator, e.g. H100:8.")
+@click.option("-a", "--accelerator", default=None, metavar="TYPE[:COUNT]",
+              help="Only this accelerator, e.g. H100:8, or a TPU slice: TPU-v5e:8 (also TPU-v2/v3/v4/v5p/v6e).")
 @click.option("--refresh", is_flag=True,
               help="First update the price cache from the providers' price lists (-b: that backend's only).")
 @_output
 def catalog(backend: str | None, accelerator: str | None, refresh: bool, output: str) -> None:
     """The instance types and list prices launch knows, with source and as-of date.
+
+    TPU slices are written TPU-v5e:8 (Cloud TPU's v5litepod-8), TPU-v5p:16, TPU-v6e:8, TPU-v4:8,
+    TPU-v2:8, TPU-v3:8: the count is the slice's size as Cloud TPU names it (chips for v5e and v6e,
+    TensorCores for the others); a TPU row's price is for the whole slice.
 
     --refresh reads current prices where a provider publishes them: the AWS Price List
     (SageMaker) and the Azure Retail Prices API need no account; Lambda Cloud's API needs

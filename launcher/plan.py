@@ -77,7 +77,7 @@ def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = Non
     spec = spec.for_backend(name)
     nodes = spec.resources.nodes
     accel = spec.resources.accelerators
-    base = PlanRow(backend=name, fits=False, nodes=nodes, gpus=accel.count * nodes)
+    base = PlanRow(backend=name, fits=False, nodes=nodes, gpus=accel.chips * nodes)
     try:
         backend_class = registry.backend_class(name)
     except LaunchError as exc:
@@ -90,6 +90,11 @@ def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = Non
     caps = backend_class.capabilities
     if spec.finetune is not None or not caps.container:
         return _finetune_row(base, backend_class, settings, spec)
+    if accel.is_tpu and not caps.tpu:  # said plainly, before any catalog or machine question
+        from launcher.runner import backends_able
+
+        return dataclasses.replace(base, reason=f"no TPUs here (GPU and CPU machines only); TPU slices run on "
+                                                f"{', '.join(backends_able('tpu')) or 'no installed backend'}")
     if nodes > 1 and not backend_class.capabilities.multi_node:
         return dataclasses.replace(base, reason=f"single-node only; the spec asks for {nodes} nodes")
     if not catalog.backend_offers(name):
@@ -107,6 +112,11 @@ def row_for(name: str, spec: Any, *, live: bool = True, region: str | None = Non
                                           f"(the catalog has {', '.join(where) or 'none'}; "
                                           f"`launch catalog --refresh -b {name}` may add more)")
     row = _priced_row(base, priced, spec, spot_capable=caps.spot)
+    if accel.is_tpu:
+        pinned = settings.get(catalog.pinned_setting(name))
+        hosts = "" if pinned else f" on {accel.hosts} host(s)"  # a pinned machine may split the slice otherwise
+        row = _note(row, f"{accel.cloud_name} slice: {accel.chips} chips{hosts}, {offer.instance_type}; "
+                         "the price is for the whole slice")
     if max_price is not None and row.hourly_usd is not None and row.hourly_usd > max_price:
         return dataclasses.replace(row, fits=False, reason=f"${row.hourly_usd:,.2f}/h is over --max-price "
                                                            f"${max_price:,.2f}/h")
@@ -279,6 +289,12 @@ def _offer(name: str, spec: Any, settings: Mapping[str, Any]) -> tuple[catalog.O
     first offer for the accelerator that meets the cpu/memory minimums."""
     accel = spec.resources.accelerators
     pinned = settings.get(catalog.pinned_setting(name))
+    if pinned and accel.is_tpu:  # a slice costs its chips whatever hosts carry them: the slice's row, that machine
+        try:
+            offer = catalog.choose(name, accel)
+        except catalog.CatalogError as exc:
+            return None, exc.message
+        return dataclasses.replace(offer, instance_type=str(pinned)), None
     if pinned and accel.is_gpu:
         match = [o for o in catalog.backend_offers(name) if o.instance_type == pinned]
         return (match[0], None) if match else (None, f"{pinned} (pinned in settings) is not in the catalog")

@@ -221,20 +221,31 @@ def _kind_problems(backend_class: type[Backend], spec: Any) -> list[Problem]:
     backend's declared capabilities, before any backend code sees the spec."""
     caps = backend_class.capabilities
     if spec.finetune is not None and not caps.finetune:
-        able = ", ".join(_fine_tuning_backends()) or "none is installed"
+        able = ", ".join(backends_able("finetune")) or "none is installed"
         return [spec.problem("finetune", f"the {backend_class.name} backend runs container jobs, not hosted "
                              f"fine-tuning; run this spec with --backend on one that fine-tunes ({able})")]
     if spec.finetune is None and not caps.container:
         return [spec.problem("run", f"the {backend_class.name} backend fine-tunes hosted models and runs no "
                              "container: give a finetune: section (base_model, training_file) instead of run:")]
+    accel = spec.resources.accelerators
+    if spec.finetune is None and accel.is_tpu and not caps.tpu:
+        return [spec.problem("resources.accelerators", no_tpu_message(backend_class.name, accel))]
     return []
 
 
-def _fine_tuning_backends() -> list[str]:
+def no_tpu_message(name: str, accel: Any) -> str:
+    """Why a TPU spec cannot run on `name`, naming the backends that run TPU slices."""
+    able = ", ".join(backends_able("tpu")) or "none is installed"
+    return (f"the {name} backend has no TPUs ({accel} is a TPU slice); run it with --backend on one that "
+            f"has them ({able}), or ask for GPUs instead (e.g. H100:8)")
+
+
+def backends_able(capability: str) -> list[str]:
+    """The installed backends whose capabilities say `capability` (finetune, tpu, ...)."""
     names = []
     for name in registry.names():
         try:
-            if registry.backend_class(name).capabilities.finetune:
+            if getattr(registry.backend_class(name).capabilities, capability):
                 names.append(name)
         except LaunchError:  # a broken plugin is reported where it is used
             continue

@@ -86,8 +86,8 @@ AcceleratorField = Annotated[
     accelerators.Accelerator,
     BeforeValidator(_accelerator),
     PlainSerializer(str, return_type=str),
-    WithJsonSchema({"type": "string", "description": 'Per node, "TYPE[:COUNT]" or "cpu"',
-                    "examples": ["H100:8", "A100-80GB:8", "L4", "T4:1", "cpu"]}),
+    WithJsonSchema({"type": "string", "description": 'Per node, "TYPE[:COUNT]" or "cpu"; a TPU slice "TPU-v5e:8"',
+                    "examples": ["H100:8", "A100-80GB:8", "L4", "T4:1", "TPU-v5e:8", "cpu"]}),
 ]
 Duration = Annotated[
     int,

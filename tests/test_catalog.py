@@ -19,7 +19,7 @@ def test_every_row_is_well_formed():
     for row in rows:
         assert row.backend in BACKENDS, row
         assert accelerators.canonical_name(row.accelerator) == row.accelerator, row
-        assert 1 <= row.count <= 16, row
+        accelerators.parse(f"{row.accelerator}:{row.count}")  # GPUs 1-16 per node; TPUs a slice size they come in
         assert row.source.startswith("https://"), row
         date.fromisoformat(row.as_of)
         for price in (row.ondemand_usd_hr, row.spot_usd_hr):
@@ -37,8 +37,10 @@ def test_instance_names_agree_with_gpu_counts():
             assert int(match.group(1)) == row.count, row
         if row.backend == "sagemaker":
             assert row.instance_type.startswith("ml."), row
-        if row.backend == "vertex":
-            assert row.provider_accelerator.startswith("NVIDIA_"), row
+        if row.backend == "vertex":  # a TPU row names Cloud TPU's slice (v5litepod-8), unique per machine type
+            tpu = accelerators.parse(f"{row.accelerator}:{row.count}")
+            assert row.provider_accelerator == (tpu.cloud_name if tpu.is_tpu else row.provider_accelerator), row
+            assert tpu.is_tpu or row.provider_accelerator.startswith("NVIDIA_"), row
         if row.backend == "hf_jobs" and (match := re.fullmatch(r"[a-z0-9]+?(?:-large)?x(\d+)", row.instance_type)):
             assert int(match.group(1)) == row.count, row
 

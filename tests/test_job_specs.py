@@ -21,6 +21,6 @@ def test_there_is_an_example_per_backend():
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_example_spec_is_valid_for_its_backend(path, launch_home):
     spec = load_spec(path)
-    backend = "local" if path.stem == "quickstart" else path.stem
+    backend = "local" if path.stem == "quickstart" else path.stem.removesuffix("_tpu")  # vertex_tpu: vertex
     assert set(spec.backends) <= {backend}, f"{path.name} has settings for other backends"
     runner.backend_for(backend, spec.backends.get(backend, {}), origin=str(path))

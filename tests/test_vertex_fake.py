@@ -249,3 +249,27 @@ def test_filter_precedence_and_reset(gcp: VertexFake) -> None:
     gcp.reset()
     assert not (gcp.jobs or gcp.log_entries or gcp.buckets or gcp.created_bodies or gcp.objects)
     assert not [r for r in gcp.requests if not r[1].startswith("/storage/")]  # storage.Client's background GET
+
+
+def test_tpu_machines_through_the_rest_client(gcp: VertexFake) -> None:
+    """A TPU VM machine with its topology and a reservation, and cloud-tpu with TPU_V2: the enums and
+    fields the backend renders, through the real client; a topology on a GPU machine and a GPU on
+    cloud-tpu are refused."""
+    client = gcp.job_client()
+    specs = {
+        "v5p": aiplatform_v1.MachineSpec(machine_type="ct5p-hightpu-4t", tpu_topology="2x2x2",
+                                         reservation_affinity=aiplatform_v1.ReservationAffinity(
+                                             reservation_affinity_type="ANY_RESERVATION")),
+        "v2": aiplatform_v1.MachineSpec(machine_type="cloud-tpu", accelerator_type="TPU_V2", accelerator_count=8),
+    }
+    for name, machine in specs.items():
+        job = custom_job(name)
+        job.job_spec.worker_pool_specs[0].machine_spec = machine
+        assert client.create_custom_job(parent=PARENT, custom_job=job).job_spec.worker_pool_specs[0].machine_spec == \
+            machine
+    for machine in (aiplatform_v1.MachineSpec(machine_type="n1-standard-8", tpu_topology="2x2"),
+                    aiplatform_v1.MachineSpec(machine_type="cloud-tpu", accelerator_type=H100, accelerator_count=8)):
+        job = custom_job("bad")
+        job.job_spec.worker_pool_specs[0].machine_spec = machine
+        with pytest.raises(gexc.BadRequest):
+            client.create_custom_job(parent=PARENT, custom_job=job)

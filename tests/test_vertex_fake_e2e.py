@@ -227,3 +227,13 @@ def test_run_wait_exits_1_with_the_error_message(vx):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert "ran out of memory" in err
+
+
+def test_a_tpu_slice_is_created_as_one_pool_with_its_topology(vx):
+    spec = vx.spec(accel="TPU-v5p:16", extra="spot: true\n")
+    spec.write_text(spec.read_text() + "    reservation: any\n")
+    job = vx.submit(spec)
+    (pool,) = vx.fake.jobs[vx.job_name(job)].job_spec.worker_pool_specs
+    assert (pool.replica_count, pool.machine_spec.machine_type, pool.machine_spec.tpu_topology) == \
+        (1, "ct5p-hightpu-4t", "2x2x2")
+    assert pool.machine_spec.reservation_affinity.reservation_affinity_type.name == "ANY_RESERVATION"

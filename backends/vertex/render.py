@@ -21,6 +21,7 @@ from launcher.errors import Problem, SpecError
 from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
+    from launcher.accelerators import Accelerator
     from launcher.bundle import Bundle
     from launcher.spec import JobSpec
 
@@ -60,6 +61,20 @@ FAMILY_ACCELERATORS = {
     "n1-standard": {"NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4"},
     "n1-highmem": {"NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100", "NVIDIA_TESLA_P4"},
 }
+# TPU VM machine types -> (the TPU generation they carry, chips per host). A slice that fits one
+# host takes the machine with exactly its chips; a bigger one takes 4-chip hosts, which Vertex starts
+# from the tpu_topology (one worker pool of one replica: Vertex's TPU rule, configure-compute#tpu).
+TPU_MACHINES = {
+    "ct5lp-hightpu-1t": ("TPU-v5e", 1), "ct5lp-hightpu-4t": ("TPU-v5e", 4), "ct5lp-hightpu-8t": ("TPU-v5e", 8),
+    "ct6e-standard-1t": ("TPU-v6e", 1), "ct6e-standard-4t": ("TPU-v6e", 4), "ct6e-standard-8t": ("TPU-v6e", 8),
+    "ct5p-hightpu-4t": ("TPU-v5p", 4), "ct4p-hightpu-4t": ("TPU-v4", 4),
+}
+# TPU v2 and v3 are no TPU VM machine: machine_type cloud-tpu with accelerator_type and the slice's
+# TensorCores as accelerator_count (8 for one device; every Pod slice size is a multiple of 32)
+LEGACY_TPU_MACHINE = "cloud-tpu"
+LEGACY_TPU_ACCELERATORS = {"TPU-v2": "TPU_V2", "TPU-v3": "TPU_V3"}
+RESERVATION_TYPES = {"any": "ANY_RESERVATION", "none": "NO_RESERVATION"}
+RESERVATION_KEY = "compute.googleapis.com/reservation-name"
 G2_L4_COUNTS = {"g2-standard-4": 1, "g2-standard-8": 1, "g2-standard-12": 1, "g2-standard-16": 1,
                 "g2-standard-32": 1, "g2-standard-24": 2, "g2-standard-48": 4, "g2-standard-96": 8}
 A3_COUNTS = {"a3-highgpu-1g": 1, "a3-highgpu-2g": 2, "a3-highgpu-4g": 4, "a3-highgpu-8g": 8}
@@ -67,6 +82,9 @@ A3_COUNTS = {"a3-highgpu-1g": 1, "a3-highgpu-2g": 2, "a3-highgpu-4g": 4, "a3-hig
 
 def pair_problem(machine_type: str, accelerator_type: str, count: int) -> str | None:
     """Why Vertex would refuse this machine/accelerator pair, or None if it fits."""
+    if machine_type in TPU_MACHINES or machine_type == LEGACY_TPU_MACHINE:
+        generation = TPU_MACHINES.get(machine_type, ("TPU-v3", 0))[0]
+        return f"{machine_type} is a TPU machine and takes no GPU; ask for its TPU slice (e.g. {generation}:8)"
     family = machine_type.rsplit("-", 1)[0]
     allowed = FAMILY_ACCELERATORS.get(family)
     if allowed is not None and accelerator_type and accelerator_type not in allowed:
@@ -80,6 +98,42 @@ def pair_problem(machine_type: str, accelerator_type: str, count: int) -> str | 
     if match and int(match.group(1)) != count:
         return f"{machine_type} has exactly {match.group(1)} GPU(s), not {count}"
     return None
+
+
+def tpu_problem(machine_type: str, accel: Accelerator) -> str | None:
+    """Why Vertex would refuse this machine for this TPU slice, or None if it fits."""
+    if machine_type == LEGACY_TPU_MACHINE:
+        if accel.type not in LEGACY_TPU_ACCELERATORS:
+            return f"{LEGACY_TPU_MACHINE} carries TPU v2 and v3 only; {accel.type} runs on {_tpu_machines(accel.type)}"
+        return None
+    carried = TPU_MACHINES.get(machine_type)
+    if carried is None:
+        return (f"{machine_type} has no TPU; {accel.type} runs on {_tpu_machines(accel.type)}"
+                if accel.type not in LEGACY_TPU_ACCELERATORS else f"{accel.type} runs on {LEGACY_TPU_MACHINE}")
+    generation, per_host = carried
+    if generation != accel.type:
+        return (f"{machine_type} carries {generation}, not {accel.type}; "
+                f"{accel.type} runs on {_tpu_machines(accel.type)}")
+    if accel.chips < per_host:
+        return f"{machine_type} has {per_host} chips, more than {accel} ({accel.cloud_name}) has"
+    if accel.chips > per_host and per_host != 4:
+        return (f"{machine_type} runs single-host slices of {per_host} chip(s); {accel} ({accel.chips} chips) "
+                "spans several hosts, which are 4-chip machines")
+    return None
+
+
+def _tpu_machines(generation: str) -> str:
+    if generation in LEGACY_TPU_ACCELERATORS:
+        return LEGACY_TPU_MACHINE
+    return " or ".join(m for m, (g, _) in TPU_MACHINES.items() if g == generation) or "no Vertex machine"
+
+
+def reservation_affinity(reservation: str) -> dict[str, Any]:
+    """`backends.vertex.reservation` as the machine's reservation_affinity: any, none, or a
+    reservation's full name (projects/P/zones/Z/reservations/R) to use that one only."""
+    if reservation in RESERVATION_TYPES:
+        return {"reservation_affinity_type": RESERVATION_TYPES[reservation]}
+    return {"reservation_affinity_type": "SPECIFIC_RESERVATION", "key": RESERVATION_KEY, "values": [reservation]}
 
 
 def label_value(text: str) -> str:
@@ -113,6 +167,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if spec.outputs and not spec.outputs.startswith("gs://"):
         problems.append(spec.problem("outputs", "Vertex writes outputs to Cloud Storage: use gs://bucket/path/"))
     machine = machine_spec(settings, spec, problems)
+    if settings.get("reservation") and machine:
+        machine["reservation_affinity"] = reservation_affinity(settings["reservation"])
     if problems:
         raise SpecError(problems)
 
@@ -126,6 +182,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                                       checkpoint_dir=spec.checkpoint_dir or "/tmp/launch/checkpoints",
                                       workdir="/tmp/launch/work"),
                    **files_env}
+    if spec.resources.accelerators.is_tpu:  # no GPUs: torchrun starts one process per host, not per chip
+        environment["LAUNCH_GPUS_PER_NODE"] = "0"
 
     pool = {
         "machine_spec": machine,
@@ -167,6 +225,8 @@ def machine_spec(settings: Mapping[str, Any], spec: JobSpec, problems: list[Prob
     explicit = settings.get("machine_type")
     if not accel.is_gpu:
         return {"machine_type": explicit or CPU_MACHINE_TYPE}
+    if accel.is_tpu:
+        return tpu_machine_spec(explicit, spec, problems)
     if explicit:
         offers = [o for o in catalog.backend_offers("vertex") if o.accelerator == accel.type]
         accelerator_type = offers[0].provider_accelerator if offers else ""
@@ -186,3 +246,30 @@ def machine_spec(settings: Mapping[str, Any], spec: JobSpec, problems: list[Prob
         problems.append(spec.problem("backends.vertex.machine_type" if explicit else "resources.accelerators",
                                      why))
     return machine
+
+
+def tpu_machine_spec(explicit: str | None, spec: JobSpec, problems: list[Problem]) -> dict[str, Any]:
+    """A TPU slice's machine_spec: a TPU VM machine type with the slice's tpu_topology (Vertex starts
+    every host of a multi-host slice from it), or cloud-tpu with a TensorCore count for v2 and v3."""
+    accel = spec.resources.accelerators
+    if spec.resources.nodes > 1:
+        problems.append(spec.problem("resources.nodes", f"a TPU slice is one node on Vertex (one worker pool of one "
+                                     f"replica; Vertex starts its {accel.hosts} host(s) itself): set resources.nodes: "
+                                     "1 and ask for a bigger slice for more chips"))
+    if explicit:
+        machine_type = str(explicit)
+    else:
+        try:
+            machine_type = catalog.choose("vertex", accel, cpus=spec.resources.cpus,
+                                          memory_gb=spec.resources.memory_gb).instance_type
+        except catalog.CatalogError as exc:
+            field = "resources.accelerators" if not catalog.find("vertex", accel) else "resources"
+            problems.append(spec.problem(field, f"{exc.message}; {exc.hint}"))
+            return {}
+    why = tpu_problem(machine_type, accel)
+    if why:
+        problems.append(spec.problem("backends.vertex.machine_type" if explicit else "resources.accelerators", why))
+    if machine_type == LEGACY_TPU_MACHINE:
+        return {"machine_type": machine_type, "accelerator_type": LEGACY_TPU_ACCELERATORS.get(accel.type, ""),
+                "accelerator_count": accel.count}
+    return {"machine_type": machine_type, "tpu_topology": accel.topology}

@@ -33,6 +33,10 @@ def settings_model() -> type[BaseModel]:
         prefix: str = Field("launch", pattern=r"^[A-Za-z0-9._/-]+$", examples=["launch", "team/runs"],
                             description="letters, digits and . _ / -")
         machine_type: str | None = Field(None, description="Overrides the catalog, e.g. n1-standard-8")
+        reservation: str | None = Field(
+            None, pattern=r"^(any|none|projects/[a-z0-9-]+/zones/[a-z0-9-]+/reservations/[a-z0-9-]+)$",
+            examples=["any", "projects/my-project/zones/us-central1-a/reservations/my-tpus"],
+            description="Compute Engine reservation to draw the machines from: any, none, or one by full name")
         boot_disk_type: str = "pd-ssd"
         service_account: str | None = None
         network: str | None = Field(None, description="projects/<number>/global/networks/<name>")

@@ -49,7 +49,9 @@ google-cloud-storage 3.17.1, the versions in .venv):
   container_spec.image_uri / python_package_spec; accelerator type <-> count; GPU machine families
   (a2/a3/a4/g2/n1) against their fixed accelerator and counts (a3-highgpu-{1,2,4,8}g + NVIDIA_H100_80GB x{1,2,4,8},
   a2-highgpu-* A100 40GB, a2-ultragpu-* NVIDIA_A100_80GB, g2-standard-{4,8,12,16,32}=1/24=2/48=4/96=8 NVIDIA_L4,
-  n1 + T4 {1,2,4}); GCP label rules (keys ``[a-z][a-z0-9_-]{0,62}``, values ``[a-z0-9_-]{0,63}``, <= 64 labels);
+  n1 + T4 {1,2,4}; cloud-tpu + TPU_V2/TPU_V3 x8 or a multiple of 32; tpu_topology only on a TPU VM machine type,
+  ct5lp/ct5p/ct6e/ct4p-*-{1,4,8}t, whose topology the fake does not check);
+  GCP label rules (keys ``[a-z][a-z0-9_-]{0,62}``, values ``[a-z0-9_-]{0,63}``, <= 64 labels);
   boot disk type. Output-only fields in the body (name, state, times) are ignored, as Google does. The messages are
   the fake's own wording, so match on the status/exception class, not the text.
 - States: a new job is JOB_STATE_PENDING with create_time/update_time. Jobs never move by themselves: drive them
@@ -898,6 +900,10 @@ def _validate_custom_job(job: aiplatform_v1.CustomJob) -> None:
             if fixed is not None and fixed != (accel, spec.accelerator_count):
                 errors.append(f"Field: {where}.machine_spec; Message: machine type {spec.machine_type} requires "
                               f"accelerator {fixed[0]} x{fixed[1]}, got {accel} x{spec.accelerator_count}.")
+            elif spec.machine_type == "cloud-tpu":  # TPU v2/v3: 8 TensorCores, or a Pod slice of 32k
+                if accel not in ("TPU_V2", "TPU_V3") or (spec.accelerator_count != 8 and spec.accelerator_count % 32):
+                    errors.append(f"Field: {where}.machine_spec; Message: cloud-tpu takes TPU_V2 or TPU_V3 x8 or a "
+                                  f"multiple of 32, got {accel} x{spec.accelerator_count}.")
             elif fixed is None and not unset:
                 if not spec.machine_type.startswith("n1-"):
                     errors.append(f"Field: {where}.machine_spec; Message: accelerators cannot be attached to "
@@ -905,6 +911,10 @@ def _validate_custom_job(job: aiplatform_v1.CustomJob) -> None:
                 elif spec.accelerator_count not in _N1_GPUS.get(accel, set()):
                     errors.append(f"Field: {where}.machine_spec; Message: {accel} x{spec.accelerator_count} is not "
                                   f"supported on {spec.machine_type}.")
+        tpu_vm = re.fullmatch(r"ct(5lp|5p|6e|4p)-(hightpu|standard)-(1|4|8)t", spec.machine_type or "")
+        if spec.tpu_topology and not tpu_vm:
+            errors.append(f"Field: {where}.machine_spec.tpu_topology; Message: {spec.machine_type} is not a TPU VM "
+                          "machine type.")
         disk = pool.disk_spec
         if disk.boot_disk_type and disk.boot_disk_type not in ("pd-ssd", "pd-standard", "hyperdisk-balanced"):
             errors.append(f"Field: {where}.disk_spec.boot_disk_type; Message: invalid value {disk.boot_disk_type!r}.")
