@@ -94,8 +94,11 @@ fi
 # -- the frameworks' own contracts, derived from the LAUNCH_* ones ------------------------------------
 # Values a framework parses (TF_CONFIG is JSON, paddle splits host:port) come from the backend or the
 # provider; each must be a plain number or address, so none needs escaping and a strange one is refused.
-number() { case $1 in ""|*[!0-9]*) return 1 ;; esac; }
-address() { case $1 in ""|-*|*[!A-Za-z0-9._:-]*) return 1 ;; esac; }
+# (characters listed, not ranges: a range can match more letters in some locales)
+number() { case $1 in ""|*[!0123456789]*) return 1 ;; esac; }
+address() {
+    case $1 in ""|-*|*[!abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-]*) return 1 ;; esac
+}
 refuse() {
     say "distributed: $distributed: $1"
     finish 2
