@@ -284,8 +284,9 @@ elif [ "$distributed" = paddle ]; then
     # a script that is not *.py is run as a program: each worker is a shell running the job's command line
     run_step "$python" -m paddle.distributed.launch "$@" sh -c "$run_cmd"
     code=$?
-    # paddle's launcher writes its whole environment (the job's secrets too) next to the workers' logs
-    rm -f "$workdir/.paddle-log"/envlog.* "$workdir/.paddle-log"/launch.*.log
+    # paddle's launcher writes its whole environment (the job's secrets too) next to the workers' logs, for
+    # the workers to read while they run: gone once they have ended
+    rm -f "$workdir/.paddle-log"/backup_env.*.json "$workdir/.paddle-log"/envlog.* "$workdir/.paddle-log"/launch.*.log
     (exit "$code")
 else
     run_step sh -c "$run_cmd"
