@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -450,3 +451,31 @@ def test_hostile_run_and_setup_text_reaches_paddle_byte_for_byte(tmp_path):
         [line] = [line for line in result.stdout.splitlines() if line.startswith("PADDLE ")]
         assert json.loads(line[7:])[-3:] == ["sh", "-c", command]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("distributed", ["jax", "tensorflow"])
+@pytest.mark.parametrize("backend", ["vertex", "sagemaker"])
+def test_a_hostile_host_in_the_providers_cluster_document_is_refused(tmp_path, backend, distributed):
+    """A worker's name in CLUSTER_SPEC / resourceconfig.json is the corpus: the topology snippet reads it as
+    text (no pattern, no command), bootstrap.sh refuses it before the job starts."""
+    marker = tmp_path / "pwned"
+    text = spec_text(distributed, "H100:8", run="echo JOB-RAN")
+    request = (render_vertex if backend == "vertex" else render_sagemaker)(text)
+    for number, value in enumerate(corpus(marker)):
+        if backend == "vertex":
+            env = {e["name"]: e["value"]
+                   for e in request.payload["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]}
+            cluster = {"workerpool0": ["chief-0:2222"], "workerpool1": ["w-0:2222", f"{value}:2222"]}
+            provider = {"CLUSTER_SPEC": json.dumps({"cluster": cluster, "task": {"type": "workerpool0", "index": 0}})}
+        else:
+            env = dict(request.payload["Environment"])
+            config = tmp_path / f"resourceconfig-{number}.json"
+            config.write_text(resourceconfig("algo-1", ["algo-1", "algo-2", value], ["algo-1"], None))
+            provider = {"LAUNCH_SAGEMAKER_RESOURCE_CONFIG": str(config)}
+        result = boot(tmp_path / str(number), Node(env, upload_files(request), provider), 0)
+        assert not marker.exists(), f"{value!r} was executed by a shell"
+        assert result.returncode == 2, (value, result.stdout, result.stderr)
+        assert "JOB-RAN" not in result.stdout
+        # sorted first (SageMaker's numeric order), it is the master
+        assert re.search(r"\[launch\] distributed: \w+: the (node addresses are not host names or IP addresses|"
+                         r"master address is not a host name or IP address): ", result.stderr), result.stderr

@@ -60,12 +60,14 @@ if [ -f "$topo_config" ]; then
     topo_rank=0
     topo_first=
     topo_addrs=
+    set -f  # a host name is never a pattern
     for topo_host in $topo_hosts; do
         [ -n "$topo_first" ] || topo_first=$topo_host
         topo_addrs=${topo_addrs:+$topo_addrs,}$topo_host
         [ "$topo_host" = "$topo_current" ] && LAUNCH_NODE_RANK=$topo_rank
         topo_rank=$((topo_rank + 1))
     done
+    set +f
     [ -n "$topo_first" ] && LAUNCH_MASTER_ADDR=$topo_first
     LAUNCH_NODE_ADDRS=$topo_addrs
     [ "$topo_rank" -gt 0 ] && LAUNCH_NUM_NODES=$topo_rank
