@@ -16,34 +16,10 @@ import sys
 from pathlib import Path
 
 from fakes.sshd import SSHServer
+from helpers import job_script
 
 SUBMITTED = re.compile(r"submitted (\S+) to (?:local|ssh)")
 VENV_BIN = Path(sys.executable).parent
-
-JAX_SUM = """\
-import os
-import sys
-
-import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-# the one line the README gives: JAX reads JAX_COORDINATOR_ADDRESS itself, the other two are passed
-jax.distributed.initialize(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                           process_id=int(os.environ["JAX_PROCESS_ID"]), initialization_timeout=60)
-rank, world = jax.process_index(), jax.process_count()
-mesh = Mesh(np.array(jax.devices()), ("p",))
-local = np.full((jax.local_device_count(),), rank + 1, dtype=np.int32)  # this process's shard: rank + 1
-array = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("p")), local)
-total = int(jax.jit(jnp.sum, out_shardings=NamedSharding(mesh, PartitionSpec()))(array))
-jax.distributed.shutdown()
-# every device of process r holds r + 1
-print(f"jax sum ok={total == sum(r + 1 for r in range(world)) * jax.local_device_count()} rank={rank} "
-      f"world={world} node={os.environ['LAUNCH_NODE_RANK']} coordinator={os.environ['JAX_COORDINATOR_ADDRESS']}",
-      flush=True)
-sys.exit(0 if world == 2 else 1)
-"""
 
 
 def jax_spec(extra: str = "") -> str:
@@ -63,9 +39,7 @@ def check_job(cli, result, master: str) -> None:
 
 
 def write_code(tmp_path: Path) -> None:
-    code = tmp_path / "src"
-    code.mkdir()
-    (code / "jax_sum.py").write_text(JAX_SUM)
+    job_script("jax_sum.py", tmp_path / "src")
 
 
 def test_jax_sum_across_two_local_nodes(cli, write_spec, tmp_path):

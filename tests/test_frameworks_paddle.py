@@ -16,31 +16,15 @@ import re
 import sys
 from pathlib import Path
 
+from helpers import job_script
+
 SUBMITTED = re.compile(r"submitted (\S+) to local")
 VENV_BIN = Path(sys.executable).parent
 SECRET = "s3cret-paddle-value"
 
-PADDLE_SUM = """\
-import os
-import sys
-
-import paddle
-import paddle.distributed as dist
-
-dist.init_parallel_env()  # paddle.distributed.launch's environment: nothing from the launcher
-rank, world = dist.get_rank(), dist.get_world_size()
-value = paddle.to_tensor([rank + 1])
-dist.all_reduce(value)
-total = int(value.numpy()[0])
-print(f"paddle sum={total} rank={rank} world={world} node={os.environ['LAUNCH_NODE_RANK']}", flush=True)
-sys.exit(0 if (world, total) == (2, 3) else 1)
-"""
-
 
 def test_paddle_all_reduce_across_two_local_nodes(cli, write_spec, tmp_path, launch_home):
-    code = tmp_path / "src"
-    code.mkdir()
-    (code / "paddle_sum.py").write_text(PADDLE_SUM)
+    job_script("paddle_sum.py", tmp_path / "src")
     spec = write_spec("name: paddlesum\nresources:\n  nodes: 2\ndistributed: paddle\ncode: ./src\n"
                       "run: python paddle_sum.py\nsecrets: [PADDLE_TEST_SECRET]\n"
                       f"env:\n  PATH: {json.dumps(f'{VENV_BIN}:/usr/bin:/bin')}\n")
