@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs on every node of every backend: unpack the code, set the LAUNCH_* variables,
-# run setup, run the job (through torchrun when asked), and record the exit code.
+# run setup, run the job (through torchrun or paddle's launcher when asked), and record the exit code.
 # POSIX sh only: it must work in any training image, with no Python assumed.
 #
 # Inputs (environment, set by the backend):
@@ -22,6 +22,8 @@
 #                       empty where the provider does not tell a node the others' addresses
 #   LAUNCH_MAX_RUNTIME  seconds; past it the job is stopped and exits 124 (where the
 #                       provider does not enforce max_runtime itself)
+#   LAUNCH_PCI_DEVICES  where this node lists its PCI devices (default /sys/bus/pci/devices): a TPU
+#                       among them leaves JAX's discovery alone
 #   LAUNCH_ON_EXIT      a script run as `sh FILE CODE` once the exit code is recorded
 #                       (machines the launcher rented clean up after themselves)
 #   LAUNCH_JOB_ID, LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_GPUS_PER_NODE,
@@ -95,7 +97,8 @@ fi
 # Values a framework parses (TF_CONFIG is JSON, paddle splits host:port) come from the backend or the
 # provider; each must be a plain number or address, so none needs escaping and a strange one is refused.
 # (characters listed, not ranges: a range can match more letters in some locales)
-number() { case $1 in ""|*[!0123456789]*) return 1 ;; esac; }
+# a number: digits, no leading zero (shell arithmetic would read it as octal), at most 9 of them
+number() { case $1 in ""|*[!0123456789]*|0?*|??????????*) return 1 ;; esac; }
 address() {
     case $1 in ""|-*|*[!abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-]*) return 1 ;; esac
 }
@@ -149,7 +152,7 @@ case "$distributed" in
             say "distributed: jax on a TPU VM: JAX's own discovery finds the other hosts"
         else
             # JAX's initialize() reads JAX_COORDINATOR_ADDRESS itself; the other two are passed to it
-            # (README: distributed), as Kubeflow Trainer's JAX runtime names them
+            # (README: Frameworks), as Kubeflow Trainer's JAX runtime names them
             JAX_COORDINATOR_ADDRESS=$(endpoint "$LAUNCH_MASTER_ADDR" "$LAUNCH_MASTER_PORT")
             JAX_NUM_PROCESSES=$LAUNCH_NUM_NODES
             JAX_PROCESS_ID=$LAUNCH_NODE_RANK

@@ -438,6 +438,16 @@ def test_a_hostile_provider_value_is_refused_never_run(tmp_path, distributed, wh
     assert refused == len(corpus(marker))
 
 
+@pytest.mark.parametrize("value", ["08", "0012", "1234567890", "99999999999999999999999", "3.0", "+1", " 1"])
+def test_a_number_shell_arithmetic_would_misread_is_refused(tmp_path, value):
+    env = {"LAUNCH_JOB_ID": JOB, "LAUNCH_RUN": "echo JOB-RAN", "LAUNCH_DISTRIBUTED": "tensorflow",
+           "LAUNCH_NUM_NODES": "2", "LAUNCH_NODE_RANK": "1", "LAUNCH_MASTER_ADDR": "h0",
+           "LAUNCH_MASTER_PORT": value, "LAUNCH_NODE_ADDRS": "h0,h1"}
+    result = boot(tmp_path, Node(env, {"bootstrap.sh": BOOTSTRAP.read_text()}), 0)
+    assert result.returncode == 2 and "JOB-RAN" not in result.stdout
+    assert "node rank, node count, master port and GPU count must be numbers" in result.stderr
+
+
 def test_hostile_run_and_setup_text_reaches_paddle_byte_for_byte(tmp_path):
     marker = tmp_path / "pwned"
     values = corpus(marker)
