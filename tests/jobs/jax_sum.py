@@ -9,9 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-# the one line the README gives: JAX reads JAX_COORDINATOR_ADDRESS itself, the other two are passed
-jax.distributed.initialize(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-                           process_id=int(os.environ["JAX_PROCESS_ID"]), initialization_timeout=60)
+if sys.argv[1:] == ["--bare"]:  # where JAX's own cluster detection gives the process count and id (Slurm)
+    jax.distributed.initialize(initialization_timeout=60)
+else:  # the one line the README gives: JAX reads JAX_COORDINATOR_ADDRESS itself, the other two are passed
+    jax.distributed.initialize(num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+                               process_id=int(os.environ["JAX_PROCESS_ID"]), initialization_timeout=60)
 rank, world = jax.process_index(), jax.process_count()
 mesh = Mesh(np.array(jax.devices()), ("p",))
 local = np.full((jax.local_device_count(),), rank + 1, dtype=np.int32)  # this process's shard: rank + 1
