@@ -115,7 +115,7 @@ def node_address_problems(spec: JobSpec, backend: str) -> list[Problem]:
     nodes = spec.resources.nodes
     if spec.distributed not in NEEDS_NODE_ADDRESSES or nodes == 1:
         return []
-    return [spec.problem("distributed", f"distributed: {spec.distributed} on {nodes} nodes lists every node's "
-                         f"address (TF_CONFIG), but {backend} tells a node only the master's; use nodes: 1, "
+    return [spec.problem("distributed", f"{spec.distributed} on {nodes} nodes lists every node's address "
+                         f"(TF_CONFIG), but {backend} tells a node only the master's; use nodes: 1, "
                          "another framework (jax, paddle, torchrun), or a backend that tells every node's: "
                          f"{', '.join(TELLS_NODE_ADDRESSES)}")]
