@@ -101,6 +101,7 @@ class LocalBackend(Backend):
         for rank in range(nodes):  # every node is on this machine: rank from the loop, master is here
             node_dir = job_dir / f"node-{rank}"
             env = {**base, "LAUNCH_NODE_RANK": str(rank), "LAUNCH_MASTER_ADDR": "127.0.0.1",
+                   "LAUNCH_NODE_ADDRS": ",".join(["127.0.0.1"] * nodes),
                    "LAUNCH_WORKDIR": str(node_dir / "work"), "LAUNCH_EXIT_FILE": str(node_dir / "exit_code"),
                    "LAUNCH_MAX_RUNTIME": str(spec.max_runtime or ""), "LAUNCH_LOG_FILE": str(node_dir / "log")}
             node_payloads.append({

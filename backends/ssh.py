@@ -173,6 +173,7 @@ class SSHBackend(Backend):
         for rank in range(nodes):
             node_dir = f"{job_dir}/node-{rank}"
             env = {**base, "LAUNCH_NODE_RANK": str(rank), "LAUNCH_MASTER_ADDR": hosts[0].reachable_as,
+                   "LAUNCH_NODE_ADDRS": node_addresses(hosts[:nodes]),
                    "LAUNCH_WORKDIR": f"{node_dir}/work", "LAUNCH_EXIT_FILE": f"{node_dir}/exit_code",
                    "LAUNCH_LOG_FILE": f"{node_dir}/log", "LAUNCH_MAX_RUNTIME": str(spec.max_runtime or "")}
             node_payloads.append({"rank": rank, "host": str(hosts[rank]), "dir": node_dir, "env": env})
@@ -421,6 +422,11 @@ class SSHBackend(Backend):
                               created_at=created, idempotency_key=handle.data.get("idempotency_key"))
 
 
+def node_addresses(hosts: list[Host]) -> str:
+    """LAUNCH_NODE_ADDRS: what each node is reached at, in rank order (TF_CONFIG lists them all)."""
+    return ",".join(host.reachable_as for host in hosts)
+
+
 def placed(request: Request, hosts: list[Host]) -> Request:
     """The same start request on other hosts (same count): for backends that rent the machines
     after render, which renders on stand-in hosts so the dry run shows everything else as sent."""
@@ -430,7 +436,8 @@ def placed(request: Request, hosts: list[Host]) -> Request:
     if len(hosts) != len(payload["nodes"]):
         raise ValueError(f"{len(payload['nodes'])} nodes need as many hosts, got {len(hosts)}")
     nodes = [{**node, "host": str(hosts[node["rank"]]),
-              "env": {**node["env"], "LAUNCH_MASTER_ADDR": hosts[0].reachable_as}} for node in payload["nodes"]]
+              "env": {**node["env"], "LAUNCH_MASTER_ADDR": hosts[0].reachable_as,
+                      "LAUNCH_NODE_ADDRS": node_addresses(hosts)}} for node in payload["nodes"]]
     return dataclasses.replace(request, payload={
         **payload, "nodes": nodes,
         "hosts": [{"address": str(h), "internal_address": h.internal_address} for h in hosts]})

@@ -8,6 +8,15 @@ hands bootstrap.sh a *topology* snippet (shell code sourced on the node through 
 one provider-neutral `LAUNCH_TOPOLOGY` hook) or sets rank and master itself, so
 bootstrap.sh names no provider. Public to backends, like launcher.backend and
 launcher.errors.
+
+A node's place is LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_MASTER_ADDR, LAUNCH_MASTER_PORT and
+LAUNCH_NODE_ADDRS: every node's address in rank order, comma-separated, the first being the master.
+A backend that knows its hosts sets it (local, ssh, slurm, kubernetes, lambda_cloud); a topology
+snippet sets it where the provider tells each node every address (Vertex's CLUSTER_SPEC, SageMaker's
+resourceconfig.json); the others leave it empty and refuse, through `node_address_problems`, the
+frameworks that need it. From these bootstrap.sh derives each framework's own contract
+(`distributed:`): torchrun's and paddle's launcher flags, JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES
+/ JAX_PROCESS_ID, TensorFlow's TF_CONFIG (every worker, so the only one that needs the address list).
 """
 
 from __future__ import annotations
@@ -23,9 +32,13 @@ from launcher.backend import Upload
 
 if TYPE_CHECKING:
     from launcher.bundle import Bundle
+    from launcher.errors import Problem
     from launcher.spec import JobSpec
 
 MANAGED_MASTER_PORT = 29500  # a managed provider gives each job its own machines
+# what bootstrap.sh builds from LAUNCH_NODE_ADDRS, and the backends that tell a node every address
+NEEDS_NODE_ADDRESSES = ("tensorflow",)
+TELLS_NODE_ADDRESSES = ("local", "ssh", "slurm", "kubernetes", "lambda_cloud", "vertex", "sagemaker")
 
 
 def bootstrap_upload(destination: str) -> Upload:
@@ -93,3 +106,16 @@ def node_environment(spec: JobSpec, job_id: str, secrets: Mapping[str, str], *, 
         "LAUNCH_WORKDIR": workdir,
         "LAUNCH_DISTRIBUTED": spec.distributed or "",
     }
+
+
+def node_address_problems(spec: JobSpec, backend: str) -> list[Problem]:
+    """For a backend whose provider tells a node the master's address but not the others': a framework
+    that lists every node (TF_CONFIG) on more than one node is a spec error here, not a job that
+    stops in bootstrap.sh after the machines were paid for."""
+    nodes = spec.resources.nodes
+    if spec.distributed not in NEEDS_NODE_ADDRESSES or nodes == 1:
+        return []
+    return [spec.problem("distributed", f"{spec.distributed} on {nodes} nodes lists every node's address "
+                         f"(TF_CONFIG), but {backend} tells a node only the master's; use nodes: 1, "
+                         "another framework (jax, paddle, torchrun), or a backend that tells every node's: "
+                         f"{', '.join(TELLS_NODE_ADDRESSES)}")]

@@ -179,8 +179,10 @@ class JobSpec(_Strict):
         default_factory=list, description="Names read from the submitter's environment; never stored or printed")
     resources: Resources = Field(default_factory=Resources)
     # "none" is read as None before this check; it is listed so errors and the schema offer it
-    distributed: Annotated[Literal["torchrun", "none"] | None, BeforeValidator(_distributed)] = Field(
-        None, description="torchrun: wrap run in torchrun with the right rendezvous; none (default): run it as is")
+    distributed: Annotated[Literal["torchrun", "jax", "tensorflow", "paddle", "none"] | None,
+                           BeforeValidator(_distributed)] = Field(
+        None, description="torchrun / paddle: wrap run in torchrun / paddle.distributed.launch with the right "
+        "rendezvous; jax / tensorflow: run it once per node with JAX_* / TF_CONFIG set; none (default): run it as is")
     spot: bool = False
     max_runtime: Duration | None = None
     retries: int = Field(0, ge=0, le=10)

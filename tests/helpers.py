@@ -19,3 +19,14 @@ def live_group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
             found.append(int(entry.name))
     return found
+
+
+JOBS = Path(__file__).parent / "jobs"
+
+
+def job_script(name: str, directory: Path) -> Path:
+    """Copy the job script tests/jobs/`name` (shared by the backends' multi-node tests) into a job's code dir."""
+    import shutil
+
+    directory.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(JOBS / name, directory / name))

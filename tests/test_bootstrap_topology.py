@@ -1,4 +1,4 @@
-"""How a node learns its rank, the node count and the master address is each backend's own:
+"""How a node learns its rank, the node count, the master address and every node's address is each backend's own:
 SageMaker's and Vertex's rendered requests ship a topology snippet (read from resourceconfig.json
 and CLUSTER_SPEC, in the shapes those providers write them), Azure ML maps its distribution
 variables in the job's command (tests/test_azureml_node.py), local and ssh set rank and master per
@@ -30,7 +30,7 @@ from launcher.node import node_environment
 from launcher.spec import parse_spec
 
 BOOTSTRAP = Path(str(resources.files("launcher").joinpath("bootstrap.sh")))
-PRINT = "echo rank=$LAUNCH_NODE_RANK nodes=$LAUNCH_NUM_NODES master=$LAUNCH_MASTER_ADDR"
+PRINT = "echo rank=$LAUNCH_NODE_RANK nodes=$LAUNCH_NUM_NODES master=$LAUNCH_MASTER_ADDR addrs=$LAUNCH_NODE_ADDRS"
 SPEC = f"name: golden\nimage: img:1\nrun: '{PRINT}'\nresources:\n  accelerators: H100:8\n  nodes: 3\n"
 
 
@@ -91,7 +91,7 @@ def test_sagemaker_rank_from_the_top_level_hosts_in_numeric_order(tmp_path, curr
     config.write_text(resourceconfig(current, ["algo-2", "algo-1", "algo-10"], ["algo-10", "algo-2", "algo-1"],
                                      indent))
     out = sagemaker_node(tmp_path, {"LAUNCH_SAGEMAKER_RESOURCE_CONFIG": str(config)})
-    assert out == f"rank={rank} nodes=3 master=algo-1"
+    assert out == f"rank={rank} nodes=3 master=algo-1 addrs=algo-1,algo-2,algo-10"
 
 
 def test_sagemaker_node_count_comes_from_the_hosts_it_was_given(tmp_path):
@@ -99,12 +99,12 @@ def test_sagemaker_node_count_comes_from_the_hosts_it_was_given(tmp_path):
     config = tmp_path / "resourceconfig.json"
     config.write_text(resourceconfig("algo-2", ["algo-1", "algo-2"], ["algo-1", "algo-2"], None))
     assert sagemaker_node(tmp_path, {"LAUNCH_SAGEMAKER_RESOURCE_CONFIG": str(config)}) == \
-        "rank=1 nodes=2 master=algo-1"
+        "rank=1 nodes=2 master=algo-1 addrs=algo-1,algo-2"
 
 
 def test_sagemaker_without_a_resource_config_keeps_the_defaults(tmp_path):
     out = sagemaker_node(tmp_path, {"LAUNCH_SAGEMAKER_RESOURCE_CONFIG": str(tmp_path / "absent.json")})
-    assert out == "rank=0 nodes=3 master=127.0.0.1"
+    assert out == "rank=0 nodes=3 master=127.0.0.1 addrs="
 
 
 # -- Vertex: CLUSTER_SPEC --------------------------------------------------------------------------
@@ -129,7 +129,8 @@ def test_vertex_rank_from_cluster_spec(tmp_path, pool, index, rank, variant):
     environment = {e["name"]: e["value"] for e in pools[0 if pool == "workerpool0" else 1]["container_spec"]["env"]}
     topology_of(request, environment)
     out = run_node(tmp_path, request, environment, {"CLUSTER_SPEC": cluster_spec})
-    assert out == f"rank={rank} nodes=3 master=cmle-training-workerpool0-1a-0"
+    master = "cmle-training-workerpool0-1a-0"
+    assert out == f"rank={rank} nodes=3 master={master} addrs={master},w1-0,w1-1"
 
 
 # -- PAI-DLC: a PyTorchJob's pods get MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK ------------------
@@ -141,7 +142,7 @@ def test_pai_dlc_rank_and_master_from_the_pytorchjob_variables(tmp_path, rank):
     topology_of(request, environment)
     out = run_node(tmp_path, request, environment, {"RANK": str(rank), "WORLD_SIZE": "3", "MASTER_PORT": "23456",
                                                     "MASTER_ADDR": "dlc1a2b3c4d5e6f7-worker-0"})
-    assert out == f"rank={rank} nodes=3 master=dlc1a2b3c4d5e6f7-worker-0"
+    assert out == f"rank={rank} nodes=3 master=dlc1a2b3c4d5e6f7-worker-0 addrs="
 
 
 # -- TI-ONE: a DDP task's workers get MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK ---------------------
@@ -153,7 +154,7 @@ def test_tione_rank_and_master_from_the_ddp_workers_variables(tmp_path, rank):
     topology_of(request, environment)
     out = run_node(tmp_path, request, environment, {"RANK": str(rank), "WORLD_SIZE": "3", "MASTER_PORT": "23456",
                                                     "MASTER_ADDR": "train-123-worker-0"})
-    assert out == f"rank={rank} nodes=3 master=train-123-worker-0"
+    assert out == f"rank={rank} nodes=3 master=train-123-worker-0 addrs="
 
 
 # -- local and ssh: the backend knows each node's place and says it in the node's environment -------
@@ -169,7 +170,7 @@ def test_local_nodes_get_rank_and_master_from_the_backend(tmp_path, monkeypatch)
     spec = parse_spec(SPEC.replace("H100:8", "cpu"), "spec.yaml", base_dir=tmp_path)
     request = LocalBackend().render(spec, "golden-20260101-000000-abcdef", None, {})
     outs = [run_node(node_dir(tmp_path, n["rank"]), request, n["env"], {}) for n in request.payload["nodes"]]
-    assert outs == [f"rank={r} nodes=3 master=127.0.0.1" for r in range(3)]
+    assert outs == [f"rank={r} nodes=3 master=127.0.0.1 addrs=127.0.0.1,127.0.0.1,127.0.0.1" for r in range(3)]
 
 
 def test_ssh_nodes_get_rank_and_the_first_host_as_master(tmp_path):
@@ -177,7 +178,7 @@ def test_ssh_nodes_get_rank_and_the_first_host_as_master(tmp_path):
     backend = SSHBackend({"hosts": ["u@10.0.0.1", "u@10.0.0.2", "u@10.0.0.3"]})
     request = backend.render(spec, "golden-20260101-000000-abcdef", None, {})
     outs = [run_node(node_dir(tmp_path, n["rank"]), request, n["env"], {}) for n in request.payload["nodes"]]
-    assert outs == [f"rank={r} nodes=3 master=10.0.0.1" for r in range(3)]
+    assert outs == [f"rank={r} nodes=3 master=10.0.0.1 addrs=10.0.0.1,10.0.0.2,10.0.0.3" for r in range(3)]
 
 
 @pytest.mark.parametrize("backend", ["local", "ssh"])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from fakes.kube_fake import KubeFake
+from helpers import job_script
 
 from backends.kubernetes import KubernetesBackend
 from launcher.backend import Handle, JobState
@@ -89,22 +90,6 @@ def kube(module_fake, cli, write_spec):
     assert module_fake.rejected == [], module_fake.rejected
 
 
-ALLREDUCE = """\
-import datetime, os, sys
-import torch
-import torch.distributed as dist
-
-dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))
-rank, world = dist.get_rank(), dist.get_world_size()
-value = torch.tensor([rank + 1])
-dist.all_reduce(value)
-total = int(value.item())
-dist.destroy_process_group()
-if world != 2 or total != 3:
-    print(f"allreduce BAD rank={rank} world={world} sum={total}", flush=True)
-    sys.exit(1)
-print(f"allreduce ok sum={total} rank={rank} master={os.environ['MASTER_ADDR']}", flush=True)
-"""
 
 
 def test_two_node_torchrun_allreduce_over_the_service_name(kube, tmp_path):
@@ -113,7 +98,7 @@ def test_two_node_torchrun_allreduce_over_the_service_name(kube, tmp_path):
     backend rendered. `run -f` merges both nodes' logs with a node prefix."""
     code = tmp_path / "code"
     code.mkdir()
-    (code / "allreduce.py").write_text(ALLREDUCE)
+    job_script("allreduce.py", code)
     spec = kube.spec("name: k8s-torch\ncode: ./code\ndistributed: torchrun\nresources:\n  nodes: 2\n"
                      "env:\n  GLOO_SOCKET_IFNAME: lo\nrun: python allreduce.py\n")
     result = kube.run("run", str(spec), "--backend", "kubernetes", "-f", timeout=150)
@@ -121,7 +106,7 @@ def test_two_node_torchrun_allreduce_over_the_service_name(kube, tmp_path):
     job_id = SUBMITTED.search(result.stdout).group(1)
     name = kube.job(job_id)["metadata"]["name"]
     for node in (0, 1):
-        assert re.search(rf"\[node {node}\] allreduce ok sum=3 rank={node} master={name}-0\.{name}\b",
+        assert re.search(rf"\[node {node}\] allreduce ok sum=3 rank={node} node={node} master={name}-0\.{name}\b",
                          result.stdout), result.stdout
     one = kube.run("logs", job_id, "--node", "1", check_rc=0).stdout
     assert "allreduce ok sum=3 rank=1" in one and "rank=0" not in one

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import pytest
 from fakes.slurm_cluster import SlurmCluster, slurm_available
+from helpers import job_script
 
 SUBMITTED = re.compile(r"submitted (\S+) to slurm")
 VENV_BIN = str(Path(sys.executable).parent)
@@ -94,7 +95,7 @@ def test_dry_run_prints_the_batch_script_and_submits_nothing(slurm, cluster):
 def test_two_node_torchrun_allreduce_and_secret_never_leaks(slurm, cluster, tmp_path):
     code = tmp_path / "src"
     code.mkdir()
-    (code / "allreduce.py").write_text(ALLREDUCE)
+    job_script("allreduce.py", code)
     spec = slurm.spec("name: allreduce\ncode: ./src\nresources:\n  nodes: 2\ndistributed: torchrun\n"
                       "secrets: [TOKEN]\nenv:\n  GLOO_SOCKET_IFNAME: lo\n"
                       "run: 'echo token-$(printf %s \"$TOKEN\" | md5sum | cut -c1-12); python allreduce.py'\n")
@@ -235,26 +236,6 @@ def test_hostile_strings_stay_text_in_env_secrets_run_key_and_sbatch_args(slurm,
     assert f"MailUser={mail}" in shown  # sbatch got the flag as one argument, as written
 
 
-ALLREDUCE = """\
-import datetime
-import os
-import sys
-
-import torch
-import torch.distributed as dist
-
-dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))
-rank, world = dist.get_rank(), dist.get_world_size()
-value = torch.tensor([rank + 1])
-dist.all_reduce(value)
-total = int(value.item())
-dist.destroy_process_group()
-if world != 2 or total != 3:
-    print(f"allreduce BAD rank={rank} world={world} sum={total}", flush=True)
-    sys.exit(1)
-print(f"allreduce ok sum={total} rank={rank} node={os.environ['LAUNCH_NODE_RANK']} "
-      f"master={os.environ['MASTER_ADDR']}", flush=True)
-"""
 
 
 # -- through a login node: the tests' sshd on this machine, its sessions pointed at the cluster ---------------

@@ -67,7 +67,7 @@ def test_every_field_with_a_pattern_shows_a_valid_example(where, model):
 
 
 @pytest.mark.parametrize(("text", "fragment"), [
-    ("distributed: mpi", "expected 'torchrun' or 'none'; got 'mpi'"),
+    ("distributed: mpi", "expected 'torchrun', 'jax', 'tensorflow', 'paddle' or 'none'; got 'mpi'"),
     ("resources: {memory_gb: 99999999}", "below 1,000,000"),
     ("resources: {cpus: 0}", "above 0 and below 1,000,000"),
     ("resources: {nodes: two}", "expected a whole number, e.g. 2; got 'two'"),

@@ -26,32 +26,13 @@ from pathlib import Path
 
 import fakes.sshd as sshd_harness
 from fakes.sshd import SSHServer, netns_available
+from helpers import job_script
 
 SUBMITTED = re.compile(r"submitted (\S+) to ssh")
 VENV_BIN = Path(sys.executable).parent
 LINK = "lnk0"          # the node-to-node interface, same name in both namespaces (GLOO_SOCKET_IFNAME)
 NS_SSH_PORT = 2222     # not 22: known_hosts spells port 22 without brackets, the harness writes [addr]:port
 
-ALLREDUCE = """\
-import datetime
-import os
-import sys
-
-import torch
-import torch.distributed as dist
-
-dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))  # env:// from torchrun
-rank, world = dist.get_rank(), dist.get_world_size()
-value = torch.tensor([rank + 1])
-dist.all_reduce(value)
-total = int(value.item())
-dist.destroy_process_group()
-if world != 2 or total != 3:
-    print(f"allreduce BAD rank={rank} world={world} sum={total}", flush=True)
-    sys.exit(1)
-print(f"allreduce ok sum={total} rank={rank} node={os.environ['LAUNCH_NODE_RANK']} "
-      f"master={os.environ['MASTER_ADDR']}", flush=True)
-"""
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -156,7 +137,7 @@ def test_torchrun_allreduce_across_two_ssh_hosts(cli, write_spec, tmp_path, reco
     assert (VENV_BIN / "torchrun").exists(), f"no torchrun in {VENV_BIN}: ci/test installs torch==2.13.0"
     code = tmp_path / "src"
     code.mkdir()
-    (code / "allreduce.py").write_text(ALLREDUCE)
+    job_script("allreduce.py", code)
     t0 = time.monotonic()
     with _two_hosts() as (variant, servers, internal, iface):
         setup_s = time.monotonic() - t0

@@ -15,25 +15,10 @@ from pathlib import Path
 
 import pytest
 from fakes.tione_fake import TioneStack
+from helpers import job_script
 
 SUBMITTED = re.compile(r"submitted (\S+) to tione")
 VENV_BIN = Path(sys.executable).parent
-ALLREDUCE = """\
-import datetime, os, sys
-import torch
-import torch.distributed as dist
-
-dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=30))  # env:// from torchrun
-rank, world = dist.get_rank(), dist.get_world_size()
-value = torch.tensor([rank + 1])
-dist.all_reduce(value)
-total = int(value.item())
-dist.destroy_process_group()
-if world != 2 or total != 3:
-    print(f"allreduce BAD rank={rank} world={world} sum={total}", flush=True)
-    sys.exit(1)
-print(f"allreduce ok sum={total} rank={rank} node={os.environ['LAUNCH_NODE_RANK']}", flush=True)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +57,14 @@ def tione(stack, launch_home, cli, write_spec, tmp_path):
 def test_two_workers_run_a_torchrun_gloo_allreduce(tione):
     """A DDP task's workers get MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK; the topology maps them to LAUNCH_*
     and torchrun rendezvouses on them (both pods on this machine: MASTER_ADDR=127.0.0.1)."""
-    (Path(tione.spec("run: x\n").parent) / "src" / "allreduce.py").write_text(ALLREDUCE)
+    job_script("allreduce.py", Path(tione.spec("run: x\n").parent) / "src")
     spec = tione.spec("run: python allreduce.py\nresources:\n  nodes: 2\ndistributed: torchrun\n"
                       f"env:\n  PATH: {json.dumps(f'{VENV_BIN}:/usr/bin:/bin')}\n  GLOO_SOCKET_IFNAME: lo\n")
     result = tione.run("run", str(spec), "--backend", "tione", "--follow", timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     for rank in (0, 1):
-        assert re.search(rf"^\[node {rank}\] allreduce ok sum=3 rank={rank} node={rank}$", result.stdout, re.M), \
-            result.stdout
+        assert re.search(rf"^\[node {rank}\] allreduce ok sum=3 rank={rank} node={rank} master=\S+$",
+                         result.stdout, re.M), result.stdout
     (body,) = tione.fake.created_bodies
     assert body["ResourceConfigInfos"] == [{"Role": "WORKER", "InstanceNum": 2, "InstanceType": "TI.S.2XLARGE32.POST"}]
     assert body["TrainingMode"] == "DDP"

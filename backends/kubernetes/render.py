@@ -142,10 +142,12 @@ def label_value(text: str) -> str:
     return "h-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
-def topology(name: str) -> str:
-    """How a pod learns its place: the Job controller sets JOB_COMPLETION_INDEX; rank 0 answers at
-    `<job>-0.<service>` (its hostname in the headless Service's subdomain)."""
-    return f'LAUNCH_NODE_RANK=${{JOB_COMPLETION_INDEX:-0}}\nLAUNCH_MASTER_ADDR={name}-0.{name}\n'
+def topology(name: str, nodes: int) -> str:
+    """How a pod learns its place: the Job controller sets JOB_COMPLETION_INDEX; the pod of index i answers
+    at `<job>-i.<service>` (its hostname in the headless Service's subdomain), rank 0 being the master."""
+    addresses = ",".join(f"{name}-{index}.{name}" for index in range(nodes))
+    return (f'LAUNCH_NODE_RANK=${{JOB_COMPLETION_INDEX:-0}}\nLAUNCH_MASTER_ADDR={name}-0.{name}\n'
+            f'LAUNCH_NODE_ADDRS={addresses}\n')
 
 
 def _quantity_gb(value: float) -> str:
@@ -184,7 +186,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     nodes = spec.resources.nodes
     files_name, secret_name = f"{name}-files", f"{name}-secrets"
     where = Placement(f"configmap:{files_name}/", f"{FILES_DIR}/", f"configmap:{files_name}/", f"{FILES_DIR}/")
-    uploads, files_env = job_files(spec, bundle, where, topology=topology(name))
+    uploads, files_env = job_files(spec, bundle, where, topology=topology(name, spec.resources.nodes))
     data, kept = {}, []
     for upload in uploads:
         key = upload.destination.rsplit("/", 1)[-1]

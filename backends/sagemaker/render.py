@@ -47,7 +47,8 @@ TAG_VALUE_MAX = 256
 TAG_PUNCTUATION = frozenset("_.:/=+-@")
 # How a node learns its place (sourced by bootstrap.sh through LAUNCH_TOPOLOGY). SageMaker names
 # its hosts algo-1..algo-N in resourceconfig.json: rank = position of current_host among the
-# top-level hosts in numeric order, master = the first of them, node count = how many there are.
+# top-level hosts in numeric order, master = the first of them, node count = how many there are, node
+# addresses = all of them in that order.
 TOPOLOGY = r"""topo_config=${LAUNCH_SAGEMAKER_RESOURCE_CONFIG:-/opt/ml/input/config/resourceconfig.json}
 if [ -f "$topo_config" ]; then
     topo_flat=$(tr -d ' \n\t\r' < "$topo_config")
@@ -58,12 +59,17 @@ if [ -f "$topo_config" ]; then
         | sort -V | tr '\n' ' ')
     topo_rank=0
     topo_first=
+    topo_addrs=
+    set -f  # a host name is never a pattern
     for topo_host in $topo_hosts; do
         [ -n "$topo_first" ] || topo_first=$topo_host
+        topo_addrs=${topo_addrs:+$topo_addrs,}$topo_host
         [ "$topo_host" = "$topo_current" ] && LAUNCH_NODE_RANK=$topo_rank
         topo_rank=$((topo_rank + 1))
     done
+    set +f
     [ -n "$topo_first" ] && LAUNCH_MASTER_ADDR=$topo_first
+    LAUNCH_NODE_ADDRS=$topo_addrs
     [ "$topo_rank" -gt 0 ] && LAUNCH_NUM_NODES=$topo_rank
 fi
 """

@@ -36,7 +36,7 @@ DEFAULT_DISK_GB = 100
 # How a node learns its place (sourced by bootstrap.sh through LAUNCH_TOPOLOGY). Vertex sets
 # CLUSTER_SPEC: {"cluster":{"workerpool0":["host:port"],"workerpool1":[...]},"task":{"type":
 # "workerpool1","index":0},...}. Pool 0 is the chief (rank 0); pool 1's replica i is rank 1+i;
-# the master is pool 0's host.
+# the master is pool 0's host; the node addresses are pool 0's and pool 1's hosts in that order.
 TOPOLOGY = r"""if [ -n "${CLUSTER_SPEC:-}" ]; then
     topo_flat=$(printf '%s' "$CLUSTER_SPEC" | tr -d ' \n\t\r')
     topo_task=${topo_flat#*\"task\":}
@@ -44,6 +44,10 @@ TOPOLOGY = r"""if [ -n "${CLUSTER_SPEC:-}" ]; then
     topo_index=$(printf '%s' "$topo_task" | sed -n 's/^{[^}]*"index":\([0-9]*\).*/\1/p')
     topo_master=$(printf '%s' "$topo_flat" | sed -n 's/.*"workerpool0":\["\([^":]*\).*/\1/p')
     [ -n "$topo_master" ] && LAUNCH_MASTER_ADDR=$topo_master
+    topo_pool0=$(printf '%s' "$topo_flat" | sed -n 's/.*"workerpool0":\[\([^]]*\)\].*/\1/p')
+    topo_pool1=$(printf '%s' "$topo_flat" | sed -n 's/.*"workerpool1":\[\([^]]*\)\].*/\1/p')
+    LAUNCH_NODE_ADDRS=$(printf '%s' "$topo_pool0${topo_pool1:+,$topo_pool1}" | tr -d '"' | tr ',' '\n' \
+        | sed 's/:[0-9]*$//' | paste -sd, -)
     case "$topo_type" in
         workerpool0) LAUNCH_NODE_RANK=0 ;;
         workerpool1) LAUNCH_NODE_RANK=$((1 + ${topo_index:-0})) ;;
