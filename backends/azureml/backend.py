@@ -290,8 +290,11 @@ def _shared_client(subscription_id: str, resource_group: str, workspace_name: st
                  "cloud_metadata": {"azure_portal": url, "resource_manager": url, "active_directory": url,
                                     "aml_resource_id": url, "storage_endpoint": host,
                                     "registry_discovery_endpoint": url}}
+    # show_progress stays on: with it off, azure-ai-ml never reads the results of its code-upload threads, so
+    # a refused blob PUT (403, an expired SAS) leaves create_or_update waiting forever for a file count that
+    # never completes (_asset_utils.upload_directory). The bar goes where _sdk_prints_hidden sends stderr.
     return MLClient(_credential(), subscription_id, resource_group, workspace_name, enable_telemetry=False,
-                    show_progress=False, **cloud)
+                    show_progress=True, **cloud)
 
 
 def _credential() -> Any:
@@ -340,8 +343,8 @@ def _quiet_sdk_logging() -> None:
 
 
 def _sdk_prints_hidden() -> Any:
-    """The code upload prints a colour-reset line to stderr even with show_progress off: hidden unless
-    the user asked for detail (errors still arrive as exceptions)."""
+    """The code upload's progress bar and colour-reset line go to stderr: hidden unless the user asked
+    for detail (errors still arrive as exceptions)."""
     import contextlib
     import io
     import logging

@@ -355,8 +355,12 @@ class AzureMLFake:
 
     def fail_next(self, path_regex: str, status: int = 503, *, method: str | None = None, times: int = 1,
                   code: str = "ServiceUnavailable", after: bool = False) -> None:
-        """Answer the next `times` matching requests with `status` (after storing them, when `after`)."""
+        """Answer the next `times` matching requests with `status` (after storing them, when `after`);
+        times=0 ends every failure still pending."""
         with self._lock:
+            if times == 0:
+                self._failures.clear()
+                return
             self._failures.append([re.compile(path_regex), method, times, status, code, after])
 
     # -- request handling ----------------------------------------------------------------------------
