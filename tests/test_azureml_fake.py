@@ -92,13 +92,15 @@ def test_the_sdk_sends_the_rendered_body_field_for_field(azure, tmp_path):
     (env,) = azure.environment_puts
     assert env["properties"]["image"] == "img:1" and props["environmentId"].endswith(
         "/versions/" + props["environmentId"].rsplit("/", 1)[1])
+    # the code asset holds the bundle and nothing else; the job's own files are written by its command
     uploaded = {name.rsplit("/", 1)[1]: data for name, data in azure.blobs.items() if "#" not in name}
-    assert uploaded["run.sh"] == b"python train.py" and uploaded["setup.sh"] == b"pip list"
-    assert uploaded["bootstrap.sh"].startswith(b"#!/bin/sh")
-    (bundle_name,) = [n for n in uploaded if n.endswith(".tar.gz")]
+    (bundle_name,) = uploaded
     with tarfile.open(fileobj=io.BytesIO(uploaded[bundle_name])) as tar:
         assert "train.py" in [m.name.removeprefix("./") for m in tar.getmembers()]
-    assert props["environmentVariables"]["LAUNCH_BUNDLE"] == bundle_name
+    assert props["environmentVariables"]["LAUNCH_BUNDLE"] == bundle_name and bundle_name.endswith(".tar.gz")
+    (code,) = azure.code_puts
+    assert props["codeId"].endswith("/versions/1") and code["properties"]["isAnonymous"] is True
+    assert " > .launch-job/run.sh && " in props["command"] and " > .launch-job/setup.sh && " in props["command"]
     assert props["environmentVariables"]["API_KEY"] == "k-123"  # real secrets reach the job, not the store
     assert handle.data["workspace_name"] == azure.workspace and handle.data["nodes"] == 2
     assert "ml.azure.com/runs/" + JOB in handle.data["url"]

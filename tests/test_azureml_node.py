@@ -5,7 +5,9 @@ setup and the command (through torchrun with one worker per GPU when asked)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -63,3 +65,21 @@ def test_single_node_without_distribution_falls_back_to_rank_0(tmp_path):
 def test_the_job_exit_code_is_the_node_exit_code(tmp_path):
     result = node(tmp_path, "name: n\nimage: i\ncode: ./src\nrun: exit 7\n", {})
     assert result.returncode == 7
+
+
+def test_hostile_text_in_run_and_setup_reaches_the_node_as_text(tmp_path):
+    """The job's files travel inside the command (render.node_command): quotes, substitutions, newlines
+    and Azure ML's own `${{...}}` binding syntax in them must arrive byte for byte and run nothing."""
+    marker = tmp_path / "pwned"
+    values = [f"$(touch {marker})", f"`touch {marker}`", f"' ; touch {marker} ; '", "${{inputs.data}}",
+              "$''{{x}}", "a\\b", "%s%n", "\u202e\u00e9\u4e2d\U0001f600", "-n"]
+    run = "; ".join(f"printf '<%s>\\n' {shlex.quote(v)}" for v in values)
+    setup = f"printf '%s\\n' '$(touch {marker})' '${{{{outputs.model}}}}'"
+    result = node(tmp_path, f"name: n\nimage: i\ncode: ./src\nsetup: {json.dumps(setup, ensure_ascii=False)}\n"
+                  f"run: {json.dumps(run, ensure_ascii=False)}\n",
+                  {})
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists(), "text of the job's files was executed by a shell"
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [f"$(touch {marker})", "${{outputs.model}}"]
+    assert lines[2:] == [f"<{v}>" for v in values]

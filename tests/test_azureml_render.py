@@ -29,6 +29,7 @@ JOB_ID = "golden-20260101-000000-abcdef"
 WORKSPACE = {"subscription_id": "11111111-2222-3333-4444-555555555555", "resource_group": "rg-ml",
              "workspace_name": "ws-team"}
 BUNDLE = Bundle(path=Path("/tmp/bundle.tar.gz"), digest="d" * 64, size=10, file_count=1)
+BOOTSTRAP_WORD = rendering._shell_text((Path(__file__).parent.parent / "launcher" / "bootstrap.sh").read_text())
 
 CASES = {
     "t4_single": ("name: golden\nimage: img:1\nrun: python train.py\nresources:\n  accelerators: T4:1\n", None),
@@ -59,7 +60,9 @@ def test_golden_body_matches_the_sdk_models(case, tmp_path, monkeypatch):
     request = render(*CASES[case])
     assert check_model(request.payload, _job_base()) == []
     repo = Path(__file__).resolve().parent.parent
-    shown = {"operation": request.operation, "payload": request.payload,
+    # bootstrap.sh rides in the command (render.node_command); its own tests own its text, the golden its place
+    payload = json.loads(json.dumps(request.payload).replace(json.dumps(BOOTSTRAP_WORD)[1:-1], "<bootstrap.sh>"))
+    shown = {"operation": request.operation, "payload": payload,
              "uploads": [{"destination": u.destination, "content": u.content} if u.source is None else
                          {"destination": u.destination,
                           "source": str(u.source.relative_to(repo) if u.source.is_relative_to(repo) else u.source)}
@@ -85,8 +88,9 @@ def test_torchrun_two_nodes_runs_one_process_per_node_with_azure_topology(tmp_pa
     assert props["resources"]["instanceType"] == "Standard_ND96isr_H100_v5"
     env = props["environmentVariables"]
     assert env["LAUNCH_GPUS_PER_NODE"] == "8" and env["LAUNCH_DISTRIBUTED"] == "torchrun"
-    assert env["LAUNCH_NUM_NODES"] == "2" and env["LAUNCH_RUN_FILE"] == "run.sh"
-    assert 'LAUNCH_NODE_RANK="${NODE_RANK:-0}"' in props["command"] and "bootstrap.sh" in props["command"]
+    assert env["LAUNCH_NUM_NODES"] == "2" and env["LAUNCH_RUN_FILE"] == ".launch-job/run.sh"
+    assert 'LAUNCH_NODE_RANK="${NODE_RANK:-0}"' in props["command"]
+    assert props["command"].endswith(" exec sh .launch-job/bootstrap.sh")
     assert props["limits"] == {"timeout": "P1D", "jobLimitsType": "Command"}
     assert props["experimentName"] == "golden" and props["tags"] == {"launch_job_id": JOB_ID}
 
@@ -109,8 +113,30 @@ def test_request_names_the_arm_put_and_the_uploads():
     request = render(*CASES["every_optional_field"])
     assert request.operation == ("PUT /subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/rg-ml/"
                                  f"providers/Microsoft.MachineLearningServices/workspaces/ws-team/jobs/{JOB_ID}")
-    assert [u.destination for u in request.uploads] == [
-        "code/bootstrap.sh", "code/run.sh", "code/setup.sh", f"code/{'d' * 64}.tar.gz"]
+    # the code asset is the bundle alone; the job's own files are written by its command
+    assert [u.destination for u in request.uploads] == [f"code/{'d' * 64}.tar.gz"]
+    command = request.payload["properties"]["command"]
+    assert request.payload["properties"]["codeId"] == rendering.CODE_ID
+    assert command.startswith("mkdir -p .launch-job && printf '%s' ")
+    for name, text in (("bootstrap.sh", BOOTSTRAP_WORD), ("run.sh", "'python train.py'"),
+                       ("setup.sh", "'pip install -r requirements.txt'")):
+        assert f" && printf '%s' {text} > .launch-job/{name} && " in command
+
+
+def test_a_job_without_code_has_no_code_asset_and_uploads_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    request = render(*CASES["t4_single"])
+    assert request.uploads == () and "codeId" not in request.payload["properties"]
+    assert "LAUNCH_BUNDLE" not in request.payload["properties"]["environmentVariables"]
+
+
+def test_file_text_never_forms_an_azure_ml_binding_in_the_command(tmp_path, monkeypatch):
+    """Azure ML resolves `${{inputs.x}}` in a command before any shell sees it: text of the job's files
+    that holds one must reach the node as text (tests/test_azureml_node.py runs it)."""
+    monkeypatch.chdir(tmp_path)
+    request = render("name: golden\nimage: img:1\nrun: echo '${{inputs.data}}' \"${{x}}\"\n")
+    command = request.payload["properties"]["command"]
+    assert "${{" not in command and "$''{{inputs.data}}" in command
 
 
 @pytest.mark.parametrize("seconds", [1, 59, 60, 3600, 3661, 86400, 90061, 7 * 86400 + 5])

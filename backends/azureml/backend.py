@@ -1,9 +1,12 @@
 """The `azureml` backend: the spec as one Azure ML command job, through azure-ai-ml's MLClient.
 
 Render (backends/azureml/render.py) builds the ARM body as a plain dict so a dry run never
-imports the SDK; submit turns that body into the SDK's command job (which uploads the job's
-code directory and registers the image as an environment) and PUTs it under our own job
-name, so a submit retried after a lost answer finds the job instead of making a second.
+imports the SDK; submit turns that body into the SDK's command job and PUTs it under our own job
+name, so a submit retried after a lost answer finds the job instead of making a second. The SDK
+registers the image as an environment and makes the bundle the job's code asset: an anonymous
+asset it looks up by content hash first (CodeVersions list `hash=`), so a re-submit of an
+unchanged tree references the asset already there and uploads nothing. An asset is registered
+only after all its files are uploaded, so an interrupted upload leaves nothing a later submit finds.
 Logs are the run-history log files (user_logs/std_log*.txt), read from where the last
 read stopped with HTTP range requests.
 """
@@ -58,6 +61,8 @@ CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 TOKEN_ENV = "LAUNCH_AZURE_ACCESS_TOKEN"
 PUBLIC_CLOUD = "AzureCloud"
 STUDIO = "https://ml.azure.com"
+# the staged code directory's name: part of the blob path of a new code asset, never of its content hash
+CODE_STAGING = "bundle"
 
 STATES: dict[str, JobState] = {
     "NotStarted": JobState.PENDING,
@@ -154,8 +159,8 @@ class AzureMLBackend(Backend):
     # -- submit ------------------------------------------------------------------
 
     def submit(self, request: Request) -> Handle:
-        """Check the compute, adopt a job already under our name, else stage the code directory and
-        create the job. The SDK uploads the directory as a code asset and registers the image."""
+        """Check the compute, adopt a job already under our name, else stage the bundle as the code
+        directory and create the job. The SDK reuses or uploads the code asset and registers the image."""
         props = request.payload["properties"]
         workspace = _workspace_of(request.operation)
         ml = self._ml(workspace)
@@ -168,7 +173,7 @@ class AzureMLBackend(Backend):
                 return self._handle(request.job_id, workspace, existing)
             staging = Path(tempfile.mkdtemp(prefix="launch-azureml-"))
             try:
-                job = _command_job(props, request, staging / request.job_id)
+                job = _command_job(props, request, staging / CODE_STAGING)
                 with _sdk_prints_hidden():
                     created = ml.jobs.create_or_update(job)
             finally:
@@ -285,8 +290,11 @@ def _shared_client(subscription_id: str, resource_group: str, workspace_name: st
                  "cloud_metadata": {"azure_portal": url, "resource_manager": url, "active_directory": url,
                                     "aml_resource_id": url, "storage_endpoint": host,
                                     "registry_discovery_endpoint": url}}
+    # show_progress stays on: with it off, azure-ai-ml never reads the results of its code-upload threads, so
+    # a refused blob PUT (403, an expired SAS) leaves create_or_update waiting forever for a file count that
+    # never completes (_asset_utils.upload_directory). The bar goes where _sdk_prints_hidden sends stderr.
     return MLClient(_credential(), subscription_id, resource_group, workspace_name, enable_telemetry=False,
-                    show_progress=False, **cloud)
+                    show_progress=True, **cloud)
 
 
 def _credential() -> Any:
@@ -335,8 +343,8 @@ def _quiet_sdk_logging() -> None:
 
 
 def _sdk_prints_hidden() -> Any:
-    """The code upload prints a colour-reset line to stderr even with show_progress off: hidden unless
-    the user asked for detail (errors still arrive as exceptions)."""
+    """The code upload's progress bar and colour-reset line go to stderr: hidden unless the user asked
+    for detail (errors still arrive as exceptions)."""
     import contextlib
     import io
     import logging
@@ -361,8 +369,9 @@ def _studio_url(workspace: rendering.Workspace, name: str) -> str:
 
 
 def stage_code_dir(request: Request, code_dir: Path) -> None:
-    """Lay the request's uploads out as the directory the SDK uploads as the job's code: each node
-    starts in it, so bootstrap.sh, run.sh and the bundle sit next to each other there."""
+    """Lay the request's uploads (the bundle files, nothing of the job's own) out as the directory the
+    SDK makes the job's code asset: each node starts in a copy of it. Its content hash names the asset,
+    so the same bundle gives the same asset whatever the job."""
     code_dir.mkdir(parents=True)
     for upload in request.uploads:
         target = code_dir / upload.destination.removeprefix(rendering.CODE_DIR)
@@ -379,7 +388,8 @@ def _command_job(props: Mapping[str, Any], request: Request, code_dir: Path) -> 
     from azure.ai.ml import command
     from azure.ai.ml.entities import Environment, QueueSettings
 
-    stage_code_dir(request, code_dir)
+    if request.uploads:
+        stage_code_dir(request, code_dir)
     prefix, _, suffix = rendering.ENVIRONMENT_ID.partition("{image}")
     image = props["environmentId"].removeprefix(prefix).removesuffix(suffix)
     resources = props["resources"]
@@ -398,7 +408,8 @@ def _command_job(props: Mapping[str, Any], request: Request, code_dir: Path) -> 
     if props.get("queueSettings"):
         options["queue_settings"] = QueueSettings(job_tier=props["queueSettings"]["jobTier"].lower())
     return command(name=request.job_id, display_name=props["displayName"], experiment_name=props["experimentName"],
-                   command=props["command"], code=str(code_dir), environment=Environment(image=image),
+                   command=props["command"], code=str(code_dir) if request.uploads else None,
+                   environment=Environment(image=image),
                    environment_variables=dict(props["environmentVariables"]), tags=dict(props["tags"]),
                    instance_count=resources["instanceCount"], **options)
 

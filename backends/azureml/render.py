@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import json
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launcher import catalog, logs
-from launcher.backend import Request
+from launcher.backend import Request, Upload
 from launcher.errors import Problem, SpecError
 from launcher.node import Placement, job_files, node_address_problems, node_environment
 
@@ -27,17 +28,25 @@ if TYPE_CHECKING:
 
 JOB_ID_TAG = "launch_job_id"
 IDEMPOTENCY_TAG = "launch_idempotency_key"
-CODE_DIR = "code/"  # upload destinations under the job's code directory, which the SDK uploads as its code asset
+# Upload destinations of the bundle file(s): the job's code asset holds them and nothing else, so the SDK finds
+# an asset of the same content hash on a re-submit of an unchanged tree and uploads nothing.
+CODE_DIR = "code/"
+# The job's own small files (bootstrap.sh, run.sh, setup.sh, topology.sh) differ from job to job: they travel
+# inside the command, which writes them here (relative to the node's working directory, the code asset's copy).
+JOB_DIR = ".launch-job/"
 DEFAULT_CPU_SIZE = "Standard_DS3_v2"  # serverless VM for a job that asks for no GPU (4 vCPU, 14 GiB)
 DEFAULT_GPU_SHM = "16g"  # Azure's 2g default starves PyTorch DataLoader workers
 # Filled in by the SDK at submit (the code asset and the environment it registers); shown as such on a dry run.
-CODE_ID = "<code asset the SDK uploads: the job's code directory>"
+CODE_ID = "<code asset holding the bundle: the one of the same content hash, else the SDK uploads it>"
 ENVIRONMENT_ID = "<environment the SDK registers for image {image}>"
 SERVICE_ASSIGNED = ("codeId", "environmentId")
-# The command every node runs, in the code directory. Azure ML's PyTorch distribution (one process per
-# node) exports NODE_RANK, MASTER_ADDR and MASTER_PORT; bootstrap.sh reads the LAUNCH_* names.
+# How every node starts, in its working directory (where Azure ML puts the code asset's files), once the job's
+# files are written. Azure ML's PyTorch distribution (one process per node) exports NODE_RANK, MASTER_ADDR and
+# MASTER_PORT; bootstrap.sh reads the LAUNCH_* names.
 NODE_COMMAND = ('LAUNCH_NODE_RANK="${NODE_RANK:-0}" LAUNCH_MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}" '
-                'LAUNCH_MASTER_PORT="${MASTER_PORT:-29500}" exec sh bootstrap.sh')
+                'LAUNCH_MASTER_PORT="${MASTER_PORT:-29500}" exec sh ' + JOB_DIR + 'bootstrap.sh')
+# Azure ML reads `${{...}}` in a command as a binding to the job's inputs/outputs; file text must never form one.
+BINDING = "${{"
 AZUREML_CONFIG_FILES = ("config.json", ".azureml/config.json")
 
 
@@ -152,7 +161,9 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                            spec.retries)
 
     workspace = Workspace(**values)
-    uploads, files_env = job_files(spec, bundle, Placement(CODE_DIR, "", CODE_DIR, ""))
+    uploads, files_env = job_files(spec, bundle, Placement(JOB_DIR, JOB_DIR, CODE_DIR, ""))
+    code = tuple(u for u in uploads if u.destination.startswith(CODE_DIR))  # the bundle: one file or more
+    own = [u for u in uploads if not u.destination.startswith(CODE_DIR)]
     environment = {**node_environment(spec, job_id, secrets, output_dir="outputs",
                                       checkpoint_dir=spec.checkpoint_dir or "/tmp/launch/checkpoints",
                                       workdir="/tmp/launch/work"),
@@ -161,8 +172,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if idempotency_key:
         tags[IDEMPOTENCY_TAG] = idempotency_key
     properties: dict[str, Any] = {
-        "command": NODE_COMMAND,
-        "codeId": CODE_ID,
+        "command": node_command(own),
+        **({"codeId": CODE_ID} if code else {}),
         "properties": {},
         "experimentName": spec.name,
         "isArchived": False,
@@ -186,7 +197,25 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if tier:
         properties["queueSettings"] = {"jobTier": tier}
     operation = f"PUT {workspace.arm_id}/jobs/{job_id}"
-    return Request("azureml", job_id, operation, {"properties": properties}, tuple(uploads))
+    return Request("azureml", job_id, operation, {"properties": properties}, code)
+
+
+def node_command(files: list[Upload]) -> str:
+    """The job's command: write the job's own files (each quoted as one shell word, text for text), then
+    start bootstrap.sh. They ride in the command rather than in the code asset, so that asset is the bundle
+    alone and stays the same while only the job's command changes; Azure ML documents no limit on a
+    command's length (its resource limits list none), while environment values are capped."""
+    steps = [f"mkdir -p {JOB_DIR.rstrip('/')}"]
+    for upload in files:
+        text = upload.content if upload.content is not None else Path(upload.source).read_text(encoding="utf-8")
+        steps.append(f"printf '%s' {_shell_text(text)} > {shlex.quote(upload.destination)}")
+    return " && ".join([*steps, NODE_COMMAND])
+
+
+def _shell_text(text: str) -> str:
+    """`text` as one single-quoted shell word in which no `${{` appears: `$''{{` is the same word to a shell
+    (an empty quoted string between `$` and `{{`), while Azure ML no longer reads it as a binding."""
+    return shlex.quote(text).replace(BINDING, "$''{{")
 
 
 def _resources(settings: Mapping[str, Any], spec: JobSpec, problems: list[Problem]) -> dict[str, Any]:

@@ -26,6 +26,12 @@ Wire facts (azure-ai-ml 1.35.2, azure-core 1.41, azure-storage-blob 12.31; read 
   retry after a lost answer); a PUT whose compute is not a compute of the workspace answers 400, as the service
   does. ``cancel``: POST ``jobs/{name}/cancel`` answers 202 with ``Location`` (polled: 200 ``{}``); a job that
   has ended is left as it is (202 too). Unknown job: 404 ``ResourceNotFound`` / ``UserError``.
+- Code assets: the SDK lists code versions with ``hash=<content hash>&hashVersion=202208`` before uploading;
+  the service answers the versions of any name registered with that ``hash_sha256`` property (the REST spec:
+  "regardless of name"), and the SDK then references that asset and uploads nothing. Else it asks
+  ``startPendingUpload`` for a SAS into the container, PUTs the blobs (``blob_put_bytes`` counts their bytes)
+  and only then PUTs the code version (refused here when nothing was uploaded under its ``codeUri``).
+  ``working_directory(job, dir)`` lays out what a node of the job starts with: the code asset's files.
 - Run history (``/history/v1.0/.../runs/{name}``, and ``/artifact/v2.0/...`` content URLs) lists the log
   files of a run as ``logFiles``: ``user_logs/std_log.txt`` (single node) or ``user_logs/std_log_process_N.txt``
   (one per node), each a SAS-style URL into the fake's blob container, read with ``Range`` headers.
@@ -268,6 +274,7 @@ class AzureMLFake:
             self.codes: dict[tuple[str, str], dict[str, Any]] = {}
             self.blobs: dict[str, bytes] = {}
             self.blob_metadata: dict[str, dict[str, str]] = {}
+            self.blob_put_bytes: list[tuple[str, int]] = []  # (blob, bytes) of each data PUT (whole blob or block)
             self.computes: set[str] = set()
             self.logs: dict[tuple[str, str], bytearray] = {}
             self.fail_auth = False
@@ -328,10 +335,32 @@ class AzureMLFake:
                 path = "user_logs/std_log.txt" if nodes == 1 else f"user_logs/std_log_process_{node}.txt"
             self.logs.setdefault((name, path), bytearray()).extend(text.encode())
 
+    def working_directory(self, name: str, into: Path) -> tuple[str, dict[str, str]]:
+        """What a node of job `name` starts with, as Azure ML gives it: the files of the job's code asset
+        copied into its working directory (`into`), the job's command and its environment variables."""
+        with self._lock:
+            props = self.jobs[name]["properties"]
+            into.mkdir(parents=True, exist_ok=True)
+            if props.get("codeId"):
+                match = re.search(r"/codes/([^/]+)/versions/([^/]+)$", props["codeId"])
+                assert match is not None, props["codeId"]
+                uri = self.codes[(match.group(1), match.group(2))]["properties"]["codeUri"]
+                prefix = urllib.parse.urlsplit(uri).path.removeprefix(f"/{CONTAINER}/").rstrip("/") + "/"
+                for blob, data in self.blobs.items():
+                    if blob.startswith(prefix) and "#" not in blob:
+                        target = into / blob.removeprefix(prefix)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(data)
+            return props["command"], dict(props.get("environmentVariables") or {})
+
     def fail_next(self, path_regex: str, status: int = 503, *, method: str | None = None, times: int = 1,
                   code: str = "ServiceUnavailable", after: bool = False) -> None:
-        """Answer the next `times` matching requests with `status` (after storing them, when `after`)."""
+        """Answer the next `times` matching requests with `status` (after storing them, when `after`);
+        times=0 ends every failure still pending."""
         with self._lock:
+            if times == 0:
+                self._failures.clear()
+                return
             self._failures.append([re.compile(path_regex), method, times, status, code, after])
 
     # -- request handling ----------------------------------------------------------------------------
@@ -479,10 +508,15 @@ class AzureMLFake:
 
     def _list_codes(self, sub: str, rg: str, ws: str, name: str, query: dict[str, str],
                     **_: Any) -> tuple[int, Any, dict[str, str]]:
+        """Versions of code `name`; with `hash` (and `hashVersion`), the versions of any name whose content
+        hash is that one ("regardless of name", as the REST spec says): how the SDK finds an anonymous
+        code asset already registered for the same files."""
         self._check_scope(sub, rg, ws)
-        wanted = query.get("hash")
-        found = [c for (n, _v), c in self.codes.items()
-                 if (not wanted or c["_hash"] == wanted)]
+        wanted, version = query.get("hash"), query.get("hashVersion")
+        if wanted:
+            found = [c for c in self.codes.values() if c["_hash"] == (wanted, version or c["_hash"][1])]
+        else:
+            found = [c for (n, _v), c in self.codes.items() if n == name]
         return 200, {"value": [_public(c) for c in found]}, {}
 
     def _pending_upload(self, sub: str, rg: str, ws: str, name: str, version: str, body: bytes,
@@ -510,12 +544,12 @@ class AzureMLFake:
         if problems:
             raise ApiError(400, "UserError", "invalid code version: " + "; ".join(problems))
         self.code_puts.append(data)
+        extra = data["properties"].get("properties") or {}  # the SDK's content hash of the files
         stored = {"id": f"{self.workspace_id()}/codes/{name}/versions/{version}", "name": version,
                   "type": "Microsoft.MachineLearningServices/workspaces/codes/versions",
                   "properties": {**data["properties"], "provisioningState": "Succeeded"},
                   "systemData": {"createdAt": _now(), "createdBy": "fake"},
-                  "_hash": data["properties"].get("properties", {}).get("azureml.hash")
-                  or (data["properties"].get("tags") or {}).get("hash", "")}
+                  "_hash": (str(extra.get("hash_sha256", "")), str(extra.get("hash_version", "")))}
         self.codes[(name, version)] = stored
         return 201, _public(stored), {}
 
@@ -534,6 +568,7 @@ class AzureMLFake:
                                         if k.lower().startswith("x-ms-meta-")}
             return 200, b"", {"ETag": '"1"'}
         if query.get("comp") == "block":
+            self.blob_put_bytes.append((blob, len(body)))
             self.blobs.setdefault(f"{blob}#blocks", b"")
             self.blobs[f"{blob}#block#{query['blockid']}"] = body
             return 201, b"", {}
@@ -543,6 +578,7 @@ class AzureMLFake:
             return 201, b"", {"ETag": '"1"', "Last-Modified": email.utils.formatdate(usegmt=True)}
         if headers.get("x-ms-blob-type", "BlockBlob") != "BlockBlob":
             raise ApiError(400, "InvalidHeaderValue", "only block blobs")
+        self.blob_put_bytes.append((blob, len(body)))
         self.blobs[blob] = body
         self.blob_metadata[blob] = {k.lower()[len("x-ms-meta-"):]: v for k, v in headers.items()
                                     if k.lower().startswith("x-ms-meta-")}
