@@ -97,8 +97,10 @@ def boot(tmp_path: Path, node: Node, rank: int) -> subprocess.CompletedProcess:
     (here / "job").mkdir(parents=True)
     for name, content in node.files.items():
         (here / "job" / name).write_text(content)
+    # files that travel as uploads land in job/; a backend whose command writes them (azureml) keeps its paths
     env = {key: str(here / "job" / value.rsplit("/", 1)[-1])
-           if key in ("LAUNCH_RUN_FILE", "LAUNCH_TOPOLOGY", "LAUNCH_SETUP_FILE") else value
+           if key in ("LAUNCH_RUN_FILE", "LAUNCH_TOPOLOGY", "LAUNCH_SETUP_FILE")
+           and value.rsplit("/", 1)[-1] in node.files else value
            for key, value in node.env.items()}
     stub = tmp_path / "bin"
     if not stub.exists():
@@ -255,7 +257,8 @@ def aihc(text: str) -> Cluster:
 
 
 def azureml(text: str) -> Cluster:
-    """The job's command maps Azure's PyTorch-distribution variables and execs bootstrap.sh from the code dir."""
+    """The job's command writes bootstrap.sh and run.sh into the working directory, maps Azure's
+    PyTorch-distribution variables and execs bootstrap.sh."""
     request = render_azureml(text)
     props = request.payload["properties"]
     nodes = [Node(dict(props["environmentVariables"]), upload_files(request),
