@@ -46,11 +46,13 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import ssl
 import tempfile
 import threading
 import urllib.parse
 import uuid
+import weakref
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -228,6 +230,8 @@ class AzureMLFake:
         self.subscription, self.resource_group, self.workspace, self.location = \
             subscription, resource_group, workspace, location
         self._dir = Path(tempfile.mkdtemp(prefix="azureml-fake-"))
+        # the certificate lives as long as the fake (clients read ca_file), then goes: no temp dir left behind
+        weakref.finalize(self, shutil.rmtree, str(self._dir), True)
         self.ca_file, self._key_file = make_certificate(self._dir)
         self._server: bugs.RecordingHTTPServer | None = None
         self._lock = threading.RLock()
