@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
@@ -64,6 +65,7 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
     stores = Stores(opener)
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                      undefined=jinja2.StrictUndefined)
+    environment.filters["part"] = lambda value: quote(str(value), safe="")  # one URL path segment
     templates = Jinja2Templates(env=environment)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -142,7 +144,8 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
         return StreamingResponse(body, media_type="text/event-stream", headers={"x-accel-buffering": "no"})
 
     def job_metrics(request: Request) -> Response:
-        """{metric: [[step, value], ...]} from the job's logs (read through, as `launch logs` does)."""
+        """{metric: [[step, value], ...]} from node 0's logs (read through, as `launch logs` does): the rank
+        that reports metrics in most training scripts, and one curve per metric rather than one per node."""
         record = job_or_404(request)
         if isinstance(record, Response):
             return JSONResponse({"error": "no such job"}, status_code=404)
@@ -150,7 +153,7 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
 
         redact = views.Redactor(record)
         try:
-            lines = (text for block in runner.read_logs(record) for text in redact(block.text).split("\n"))
+            lines = (text for block in runner.read_logs(record, node=0) for text in redact(block.text).split("\n"))
             found = metrics.series(lines)
         except LaunchError as exc:
             return JSONResponse({"error": exc.message, "series": {}})
@@ -159,8 +162,8 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
     async def cancel(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        form = await request.form()
-        if not access.csrf_ok(str(form.get("csrf", "")) or request.headers.get("x-csrf-token")):
+        form = await _form(request)
+        if not access.csrf_ok(form.get("csrf") or request.headers.get("x-csrf-token")):
             return problem(request, 403, "the form's CSRF token is missing or stale: reload the page and try again")
         job_id = request.path_params["job_id"]
 
@@ -183,8 +186,8 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
         return RedirectResponse(request.url_for("job", job_id=job_id), status_code=303)
 
     def sweep(request: Request) -> Response:
-        group = request.path_params["group"]
-        records = stores.get().list(group=group)
+        group = request.query_params.get("group", "")  # a query value: a group id may hold any character
+        records = stores.get().list(group=group) if group else []
         if not records:
             return problem(request, 404, "no sweep with this group id in this history")
         return page(request, "sweep.html", group=group, grid=views.sweep_grid(records),
@@ -197,10 +200,10 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
     async def plan_page(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        form = await request.form() if request.method == "POST" else None
-        if form is not None and not access.csrf_ok(str(form.get("csrf", ""))):
+        form = await _form(request) if request.method == "POST" else None
+        if form is not None and not access.csrf_ok(form.get("csrf")):
             return problem(request, 403, "the form's CSRF token is missing or stale: reload the page and try again")
-        return await run_in_threadpool(_plan, request, str(form.get("spec", "")) if form is not None else None)
+        return await run_in_threadpool(_plan, request, form.get("spec", "") if form is not None else None)
 
     def _plan(request: Request, text: str | None) -> Response:
         store = stores.get()
@@ -225,7 +228,7 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
         Route("/jobs/{job_id}/logs", logs),
         Route("/jobs/{job_id}/metrics", job_metrics),
         Route("/jobs/{job_id}/cancel", cancel, methods=["POST"]),
-        Route("/sweeps/{group}", sweep, name="sweep"),
+        Route("/sweep", sweep, name="sweep"),
         Route("/usage", usage, name="usage"),
         Route("/plan", plan_page, methods=["GET", "POST"], name="plan"),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -237,6 +240,15 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
 
     app = Starlette(routes=routes, lifespan=lifespan, max_body_size=MAX_BODY)
     return Guard(app, access)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A posted form (the pages' forms are URL-encoded; multipart is not needed, nor accepted)."""
+    from urllib.parse import parse_qsl
+
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return {}
+    return dict(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def _spec_text(record: JobRecord) -> str:
