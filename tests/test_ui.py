@@ -314,7 +314,7 @@ def test_every_response_carries_the_security_headers(client: TestClient, world: 
         response = client.get(url)
         assert response.headers["content-security-policy"] == POLICY, url
         assert response.headers["x-content-type-options"] == "nosniff"
-        assert response.headers["x-frame-options"] == "DENY" and response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["x-frame-options"] == "DENY" and response.headers["referrer-policy"] == "same-origin"
     assert "default-src 'self'" in POLICY
     assert client.get("/").headers["cache-control"] == "no-store"
 
