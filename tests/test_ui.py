@@ -410,6 +410,49 @@ def test_logs_stream_ends_and_resumes_after_the_last_event_id(tmp_path: Path, mo
             {"loss": [[float(i), i / 10] for i in range(1, 6)]}  # node 0's
 
 
+def test_a_closed_page_stops_its_log_follow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real uvicorn server (in this process, so its threads can be seen) streaming a running job's logs:
+    once the client goes, the runner's follow for it returns instead of reading on until the job ends."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from launcher import runner
+    from launcher.spec import parse_spec
+    from launcher.ui.server import bind
+
+    monkeypatch.setenv("LAUNCH_HOME", str(tmp_path / "home"))
+    spec = parse_spec("name: endless\nrun: 'while true; do echo tick; sleep 0.2; done'\n", "s.yaml", base_dir=tmp_path)
+    store = Store.open()
+    job = runner.submit(store, spec, "local").record
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(Store.open, Access()), log_level="warning", lifespan="on"))
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    serving.start()
+    following = lambda: [t for t in threading.enumerate() if t.name == f"logs-{job.id}"]  # noqa: E731
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/jobs/{job.id}/logs"
+        with httpx.stream("GET", url, timeout=30) as response:
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+            ticks = 0
+            for line in response.iter_lines():
+                ticks += line.startswith("data: ") and "tick" in line
+                if ticks >= 2:
+                    break
+            assert following()
+        deadline = time.monotonic() + 30
+        while following() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not following(), "the follow outlived its page"
+    finally:
+        runner.cancel(store, store.get(job.id))
+        server.should_exit = True
+        serving.join(timeout=30)
+        sock.close()
+    assert store.get(job.id).state is JobState.CANCELLED
+
+
 # -- the command ---------------------------------------------------------------------------------------------
 
 
