@@ -453,6 +453,53 @@ def test_a_closed_page_stops_its_log_follow(tmp_path: Path, monkeypatch: pytest.
     assert store.get(job.id).state is JobState.CANCELLED
 
 
+def test_the_dashboard_reads_a_shared_postgresql_store(pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    """The team's store (store_url) serves the same pages: a connection per server thread."""
+    from test_ui_world import fill
+
+    from launcher.store import open_store
+    from launcher.store_pg import PgStore
+
+    monkeypatch.setenv("LAUNCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LAUNCH_STORE_URL", pg_url)
+    shared = PgStore(pg_url)
+    try:
+        written = fill(shared, 40)
+    finally:
+        shared.close()
+    with TestClient(create_app(open_store, Access())) as client:
+        page = client.get("/", params={"limit": "all"})
+        assert sorted(r["data-job-id"] for r in job_rows(page.text)) == sorted(r.id for r in written)
+        sweep = client.get("/sweep", params={"group": SWEEP})
+        assert sweep.status_code == 200 and sweep.text.count('class="cell"') == 6
+        job = written[0]
+        assert client.get(f"/jobs/{job.id}").status_code == 200
+        assert client.get("/api/states", params={"id": job.id}).json()[job.id]["state"] == job.state.value
+
+
+def test_with_host_the_printed_url_carries_the_token(tmp_path: Path) -> None:
+    """`launch ui --host ADDRESS`: the printed URL holds the token; without it every request is refused."""
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "LAUNCH_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen([sys.executable, "-m", "launcher", "ui", "--host", "127.0.0.1", "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        url = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{20,}", server.stdout.readline()).group(0)
+        bare = url.split("?")[0]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bare, timeout=30)
+        assert refused.value.code == 403
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(url, timeout=30) as page:  # redirected without the token, with the cookie
+            assert page.status == 200 and page.url == bare and "No jobs" in page.read().decode()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 # -- the command ---------------------------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image, ImageStat
 from test_ui_world import filled_store
 
-from launcher.backend import JobState
+from launcher.backend import JobState, Status
 from launcher.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,18 +50,21 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
                                cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert submitted.returncode == 0, submitted.stderr
     job = re.search(r'"id": "([^"]+)"', submitted.stdout).group(1)
+    errors = (tmp_path / "server.err").open("w")  # a file, not a pipe: a chatty server never blocks on it
     process = subprocess.Popen([sys.executable, "-m", "launcher", "ui", "--port", "0"], env=_env(home), cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=errors, text=True)
     try:
         line = process.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:\d+/", line)
-        assert found, line + process.stderr.read() if process.poll() is not None else line
+        assert found, line + (tmp_path / "server.err").read_text()
         yield found.group(0), home, job
     finally:
         subprocess.run([sys.executable, "-m", "launcher", "cancel", job], env=_env(home), capture_output=True,
                        timeout=120)
         process.terminate()
         process.wait(timeout=30)
+        errors.close()
+    assert "Traceback" not in (tmp_path / "server.err").read_text()
 
 
 @pytest.fixture
@@ -138,6 +141,18 @@ def test_dashboard_in_a_browser(server: tuple[str, Path, str], browser: object, 
     Select(driver.find_element(By.ID, "filter-state")).select_by_value("RUNNING")
     wait.until(lambda d: "state=RUNNING" in d.current_url and len(rows()) < 200)
     assert {state for _, state in rows()} == {"RUNNING"} and job in [i for i, _ in rows()]
+    # another `launch` records an end meanwhile: the row changes without a reload
+    other = next(i for i, _ in rows() if i != job)
+    driver.execute_script("window.notReloaded = true")
+    store = Store(home / "jobs.db")
+    try:
+        store.set_status(other, Status(JobState.FAILED, "Failed", "exit 1"))
+    finally:
+        store.close()
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-job-id="{other}"]')
+    wait.until(lambda d: row.get_attribute("data-state") == "FAILED" and row.find_element(By.CSS_SELECTOR,
+                                                                                          "td.state").text == "FAILED")
+    assert driver.execute_script("return window.notReloaded === true")
     box = driver.find_element(By.ID, "filter-text")
     box.send_keys("slow-printer", Keys.ENTER)
     wait.until(lambda d: "q=slow-printer" in d.current_url)

@@ -123,9 +123,9 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
             return record
         store = stores.get()
         redact = views.Redactor(record)
+        sent = store.request(record.id)
         return page(request, "job.html", job=views.row(record), record=record, redact=redact,
-                    spec=redact.json(record.spec), request_json=redact.json(store.request(record.id))
-                    if store.request(record.id) is not None else None,
+                    spec=redact.json(record.spec), request_json=redact.json(sent) if sent is not None else None,
                     history=[(views.when(at), state.value, raw) for at, state, raw in store.history(record.id)],
                     console=views.console_url(record), nodes=range(views.nodes(record)),
                     message=redact(record.message or ""), can_cancel=not record.state.is_terminal)
