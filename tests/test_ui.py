@@ -410,6 +410,16 @@ def test_logs_stream_ends_and_resumes_after_the_last_event_id(tmp_path: Path, mo
             {"loss": [[float(i), i / 10] for i in range(1, 6)]}  # node 0's
 
 
+def test_logs_that_cannot_be_read_say_why_in_one_event(client: TestClient, world: tuple[Path, list]) -> None:
+    """A record whose handle lacks what its backend reads: one `problem` event with the runner's own
+    message (as `launch logs` says it), then the stream ends; the metrics say so too."""
+    job = next(r for r in world[1] if r.backend == "sagemaker" and r.state is JobState.RUNNING and not r.group_id)
+    got = events(client.get(f"/jobs/{job.id}/logs").text)
+    assert [e["event"] for e in got] == ["problem"]
+    assert "record lacks" in got[0]["data"]["message"] and "launch list --sync" in got[0]["data"]["message"]
+    assert "record lacks" in client.get(f"/jobs/{job.id}/metrics").json()["error"]
+
+
 def test_a_closed_page_stops_its_log_follow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real uvicorn server (in this process, so its threads can be seen) streaming a running job's logs:
     once the client goes, the runner's follow for it returns instead of reading on until the job ends."""

@@ -207,7 +207,10 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
 
     def _plan(request: Request, text: str | None) -> Response:
         store = stores.get()
-        picks = list({r.name: r for r in reversed(store.list(limit=200))}.values())[::-1][:PLAN_PICKS]
+        newest: dict[str, JobRecord] = {}  # each name's newest job, newest first
+        for found in store.list(limit=200):
+            newest.setdefault(found.name, found)
+        picks = list(newest.values())[:PLAN_PICKS]
         if text is None:
             picked = store.get(request.query_params.get("job", ""))
             text = _spec_text(picked) if picked is not None else ""
