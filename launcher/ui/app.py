@@ -133,7 +133,8 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
     async def logs(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        record = await run_in_threadpool(stores.get().get, request.path_params["job_id"])
+        job_id = request.path_params["job_id"]
+        record = await run_in_threadpool(lambda: stores.get().get(job_id))  # that thread's own connection
         if record is None:
             return JSONResponse({"error": "no such job"}, status_code=404)
         try:
