@@ -463,6 +463,25 @@ def test_a_closed_page_stops_its_log_follow(tmp_path: Path, monkeypatch: pytest.
     assert store.get(job.id).state is JobState.CANCELLED
 
 
+def test_opening_another_connection_keeps_the_locks_of_the_open_ones(tmp_path: Path) -> None:
+    """The server opens a store per thread while its other threads' connections are open. Opening one
+    must not drop the SQLite locks this process holds (closing any descriptor of the file releases them
+    all: POSIX locks). Else another process closing its connection believes it was the last, checkpoints
+    and deletes the WAL under this one's feet: "disk I/O error", then "database disk image is malformed"."""
+    path = tmp_path / "jobs.db"
+    held = Store(path)
+    try:
+        held.list()
+        Store(path).close()  # another server thread's first request
+        subprocess.run([sys.executable, "-c", "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+                        "db.execute('SELECT count(*) FROM jobs').fetchall(); db.close()", str(path)],
+                       check=True, timeout=60)  # a `launch` command elsewhere, done with the history
+        assert Path(f"{path}-wal").exists(), "the other process took this one's connection for gone"
+        assert held.list() == []
+    finally:
+        held.close()
+
+
 def test_the_dashboard_reads_a_shared_postgresql_store(pg_url: str, monkeypatch: pytest.MonkeyPatch,
                                                         tmp_path: Path) -> None:
     """The team's store (store_url) serves the same pages: a connection per server thread."""

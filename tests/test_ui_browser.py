@@ -176,6 +176,8 @@ def test_dashboard_in_a_browser(server: tuple[str, Path, str], browser: object, 
     chart.screenshot(str(artifacts / "metrics-chart.png"))
     _not_blank(artifacts / "metrics-chart.png", colours=8)
 
+    driver.save_screenshot(str(artifacts / "job.png"))
+
     # Cancel, confirmed in the browser's dialog
     driver.find_element(By.ID, "cancel-button").click()
     dialog = wait.until(seen.alert_is_present())
