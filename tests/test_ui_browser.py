@@ -176,6 +176,7 @@ def test_dashboard_in_a_browser(server: tuple[str, Path, str], browser: object, 
     chart.screenshot(str(artifacts / "metrics-chart.png"))
     _not_blank(artifacts / "metrics-chart.png", colours=8)
 
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(artifacts / "job.png"))
 
     # Cancel, confirmed in the browser's dialog
