@@ -332,6 +332,9 @@ def test_with_a_host_every_request_needs_the_token(world: tuple[Path, list]) -> 
         assert anonymous.get("/usage").status_code == 200  # with the cookie now
         anonymous.cookies.clear()
         assert anonymous.get("/usage").status_code == 403
+        anonymous.cookies.set(access.cookie, "left-by-an-earlier-server")
+        assert anonymous.get("/usage").status_code == 403
+        assert anonymous.get("/usage", params={"token": access.token}).status_code == 303  # the new URL still works
 
 
 def test_on_localhost_pages_need_the_right_host_header(world: tuple[Path, list]) -> None:

@@ -74,8 +74,9 @@ class Guard:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         method = scope["method"]
         from_cookie = _cookie(headers.get("cookie", ""), self.access.cookie)
-        presented = from_cookie or _authorization(headers.get("authorization", "")) or query.get("token")
-        refusal = self._refusal(method, headers, presented)
+        # any one will do: a cookie left by an earlier server on this port must not hide the new URL's token
+        presented = (from_cookie, _authorization(headers.get("authorization", "")), query.get("token"))
+        refusal = self._refusal(method, headers, any(self.access.token_ok(p) for p in presented))
         if refusal:
             await _plain(send, 403, refusal)
             return
@@ -98,15 +99,15 @@ class Guard:
 
         await self.app(scope, receive, with_headers)
 
-    def _refusal(self, method: str, headers: dict[str, str], presented: str | None) -> str | None:
-        """Why this request is refused (403), or None."""
+    def _refusal(self, method: str, headers: dict[str, str], authorized: bool) -> str | None:
+        """Why this request is refused (403), or None. `authorized`: it showed the session token."""
         access = self.access
         if access.hosts is not None and headers.get("host", "") not in access.hosts:
             return "unexpected Host header: open the dashboard at the address `launch ui` printed"
-        if access.token_required and not access.token_ok(presented):
+        if access.token_required and not authorized:
             return "this dashboard needs its token: open the URL `launch ui` printed (it ends in ?token=...)"
         if method not in SAFE_METHODS:
-            if not access.token_ok(presented):
+            if not authorized:
                 return "a change needs the dashboard's session token: reload the page and try again"
             if headers.get("sec-fetch-site") == "cross-site":
                 return "a change must come from the dashboard's own pages"
