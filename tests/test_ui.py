@@ -152,14 +152,33 @@ def test_the_sweep_page_is_a_grid_coloured_by_state(client: TestClient) -> None:
 
 
 def test_states_api_gives_the_live_states(client: TestClient, world: tuple[Path, list]) -> None:
-    got = client.get("/api/states", params={"group": SWEEP}).json()
+    answer = client.get("/api/states", params={"group": SWEEP}).json()
+    got = answer["jobs"]
     assert sorted(got) == sorted(r.id for r in world[1] if r.group_id == SWEEP)
     one = next(iter(got.values()))
     assert set(one) == {"id", "name", "backend", "state", "shape", "started", "duration", "cost", "group", "point",
                         "terminal"}
-    job = world[1][0]
-    assert client.get("/api/states", params={"id": job.id}).json() == {job.id: views.row(Store(world[0]).get(job.id))}
-    assert client.get("/api/states", params={"id": "nope"}).json() == {}
+    job = next(r for r in world[1] if r.state.is_terminal)
+    assert client.get("/api/states", params={"id": job.id}).json()["jobs"] == \
+        {job.id: views.row(Store(world[0]).get(job.id))}
+    assert client.get("/api/states", params={"id": "nope"}).json()["jobs"] == {}
+
+
+def test_later_state_polls_carry_only_what_is_unfinished_or_changed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "jobs.db")
+    running, ended, ends_now = (record(i, "vertex", state) for i, state in
+                                enumerate([JobState.RUNNING, JobState.SUCCEEDED, JobState.RUNNING]))
+    for job in (running, ended, ends_now):
+        store.import_record(job, None, [])
+    with TestClient(create_app(lambda: Store(tmp_path / "jobs.db"), Access())) as client:
+        first = client.get("/api/states").json()
+        assert sorted(first["jobs"]) == sorted(j.id for j in (running, ended, ends_now))
+        later = client.get("/api/states", params={"since": first["now"] + 60}).json()["jobs"]
+        assert sorted(later) == sorted([running.id, ends_now.id])  # the ended one is not sent again
+        store.set_status(ends_now.id, Status(JobState.SUCCEEDED, "Succeeded"))
+        changed = client.get("/api/states", params={"since": first["now"]}).json()["jobs"]
+        assert {i: r["state"] for i, r in changed.items()} == {running.id: "RUNNING", ends_now.id: "SUCCEEDED"}
+    store.close()
 
 
 # -- a job's page --------------------------------------------------------------------------------------------
@@ -507,7 +526,7 @@ def test_the_dashboard_reads_a_shared_postgresql_store(pg_url: str, monkeypatch:
         assert sweep.status_code == 200 and sweep.text.count('class="cell"') == 6
         job = written[0]
         assert client.get(f"/jobs/{job.id}").status_code == 200
-        assert client.get("/api/states", params={"id": job.id}).json()[job.id]["state"] == job.state.value
+        assert client.get("/api/states", params={"id": job.id}).json()["jobs"][job.id]["state"] == job.state.value
 
 
 def test_with_host_the_printed_url_carries_the_token(tmp_path: Path) -> None:

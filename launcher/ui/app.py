@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from launcher.ui.security import Access, Guard
 HERE = Path(__file__).parent
 DEFAULT_LIMIT = 500  # rows on the jobs page unless ?limit=all
 PLAN_PICKS = 30  # recent jobs whose spec the plan page offers
+STATES_SLACK_S = 5.0  # a change stored while the previous answer was being read is not missed
 MAX_BODY = 1 << 20  # a pasted spec or a cancel form: far less than this
 
 
@@ -105,7 +107,14 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
                     groups=stores.get().group_ids(limit=50), states_query=states_query)
 
     def states(request: Request) -> Response:
-        """The live refresh: every job the page's filters (bar state) select, by id."""
+        """The live refresh: the jobs the page's filters (bar state) select, by id; with `since` (the `now`
+        of the previous answer), only those unfinished or changed since then, so a page of a thousand
+        ended jobs polls a few rows, not all of them."""
+        now = time.time()
+        try:
+            since = float(request.query_params.get("since", ""))
+        except ValueError:
+            since = None
         if "id" in request.query_params:
             record = stores.get().get(request.query_params["id"])
             records = [record] if record is not None else []
@@ -115,7 +124,9 @@ def create_app(opener: Callable[[], JobStore], access: Access | None = None) -> 
                 records = runner.refresh_active(stores.get(), records, all_backends=False)
         else:
             records, _ = listed(request, with_state=False)
-        return JSONResponse({r.id: views.row(r) for r in records})
+        if since is not None:
+            records = [r for r in records if not r.state.is_terminal or r.updated_at >= since - STATES_SLACK_S]
+        return JSONResponse({"now": now, "jobs": {r.id: views.row(r, now) for r in records}})
 
     def job(request: Request) -> Response:
         record = job_or_404(request)

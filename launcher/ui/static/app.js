@@ -31,10 +31,16 @@
       if (row.terminal) $$("form.cancel", element).forEach((form) => { form.hidden = true; });
     });
   }
+  let since = null; // the server's clock at the previous answer: after it, only what is unfinished or changed
   async function refreshStates() {
     try {
-      const response = await fetch(live.dataset.states, { headers: { Accept: "application/json" } });
-      if (response.ok) apply(await response.json());
+      const url = live.dataset.states + (since === null ? "" : `&since=${encodeURIComponent(since)}`);
+      const response = await fetch(url, { headers: { Accept: "application/json" } });
+      if (response.ok) {
+        const answer = await response.json();
+        apply(answer.jobs);
+        since = answer.now;
+      }
     } catch (error) {
       // the server is restarting or gone: try again later
     }
