@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,4 +204,4 @@ def test_dashboard_in_a_browser(server: tuple[str, Path, str], browser: object, 
     keep = os.environ.get("LAUNCH_UI_ARTIFACTS")  # CI may ask for the pictures somewhere it collects
     if keep:
         shutil.copytree(artifacts, Path(keep), dirs_exist_ok=True)
-    print(f"screenshots: {artifacts}", time.strftime("%H:%M:%S"))
+    print(f"screenshots: {artifacts}")  # shown with -s
