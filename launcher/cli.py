@@ -922,6 +922,18 @@ def backends(output: str) -> None:
     click.echo(columns(lines))
 
 
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any free port.")
+@click.option("--host", default=None, metavar="ADDRESS",
+              help="Listen there instead of 127.0.0.1; every request then needs the token printed with the URL.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the dashboard in a web browser.")
+def ui(port: int, host: str | None, open_browser: bool) -> None:
+    """A web dashboard of the job history: every job on every backend, live logs, charts (extra [ui])."""
+    from launcher import ui as dashboard
+
+    dashboard.main(host=host, port=port, open_browser=open_browser)
+
+
 def _global_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     """`launch status JOB -v` means what `launch -v status JOB` does."""
     if not value or ctx.resilient_parsing:

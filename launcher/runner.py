@@ -635,9 +635,10 @@ def _unknown_too_long(record: JobRecord, since: float | None) -> bool:
 
 
 def follow(store: JobStore, record: JobRecord, emit: Callable[[LogLine], None], *,
-           node: int | None = None, cursor: Any = None) -> JobRecord:
+           node: int | None = None, cursor: Any = None, stop: Callable[[], bool] | None = None) -> JobRecord:
     """Stream logs (after `cursor`, if given) until the job ends, then drain what is left;
-    no line shown twice."""
+    no line shown twice. `stop` says the reader went away (a dashboard's closed page): the
+    follow returns at its next poll instead of reading on until the job ends."""
     record = await_handle(store, record)
     handle = _require_handle(record)
     backend = _backend(record)
@@ -645,6 +646,8 @@ def follow(store: JobStore, record: JobRecord, emit: Callable[[LogLine], None], 
     settle_until: float | None = None
     delay = 0.1
     while True:
+        if stop is not None and stop():
+            return record
         if settle_until is None:
             record = refresh(store, record, backend)
         ended = record.state.is_terminal or _unknown_too_long(record, unknown_since)

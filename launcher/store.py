@@ -517,14 +517,18 @@ def mask_url(url: str) -> str:
 
 
 def _create_private(path: Path) -> None:
-    """Create the file 0600 before SQLite does, so it never exists world-readable."""
+    """Create the file 0600 before SQLite does, so it never exists world-readable. A file that exists
+    is never opened here: closing a descriptor of it would drop every POSIX lock this process's open
+    connections hold on it (a sweep's or `launch ui`'s other threads), and another process would then
+    take them for gone, checkpoint and delete the WAL they still use ("database disk image is malformed")."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        if os.fstat(fd).st_mode & 0o077:  # a file made by someone else's umask: tighten it
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:  # a file made by someone else's umask: tighten it
+            os.chmod(path, 0o600)
+        return
+    os.close(fd)  # new and empty: no connection holds a lock on it yet
 
 
 def _retry(action: Any) -> Any:

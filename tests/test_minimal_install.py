@@ -38,6 +38,7 @@ HIDDEN = (
     "tencentcloud",
     "baidubce",
     "openai",
+    "starlette", "uvicorn", "jinja2",  # `launch ui`'s extra, not a backend's
 )
 # backend -> what the user is told is missing
 CLOUD = {
@@ -245,6 +246,13 @@ def test_commands_on_a_job_whose_sdk_was_removed_say_how_to_install_it(home: Pat
         result = _launch(home, *command, job_id)
         assert result.returncode == 2, (command, result.stderr)
         assert f"hint: {_expected_line(backend)}" in result.stderr, (command, result.stderr)
+
+
+def test_ui_without_its_extra_says_how_to_install_it(home: Path) -> None:
+    """`launch ui` on the plain install: the pip line for the ui extra (exit 2), before anything listens."""
+    result = _launch(home, "ui", "--port", "0")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.rstrip().endswith(f"hint: {_expected_line('ui')}"), result.stderr
 
 
 def test_install_line_from_the_checkout_itself_is_dot(home: Path, tmp_path: Path) -> None:
