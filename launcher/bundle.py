@@ -584,9 +584,9 @@ def _git_files(root: Path) -> list[str] | None:
     One subprocess for the whole tree, never one per file. A missing git or
     an unusable repository falls back to walking rather than failing.
     """
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_OVERRIDES}
-    if not any((parent / ".git").exists() for parent in (root, *root.parents)):
+    if not _in_work_tree(str(root)):
         return None  # not a work tree: no subprocess at all (a sweep packs once per job)
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_OVERRIDES}
     try:
         listed = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -612,6 +612,18 @@ def _git_files(root: Path) -> list[str] | None:
         elif os.path.lexists(full):  # tracked but deleted files are skipped
             paths.append(rel)
     return paths
+
+
+def _in_work_tree(root: str) -> bool:
+    """Whether root or a directory above it has a .git (plain string paths: this runs on every submit)."""
+    path = root
+    while True:
+        if os.path.lexists(os.path.join(path, ".git")):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
 
 
 # The .gitignore files that apply in a directory: (the directory they sit in, their spec),
