@@ -93,6 +93,15 @@ class Bundle:
     def total_size(self) -> int:
         return sum(piece.size for piece in self.pieces)
 
+    @property
+    def key(self) -> str:
+        """One name for the whole set of pieces (the base's digest when it is alone): whatever holds the
+        pieces together (an Azure ML code asset, say) must be named by this, never by `digest` alone,
+        which stays the same while the overlay changes."""
+        if self.overlay is None:
+            return self.digest
+        return hashlib.sha256(f"{self.digest}+{self.overlay.digest}".encode()).hexdigest()
+
 
 def list_files(code_dir: Path) -> list[str]:
     """Relative posix paths (files and symlinks) that `pack` would store, sorted.

@@ -428,3 +428,15 @@ def test_local_job_after_an_edit_runs_in_exactly_the_edited_tree(cli, write_spec
     assert "edited lines 1" in second.stdout
     (job_dir,) = [d for d in (launch_home / "local").iterdir() if len(list(d.glob("*.tar.gz"))) == 2]
     assert snapshot(job_dir / "node-0" / "work") == snapshot(tree)
+
+
+def test_the_key_names_the_set_of_pieces(tmp_path: Path, trusting) -> None:
+    tree, cache = make_tree(tmp_path / "code"), tmp_path / "cache"
+    base, _ = pack(tree, cache)
+    assert base.key == base.digest
+    _edit_one_line(tree)
+    first, _ = pack(tree, cache)
+    write(tree, "pkg/model.py", "W = 9\n")
+    second, _ = pack(tree, cache)
+    assert first.digest == second.digest == base.digest  # the base alone cannot tell them apart
+    assert len({base.key, first.key, second.key}) == 3
