@@ -113,7 +113,11 @@ def list_files(code_dir: Path) -> list[str]:
     `.launchignore` then trims either list, and is itself kept so the remote
     side can see what was left out.
     """
-    root = _check_code_dir(code_dir)
+    return _listing(_check_code_dir(code_dir))
+
+
+def _listing(root: Path) -> list[str]:
+    """list_files of a root already checked and resolved."""
     spec = _load_launchignore(root)
     paths = _git_files(root)
     if paths is None:
@@ -145,7 +149,7 @@ def pack(
     started_ns = time.time_ns()
     root = _check_code_dir(code_dir)
     cache = Path(cache_dir)
-    paths = _without_cache(list_files(root), root, cache)
+    paths = _without_cache(_listing(root), root, cache)
     scanned = [_scan(root, rel) for rel in paths]
     entries = [(info, full) for info, full, _ in scanned]
     index = bundle_index.load(cache, root)
@@ -181,7 +185,7 @@ def pack(
             "tree": bundle_index.tree_id(tree), "base": bundle.digest, "size": bundle.size,
             "files": bundle.file_count, "overlay": bundle.overlay.digest if bundle.overlay else None,
             "overlay_size": bundle.overlay.size if bundle.overlay else None})
-        bundle_index.save(cache, index)
+        bundle_index.save(index)
     return bundle, _warnings(root, bundle, entries, warn_bytes)
 
 

@@ -76,6 +76,7 @@ def link_entry(target: str) -> str:
 @dataclass
 class Index:
     root: str
+    path: Path  # where it is saved
     stats: dict[str, list[Any]] = field(default_factory=dict)  # rel -> [*stat_key, digest, trusted]
     base: dict[str, Any] | None = None    # {"digest", "size", "raw", "files": {rel: entry}}
     result: dict[str, Any] | None = None  # {"tree", "base", "size", "files", "overlay", "overlay_size"}
@@ -116,23 +117,24 @@ def index_path(cache: Path, root: Path) -> Path:
 def load(cache: Path, root: Path) -> Index:
     """The index of root in cache; an empty one when there is none, or it is unreadable, from another
     version, or about another directory (it only ever saves work)."""
-    empty = Index(str(root))
+    path = index_path(cache, root)
+    empty = Index(str(root), path)
     try:
-        data = json.loads(index_path(cache, root).read_bytes())
+        data = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return empty
     if not isinstance(data, dict) or data.get("version") != _VERSION or data.get("root") != str(root):
         return empty
     try:
-        return Index(str(root), dict(data["stats"]), data.get("base"), data.get("result"))
+        return Index(str(root), path, dict(data["stats"]), data.get("base"), data.get("result"))
     except (KeyError, TypeError, ValueError):
         return empty
 
 
-def save(cache: Path, index: Index) -> None:
+def save(index: Index) -> None:
     """Replace root's index whole (only renew its age when nothing in it changed); a failure to write
     it only costs the next submit a pack."""
-    path = index_path(cache, Path(index.root))
+    path = index.path
     if not index.changed:
         with contextlib.suppress(OSError):
             os.utime(path)
