@@ -436,12 +436,26 @@ class Limits:
     max_bytes: int
 
 
+# The limits read from the last config.toml seen (config.load caches what it read): every submit prunes.
+_LIMITS_READ: tuple[object, Limits] | None = None
+
+
 def configured_limits() -> Limits:
     """[bundles] max_age and max_size_mb from config.toml, else the defaults."""
+    global _LIMITS_READ
+    from launcher import config
+
+    loaded = config.load()
+    if _LIMITS_READ is None or _LIMITS_READ[0] is not loaded:
+        _LIMITS_READ = (loaded, _read_limits(loaded))
+    return _LIMITS_READ[1]
+
+
+def _read_limits(loaded: dict[str, Any]) -> Limits:
     from launcher import config, durations
     from launcher.errors import UsageError
 
-    section = config.load().get("bundles", {})
+    section = loaded.get("bundles", {})
     where = config.config_path()
     if not isinstance(section, dict):
         raise UsageError(f"{where}: `bundles` must be a table: [bundles]")
