@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,10 +126,41 @@ def load(cache: Path, root: Path) -> Index:
         return empty
     if not isinstance(data, dict) or data.get("version") != _VERSION or data.get("root") != str(root):
         return empty
-    try:
-        return Index(str(root), path, dict(data["stats"]), data.get("base"), data.get("result"))
-    except (KeyError, TypeError, ValueError):
-        return empty
+    stats, base, result = data.get("stats"), data.get("base"), data.get("result")
+    if not (isinstance(stats, dict) and all(_stat_ok(seen) for seen in stats.values())
+            and (base is None or _base_ok(base)) and (result is None or _result_ok(result))):
+        return empty  # digests name cache paths: nothing unchecked gets that far
+    return Index(str(root), path, stats, base, result)
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _digest_ok(value: Any) -> bool:
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+
+def _int_ok(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _stat_ok(seen: Any) -> bool:
+    return (isinstance(seen, list) and len(seen) == 8 and all(isinstance(v, int) for v in seen[:6])
+            and _digest_ok(seen[6]) and isinstance(seen[7], bool))
+
+
+def _base_ok(base: Any) -> bool:
+    return (isinstance(base, dict) and _digest_ok(base.get("digest")) and _int_ok(base.get("size"))
+            and _int_ok(base.get("raw")) and isinstance(base.get("files"), dict)
+            and all(isinstance(v, str) for v in base["files"].values()))
+
+
+def _result_ok(result: Any) -> bool:
+    overlay = result.get("overlay") if isinstance(result, dict) else None
+    return (isinstance(result, dict) and _digest_ok(result.get("tree")) and _digest_ok(result.get("base"))
+            and _int_ok(result.get("size")) and _int_ok(result.get("files"))
+            and ((overlay is None and result.get("overlay_size") is None)
+                 or (_digest_ok(overlay) and _int_ok(result.get("overlay_size")))))
 
 
 def save(index: Index) -> None:

@@ -8,6 +8,7 @@ unpacks to (paths, bytes, exec bits, symlink targets, no leftover directories)."
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import stat
@@ -440,3 +441,27 @@ def test_the_key_names_the_set_of_pieces(tmp_path: Path, trusting) -> None:
     second, _ = pack(tree, cache)
     assert first.digest == second.digest == base.digest  # the base alone cannot tell them apart
     assert len({base.key, first.key, second.key}) == 3
+
+
+@pytest.mark.parametrize("field", ["base", "overlay", "stat"])
+def test_an_index_naming_paths_outside_the_cache_is_ignored(tmp_path: Path, trusting, field: str) -> None:
+    """Digests in the index become cache paths: one that is not a digest never reaches a path."""
+    tree, cache = make_tree(tmp_path / "code"), tmp_path / "cache"
+    base, _ = pack(tree, cache)
+    _edit_one_line(tree)
+    pack(tree, cache)
+    secret = write(tmp_path, "secret.tar.gz", "not yours\n")
+    index = bundle_index.index_path(cache, tree.resolve())
+    data = json.loads(index.read_text())
+    escape = "../secret"
+    if field == "base":
+        data["result"]["base"] = data["base"]["digest"] = escape
+    elif field == "overlay":
+        data["result"]["overlay"] = escape
+    else:
+        data["stats"]["train.py"][6] = escape
+    index.write_text(json.dumps(data))
+    after, _ = pack(tree, cache)
+    assert all(piece.path.parent == cache for piece in after.pieces)
+    assert secret.read_text() == "not yours\n" and after.path != base.path  # the index ignored: a fresh pack
+    assert after.overlay is None and after.digest == pack(tree, tmp_path / "elsewhere")[0].digest
