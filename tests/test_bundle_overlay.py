@@ -389,6 +389,7 @@ def test_sagemaker_resubmit_after_a_one_line_edit_uploads_only_the_overlay(tmp_p
         return original(self, request)
 
     with MotoSageMaker() as server:
+        server.reset()  # moto's state and the recorded requests are per process: none from another test
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)
         server.client("s3").create_bucket(Bucket="overlay-bucket")
