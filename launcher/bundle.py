@@ -6,6 +6,14 @@ unchanged re-submit finds the bundle already uploaded and sends nothing; that
 is why every piece of metadata that varies between checkouts (mtimes, owners,
 umask, gzip timestamps, directory order) is pinned or dropped here.
 
+Edit and re-submit, all day, is the common case, so the cache also keeps an index
+per code directory (launcher/bundle_index.py): an unchanged tree gets back the
+pieces it got last time without a byte being read, and a tree that changed a
+little since its last full ("base") bundle is sent as that base, already uploaded,
+plus a small overlay: the changed files and the base's paths to remove, which
+bootstrap.sh applies after unpacking the base. Both pieces are content-addressed
+files in the cache like any bundle.
+
 The local cache only has to hold a bundle until its job is submitted, so it is
 pruned by age and total size. A process keeps a shared lock (flock) on every
 bundle it packed until it exits; pruning takes an exclusive lock first, so it
