@@ -5,6 +5,8 @@
 #
 # Inputs (environment, set by the backend):
 #   LAUNCH_BUNDLE       path of the code tar.gz on this node ("" = no code)
+#   LAUNCH_BUNDLE_OVERLAY  path of the overlay applied over it ("" = none): what changed
+#                       since LAUNCH_BUNDLE was packed (launcher/bundle.py)
 #   LAUNCH_WORKDIR      fresh directory to unpack into and run in
 #   LAUNCH_SETUP        shell command run once before the job ("" = none)
 #   LAUNCH_RUN          the job's shell command line
@@ -43,6 +45,8 @@ finish() {
 }
 
 bundle=${LAUNCH_BUNDLE:-}
+overlay=${LAUNCH_BUNDLE_OVERLAY:-}
+unset LAUNCH_BUNDLE_OVERLAY
 workdir=${LAUNCH_WORKDIR:-$PWD/work}
 setup_cmd=${LAUNCH_SETUP:-}
 run_cmd=${LAUNCH_RUN:-}
@@ -70,6 +74,7 @@ fi
 # Relative paths (a backend may give them relative to the login directory) must survive the cd below.
 absolute() { case "$1" in ""|/*) printf '%s' "$1" ;; *) printf '%s/%s' "$PWD" "$1" ;; esac; }
 bundle=$(absolute "$bundle")
+overlay=$(absolute "$overlay")
 workdir=$(absolute "$workdir")
 exit_file=$(absolute "$exit_file")
 on_exit=$(absolute "$on_exit")
@@ -183,9 +188,29 @@ nodes (LAUNCH_NODE_ADDRS): run it where the backend tells each node the others' 
 esac
 
 mkdir -p "$workdir" "$LAUNCH_OUTPUT_DIR" "$LAUNCH_CHECKPOINT_DIR" || finish 2
+# An overlay holds the base's paths to remove first (gone from the tree, or changed), one a line
+# with every unusual byte written \0ooo for printf %b, and a tar of the changed files. Removing a
+# path also removes the directories it leaves empty: a fresh bundle has no empty directories.
+apply_overlay() {
+    ov_stage="${workdir%/}.overlay"
+    rm -rf "$ov_stage" && mkdir -p "$ov_stage" && tar -xzf "$1" -C "$ov_stage" || return 1
+    while IFS= read -r ov_line; do
+        ov_path=$(printf '%bx' "$ov_line") && ov_path=${ov_path%x} || return 1
+        rm -f -- "$workdir/$ov_path" || return 1
+        while case $ov_path in */*) true ;; *) false ;; esac; do
+            ov_path=${ov_path%/*}
+            rmdir -- "$workdir/$ov_path" 2>/dev/null || break
+        done
+    done < "$ov_stage/remove" || return 1
+    tar -xf "$ov_stage/files.tar" -C "$workdir" && rm -rf "$ov_stage"
+}
 if [ -n "$bundle" ]; then
     if ! tar -xzf "$bundle" -C "$workdir"; then
         say "could not unpack the code bundle $bundle"
+        finish 2
+    fi
+    if [ -n "$overlay" ] && ! apply_overlay "$overlay"; then
+        say "could not apply the code overlay $overlay"
         finish 2
     fi
 fi

@@ -6,6 +6,14 @@ unchanged re-submit finds the bundle already uploaded and sends nothing; that
 is why every piece of metadata that varies between checkouts (mtimes, owners,
 umask, gzip timestamps, directory order) is pinned or dropped here.
 
+Edit and re-submit, all day, is the common case, so the cache also keeps an index
+per code directory (launcher/bundle_index.py): an unchanged tree gets back the
+pieces it got last time without a byte being read, and a tree that changed a
+little since its last full ("base") bundle is sent as that base, already uploaded,
+plus a small overlay: the changed files and the base's paths to remove, which
+bootstrap.sh applies after unpacking the base. Both pieces are content-addressed
+files in the cache like any bundle.
+
 The local cache only has to hold a bundle until its job is submitted, so it is
 pruned by age and total size. A process keeps a shared lock (flock) on every
 bundle it packed until it exits; pruning takes an exclusive lock first, so it
@@ -17,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
 import os
 import re
 import stat
@@ -25,10 +34,12 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from launcher import bundle_index
 from launcher.errors import BundleError
 
 DEFAULT_WARN_BYTES = 100 * 1024 * 1024
@@ -56,13 +67,48 @@ _HELD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
+class Piece:
+    """One file of a bundle in the cache, named by the sha256 of its bytes."""
+
+    path: Path
+    digest: str
+    size: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.digest}.tar.gz"
+
+
+@dataclass(frozen=True)
 class Bundle:
-    """A packed code directory, stored in the cache under its own digest."""
+    """A packed code directory: a base bundle in the cache under its own digest (path, digest, size),
+    and, when the tree changed a little since that base was packed, an overlay holding only the
+    changes. A node unpacks the base, then applies the overlay (bootstrap.sh); the result is the
+    tree as a fresh pack would give it. Backends send `pieces`, each under its own name."""
 
     path: Path
     digest: str
     size: int
     file_count: int
+    overlay: Piece | None = None
+
+    @property
+    def pieces(self) -> tuple[Piece, ...]:
+        base = Piece(self.path, self.digest, self.size)
+        return (base,) if self.overlay is None else (base, self.overlay)
+
+    @property
+    def total_size(self) -> int:
+        return sum(piece.size for piece in self.pieces)
+
+    @property
+    def key(self) -> str:
+        """One name for the whole set of pieces (the base's digest when it is alone): whatever holds the
+        pieces together (an Azure ML code asset, say) must be named by this, never by `digest` alone,
+        which stays the same while the overlay changes."""
+        if self.overlay is None:
+            return self.digest
+        return hashlib.sha256(f"{self.digest}+{self.overlay.digest}".encode()).hexdigest()
 
 
 def list_files(code_dir: Path) -> list[str]:
@@ -75,7 +121,11 @@ def list_files(code_dir: Path) -> list[str]:
     `.launchignore` then trims either list, and is itself kept so the remote
     side can see what was left out.
     """
-    root = _check_code_dir(code_dir)
+    return _listing(_check_code_dir(code_dir))
+
+
+def _listing(root: Path) -> list[str]:
+    """list_files of a root already checked and resolved."""
     spec = _load_launchignore(root)
     paths = _git_files(root)
     if paths is None:
@@ -90,66 +140,230 @@ def list_files(code_dir: Path) -> list[str]:
 def pack(
     code_dir: Path, cache_dir: Path, *, warn_bytes: int = DEFAULT_WARN_BYTES, store: bool = True
 ) -> tuple[Bundle, list[str]]:
-    """Pack code_dir into `cache_dir/<digest>.tar.gz`; return it and warnings.
+    """Pack code_dir into `cache_dir/<digest>.tar.gz` (and maybe an overlay); return it and warnings.
 
-    The tar is streamed through gzip and the hash in one pass, so memory stays
-    flat however large the tree is. Everything unsafe to ship (symlinks out of
-    the tree, unreadable or special files) is refused before any bytes are
-    written, so a failure never leaves half a bundle behind.
+    The cache's index of code_dir (launcher/bundle_index.py) spares the work a re-submit would repeat:
+    an unchanged tree gets the pieces it got last time without reading a file, and a tree that changed
+    a little since its base bundle was packed gets that base plus an overlay of the changes, so the
+    large files do not travel again because a small one changed. Otherwise the whole tree is packed
+    into a new base. Each tar is streamed through gzip and the hash in one pass, so memory stays
+    flat however large the tree is. Everything unsafe to ship (symlinks out of the tree, unreadable or
+    special files) is refused before any bytes are written, so a failure never leaves half a bundle.
 
-    With `store=False` (a dry run) the same bytes are hashed and counted but
-    written nowhere: the Bundle names the path it would have, which does not
-    exist. A stored bundle stays locked against `prune` until this process exits.
+    With `store=False` (a dry run) the same decisions are made and the same bytes hashed and counted,
+    but nothing is written, the index included: the Bundle names the paths it would have. A stored
+    piece stays locked against `prune` until this process exits.
     """
+    started_ns = time.time_ns()
     root = _check_code_dir(code_dir)
     cache = Path(cache_dir)
-    paths = _without_cache(list_files(root), root, cache)
-    entries = [_entry(root, rel) for rel in paths]
-    if not store:
-        sink = _HashingWriter(None)
-        _write_tar(sink, entries)
-        final = cache / f"{sink.hash.hexdigest()}.tar.gz"
-    else:
-        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=_PARTIAL_PREFIX, suffix=_PARTIAL_SUFFIX, dir=cache)
-        tmp = Path(tmp_name)
-        held = -1
-        try:
-            held = os.dup(fd)  # the lock lives on while `held` is open, after the writer closes fd
-            _lock(held, exclusive=False)
-            with open(fd, "wb", buffering=_COPY_CHUNK) as raw:
-                sink = _HashingWriter(raw)
-                _write_tar(sink, entries)
-            final = cache / f"{sink.hash.hexdigest()}.tar.gz"
-            held = _publish(tmp, final, held)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            if held >= 0:
-                os.close(held)
-            raise
-        with _HELD_LOCK:  # a sweep packs from several threads
-            previous = _HELD.pop(str(final), None)
-            _HELD[str(final)] = held
-        if previous is not None:
-            os.close(previous)
-
-    bundle = Bundle(path=final, digest=sink.hash.hexdigest(), size=sink.size, file_count=len(entries))
+    paths = _without_cache(_listing(root), root, cache)
+    scanned = [_scan(root, rel) for rel in paths]
+    entries = [(info, full) for info, full, _ in scanned]
+    index = bundle_index.load(cache, root)
+    tree: dict[str, str] = {}
+    unknown: list[tuple[tarfile.TarInfo, Path, os.stat_result]] = []
+    for info, full, st in scanned:
+        if full is None:
+            tree[info.name] = bundle_index.link_entry(info.linkname)
+            continue
+        digest = index.known(info.name, st)
+        if digest is None:
+            unknown.append((info, full, st))
+        else:
+            tree[info.name] = bundle_index.file_entry(info.mode, digest)
+    bundle, new_base = None, None
+    if index.base is not None or index.result is not None:  # worth reading what changed: it may be reused
+        for info, full, st in unknown:
+            digest = _read_digest(info, full)
+            tree[info.name] = bundle_index.file_entry(info.mode, digest)
+            index.record(info.name, st, digest, started_ns)
+        bundle = _reused(index, cache, tree, store) or _overlaid(index, cache, tree, entries, store)
+    if bundle is None:
+        bundle, digests = _pack_base(cache, entries, store)
+        for info, full, st in scanned:
+            if full is not None:
+                tree[info.name] = bundle_index.file_entry(info.mode, digests[info.name])
+                index.record(info.name, st, digests[info.name], started_ns)
+        new_base = {"digest": bundle.digest, "size": bundle.size, "files": dict(tree),
+                    "raw": sum(info.size for info, _ in entries)}
+    if store:
+        index.keep_only(tree)
+        index.set(base=new_base, result={
+            "tree": bundle_index.tree_id(tree), "base": bundle.digest, "size": bundle.size,
+            "files": bundle.file_count, "overlay": bundle.overlay.digest if bundle.overlay else None,
+            "overlay_size": bundle.overlay.size if bundle.overlay else None})
+        bundle_index.save(index)
     return bundle, _warnings(root, bundle, entries, warn_bytes)
 
 
-def _write_tar(sink: _HashingWriter, entries: list[tuple[tarfile.TarInfo, Path | None]]) -> None:
-    with (
-        gzip.GzipFile(
-            fileobj=sink,
-            mode="wb",
-            mtime=0,
-            filename="",
-            compresslevel=_COMPRESSLEVEL,
-        ) as gz,
-        tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-    ):
+# An overlay is worth it only for a base this big (compressed): below, re-sending the whole tree
+# costs little, and one piece keeps small jobs simple (a Kubernetes ConfigMap holds one 750 KiB bundle).
+MIN_OVERLAY_BASE = 1024 * 1024
+# Once the changed files add up to this share of the base's bytes, a fresh base is packed instead:
+# every later re-submit would send the overlay again, and each node unpacks both.
+REBASE_FRACTION = 0.25
+
+
+def _reused(index: bundle_index.Index, cache: Path, tree: dict[str, str], store: bool) -> Bundle | None:
+    """The pieces the last pack gave, when the tree is the one it described and they are still cached."""
+    last = index.result
+    if last is None or last.get("tree") != bundle_index.tree_id(tree):
+        return None
+    base = Piece(cache / f"{last['base']}.tar.gz", str(last["base"]), int(last["size"]))
+    overlay = None
+    if last.get("overlay"):
+        overlay = Piece(cache / f"{last['overlay']}.tar.gz", str(last["overlay"]), int(last["overlay_size"]))
+    if not _hold(base.path, store) or (overlay is not None and not _hold(overlay.path, store)):
+        return None
+    return Bundle(base.path, base.digest, base.size, int(last["files"]), overlay)
+
+
+def _overlaid(index: bundle_index.Index, cache: Path, tree: dict[str, str],
+              entries: list[tuple[tarfile.TarInfo, Path | None]], store: bool) -> Bundle | None:
+    """The base bundle plus an overlay of what changed since it was packed; None when there is no
+    usable base or the changes are too large a share of it (then a fresh base is better)."""
+    base = index.base
+    if base is None or int(base["size"]) < MIN_OVERLAY_BASE:
+        return None
+    files: dict[str, str] = base["files"]
+    changed = [(info, full) for info, full in entries if files.get(info.name) != tree[info.name]]
+    if sum(info.size for info, _ in changed) > REBASE_FRACTION * int(base["raw"]):
+        return None
+    path = cache / f"{base['digest']}.tar.gz"
+    if not _hold(path, store):
+        return None
+    # Removed first on the node: what is gone, and what changed (so it is written afresh, whatever
+    # the node's tar does over an existing file, link or directory).
+    remove = sorted((set(files) - set(tree)) | {info.name for info, _ in changed if info.name in files})
+    overlay = None
+    if changed or remove:
+        overlay = _store_piece(cache, lambda sink: _write_overlay(sink, changed, remove), store)
+    return Bundle(path, str(base["digest"]), int(base["size"]), len(entries), overlay)
+
+
+def _hold(path: Path, store: bool) -> bool:
+    """Whether a cached piece is there to reuse; when storing, it is locked against prune from now
+    until this process exits, and its age counts from now."""
+    if not store:
+        return path.is_file()
+    fd = _lock_existing(path)
+    if fd is None:
+        return False
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    _keep_held(path, fd)
+    return True
+
+
+def _keep_held(path: Path, fd: int) -> None:
+    with _HELD_LOCK:  # a sweep packs from several threads
+        previous = _HELD.pop(str(path), None)
+        _HELD[str(path)] = fd
+    if previous is not None:
+        os.close(previous)
+
+
+def _pack_base(cache: Path, entries: list[tuple[tarfile.TarInfo, Path | None]],
+               store: bool) -> tuple[Bundle, dict[str, str]]:
+    """The whole tree as one bundle, and each file's content digest, taken as it was packed."""
+    digests: dict[str, str] = {}
+    piece = _store_piece(cache, lambda sink: _write_tar(sink, entries, digests), store)
+    return Bundle(piece.path, piece.digest, piece.size, len(entries)), digests
+
+
+def _store_piece(cache: Path, write: Callable[[_HashingWriter], None], store: bool) -> Piece:
+    """Run `write` into a gzip stream that is hashed as it goes, and (storing) into the cache under
+    the digest: a temp file, locked, linked to its content name (`_publish`)."""
+    if not store:
+        sink = _HashingWriter(None)
+        write(sink)
+        digest = sink.hash.hexdigest()
+        return Piece(cache / f"{digest}.tar.gz", digest, sink.size)
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=_PARTIAL_PREFIX, suffix=_PARTIAL_SUFFIX, dir=cache)
+    tmp = Path(tmp_name)
+    held = -1
+    try:
+        held = os.dup(fd)  # the lock lives on while `held` is open, after the writer closes fd
+        _lock(held, exclusive=False)
+        with open(fd, "wb", buffering=_COPY_CHUNK) as raw:
+            sink = _HashingWriter(raw)
+            write(sink)
+        final = cache / f"{sink.hash.hexdigest()}.tar.gz"
+        held = _publish(tmp, final, held)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if held >= 0:
+            os.close(held)
+        raise
+    _keep_held(final, held)
+    return Piece(final, sink.hash.hexdigest(), sink.size)
+
+
+def _gzip(sink: _HashingWriter) -> gzip.GzipFile:
+    return gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, filename="", compresslevel=_COMPRESSLEVEL)
+
+
+def _write_tar(sink: BinaryIO | _HashingWriter, entries: list[tuple[tarfile.TarInfo, Path | None]],
+               digests: dict[str, str], *, compress: bool = True) -> None:
+    """The entries as a tar (gzip-compressed unless `compress` is False), each file's content digest
+    into `digests`."""
+    with contextlib.ExitStack() as stack:
+        out: Any = stack.enter_context(_gzip(sink)) if compress else sink  # type: ignore[arg-type]
+        tar = stack.enter_context(tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT))
         for info, full in entries:
-            _add(tar, info, full)
+            digest = _add(tar, info, full)
+            if digest is not None:
+                digests[info.name] = digest
+
+
+# The overlay's two members: the paths to remove first, then a plain tar of the changed files.
+OVERLAY_REMOVE, OVERLAY_FILES = "remove", "files.tar"
+# Bytes a removal list keeps as they are; every other byte is written \0ooo (octal), which
+# bootstrap.sh's `printf %b` turns back: a path with newlines, quotes or backslashes stays one line.
+_PLAIN_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-")
+
+
+def shell_line(rel: str) -> str:
+    """rel as one line of an overlay's removal list."""
+    return "".join(chr(b) if b in _PLAIN_BYTES else f"\\0{b:03o}" for b in os.fsencode(rel))
+
+
+def _write_overlay(sink: _HashingWriter, changed: list[tuple[tarfile.TarInfo, Path | None]],
+                   remove: list[str]) -> None:
+    """A tar.gz of two members: the removal list, and the changed files as a plain tar (spooled: its
+    size goes in the outer header before its bytes)."""
+    listing = "".join(shell_line(rel) + "\n" for rel in remove).encode()
+    with tempfile.SpooledTemporaryFile(max_size=16 * _COPY_CHUNK) as inner:
+        _write_tar(inner, changed, {}, compress=False)  # type: ignore[arg-type]
+        size = inner.tell()
+        inner.seek(0)
+        with _gzip(sink) as gz, tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name, length, data in ((OVERLAY_REMOVE, len(listing), io.BytesIO(listing)),
+                                       (OVERLAY_FILES, size, inner)):
+                info = _plain_info(name)
+                info.size = length
+                tar.addfile(info, data)
+
+
+def _plain_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o644
+    return info
+
+
+def _read_digest(info: tarfile.TarInfo, full: Path) -> str:
+    try:
+        return bundle_index.file_digest(full)
+    except OSError as exc:
+        raise BundleError(
+            f"cannot read {info.name}: {exc.strerror or exc}",
+            hint=f"fix its permissions, or list it in {LAUNCHIGNORE} if the job does not need it",
+        ) from exc
 
 
 def _publish(tmp: Path, final: Path, held: int) -> int:
@@ -230,12 +444,26 @@ class Limits:
     max_bytes: int
 
 
+# The limits read from the last config.toml seen (config.load caches what it read): every submit prunes.
+_LIMITS_READ: tuple[object, Limits] | None = None
+
+
 def configured_limits() -> Limits:
     """[bundles] max_age and max_size_mb from config.toml, else the defaults."""
+    global _LIMITS_READ
+    from launcher import config
+
+    loaded = config.load()
+    if _LIMITS_READ is None or _LIMITS_READ[0] is not loaded:
+        _LIMITS_READ = (loaded, _read_limits(loaded))
+    return _LIMITS_READ[1]
+
+
+def _read_limits(loaded: dict[str, Any]) -> Limits:
     from launcher import config, durations
     from launcher.errors import UsageError
 
-    section = config.load().get("bundles", {})
+    section = loaded.get("bundles", {})
     where = config.config_path()
     if not isinstance(section, dict):
         raise UsageError(f"{where}: `bundles` must be a table: [bundles]")
@@ -255,8 +483,9 @@ def configured_limits() -> Limits:
 
 
 def prune(cache_dir: Path, limits: Limits | None = None, *, now: float | None = None) -> list[Path]:
-    """Remove cached bundles past the limits (default: config.toml's), oldest first, and the
-    leftovers of packs that were killed; return what was removed.
+    """Remove cached bundles past the limits (default: config.toml's), oldest first, the
+    leftovers of packs that were killed, and the indexes of code directories not packed for
+    max_age; return what was removed.
 
     A bundle some process holds (being packed, or packed for a submit still running) is
     kept whatever its age: its size still counts, so older unused ones go in its place.
@@ -291,6 +520,7 @@ def prune(cache_dir: Path, limits: Limits | None = None, *, now: float | None = 
             removed.append(path)
         else:
             kept_bytes += size
+    removed += bundle_index.prune(Path(cache_dir), limits.max_age_s, now)
     return removed
 
 
@@ -330,6 +560,19 @@ class _HashingWriter:
     def flush(self) -> None:
         if self._raw is not None:
             self._raw.flush()
+
+
+class _HashingReader:
+    """File-like source that hashes what tarfile reads from it (exactly the bytes it stores)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.hash.update(data)
+        return data
 
 
 def _check_code_dir(code_dir: Path) -> Path:
@@ -376,9 +619,9 @@ def _git_files(root: Path) -> list[str] | None:
     One subprocess for the whole tree, never one per file. A missing git or
     an unusable repository falls back to walking rather than failing.
     """
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_OVERRIDES}
-    if not any((parent / ".git").exists() for parent in (root, *root.parents)):
+    if not _in_work_tree(str(root)):
         return None  # not a work tree: no subprocess at all (a sweep packs once per job)
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_OVERRIDES}
     try:
         listed = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -404,6 +647,18 @@ def _git_files(root: Path) -> list[str] | None:
         elif os.path.lexists(full):  # tracked but deleted files are skipped
             paths.append(rel)
     return paths
+
+
+def _in_work_tree(root: str) -> bool:
+    """Whether root or a directory above it has a .git (plain string paths: this runs on every submit)."""
+    path = root
+    while True:
+        if os.path.lexists(os.path.join(path, ".git")):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
 
 
 # The .gitignore files that apply in a directory: (the directory they sit in, their spec),
@@ -484,8 +739,9 @@ def _without_cache(paths: list[str], root: Path, cache: Path) -> list[str]:
     return [p for p in paths if p != rel and not p.startswith(rel + "/")]
 
 
-def _entry(root: Path, rel: str) -> tuple[tarfile.TarInfo, Path | None]:
-    """A normalised tar header for rel, and the file to copy (None for links).
+def _scan(root: Path, rel: str) -> tuple[tarfile.TarInfo, Path | None, os.stat_result]:
+    """A normalised tar header for rel, the file to copy (None for links), and its lstat (what the
+    index keys its content by: taken before any read, so a write during the pack shows next time).
 
     Only the content and the executable bit survive: owner, times and the
     rest of the mode differ between machines without changing the job.
@@ -506,7 +762,7 @@ def _entry(root: Path, rel: str) -> tuple[tarfile.TarInfo, Path | None]:
         info.type = tarfile.SYMTYPE
         info.mode = 0o777
         info.linkname = _link_target(root, rel)
-        return info, None
+        return info, None, st
     if not stat.S_ISREG(st.st_mode):
         raise BundleError(
             f"{rel} in {root} is not a regular file (socket, pipe or device)",
@@ -515,7 +771,7 @@ def _entry(root: Path, rel: str) -> tuple[tarfile.TarInfo, Path | None]:
     info.type = tarfile.REGTYPE
     info.mode = 0o755 if st.st_mode & 0o111 else 0o644
     info.size = st.st_size
-    return info, full
+    return info, full, st
 
 
 def _link_target(root: Path, rel: str) -> str:
@@ -541,14 +797,17 @@ def _link_target(root: Path, rel: str) -> str:
     return target
 
 
-def _add(tar: tarfile.TarFile, info: tarfile.TarInfo, full: Path | None) -> None:
-    """Stream one entry; a file that shrank or vanished meanwhile is an error."""
+def _add(tar: tarfile.TarFile, info: tarfile.TarInfo, full: Path | None) -> str | None:
+    """Stream one entry and return its content's sha256 (None for a link); a file that shrank or
+    vanished meanwhile is an error."""
     if full is None:
         tar.addfile(info)
-        return
+        return None
     try:
         with open(full, "rb") as src:
-            tar.addfile(info, src)
+            reader = _HashingReader(src)
+            tar.addfile(info, reader)  # type: ignore[arg-type]
+            return reader.hash.hexdigest()
     except OSError as exc:
         raise BundleError(
             f"cannot read {info.name}: {exc.strerror or exc}",

@@ -39,6 +39,9 @@ MANAGED_MASTER_PORT = 29500  # a managed provider gives each job its own machine
 # what bootstrap.sh builds from LAUNCH_NODE_ADDRS, and the backends that tell a node every address
 NEEDS_NODE_ADDRESSES = ("tensorflow",)
 TELLS_NODE_ADDRESSES = ("local", "ssh", "slurm", "kubernetes", "lambda_cloud", "vertex", "sagemaker")
+# Where bootstrap.sh finds each piece of the code bundle, in Bundle.pieces order: the base, then
+# the overlay of what changed since it was packed (launcher/bundle.py).
+BUNDLE_VARIABLES = ("LAUNCH_BUNDLE", "LAUNCH_BUNDLE_OVERLAY")
 
 
 def bootstrap_upload(destination: str) -> Upload:
@@ -65,7 +68,9 @@ def job_files(spec: JobSpec, bundle: Bundle | None, where: Placement, *,
     """The uploads and the LAUNCH_* variables that point bootstrap.sh at them. Commands travel
     as files: providers cap environment values (some at 512 characters). `topology` is the
     backend's shell snippet that sets LAUNCH_NODE_RANK / LAUNCH_NUM_NODES / LAUNCH_MASTER_ADDR
-    from what its provider tells a node; bootstrap.sh sources it before anything else."""
+    from what its provider tells a node; bootstrap.sh sources it before anything else. The bundle
+    travels as one upload per piece, each named by its digest under `bundles_uri` (a piece already
+    there from an earlier job need not be sent again)."""
     uploads = [bootstrap_upload(where.job_uri + "bootstrap.sh"),
                Upload(None, where.job_uri + "run.sh", content=spec.run)]
     env = {"LAUNCH_RUN_FILE": where.job_path + "run.sh"}
@@ -76,8 +81,9 @@ def job_files(spec: JobSpec, bundle: Bundle | None, where: Placement, *,
         uploads.append(Upload(None, where.job_uri + "topology.sh", content=topology))
         env["LAUNCH_TOPOLOGY"] = where.job_path + "topology.sh"
     if bundle is not None:
-        uploads.append(Upload(bundle.path, f"{where.bundles_uri}{bundle.digest}.tar.gz"))
-        env["LAUNCH_BUNDLE"] = f"{where.bundles_path}{bundle.digest}.tar.gz"
+        for piece, variable in zip(bundle.pieces, BUNDLE_VARIABLES, strict=False):
+            uploads.append(Upload(piece.path, where.bundles_uri + piece.name))
+            env[variable] = where.bundles_path + piece.name
     return uploads, env
 
 

@@ -11,7 +11,9 @@ received nothing huggingface_hub's own schema would not build.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -158,3 +160,23 @@ def test_hostile_values_stay_text_on_the_node(hf, fake, tmp_path):
                     "--idempotency-key", f"k$(touch {marker})", env_extra={"HOSTILE_SECRET": secret}, check_rc=0)
     assert not marker.exists(), "a value was executed by a shell"
     assert _printed(result.stdout, values) == _expected(values, secret, set_value), result.stdout
+
+
+def test_an_edited_resubmit_uploads_only_the_overlay_and_the_node_gets_the_new_tree(hf, fake, tmp_path):
+    """A one-line change in a tree whose bundle is already on the Hub: the second job's upload is the small
+    overlay alone, and its node (fetching base and overlay) runs the edited code beside the big file."""
+    code = tmp_path / "src"
+    weights = os.urandom(1_100_000)  # incompressible: a base large enough to be overlaid
+    (code / "weights.bin").write_bytes(weights)
+    spec = hf.spec("python3 train.py && sha256sum weights.bin && ls")
+    first = hf.run("run", str(spec), "--backend", "hf_jobs", "--follow", check_rc=0)
+    assert "trained on the hub" in first.stdout
+    (code / "train.py").write_text("print('edited, then trained')\n")
+    second = hf.run("run", str(spec), "--backend", "hf_jobs", "--follow", check_rc=0)
+    assert "edited, then trained" in second.stdout and "trained on the hub" not in second.stdout
+    assert hashlib.sha256(weights).hexdigest() in second.stdout
+    assert "\ntrain.py\nweights.bin\n" in second.stdout  # and nothing else in the working directory
+    base, overlay = (fake.files[("alice/launch-bundles", c["paths"][0])] for c in fake.commits)
+    assert len(fake.commits) == 2 and len(overlay) < 0.05 * len(base)
+    environment = fake.created_bodies[1]["environment"]
+    assert environment["LAUNCH_HF_OVERLAY_URL"].endswith(fake.commits[1]["paths"][0])

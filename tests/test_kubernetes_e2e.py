@@ -210,8 +210,9 @@ def test_a_bundle_too_big_for_a_configmap_goes_through_the_bundle_store(kube, tm
             "AWS_DEFAULT_REGION": "us-east-1"}
     code = tmp_path / "code"
     code.mkdir()
-    payload = os.urandom(800 * 1024)  # incompressible: the bundle stays over the ConfigMap's 750 KiB
+    payload = os.urandom(1100 * 1000)  # incompressible: over the ConfigMap's 750 KiB, and overlaid when edited
     (code / "weights.bin").write_bytes(payload)
+    (code / "train.sh").write_text("echo first version\n")
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -219,11 +220,23 @@ def test_a_bundle_too_big_for_a_configmap_goes_through_the_bundle_store(kube, tm
         boto3.client("s3", endpoint_url=endpoint, **{k.lower(): v for k, v in keys.items()
                                                      if k != "AWS_DEFAULT_REGION"},
                      region_name="us-east-1").create_bucket(Bucket="k8s-bundles")
-        spec = kube.spec("name: k8s-big-code\ncode: ./code\nrun: sha256sum weights.bin\n",
+        spec = kube.spec("name: k8s-big-code\ncode: ./code\nrun: sha256sum weights.bin && sh train.sh\n",
                          bundle_store="s3://k8s-bundles/launch", endpoint_url=endpoint)
         job_id = kube.submit(spec, env=keys)
         kube.await_state(job_id, "SUCCEEDED")
         assert hashlib.sha256(payload).hexdigest() in kube.run("logs", job_id, check_rc=0).stdout
+        # an edit: the base is in the bucket already; the pod fetches it and the small overlay
+        (code / "train.sh").write_text("echo second version\n")
+        edited = kube.submit(spec, env=keys)
+        kube.await_state(edited, "SUCCEEDED")
+        logs = kube.run("logs", edited, check_rc=0).stdout
+        assert hashlib.sha256(payload).hexdigest() in logs and "second version" in logs
+        sizes = sorted(o["Size"] for o in boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
+            k.lower(): v for k, v in keys.items() if k != "AWS_DEFAULT_REGION"}).list_objects_v2(
+            Bucket="k8s-bundles")["Contents"])
+        assert len(sizes) == 2 and sizes[0] < 0.05 * sizes[1]  # the base, and the overlay beside it
+        second = kube.job(edited)["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert "Signature=" in {e["name"]: e["value"] for e in second}["LAUNCH_BUNDLE_OVERLAY_URL"]
     finally:
         server.stop()
     job = kube.job(job_id)

@@ -110,15 +110,14 @@ class HfJobsBackend(Backend):
 
     def submit(self, request: Request) -> Handle:
         """Look up, upload, create each node's job. A node already there (an earlier attempt made it) is
-        adopted; the bundle is uploaded once per digest before any job that needs it is made."""
+        adopted; each bundle piece is uploaded once per digest before any job that needs it is made."""
         SDK.require()
         with hub_errors():
             namespace = self.namespace()
             payload = json.loads(json.dumps(request.payload).replace(rendering.TOKEN_USER, namespace))
             found = self._nodes(namespace, request.job_id)
             missing = [body for body in payload["jobs"] if body["labels"][rendering.RANK_LABEL] not in found]
-            if missing and request.uploads:
-                upload = request.uploads[0]
+            for upload in request.uploads if missing else ():  # the base, then the overlay if any
                 repo, _, path = upload.destination.removeprefix("hf://").replace(rendering.TOKEN_USER, namespace) \
                     .partition("/bundles/")
                 hub.upload_bundle(self.api(), repo, upload.source, f"bundles/{path}")

@@ -37,6 +37,7 @@ TOKEN_USER = "<token-user>"
 TOKEN_SHOWN = "****"
 BUNDLE_TOKEN = "LAUNCH_HF_BUNDLE_TOKEN"  # a secret of the job: the node fetches the bundle with it
 BUNDLE_URL = "LAUNCH_HF_BUNDLE_URL"
+OVERLAY_URL = "LAUNCH_HF_OVERLAY_URL"  # the bundle's overlay, when it has one (launcher/bundle.py)
 JOB_ID_LABEL = "launch-job-id"
 RANK_LABEL = "launch-node-rank"
 KEY_LABEL = "launch-idempotency-key"
@@ -53,21 +54,22 @@ NEAREST = {"H100": "H200", "A100-40GB": "A100-80GB", "A10": "A10G", "V100": "T4"
 # The container's own /tmp (the fake gives every job its own TMPDIR), paths relative to it.
 PRELUDE = r"""cd "${TMPDIR:-/tmp}" && mkdir -p launch/job launch/bundles || exit 2
 while [ "$#" -ge 2 ]; do printf '%s' "$2" > "$1" || exit 2; shift 2; done
-if [ -n "${LAUNCH_HF_BUNDLE_URL:-}" ]; then
+fetch() {
     got=launch/bundles/incoming.tar.gz
     if command -v curl >/dev/null 2>&1; then
-        curl -fsSL -H "Authorization: Bearer $LAUNCH_HF_BUNDLE_TOKEN" -o "$got" "$LAUNCH_HF_BUNDLE_URL"
+        curl -fsSL -H "Authorization: Bearer $LAUNCH_HF_BUNDLE_TOKEN" -o "$got" "$1"
     elif command -v python3 >/dev/null 2>&1; then
         python3 -c 'import os, sys, urllib.request as u
-e = os.environ
-r = u.Request(e["LAUNCH_HF_BUNDLE_URL"], headers={"Authorization": "Bearer " + e["LAUNCH_HF_BUNDLE_TOKEN"]})
-sys.stdout.buffer.write(u.urlopen(r, timeout=300).read())' > "$got"
+r = u.Request(sys.argv[1], headers={"Authorization": "Bearer " + os.environ["LAUNCH_HF_BUNDLE_TOKEN"]})
+sys.stdout.buffer.write(u.urlopen(r, timeout=300).read())' "$1" > "$got"
     else
-        wget -q --header "Authorization: Bearer $LAUNCH_HF_BUNDLE_TOKEN" -O "$got" "$LAUNCH_HF_BUNDLE_URL"
+        wget -q --header "Authorization: Bearer $LAUNCH_HF_BUNDLE_TOKEN" -O "$got" "$1"
     fi || { echo "[launch] could not fetch the code bundle from the Hub" >&2; exit 2; }
-    mv -f "$got" "$LAUNCH_BUNDLE" || exit 2
-fi
-unset LAUNCH_HF_BUNDLE_TOKEN LAUNCH_HF_BUNDLE_URL
+    mv -f "$got" "$2" || exit 2
+}
+if [ -n "${LAUNCH_HF_BUNDLE_URL:-}" ]; then fetch "$LAUNCH_HF_BUNDLE_URL" "$LAUNCH_BUNDLE"; fi
+if [ -n "${LAUNCH_HF_OVERLAY_URL:-}" ]; then fetch "$LAUNCH_HF_OVERLAY_URL" "$LAUNCH_BUNDLE_OVERLAY"; fi
+unset LAUNCH_HF_BUNDLE_TOKEN LAUNCH_HF_BUNDLE_URL LAUNCH_HF_OVERLAY_URL
 exec sh launch/job/bootstrap.sh
 """
 # How a node learns the master (sourced by bootstrap.sh): jobs of one network group reach the job
@@ -135,7 +137,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
            secrets: Mapping[str, str], *, idempotency_key: str | None = None,
            spec_token: bool = False) -> Request:
     """One run_job body per node (one job per node, joined in a network group when there are several);
-    the bundle as the one upload. `spec_token`: the spec (not config.toml) holds a token."""
+    the bundle's pieces as the uploads. `spec_token`: the spec (not config.toml) holds a token."""
     problems: list[Problem] = node_address_problems(spec, 'hf_jobs')
     if spec_token:
         problems.append(spec.problem("backends.hf_jobs.token", "a token never goes in a spec (it is stored and "
@@ -168,7 +170,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                    **files_env}
     job_secrets = dict(secrets)
     if bundle is not None:
-        environment[BUNDLE_URL] = bundle_url(settings, bundle.digest)
+        for variable, piece in zip((BUNDLE_URL, OVERLAY_URL), bundle.pieces, strict=False):
+            environment[variable] = bundle_url(settings, piece.digest)
         job_secrets[BUNDLE_TOKEN] = TOKEN_SHOWN
     labels = {"name": job_id, JOB_ID_LABEL: job_id}
     if idempotency_key:

@@ -126,12 +126,13 @@ class KubernetesBackend(Backend):
         ns, name = payload["namespace"], payload["name"]
         job_manifest, *owned = payload["manifests"]
         in_bucket = [u for u in request.uploads if u.destination.startswith("s3://")]
-        if in_bucket:  # before the Job: a pod must find its bundle
-            url = bundle_store.presigned(self.settings, in_bucket[0].destination, in_bucket[0].source)
+        if in_bucket:  # before the Job: a pod must find its bundle (the base, then the overlay if any)
+            urls = {name: bundle_store.presigned(self.settings, upload.destination, upload.source)
+                    for name, upload in zip(rendering.PIECE_URL_ENVS, in_bucket, strict=False)}
             job_manifest = json.loads(json.dumps(job_manifest))
             for variable in job_manifest["spec"]["template"]["spec"]["containers"][0]["env"]:
-                if variable["name"] == rendering.BUNDLE_URL_ENV:
-                    variable["value"] = url
+                if variable["name"] in urls:
+                    variable["value"] = urls[variable["name"]]
         with errors():
             batch, core = self._batch(), self._core()
             try:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, master_port, node_environment
+from launcher.node import BUNDLE_VARIABLES, Placement, job_files, master_port, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -42,22 +42,31 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 FILES_DIR = "/launch/files"  # the ConfigMap, read-only
 WORK_DIR = "/launch/job"  # an emptyDir: the unpacked code, outputs, checkpoints
 BUNDLE_KEY = "bundle.tar.gz"
+OVERLAY_KEY = "overlay.tar.gz"
 CONFIGMAP_LIMIT = 750 * 1024  # a ConfigMap holds 1 MiB; base64 and the other files need the rest
 BUNDLE_URL_ENV = "LAUNCH_BUNDLE_URL"
+OVERLAY_URL_ENV = "LAUNCH_BUNDLE_OVERLAY_URL"
+# each piece of the bundle (Bundle.pieces order): its ConfigMap key / file name, and its URL's variable
+PIECE_KEYS = (BUNDLE_KEY, OVERLAY_KEY)
+PIECE_URL_ENVS = (BUNDLE_URL_ENV, OVERLAY_URL_ENV)
 PRESIGNED = "<a presigned GET URL of the bundle, made at submit>"
-# A bundle in the bucket: the pod fetches it with what the image has, then runs bootstrap.sh beside this file.
-FETCH = r"""url=$LAUNCH_BUNDLE_URL
-unset LAUNCH_BUNDLE_URL
-if command -v curl >/dev/null 2>&1; then
-    curl -fsS --retry 5 -o "$LAUNCH_BUNDLE" "$url"
-elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$LAUNCH_BUNDLE" "$url"
-elif command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import sys, urllib.request as u; u.urlretrieve(sys.argv[1], sys.argv[2])' "$url" "$LAUNCH_BUNDLE"
-else
-    echo "[launch] the image has no curl, wget or python3 to fetch the code bundle" >&2
-    exit 2
-fi || { echo "[launch] could not fetch the code bundle from the bundle_store" >&2; exit 2; }
+# A bundle in the bucket: the pod fetches each piece with what the image has, then runs bootstrap.sh
+# beside this file.
+FETCH = r"""fetch() {
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsS --retry 5 -o "$2" "$1"
+    elif command -v wget >/dev/null 2>&1; then
+        wget -q -O "$2" "$1"
+    elif command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import sys, urllib.request as u; u.urlretrieve(sys.argv[1], sys.argv[2])' "$1" "$2"
+    else
+        echo "[launch] the image has no curl, wget or python3 to fetch the code bundle" >&2
+        exit 2
+    fi || { echo "[launch] could not fetch the code bundle from the bundle_store" >&2; exit 2; }
+}
+fetch "$LAUNCH_BUNDLE_URL" "$LAUNCH_BUNDLE"
+if [ -n "${LAUNCH_BUNDLE_OVERLAY_URL:-}" ]; then fetch "$LAUNCH_BUNDLE_OVERLAY_URL" "$LAUNCH_BUNDLE_OVERLAY"; fi
+unset LAUNCH_BUNDLE_URL LAUNCH_BUNDLE_OVERLAY_URL
 exec /bin/sh "$(dirname "$0")/bootstrap.sh"
 """
 # the node label each preset selects GPUs by, and the value it gives each accelerator
@@ -163,8 +172,8 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
         problems.append(spec.problem("image", "a Kubernetes pod runs a container image: set image: "
                                      "e.g. pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"))
     store = settings.get("bundle_store")
-    if bundle is not None and bundle.size > CONFIGMAP_LIMIT and not store:
-        problems.append(spec.problem("code", f"the code bundle is {bundle.size // 1024} KiB; a ConfigMap carries "
+    if bundle is not None and bundle.total_size > CONFIGMAP_LIMIT and not store:
+        problems.append(spec.problem("code", f"the code bundle is {bundle.total_size // 1024} KiB; a ConfigMap carries "
                                      f"up to {CONFIGMAP_LIMIT // 1024} KiB: set backends.{backend}.bundle_store: "
                                      "s3://bucket (and endpoint_url), or leave data and checkpoints out of code: "
                                      "(.launchignore)"))
@@ -188,19 +197,22 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     where = Placement(f"configmap:{files_name}/", f"{FILES_DIR}/", f"configmap:{files_name}/", f"{FILES_DIR}/")
     uploads, files_env = job_files(spec, bundle, where, topology=topology(name, spec.resources.nodes))
     data, kept = {}, []
+    pieces = {piece.path: n for n, piece in enumerate(bundle.pieces)} if bundle is not None else {}
     for upload in uploads:
         key = upload.destination.rsplit("/", 1)[-1]
         if upload.content is not None:
             data[key] = upload.content
-        elif bundle is not None and upload.source == bundle.path and bundle.size > CONFIGMAP_LIMIT:
-            # the bucket, content-addressed; each pod fetches it by a presigned URL made at submit
-            kept.append(type(upload)(upload.source, f"{store.rstrip('/')}/bundles/{bundle.digest}.tar.gz"))
-            files_env["LAUNCH_BUNDLE"] = f"{WORK_DIR}/{BUNDLE_KEY}"
-            files_env[BUNDLE_URL_ENV] = PRESIGNED
-            data["fetch.sh"] = FETCH
-        elif bundle is not None and upload.source == bundle.path:  # binaryData, filled at submit
-            kept.append(type(upload)(upload.source, f"configmap:{files_name}/{BUNDLE_KEY}"))
-            files_env["LAUNCH_BUNDLE"] = f"{FILES_DIR}/{BUNDLE_KEY}"
+        elif upload.source in pieces and bundle is not None:
+            n = pieces[upload.source]
+            if bundle.total_size > CONFIGMAP_LIMIT:
+                # the bucket, content-addressed; each pod fetches it by a presigned URL made at submit
+                kept.append(type(upload)(upload.source, f"{store.rstrip('/')}/bundles/{bundle.pieces[n].name}"))
+                files_env[BUNDLE_VARIABLES[n]] = f"{WORK_DIR}/{PIECE_KEYS[n]}"
+                files_env[PIECE_URL_ENVS[n]] = PRESIGNED
+                data["fetch.sh"] = FETCH
+            else:  # binaryData, filled at submit
+                kept.append(type(upload)(upload.source, f"configmap:{files_name}/{PIECE_KEYS[n]}"))
+                files_env[BUNDLE_VARIABLES[n]] = f"{FILES_DIR}/{PIECE_KEYS[n]}"
         else:  # bootstrap.sh, package data: its text is part of the manifest
             data[key] = resources.files("launcher").joinpath("bootstrap.sh").read_text()
     environment = {**node_environment(spec, job_id, {}, output_dir=f"{WORK_DIR}/outputs",

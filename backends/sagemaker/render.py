@@ -20,7 +20,7 @@ from backends.sagemaker.instance_types import TRAINING_INSTANCE_TYPES
 from launcher import catalog, durations
 from launcher.backend import Request, Upload
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_environment
+from launcher.node import BUNDLE_VARIABLES, Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -177,13 +177,15 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     channel = f"{CHANNEL_DIR}/launch/"
     where = Placement(job_prefix, channel, f"s3://{bucket}/{prefix}/bundles/", f"{CHANNEL_DIR}/code/")
     uploads, files_env = job_files(spec, bundle, where, topology=TOPOLOGY)
+    channels = [_channel("launch", job_prefix)]
+    if bundle is not None:  # one channel per piece: a channel is one S3 prefix, a piece one object
+        for channel_name, piece, variable in zip(("code", "overlay"), bundle.pieces, BUNDLE_VARIABLES, strict=False):
+            channels.append(_channel(channel_name, where.bundles_uri + piece.name))
+            files_env[variable] = f"{CHANNEL_DIR}/{channel_name}/{piece.name}"
     environment = {**node_environment(spec, job_id, secrets, output_dir="/opt/ml/model",
                                       checkpoint_dir=spec.checkpoint_dir or "/opt/ml/checkpoints",
                                       workdir="/opt/ml/launch/work"),
                    **files_env}
-    channels = [_channel("launch", job_prefix)]
-    if bundle is not None:
-        channels.append(_channel("code", f"{where.bundles_uri}{bundle.digest}.tar.gz"))
     problems.extend(_environment_problems(spec, environment))
 
     tags = [{"Key": JOB_ID_TAG, "Value": job_id}]
