@@ -108,3 +108,20 @@ def test_an_interrupted_submit_leaves_no_asset_that_a_later_one_trusts(azure, tm
     job, size, sent = submitter.submit()
     assert sent == size and len(azure.codes) == 1
     assert node_output(azure, job, tmp_path / "node") == "weights v1\n"
+
+
+def test_an_edit_to_a_large_tree_travels_as_base_and_overlay_and_the_node_applies_it(azure, tmp_path):
+    """Past 1 MiB packed, an edit is packed as an overlay on the cached base (launcher/bundle.py). Azure ML's
+    code asset is all-or-nothing, so both pieces go up again in a new asset (named by the SDK's content hash,
+    so never a stale one); the node unpacks the base, applies the overlay and runs the edited tree."""
+    (tmp_path / "src" / "big.bin").write_bytes(os.urandom(1_300_000))
+    submitter = Submitter(azure, tmp_path)
+    first, _, _ = submitter.submit()
+    (tmp_path / "src" / "data.txt").write_text("weights v2\n")
+    bundle = pack(tmp_path / "src", tmp_path / "bundles")[0]
+    assert bundle.overlay is not None  # the premise: this edit is an overlay, not a fresh base
+    changed, _, sent = submitter.submit()
+    assert sent == bundle.total_size
+    assert azure.jobs[first]["properties"]["codeId"] != azure.jobs[changed]["properties"]["codeId"]
+    assert node_output(azure, first, tmp_path / "n1") == "weights v1\n"
+    assert node_output(azure, changed, tmp_path / "n2") == "weights v2\n"
