@@ -204,7 +204,7 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
         return
     if backends:  # an unknown backend is said before the spec is read, as before
         registry.backend_class(backends[0])
-    spec = loaded.job()
+    spec = loaded.job(backends)
     if dry_run:
         _, _, request, _ = runner.prepare(spec, backends[0], dry_run=True, idempotency_key=idempotency_key)
         document = registry.backend_class(backends[0]).dry_run_document(request) if output == "text" else None
@@ -274,10 +274,11 @@ class _SpecOnce:
             self._file = read_spec(self.spec_file, self.overrides)
         return self._file
 
-    def job(self) -> JobSpec:
-        """The spec without sweep parameters (validated once)."""
+    def job(self, backends: list[str] | None = None) -> JobSpec:
+        """The spec without sweep parameters (validated once); `backends`: the ones the command
+        uses, whose settings sections alone are checked (SpecFile.job)."""
         if self._job is None:
-            self._job = self.file().job()
+            self._job = self.file().job(backends=backends)
         return self._job
 
 
@@ -457,15 +458,29 @@ def _cancel_after_interrupt(store: Any, record: Any) -> None:
 
 def _printer(multi: bool, stream: Any) -> Any:
     """Writes log blocks as they come: one write per block, `[node N] ` before each line
-    only when several nodes share the stream."""
-    def show(block: Any) -> None:
+    only when several nodes share the stream. Where the stream has a binary layer (stdout does),
+    a block's bytes go there as the backend read them: never decoded and encoded again, so a
+    log prints at the speed of `cat`, and byte for byte what the job wrote."""
+    binary = getattr(stream, "buffer", None)
+
+    def show_text(block: Any) -> None:
         if multi:
             prefix = f"[node {block.node}] "
             stream.write(prefix + block.text.replace("\n", "\n" + prefix) + "\n")
         else:
             stream.write(block.text + "\n")
         stream.flush()
-    return show
+
+    def show_bytes(block: Any) -> None:
+        stream.flush()  # anything written as text before stays before
+        if multi:
+            prefix = b"[node %d] " % block.node
+            binary.write(prefix + bytes(block.data).replace(b"\n", b"\n" + prefix) + b"\n")
+        else:
+            binary.write(block.data)
+            binary.write(b"\n")
+        binary.flush()
+    return show_text if binary is None else show_bytes
 
 
 def _say_state(record: Any) -> None:
