@@ -204,7 +204,7 @@ def run(spec_file: str, backend: str | None, overrides: tuple[str, ...], dry_run
         return
     if backends:  # an unknown backend is said before the spec is read, as before
         registry.backend_class(backends[0])
-    spec = loaded.job(backends)
+    spec = loaded.job()
     if dry_run:
         _, _, request, _ = runner.prepare(spec, backends[0], dry_run=True, idempotency_key=idempotency_key)
         document = registry.backend_class(backends[0]).dry_run_document(request) if output == "text" else None
@@ -274,11 +274,10 @@ class _SpecOnce:
             self._file = read_spec(self.spec_file, self.overrides)
         return self._file
 
-    def job(self, backends: list[str] | None = None) -> JobSpec:
-        """The spec without sweep parameters (validated once); `backends`: the ones the command
-        uses, whose settings sections alone are checked (SpecFile.job)."""
+    def job(self) -> JobSpec:
+        """The spec without sweep parameters (validated once)."""
         if self._job is None:
-            self._job = self.file().job(backends=backends)
+            self._job = self.file().job()
         return self._job
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -347,12 +347,9 @@ class SpecFile:
     # section (most do: `${name}` is rarely in settings) have it checked once
     sections: dict[tuple[str, str], list[Problem]] = field(default_factory=dict, compare=False, repr=False)
 
-    def job(self, params: Mapping[str, str] | None = None, *, backends: Collection[str] | None = None) -> JobSpec:
-        """The validated job spec (for the sweep point `params`); SpecError lists every problem.
-        With `backends` (the ones a command will use), only their `backends.<name>` sections are
-        checked by their models: another backend's settings cannot change this job, and checking
-        them costs importing that backend (a dry run's largest cost). `launch validate` checks all."""
-        return _validated(copy.deepcopy(self.data), self.source, self.base_dir, params, self.sections, backends)
+    def job(self, params: Mapping[str, str] | None = None) -> JobSpec:
+        """The validated job spec (for the sweep point `params`); SpecError lists every problem."""
+        return _validated(copy.deepcopy(self.data), self.source, self.base_dir, params, self.sections)
 
 
 def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecFile:
@@ -398,8 +395,7 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
 
 
 def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Path | None,
-               params: Mapping[str, str] | None, sections: dict[tuple[str, str], list[Problem]],
-               in_use: Collection[str] | None = None) -> JobSpec:
+               params: Mapping[str, str] | None, sections: dict[tuple[str, str], list[Problem]]) -> JobSpec:
     if params:
         data = _substitute(data, params)
         env = data.get("env")
@@ -420,7 +416,7 @@ def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Pa
                                                "keep it only in secrets"))
     backends = data.get("backends")
     if isinstance(backends, dict):
-        problems.extend(_backend_problems(backends, source, sections, in_use))
+        problems.extend(_backend_problems(backends, source, sections))
     if spec is not None and spec.code is not None:
         code_dir = (base_dir or Path(".")) / spec.code
         why = _code_dir_problem(code_dir)
@@ -498,11 +494,9 @@ def _substitute(value: Any, params: Mapping[str, str]) -> Any:
 
 
 def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
-                      checked: dict[tuple[str, str], list[Problem]],
-                      in_use: Collection[str] | None = None) -> list[Problem]:
+                      checked: dict[tuple[str, str], list[Problem]]) -> list[Problem]:
     """Each `backends.<name>` section is checked by the backend that owns it, once per distinct
-    content (`checked` keeps what was found); with `in_use`, only those backends' sections (a name
-    no backend has is still an error)."""
+    content (`checked` keeps what was found)."""
     from launcher import registry
 
     installed = registry.names()
@@ -517,8 +511,6 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append(source.problem(where, f"unknown backend; {hint}known: {', '.join(known)}"))
-            continue
-        if in_use is not None and name not in in_use:
             continue
         model = registry.settings_model(name)
         if section is None:
