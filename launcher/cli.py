@@ -14,6 +14,7 @@ import sys
 
 TYPE_CHECKING = False  # `typing` costs more than everything else --help needs
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TextIO
 
 # the command lines answered ahead, and the terminal width click's help needs to render the same
@@ -24,12 +25,15 @@ HELP_WIDTH = 80  # click wraps help to min(terminal width, 80) - 2: any terminal
 
 def run_main() -> None:
     """Console-script entry."""
-    answer = prerendered(tuple(sys.argv[1:]))
+    args = tuple(sys.argv[1:])
+    answer = prerendered(args)
     if answer is not None:
         stream, text, code = answer
         stream.write(text)
         stream.flush()
         sys.exit(code)
+    if args == ("list",) and COMPLETE_VAR not in os.environ:  # the most run command, with click's defaults
+        sys.exit(guarded(lambda: list_jobs(**LIST_DEFAULTS), debug=lambda: False) or 0)
     from launcher.commands import run_main as run_commands
 
     run_commands()
@@ -49,6 +53,106 @@ def prerendered(args: tuple[str, ...]) -> tuple[TextIO, str, int] | None:
     if not args:  # click shows the help on stderr and exits 2 (a usage error)
         return sys.stderr, help_text.HELP, 2
     return sys.stdout, help_text.HELP, 0
+
+
+# `launch list`'s options as click gives them when none is given (tests/test_help_text.py compares)
+LIST_DEFAULTS: dict[str, Any] = {"backend": None, "states": (), "limit": 50, "show_all": False, "refresh": False,
+                                 "sync": False, "mine": False, "user": None, "ci": False, "group": None,
+                                 "output": "text"}
+
+
+def list_jobs(*, backend: str | None, states: tuple[str, ...], limit: int, show_all: bool, refresh: bool,
+              sync: bool, mine: bool, user: str | None, ci: bool, group: str | None, output: str) -> None:
+    """`launch list` (the click command parses its options and calls this). No click here: a bare
+    `launch list` runs it straight from run_main."""
+    from launcher.backend import JobState
+    from launcher.errors import UsageError
+    from launcher.store import open_store
+
+    if mine and user:
+        raise UsageError("give --mine or --user USER, not both")
+    if mine:
+        from launcher import ci_env
+
+        user = ci_env.submitter({})[0]
+    store = open_store()
+    if sync:
+        from launcher import runner
+
+        report = runner.sync(store, [backend] if backend else _configured_backends())
+        _say(f"synced {', '.join(report.backends)}: {report.added} added, {report.updated} updated")
+    wanted = tuple(JobState(s.upper()) for s in states)
+    if group is not None:
+        group = store.resolve_group(group)
+    records = store.list(backend=backend, group=group, user=user, ci=ci,
+                         limit=None if show_all or wanted or group else limit)
+    if any(r.needs_refresh(all_backends=refresh) for r in records):
+        from launcher import runner  # only when some job needs it: `list` stays fast
+
+        records = runner.refresh_active(store, records, all_backends=refresh)
+    if wanted:
+        records = [r for r in records if r.state in wanted][: None if show_all else limit]
+    if output == "json":
+        import json
+
+        print(json.dumps([r.to_json() for r in records], indent=2, sort_keys=True, default=str), flush=True)
+        return
+    from launcher import display
+
+    filtered = bool(backend or wanted or group or user or ci)
+    display.write(display.job_table(records) if records or not filtered else "no jobs match")
+
+
+def _configured_backends() -> list[str]:
+    from launcher import registry, runner
+    from launcher.errors import LaunchError
+
+    names = []
+    for name in registry.names():
+        try:
+            ready = runner.readiness(name)
+        except LaunchError:
+            continue
+        if ready.sdk_installed and ready.configured:
+            names.append(name)
+    return names
+
+
+def guarded(call: Callable[[], Any], *, debug: Callable[[], bool],
+            passthrough: tuple[type[BaseException], ...] = ()) -> int | None:
+    """Run a command: None when it returned, else the exit code of what it raised, said in one line
+    (a LaunchError's message; --debug adds the traceback). Exceptions in `passthrough` (click's own
+    exits) go up untouched."""
+    from launcher.errors import EXIT_INTERNAL, LaunchError
+
+    try:
+        call()
+        return None
+    except passthrough:
+        raise
+    except LaunchError as exc:
+        if debug():
+            import traceback
+
+            traceback.print_exc()
+        _say(f"error: {exc}")
+        return exc.exit_code
+    except BrokenPipeError:  # `launch list | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except Exception as exc:  # a bug or an unexpected environment: one line, not a traceback
+        if debug():
+            raise
+        _say(f"error: internal error: {exc!r}\n  hint: rerun with --debug for the traceback, and report it")
+        return EXIT_INTERNAL
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def _terminal_columns() -> int:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from launcher import __version__
-from launcher.errors import EXIT_INTERNAL, EXIT_UNREACHABLE, EXIT_USAGE, LaunchError, UsageError
+from launcher.cli import guarded, list_jobs
+from launcher.errors import EXIT_UNREACHABLE, EXIT_USAGE, LaunchError, UsageError
 
 if TYPE_CHECKING:  # pydantic is imported only by commands that read a spec
     from launcher.spec import JobSpec, SpecFile
@@ -39,29 +40,13 @@ class _Group(click.Group):
     """Turns LaunchError into one clear line and its exit code; --debug keeps the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except LaunchError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                import traceback
-
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except BrokenPipeError:
-            sys.stderr.close()
-            ctx.exit(0)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
-        except (click.exceptions.Exit, click.ClickException, SystemExit):
-            raise
-        except Exception as exc:  # a bug or an unexpected environment: one line, not a traceback
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"error: internal error: {exc!r}\n  hint: rerun with --debug for the traceback, "
-                       "and report it", err=True)
-            ctx.exit(EXIT_INTERNAL)
+        result: list[Any] = []
+        code = guarded(lambda: result.append(super(_Group, self).invoke(ctx)),
+                       debug=lambda: bool(ctx.obj and ctx.obj.get("debug")),
+                       passthrough=(click.exceptions.Exit, click.ClickException))
+        if code is not None:
+            ctx.exit(code)
+        return result[0]
 
 
 @click.group(cls=_Group, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -636,38 +621,8 @@ def list_(backend: str | None, states: tuple[str, ...], limit: int, show_all: bo
     Unfinished local jobs are refreshed on the spot; jobs on cloud backends show
     their last known state unless --refresh (one provider call per unfinished job).
     """
-    from launcher.backend import JobState
-
-    if mine and user:
-        raise UsageError("give --mine or --user USER, not both")
-    if mine:
-        from launcher import ci_env
-
-        user = ci_env.submitter({})[0]
-    store = _store()
-    if sync:
-        from launcher import runner
-
-        report = runner.sync(store, [backend] if backend else _configured_backends())
-        click.echo(f"synced {', '.join(report.backends)}: {report.added} added, {report.updated} updated", err=True)
-    wanted = tuple(JobState(s.upper()) for s in states)
-    if group is not None:
-        group = store.resolve_group(group)
-    records = store.list(backend=backend, group=group, user=user, ci=ci,
-                         limit=None if show_all or wanted or group else limit)
-    if any(r.needs_refresh(all_backends=refresh) for r in records):
-        from launcher import runner  # only when some job needs it: `list` stays fast
-
-        records = runner.refresh_active(store, records, all_backends=refresh)
-    if wanted:
-        records = [r for r in records if r.state in wanted][: None if show_all else limit]
-    if output == "json":
-        _print_json([r.to_json() for r in records])
-        return
-    from launcher import display
-
-    filtered = bool(backend or wanted or group or user or ci)
-    display.write(display.job_table(records) if records or not filtered else "no jobs match")
+    list_jobs(backend=backend, states=states, limit=limit, show_all=show_all, refresh=refresh, sync=sync, mine=mine,
+              user=user, ci=ci, group=group, output=output)
 
 
 @main.group(name="store")
@@ -707,20 +662,6 @@ def migrate(source: str | None) -> None:
         local.close()
         shared.close()
     click.echo(f"copied {copied} job(s) from {path}; {present} were there already")
-
-
-def _configured_backends() -> list[str]:
-    from launcher import registry, runner
-
-    names = []
-    for name in registry.names():
-        try:
-            ready = runner.readiness(name)
-        except LaunchError:
-            continue
-        if ready.sdk_installed and ready.configured:
-            names.append(name)
-    return names
 
 
 @main.command()

@@ -62,3 +62,39 @@ def test_terminal_width_is_what_click_reads(columns, monkeypatch):
 
     monkeypatch.setenv("COLUMNS", columns)
     assert cli._terminal_columns() == shutil.get_terminal_size().columns
+
+
+def test_a_bare_list_runs_with_clicks_own_defaults():
+    """`launch list` skips click; the options it assumes are the ones click gives the command."""
+    from launcher import commands
+
+    assert commands.list_.make_context("list", []).params == cli.LIST_DEFAULTS
+
+
+def test_a_bare_list_prints_what_the_click_command_prints(tmp_path):
+    """The same table through both paths (the store's jobs, newest first), and an error said the same way."""
+    from launcher.backend import JobState
+    from launcher.store import JobRecord, Store
+
+    home = tmp_path / "home"
+    store = Store.open(home)
+    for i in range(3):
+        store.reserve(JobRecord(id=f"bert-2026010{i + 1}-000000-abc00{i}", name="bert", backend="sagemaker",
+                                handle=None, spec={"name": "bert"}, state=JobState.SUCCEEDED, created_at=100.0 + i,
+                                updated_at=100.0 + i))
+    store.close()
+
+    def launch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        full = {**os.environ, "LAUNCH_HOME": str(home), **(env or {})}
+        return subprocess.run([sys.executable, "-c", DUMP, *args], env=full, cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+
+    fast, slow = launch("list"), launch("list", "-n", "50")  # any option goes through click
+    assert fast.returncode == slow.returncode == 0
+    assert fast.stdout == slow.stdout and "bert-20260103-000000-abc002" in fast.stdout
+    assert "click" not in json.loads(fast.stderr.splitlines()[-1])
+    assert "click" in json.loads(slow.stderr.splitlines()[-1])
+    bad = {"LAUNCH_STORE_URL": "mysql://nowhere/db"}
+    fast, slow = launch("list", env=bad), launch("list", "-n", "50", env=bad)
+    assert fast.returncode == slow.returncode != 0
+    assert fast.stderr.splitlines()[:-1] == slow.stderr.splitlines()[:-1]
