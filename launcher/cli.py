@@ -2,9 +2,10 @@
 
 `launch`, `launch --help`, `-h` and `--version` are answered from text rendered ahead
 (launcher/help_text.py), without importing click and the commands: those imports are most
-of the time these answers took (~35 ms on a ~25 ms interpreter). Every other command line
-goes to the click app in launcher/commands.py. tests/test_help_text.py renders click's own
-answers and checks the text is the same, so it cannot drift from the commands.
+of the time these answers took (~35 ms on a ~25 ms interpreter). A bare `launch list` runs
+the list command's body here, with click's defaults, for the same reason. Every other
+command line goes to the click app in launcher/commands.py. tests/test_help_text.py checks
+both against click's own answers, so neither can drift from the commands.
 """
 
 from __future__ import annotations
