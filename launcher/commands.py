@@ -461,11 +461,36 @@ def _printer(multi: bool, stream: Any) -> Any:
         if multi:
             prefix = b"[node %d] " % block.node
             binary.write(prefix + bytes(block.data).replace(b"\n", b"\n" + prefix) + b"\n")
+        elif fd is not None:  # the block and its newline in one system call, no copy to join them
+            binary.flush()
+            _write_all(fd, [block.data, b"\n"])
         else:
             binary.write(block.data)
             binary.write(b"\n")
         binary.flush()
+
+    fd = _real_fd(binary)
     return show_text if binary is None else show_bytes
+
+
+def _real_fd(binary: Any) -> int | None:
+    """The file descriptor under a binary stream, if it has one (a test's BytesIO has none)."""
+    try:
+        return binary.fileno() if binary is not None else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _write_all(fd: int, parts: list[Any]) -> None:
+    """os.writev until every byte is written (a pipe may take part of them)."""
+    views = [memoryview(part).cast("B") for part in parts]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
 
 
 def _say_state(record: Any) -> None:

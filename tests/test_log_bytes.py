@@ -125,3 +125,16 @@ def test_logs_of_a_finished_job_are_the_log_file_byte_for_byte(tmp_path):
     expected = data if data.endswith(b"\n") else data + b"\n"
     assert _launch(home, "logs", record["id"]) == expected
     assert _launch(home, "logs", "-f", record["id"]) == expected
+
+
+def test_the_printer_writes_a_block_and_its_newline_to_a_real_file_descriptor(tmp_path):
+    """stdout's own descriptor gets each block and its newline in one writev (all of it, even where a
+    pipe takes part of a write): what the file holds is what a BytesIO would."""
+    target = tmp_path / "out"
+    with open(target, "wb") as raw, io.TextIOWrapper(raw, encoding="utf-8") as stream:
+        stream.write("text first\n")
+        show = _printer(False, stream)
+        big = b"x" * (3 << 20)
+        show(LogLine(data=memoryview(big)[1:]))
+        show(LogLine(data=b"second \xff"))
+    assert target.read_bytes() == b"text first\n" + big[1:] + b"\nsecond \xff\n"
