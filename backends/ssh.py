@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from launcher.spec import JobSpec
 
 DEFAULT_CANCEL_GRACE_S = 10
+SMALL_FILE = 256 * 1024  # bytes: sending a file this size costs less than a round trip asking if the host has it
 LOG_CHUNK = 1 << 20
 
 
@@ -195,17 +196,14 @@ class SSHBackend(Backend):
         payload = request.payload
         hosts = [Host.parse(h["address"], h.get("internal_address")) for h in payload["hosts"]]
         for host in dict.fromkeys(hosts):
-            self._check_gpus(host, payload["gpus_per_node"])
-            for upload in request.uploads:
-                self._upload(host, upload)
+            self.check_gpus(host, payload["gpus_per_node"])
+            self._upload_all(host, request.uploads)
         started: list[dict[str, Any]] = []
         try:
             for node in payload["nodes"]:
                 host = hosts[node["rank"]]
-                env_file = f"{node['dir']}/env.sh"
                 env_text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in node["env"].items())
-                self.transport.put(host, env_text.encode(), env_file)
-                started.append({**self._start(host, node, payload["job_dir"]), "rank": node["rank"],
+                started.append({**self._start(host, node, payload["job_dir"], env_text.encode()), "rank": node["rank"],
                                 "host": str(host), "internal_address": host.internal_address, "dir": node["dir"]})
         except Exception:
             self._stop_started(hosts, payload["nodes"])
@@ -230,15 +228,31 @@ class SSHBackend(Backend):
             except BackendUnreachable:
                 continue
 
-    def _check_gpus(self, host: Host, wanted: int) -> None:
+    def check_gpus(self, host: Host, wanted: int, *, timeout: float = 120) -> None:
+        """At least `wanted` NVIDIA GPUs on the host (one ssh command; none when `wanted` is 0)."""
         if wanted <= 0:
             return
-        done = self.transport.run(host, "nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true")
+        done = self.transport.run(host, "nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true", timeout=timeout)
         have = int((done.stdout.decode().strip() or "0").splitlines()[-1] or 0)
         if have < wanted:
             raise BackendError(f"{host} has {have} NVIDIA GPU(s); the spec asks for {wanted} per node",
                                "pick other hosts, lower resources.accelerators, or "
                                "--set backends.ssh.check_gpus=false")
+
+    def _upload_all(self, host: Host, uploads: tuple[Upload, ...]) -> None:
+        """The job's files in one ssh command (each round trip costs more than a small file's
+        bytes); a big file goes on its own, skipped when the host has it (a content-addressed bundle)."""
+        small: list[tuple[bytes, str, str]] = []
+        for upload in uploads:
+            if upload.content is not None:
+                small.append((upload.content.encode(), upload.destination, "600"))
+            elif upload.source is not None and upload.source.stat().st_size <= SMALL_FILE:
+                small.append((upload.source.read_bytes(), upload.destination,
+                              "700" if upload.destination.endswith(".sh") else "600"))
+            else:
+                self._upload(host, upload)
+        if small:
+            self.transport.put_many(host, small)
 
     def _upload(self, host: Host, upload: Upload) -> None:
         if upload.content is not None:
@@ -252,22 +266,27 @@ class SSHBackend(Backend):
         self.transport.copy(host, upload.source, upload.destination,
                             mode="700" if upload.destination.endswith(".sh") else "600")
 
-    def _start(self, host: Host, node: dict[str, Any], job_dir: str) -> dict[str, Any]:
-        """Start the bootstrap detached in its own session (it outlives this ssh connection),
-        from the login directory that the job's relative paths start from; answer its pid and
-        kernel start time (so a reused pid is never mistaken for the job)."""
-        # `mkdir started` is atomic: a retried start (its first answer lost) reads the pid file
-        # instead of starting the node a second time. The env file (secrets) is deleted once read.
+    def _start(self, host: Host, node: dict[str, Any], job_dir: str, env: bytes) -> dict[str, Any]:
+        """Write the node's env file (from stdin: secrets never on a command line) and start the
+        bootstrap detached in its own session (it outlives this ssh connection), from the login
+        directory that the job's relative paths start from; answer its pid and kernel start time
+        (so a reused pid is never mistaken for the job). One ssh command for both."""
+        # The env file is written as `put` writes it (0600, complete or not at all: its size is checked
+        # before the rename). `mkdir started` is atomic: a retried start (its first answer lost) reads the
+        # pid file instead of starting the node a second time. The env file (secrets) is deleted once read.
         command = script(
-            "mkdir -p {dir} && if mkdir {lock} 2>/dev/null; then "
+            "mkdir -p {dir} && (umask 077 && cat > {env_part}) && [ $(wc -c < {env_part}) -eq {size} ] "
+            "&& mv -f {env_part} {env} || exit 1; "
+            "if mkdir {lock} 2>/dev/null; then "
             "setsid sh -c '. \"$1\" && rm -f \"$1\"; exec sh \"$2\"' launch-node {env} {bootstrap} > {log} 2>&1 "
             "< /dev/null & "
             "pid=$!; echo \"$pid $(cut -d' ' -f22 /proc/$pid/stat 2>/dev/null)\" > {pidfile}; "
             "else rm -f {env}; fi; "  # already started: the env file just rewritten must not linger
             "i=0; while [ ! -s {pidfile} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; cat {pidfile}",
             dir=node["dir"], lock=f"{node['dir']}/started", env=f"{node['dir']}/env.sh",
+            env_part=f"{node['dir']}/env.sh.part", size=len(env),
             bootstrap=f"{job_dir}/bootstrap.sh", log=f"{node['dir']}/log", pidfile=f"{node['dir']}/pid")
-        done = self.transport.run(host, command)
+        done = self.transport.run(host, command, stdin=env)
         words = done.stdout.decode().split()
         if done.returncode != 0 or not words:
             raise BackendError(f"{host}: could not start node {node['rank']}: "

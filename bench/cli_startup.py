@@ -10,7 +10,8 @@ or CI runs it, against a temporary LAUNCH_HOME filled with 1,000 realistic job r
 its own throwaway venv from the same base interpreter) are timed in the same interleaved rounds, with a
 throwaway HOME so no user state of theirs is read or written.
 
-Goals (issue 10): `launch --help` <= 2.5x `python -c pass`, and >= 10x faster than `sky --help`.
+Goals (issue 27): `launch --help` <= 2.0x `python -c pass`, `launch list` (1,000 jobs) <= 2.5x; (issue 10)
+>= 10x faster than `sky --help`. The load average of the run is in its notes: the goals are to hold under load.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import peers as peer_tools
 import report
-from timing import REPO, Case, Row, Section, Stats, clean_env, interleaved, launch_script
+from timing import REPO, Case, Row, Section, Stats, clean_env, interleaved, launch_script, load_average
 
 JOBS = 1000
-HELP_GOAL = 2.5
+HELP_GOAL = 2.0
+LIST_GOAL = 2.5
 PEER_GOAL = 0.1
 
 BACKENDS = {
@@ -44,6 +47,17 @@ BACKENDS = {
         "name": f"projects/123456789012/locations/us-central1/customJobs/{8_000_000_000 + i}"},
     "azureml": lambda job_id, i: {"subscription": "00000000-0000-0000-0000-000000000000", "resource_group": "ml",
                                    "workspace": "ws", "name": job_id},
+}
+# what each job's spec says for its backend: settings its model accepts (a local job's spec once said
+# `region:`, which the local backend refuses, so every `launch list` failed to refresh those jobs, warned
+# and timed that failure path instead of a listing)
+SETTINGS = {
+    "local": {"cancel_grace": "10s"},
+    "ssh": {"hosts": ["gpu-01.internal", "gpu-02.internal"]},
+    "sagemaker": {"region": "us-east-1", "role_arn": "arn:aws:iam::123456789012:role/Train", "bucket": "bench-bucket"},
+    "vertex": {"project": "my-proj", "region": "us-central1", "staging_bucket": "gs://bench-bucket"},
+    "azureml": {"subscription_id": "00000000-0000-0000-0000-000000000000", "resource_group": "ml",
+                "workspace_name": "ws", "compute": "gpu-cluster"},
 }
 NAMES = ("bert-finetune", "llama-8b-sft", "resnet50-imagenet", "whisper-small-ft", "gpt2-pretrain", "vit-b16",
          "quickstart")
@@ -84,13 +98,16 @@ def fill_store(home: Path, count: int, seed: int = 7, finished_only: bool = Fals
             "resources": {"accelerators": rng.choice(["H100:8", "A100-80GB:8", "L4", "T4:1"]), "nodes": nodes,
                           "cpus": 16, "memory_gb": 128, "disk_gb": 200},
             "distributed": "torchrun" if nodes > 1 else None, "spot": rng.random() < 0.3, "max_runtime": "24h",
-            "backends": {backend: {"region": "us-east-1"}},
+            "backends": {backend: SETTINGS[backend]},
         }
         store.reserve(JobRecord(id=job_id, name=name, backend=backend, handle=None, spec=spec,
                                 state=JobState.PENDING, message="submitting", created_at=created,
                                 updated_at=created, idempotency_key=f"ci-{i}" if rng.random() < 0.4 else None))
-        store.set_handle(job_id, Handle(backend, job_id, BACKENDS[backend](job_id, i), fast_status=backend == "local"))
+        data = BACKENDS[backend](job_id, i)
         state = JobState(rng.choice(states))
+        if backend == "local":  # its files, as a local job leaves them (`list` reads them to refresh one unfinished)
+            data = local_files(home, job_id, data, state)
+        store.set_handle(job_id, Handle(backend, job_id, data, fast_status=backend == "local"))
         started = created + rng.uniform(5, 600)
         ended = started + rng.uniform(60, 36000) if state.is_terminal else None
         store.set_status(job_id, Status(state, state.value.title(), MESSAGES[state.value],
@@ -102,6 +119,22 @@ def fill_store(home: Path, count: int, seed: int = 7, finished_only: bool = Fals
     store.close()
     assert finished, "no finished job generated"
     return finished
+
+
+def local_files(home: Path, job_id: str, data: dict, state: Any) -> dict:
+    """A local job's directory under LAUNCH_HOME with what its node left: an exit code once it ended, none
+    while it runs (its pid is long gone, so the first `list` finds it ended without one, as it would
+    find a job whose machine rebooted). Without the directory every `list` would refresh the job again
+    (UNKNOWN: files gone) and time that instead of a listing."""
+    node_dir = home / "local" / job_id / "node-0"
+    node_dir.mkdir(parents=True)
+    (node_dir / "log").write_text("done\n")
+    if state.is_terminal:
+        (node_dir / "exit_code").write_text("0\n" if state.value == "SUCCEEDED" else "1\n")
+    if state.value == "CANCELLED":
+        (node_dir.parent / "cancel_requested").touch()
+    data["job_dir"], data["nodes"][0]["dir"] = str(node_dir.parent), str(node_dir)
+    return data
 
 
 # peer -> (label, arguments, needs SkyPilot's API server running)
@@ -168,7 +201,8 @@ def measure(quick: bool, found: dict[str, peer_tools.Peer]) -> Section:
     sec.rows += [
         Row("start-up, help", "launch --help", got["launch --help"], "python -c pass", floor, goal=f"<= {HELP_GOAL}x",
             met=got["launch --help"].median <= HELP_GOAL * floor.median),
-        Row(f"list, {JOBS} jobs in the store", "launch list", got["launch list"], "python -c pass", floor),
+        Row(f"list, {JOBS} jobs in the store", "launch list", got["launch list"], "python -c pass", floor,
+            goal=f"<= {LIST_GOAL}x", met=got["launch list"].median <= LIST_GOAL * floor.median),
         Row("status of a finished job", "launch status JOB", got["launch status JOB"], "python -c pass", floor),
     ]
     pairs = [("launch --help", "sky --help", f"<= {PEER_GOAL}x (10x faster)", got),
@@ -183,7 +217,8 @@ def measure(quick: bool, found: dict[str, peer_tools.Peer]) -> Section:
                                 note="peer not available, see notes"))
     if not found:
         notes = ["peers not measured (run with --with-peers)"]
-    sec.notes += [f"{JOBS} jobs in a temporary LAUNCH_HOME (~12% unfinished, on every backend); "
+    sec.notes += [f"load average (1/5/15 min) at the end: {load_average()}",
+                  f"{JOBS} jobs in a temporary LAUNCH_HOME (~12% unfinished, on every backend); "
                   f"{warmups} warm-up rounds, then {runs} interleaved rounds; peak RSS from GNU time", *notes]
     if with_server:
         sec.notes.append("`sky status` talks to SkyPilot's local API server (started by its first, untimed call): its "

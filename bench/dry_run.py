@@ -2,7 +2,12 @@
 
 Shows what lazy loading saves: `launch run --dry-run --backend X` renders the exact request
 without importing X's SDK, so it should cost less than merely importing the SDK would.
-Goal (issue 10): every dry run < 0.5 s median.
+Goal (issue 27): every dry run <= 0.25 s median (issue 10 asked < 0.5 s).
+
+The spec has settings for every backend. Each section is checked by its backend's model; one that
+passed before is remembered (launcher/settings_cache.py), so from the second run of a spec on, only the
+backend it runs on is imported. The warm-up rounds are such first runs; one more row times a first run
+every time (the remembered checks deleted before each), for what a spec's first dry run costs.
 
 Run by hand (not in CI): .venv/bin/python bench/dry_run.py [--quick]
 """
@@ -68,7 +73,8 @@ SDKS = {
     "azure_openai": ("import openai", "import openai"),
     "openai": ("import openai", "import openai"),
 }
-GOAL_S = 0.5
+GOAL_S = 0.25
+COLD = "launch run --dry-run --backend sagemaker, first run of the spec"
 
 
 def loadable(launch: str, env: dict[str, str]) -> set[str]:
@@ -100,15 +106,23 @@ def measure(quick: bool) -> Section:
                 cases.append(Case(f"launch run --dry-run --backend {backend}",
                                   [launch, "run", str(ft_spec if backend in FINETUNE else spec), "--backend",
                                    backend, "--dry-run"], env, cwd=tmp))
+        if "sagemaker" in present:  # nothing remembered: every section checked by its own backend
+            cold = {**env, "LAUNCH_HOME": str(Path(tmp) / "home-cold")}  # its own: the others' stays warm
+            forget = f"rm -f {Path(tmp) / 'home-cold' / 'settings-checks.json'} && exec \"$0\" \"$@\""
+            cases.append(Case(COLD, ["sh", "-c", forget, launch, "run", str(spec), "--backend", "sagemaker",
+                                     "--dry-run"], cold, cwd=tmp))
         got = interleaved(cases, runs, warmups)
     for backend, (sdk, _) in SDKS.items():
         ours = f"launch run --dry-run --backend {backend}"
         if backend not in present:
-            sec.rows.append(Row(f"dry run, {backend}", ours, None, sdk, got[sdk], unit="ms", goal=f"< {GOAL_S} s",
+            sec.rows.append(Row(f"dry run, {backend}", ours, None, sdk, got[sdk], unit="ms", goal=f"<= {GOAL_S} s",
                                 note="not available: `launch backends` does not list it"))
             continue
-        sec.rows.append(Row(f"dry run, {backend}", ours, got[ours], sdk, got[sdk], unit="ms", goal=f"< {GOAL_S} s",
-                            met=got[ours].median < GOAL_S))
+        sec.rows.append(Row(f"dry run, {backend}", ours, got[ours], sdk, got[sdk], unit="ms", goal=f"<= {GOAL_S} s",
+                            met=got[ours].median <= GOAL_S))
+    if COLD in got:
+        sec.rows.append(Row("dry run, sagemaker, first run of the spec", COLD, got[COLD], "import boto3",
+                            got["import boto3"], unit="ms", note="every backend's section checked by its model"))
     sec.notes.append(f"one spec with settings for every backend (T4:1, a code dir, a secret); {warmups} warm-up "
                      f"rounds, then {runs} interleaved rounds. The baseline is only the SDK's import in a fresh "
                      "interpreter: a script using the SDK pays it before its first call. A ratio below 1 is what "

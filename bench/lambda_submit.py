@@ -8,15 +8,17 @@ real sshd on 127.0.0.1 (tests/fakes/sshd.py) standing in for every instance. One
 the order rotating (bench/timing.py); instances are terminated between rounds through the fake's own hook,
 outside the clock, and `keep_instances` keeps the launcher's job from calling the API when it ends.
 
-  ours:     `launcher.runner.submit(store, load_spec(spec), "lambda_cloud")` in-process: spec, bundle, render, store;
-            list instances (a retry must not launch twice), instance types, launch, poll until active,
-            reach sshd, check the GPUs, copy the job's files and start it.
-  baseline: what a user's script does with requests and OpenSSH, paced to the same limits: instance types,
-            launch (the launcher's own rendered body), poll until active, `ssh host true` until sshd answers,
-            `scp` of the same files (bundle, bootstrap.sh, run.sh) and one `ssh` that starts the run in the
-            background; its ssh multiplexes one connection (ControlMaster), as the launcher's transport does.
+Both sides make the same calls (issue 27: no baseline doing more or less work):
+  API:  list instances (so that a retried submit never launches twice), instance types, one launch, polls until
+        active (the same number on both sides: both wait for the same 0.3 s boot at the same poll interval).
+  ssh:  4 commands on one multiplexed connection (ControlMaster) each: ours counts the GPUs as its sshd probe,
+        writes the bundle, bootstrap.sh and run.sh in one command (a tar stream), writes the env file and starts
+        the node in one command, and writes handle.json (the record `launch list --sync` finds on the host);
+        the script counts the GPUs as its probe (`nvidia-smi -L`), makes the job dir, `scp`s the same three
+        files and starts the run in the background with one `ssh`.
+  ours also: spec, bundle, render and the store's writes, in-process (`launcher.runner.submit`).
 
-Goal (issue 10): launcher median per submit <= 1.3x the plain script.
+Goal (issues 10, 27): launcher median per submit <= 1.3x the plain script.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Plain:
         target = f"{self.srv.user}@127.0.0.1"
 
         def go() -> None:
+            self.call("GET", "/instances")  # what a retry must look at first, as the launcher does
             types = self.call("GET", "/instance-types")
             name = next(n for n, t in types.items() if t["regions_with_capacity_available"])
             region = types[name]["regions_with_capacity_available"][0]["name"]
@@ -102,7 +105,8 @@ class Plain:
             while self.call("GET", f"/instances/{instance_id}")["status"] != "active":
                 time.sleep(BOOT_POLL_S)
             port = ["-p", str(self.srv.port)]
-            while subprocess.run(["ssh", *self.ssh(*port, target, "true")], capture_output=True).returncode:
+            gpus = ["ssh", *self.ssh(*port, target, "nvidia-smi -L | grep -c '^GPU '")]
+            while subprocess.run(gpus, capture_output=True).returncode:
                 time.sleep(BOOT_POLL_S)
             subprocess.run(["ssh", *self.ssh(*port, target, f"mkdir -p {remote}")], check=True, capture_output=True)
             subprocess.run(["scp", "-q", *self.ssh("-P", str(self.srv.port), *files, f"{target}:{remote}/")],

@@ -180,18 +180,51 @@ class Status:
     url: str | None = None
 
 
-@dataclass(frozen=True)
 class LogLine:
     """Output of one node: one complete line, or a block of complete lines joined by "\n"
     (no trailing newline). Blocks let a 100 MB log stream without a Python object per line.
-    `cursor` resumes reading right after the last line (opaque to the runner)."""
+    `cursor` resumes reading right after the last line (opaque to the runner).
 
-    text: str
-    node: int = 0
-    cursor: Any = None
+    A backend that reads bytes (a log file, an ssh stream) gives them as `data`, and they reach
+    stdout as they are, never decoded: `text` decodes only when something asks for it (a tail,
+    a filter). A backend whose API answers text gives `text`; `data` encodes it on demand.
+    `data` may be a read-only view into a larger chunk the backend read (no copy)."""
+
+    __slots__ = ("_data", "_text", "cursor", "node")
+
+    def __init__(self, text: str | None = None, node: int = 0, cursor: Any = None, *,
+                 data: bytes | memoryview | None = None) -> None:
+        if (text is None) == (data is None):
+            raise TypeError("LogLine takes text or data, one of them")
+        self._text = text
+        self._data = data
+        self.node = node
+        self.cursor = cursor
+
+    @property
+    def text(self) -> str:
+        if self._text is None:  # bytes from a log: what is not UTF-8 shows as U+FFFD, never an error
+            self._text = str(self._data, "utf-8", "replace")
+        return self._text
+
+    @property
+    def data(self) -> bytes | memoryview:
+        if self._data is None:
+            self._data = self.text.encode("utf-8", "surrogateescape")
+        return self._data
 
     def lines(self) -> list[str]:
         return self.text.split("\n")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LogLine):
+            return NotImplemented
+        return (self.text, self.node, self.cursor) == (other.text, other.node, other.cursor)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable cursor dicts: as the dataclass it replaced
+
+    def __repr__(self) -> str:
+        return f"LogLine(text={self.text!r}, node={self.node}, cursor={self.cursor!r})"
 
 
 @dataclass(frozen=True)

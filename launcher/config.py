@@ -6,7 +6,6 @@ default; the spec loader applies the first two, `backend_settings` the third.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import re
@@ -86,6 +85,8 @@ def _unknown_keys(data: dict[str, Any], lines: dict[tuple[str, ...], int]) -> li
     for parent, key, allowed in checks:
         if key in allowed:
             continue
+        import difflib  # only for a key that is wrong: `launch list` never pays for it
+
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         what = "unknown backend" if parent else "unknown key"
         hint = f"did you mean {close[0]!r}? " if close else ""

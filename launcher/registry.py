@@ -94,6 +94,12 @@ def _entry_point(name: str) -> str:
     return eps[name]
 
 
+def entry_point(name: str) -> str:
+    """The "module:attribute" backend `name` loads from, without loading it (launcher/settings_cache.py
+    keys what it remembers on that code)."""
+    return _entry_point(name)
+
+
 @functools.cache
 def backend_class(name: str) -> type[Backend]:
     """The backend's class, imported on first use. It must subclass the contract's `Backend`: the

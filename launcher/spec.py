@@ -28,8 +28,22 @@ from pydantic import (
     field_validator,
 )
 
-from launcher import accelerators, config, durations, logs, yaml_source
+from launcher import accelerators, config, durations, logs, settings_cache, yaml_source
 from launcher.errors import LaunchError, Problem, SpecError, UsageError
+
+
+def _no_pydantic_plugin_scan() -> None:
+    """The first model pydantic builds makes it scan every installed distribution's entry points for
+    pydantic plugins (~20 ms with the provider SDKs installed: a tenth of a dry run); launch uses none.
+    An empty plugin table says so. (PYDANTIC_DISABLE_PLUGINS would too, but would reach the jobs that
+    launch starts.) A pydantic without this table is left as it is."""
+    from pydantic.plugin import _loader
+
+    if getattr(_loader, "_plugins", ()) is None:
+        _loader._plugins = {}
+
+
+_no_pydantic_plugin_scan()
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 RESERVED_ENV_PREFIX = "LAUNCH_"
@@ -115,7 +129,7 @@ def backend_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Resources(_Strict):
@@ -164,7 +178,7 @@ class JobSpec(_Strict):
     """A training job as the user writes it, independent of any provider: a command run in a
     container (run:) or a hosted fine-tuning job (finetune:)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True,
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
                               json_schema_extra={"oneOf": [{"required": ["run"]}, {"required": ["finetune"]}]})
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=63, examples=["bert-finetune"],
@@ -514,7 +528,6 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append(source.problem(where, f"unknown backend; {hint}known: {', '.join(known)}"))
             continue
-        model = registry.settings_model(name)
         if section is None:
             section = {}
         if not isinstance(section, dict):
@@ -526,10 +539,17 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
                                            f"{field}: s3://bucket/path/ or gs://bucket/path/")
                             for field in PORTABLE_FIELDS
                             if field in section and not (isinstance(section[field], str) and section[field].strip())]
-            try:
-                model.model_validate(backend_settings(section))
-            except ValidationError as exc:
-                checked[key].extend(_problems(exc, source, model, where))
+            # a section that passed this code before passes again: no need to import its backend to know
+            digest = settings_cache.key(str(name), section, registry.entry_point(name))
+            if digest is None or not settings_cache.passed(digest):
+                model = registry.settings_model(name)
+                try:
+                    model.model_validate(backend_settings(section))
+                except ValidationError as exc:
+                    checked[key].extend(_problems(exc, source, model, where))
+                else:
+                    if digest is not None and not checked[key]:
+                        settings_cache.remember(digest)
         problems.extend(checked[key])
     return problems
 

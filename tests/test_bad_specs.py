@@ -106,7 +106,8 @@ CASES = [
          "spec.yaml:5: backends.local.cancel_grace:", "not a duration"),
     case("backend-local-not-mapping", B + "backends:\n  local: fast\n", "spec.yaml:4: backends.local:", "mapping"),
     # --- other fields ---------------------------------------------------------------------------
-    case("distributed-mpi", B + "distributed: mpi\n", "spec.yaml:3: distributed:", "expected 'torchrun', 'jax', 'tensorflow', 'paddle' or 'none'"),
+    case("distributed-mpi", B + "distributed: mpi\n", "spec.yaml:3: distributed:",
+         "expected 'torchrun', 'jax', 'tensorflow', 'paddle' or 'none'"),
     case("memory-beyond-any-machine", B + "resources:\n  memory_gb: 99999999\n", "spec.yaml:4: resources.memory_gb:",
          "below 1,000,000"),
     case("backend-setting-pattern", B + "backends:\n  sagemaker:\n    region: US-EAST-1\n",

@@ -384,3 +384,66 @@ def test_status_stops_no_straggler_and_finish_does(servers, launch_home):
     finally:
         if _group_members(node0):
             os.killpg(node0, 9)
+
+
+def test_several_files_go_in_one_command_with_their_modes_and_hostile_names_literal(servers, tmp_path, monkeypatch):
+    """put_many: one ssh command (a tar stream) for the job's small files; each lands under its exact
+    name (spaces, quotes, `$(...)`, newlines) with its mode, and no `.part` is left behind."""
+    from backends.remote.transport import Host, SSHTransport
+
+    first, _, both = servers
+    transport = SSHTransport(ssh_config=both)
+    host = Host.parse(first.host_spec)
+    base = Path(first.remote_root) / "many"
+    names = ["plain.sh", "it's $(touch pwned) `x`.txt", "new\nline;rm -rf ~", "sub dir/deep/\u00e9t\u00e9 \"q\""]
+    files = [(f"content {i}\n".encode() * (i + 1), str(base / name), "700" if name.endswith(".sh") else "600")
+             for i, name in enumerate(names)]
+    commands: list[str] = []
+    real_run = SSHTransport.run
+
+    def counted(self, host, command, **kw):
+        commands.append(command)
+        return real_run(self, host, command, **kw)
+
+    monkeypatch.setattr(SSHTransport, "run", counted)
+    transport.put_many(host, files)
+    assert len(commands) == 1
+    for data, path, mode in files:
+        assert Path(path).read_bytes() == data
+        assert oct(Path(path).stat().st_mode & 0o777) == oct(int(mode, 8))
+    assert not list(base.rglob("*.part")) and not (Path.home() / "pwned").exists()
+    # a relative path next to absolute ones: file by file, each still exact
+    commands.clear()
+    mixed = [(b"a", str(base / "abs.txt"), "600"), (b"b", "launch-test-relative.txt", "600")]
+    transport.put_many(host, mixed)
+    assert len(commands) == 2 and (base / "abs.txt").read_bytes() == b"a"
+
+
+def test_a_submit_uses_one_command_for_files_and_one_to_start_each_node(servers, launch_home, monkeypatch):
+    """GPU check, the job's files (one tar stream, however many), env file + start (one command; the
+    secrets on stdin, never on its command line), handle.json: four ssh commands for a one-node job."""
+    from backends.remote.transport import SSHTransport
+    from backends.ssh import SSHBackend
+    from launcher.spec import parse_spec
+
+    first, _, both = servers
+    commands: list[str] = []
+    real_run = SSHTransport.run
+
+    def counted(self, host, command, **kw):
+        commands.append(command)
+        return real_run(self, host, command, **kw)
+
+    monkeypatch.setattr(SSHTransport, "run", counted)
+    backend = SSHBackend({"hosts": [first.host_spec], "ssh_config": both, "remote_root": str(first.remote_root),
+                          "check_gpus": False})
+    spec = parse_spec("name: count\nsecrets: [TOKEN]\nrun: test \"$TOKEN\" = 's3cr3t value'\n", "spec.yaml")
+    job = "count-20260101-000000-abcdef"
+    request = backend.render(spec, job, None, {"TOKEN": "s3cr3t value"})
+    handle = backend.submit(request)
+    assert len(commands) == 3, commands  # no GPU check asked for: files, env + start, handle.json
+    assert "tar -xf -" in commands[0] and "bootstrap.sh" in commands[0] and "run.sh" in commands[0]
+    assert "setsid" in commands[1] and all("s3cr3t" not in c for c in commands)
+    _wait_until(lambda: backend.status(handle).state.is_terminal, "the job to end")
+    assert backend.status(handle).state.value == "SUCCEEDED"
+    assert not (Path(first.remote_root) / "jobs" / job / "node-0" / "env.sh").exists()

@@ -157,8 +157,9 @@ class LambdaCloudBackend(Backend):
         try:
             self._launch_all(request.job_id, payload, launched)
             ready = self._wait_ready(launched)
+            gpus = payload["ssh"]["gpus_per_node"]
             for instance in ready:
-                self._wait_ssh(self._host(instance))
+                self._wait_ssh(self._host(instance), gpus)
             described = [{"id": i["id"], "rank": int(inst.tag(i, inst.RANK_TAG) or 0), "name": i.get("name"),
                           "region": i["region"]["name"], "type": i["instance_type"]["name"], "ip": i["ip"]}
                          for i in ready]
@@ -169,8 +170,8 @@ class LambdaCloudBackend(Backend):
                     payload["api_url"], described, payload["self_terminate_after_s"],
                     self.settings["request_interval"])),
                 Upload(None, f"{job_dir}/lambda.key", content=inst.curl_config(self.api.api_key)))
-            start = placed(Request("ssh", request.job_id, "ssh_start_nodes", payload["ssh"],
-                                   request.uploads + extra), hosts)
+            start = placed(Request("ssh", request.job_id, "ssh_start_nodes", {**payload["ssh"], "gpus_per_node": 0},
+                                   request.uploads + extra), hosts)  # the GPUs were checked by _wait_ssh
             ssh_handle = self.ssh.submit(start)
         except BaseException:
             self._give_back(request.job_id, [i["id"] for i in launched])
@@ -295,12 +296,16 @@ class LambdaCloudBackend(Backend):
                                    "raise backends.lambda_cloud.boot_timeout, or try another region")
             time.sleep(self.settings["boot_poll"])
 
-    def _wait_ssh(self, host: Host) -> None:
-        """An instance is `active` a little before its sshd answers."""
+    def _wait_ssh(self, host: Host, gpus: int) -> None:
+        """An instance is `active` a little before its sshd answers. The command that finds sshd
+        answering also counts the GPUs (one round trip, not two; `true` when check_gpus is off)."""
         deadline = time.monotonic() + self.settings["boot_timeout"]
         while True:
             try:
-                self.ssh.transport.run(host, "true", timeout=30)
+                if gpus:
+                    self.ssh.check_gpus(host, gpus, timeout=30)
+                else:
+                    self.ssh.transport.run(host, "true", timeout=30)
                 return
             except BackendUnreachable:
                 if time.monotonic() > deadline:

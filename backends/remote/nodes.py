@@ -72,7 +72,7 @@ def tail_block(data: bytes, end: int, rank: int, lines: int, *, finished: bool, 
     offsets[rank] = end
     body = data[:-1] if data.endswith(b"\n") else data  # one terminator; blank lines are lines too
     kept = body.split(b"\n")[-lines:] if lines and data else []
-    return LogLine(b"\n".join(kept).decode("utf-8", "replace"), rank, dict(offsets)) if kept else None
+    return LogLine(data=b"\n".join(kept), node=rank, cursor=dict(offsets)) if kept else None
 
 
 def tail_nodes(nodes: Sequence[dict[str, Any]], lines: int, node: int | None,
@@ -97,19 +97,36 @@ def log_blocks(chunks: Iterable[bytes], rank: int, offsets: dict[int, int], *, f
     A trailing partial line is held back until the node has finished, so a follow never
     splits a line; `offsets` advances as blocks are yielded, so resuming from a block's
     cursor neither repeats nor loses a line.
+
+    The bytes are never decoded here and the body of a chunk is never copied: each block is a
+    view into the chunk it was read in. Only a line that spans chunks is joined (it is yielded
+    on its own, before the rest of the chunk that ends it). A block always ends at a newline,
+    so a UTF-8 character is never cut in two.
     """
     offset = offsets.get(rank, 0)
-    pending = b""
+    pending: list[bytes] = []  # the start of a line not yet ended (one line may outgrow many chunks)
     for chunk in chunks:
-        data = pending + chunk
-        cut = data.rfind(b"\n")
+        cut = chunk.rfind(b"\n")
         if cut < 0:
-            pending = data
+            if chunk:
+                pending.append(chunk)
             continue
-        block, pending = data[:cut], data[cut + 1:]
-        offset += cut + 1
-        offsets[rank] = offset
-        yield LogLine(block.decode("utf-8", "replace"), rank, dict(offsets))
+        start = 0
+        if pending:
+            start = chunk.index(b"\n") + 1
+            pending.append(chunk[:start - 1])
+            line = b"".join(pending)
+            pending.clear()
+            offset += len(line) + 1
+            offsets[rank] = offset
+            yield LogLine(data=line, node=rank, cursor=dict(offsets))
+        if cut >= start:
+            offset += cut + 1 - start
+            offsets[rank] = offset
+            yield LogLine(data=memoryview(chunk)[start:cut], node=rank, cursor=dict(offsets))
+        if cut + 1 < len(chunk):
+            pending.append(chunk[cut + 1:])
     if pending and finished:
-        offsets[rank] = offset + len(pending)
-        yield LogLine(pending.decode("utf-8", "replace"), rank, dict(offsets))
+        line = b"".join(pending)
+        offsets[rank] = offset + len(line)
+        yield LogLine(data=line, node=rank, cursor=dict(offsets))
