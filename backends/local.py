@@ -61,7 +61,7 @@ def settings_model() -> type[BaseModel]:
 
 class LocalBackend(Backend):
     name: ClassVar[str] = "local"
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, fast_status=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, fast_status=True, node_addresses=True)
     settings_model = LazySettings(settings_model)
 
 

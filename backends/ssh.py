@@ -98,7 +98,7 @@ def settings_model() -> type[BaseModel]:
 
 class SSHBackend(Backend):
     name: ClassVar[str] = "ssh"
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, node_addresses=True)
     settings_model = LazySettings(settings_model)
 
 

@@ -78,6 +78,9 @@ class Capabilities:
     finetune: bool = False
     # runs TPU slices (resources.accelerators: TPU-v5e:8); the core refuses a TPU spec elsewhere
     tpu: bool = False
+    # every node learns every node's address (LAUNCH_NODE_ADDRS), not only the master's: frameworks
+    # that list all workers (tensorflow's TF_CONFIG) on several nodes are refused by the core elsewhere
+    node_addresses: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ launcher.errors.
 
 A node's place is LAUNCH_NODE_RANK, LAUNCH_NUM_NODES, LAUNCH_MASTER_ADDR, LAUNCH_MASTER_PORT and
 LAUNCH_NODE_ADDRS: every node's address in rank order, comma-separated, the first being the master.
-A backend that knows its hosts sets it (local, ssh, slurm, kubernetes, lambda_cloud); a topology
-snippet sets it where the provider tells each node every address (Vertex's CLUSTER_SPEC, SageMaker's
-resourceconfig.json); the others leave it empty and refuse, through `node_address_problems`, the
-frameworks that need it. From these bootstrap.sh derives each framework's own contract
+A backend that knows its hosts sets it; a topology snippet sets it where the provider tells each node
+every address (a cluster document the provider puts on each node). Those backends declare
+`Capabilities.node_addresses`; the others leave it empty, and the core refuses the frameworks that need it
+(NEEDS_NODE_ADDRESSES) on several nodes there. From these bootstrap.sh derives each framework's own contract
 (`distributed:`): torchrun's and paddle's launcher flags, JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES
 / JAX_PROCESS_ID, TensorFlow's TF_CONFIG (every worker, so the only one that needs the address list).
 """
@@ -32,13 +32,11 @@ from launcher.backend import Upload
 
 if TYPE_CHECKING:
     from launcher.bundle import Bundle
-    from launcher.errors import Problem
     from launcher.spec import JobSpec
 
 MANAGED_MASTER_PORT = 29500  # a managed provider gives each job its own machines
-# what bootstrap.sh builds from LAUNCH_NODE_ADDRS, and the backends that tell a node every address
+# the frameworks bootstrap.sh sets up from LAUNCH_NODE_ADDRS (every node's address, not only the master's)
 NEEDS_NODE_ADDRESSES = ("tensorflow",)
-TELLS_NODE_ADDRESSES = ("local", "ssh", "slurm", "kubernetes", "lambda_cloud", "vertex", "sagemaker")
 # Where bootstrap.sh finds each piece of the code bundle, in Bundle.pieces order: the base, then
 # the overlay of what changed since it was packed (launcher/bundle.py).
 BUNDLE_VARIABLES = ("LAUNCH_BUNDLE", "LAUNCH_BUNDLE_OVERLAY")
@@ -112,16 +110,3 @@ def node_environment(spec: JobSpec, job_id: str, secrets: Mapping[str, str], *, 
         "LAUNCH_WORKDIR": workdir,
         "LAUNCH_DISTRIBUTED": spec.distributed or "",
     }
-
-
-def node_address_problems(spec: JobSpec, backend: str) -> list[Problem]:
-    """For a backend whose provider tells a node the master's address but not the others': a framework
-    that lists every node (TF_CONFIG) on more than one node is a spec error here, not a job that
-    stops in bootstrap.sh after the machines were paid for."""
-    nodes = spec.resources.nodes
-    if spec.distributed not in NEEDS_NODE_ADDRESSES or nodes == 1:
-        return []
-    return [spec.problem("distributed", f"{spec.distributed} on {nodes} nodes lists every node's address "
-                         f"(TF_CONFIG), but {backend} tells a node only the master's; use nodes: 1, "
-                         "another framework (jax, paddle, torchrun), or a backend that tells every node's: "
-                         f"{', '.join(TELLS_NODE_ADDRESSES)}")]

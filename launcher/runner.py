@@ -44,6 +44,7 @@ from launcher.errors import (
     TransientBackendError,
     UsageError,
 )
+from launcher.node import NEEDS_NODE_ADDRESSES
 from launcher.retry import policy_for
 from launcher.store import JobRecord, JobStore
 
@@ -259,6 +260,12 @@ def _capability_problems(backend_class: type[Backend], spec: Any) -> list[Proble
     if spec.resources.nodes > 1 and not caps.multi_node:
         problems.append(spec.problem("resources.nodes", f"the {backend_class.name} backend runs single-node jobs "
                                      f"only; this spec asks for {spec.resources.nodes} nodes: set resources.nodes: 1"))
+    if spec.distributed in NEEDS_NODE_ADDRESSES and spec.resources.nodes > 1 and not caps.node_addresses:
+        able = ", ".join(backends_able("node_addresses"))
+        problems.append(spec.problem("distributed", f"{spec.distributed} on {spec.resources.nodes} nodes lists every "
+                                     f"node's address (TF_CONFIG), but {backend_class.name} tells a node only the "
+                                     "master's; use nodes: 1, another framework (jax, paddle, torchrun), or a backend "
+                                     f"that tells every node's: {able}"))
     if spec.spot and not caps.spot:
         logs.get().warning("the %s backend has no spot capacity; spot: true is ignored", backend_class.name)
     return problems

@@ -18,8 +18,9 @@ from launcher import registry
 
 CORE = Path(__file__).resolve().parent.parent / "launcher"
 # The one place the core may list backends by name: which ones this project ships (for install hints
-# before a backend is installed) and where a job runs when nothing says otherwise.
-ALLOWED = {("registry.py", "PROJECT_BACKENDS"), ("registry.py", "DEFAULT_BACKEND")}
+# before a backend is installed) and where a job runs when nothing says otherwise. help_text.HELP is
+# prose too: `launch --help` as click renders it from the commands' docstrings, stored ahead.
+ALLOWED = {("registry.py", "PROJECT_BACKENDS"), ("registry.py", "DEFAULT_BACKEND"), ("help_text.py", "HELP")}
 # provider words that are not backend names but name a provider all the same
 PROVIDER_WORDS = ("aws", "azure", "gcp", "google", "boto3", "botocore")
 # backend names that are also everyday words of code (`threading.local()`, "~/.local/state"): these count

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Exact module names; a name also forbids its submodules (google.cloud -> google.cloud.storage).
 HEAVY = ("boto3", "botocore", "google.cloud", "google.api_core", "azure", "kubernetes", "pydantic", "pydantic_core",
-         "yaml", "backends.local", "launcher.spec", "launcher.bundle", "rich", "psycopg", "launcher.store_pg")
+         "yaml", "backends.local", "launcher.spec", "launcher.bundle", "rich", "psycopg", "launcher.store_pg",
+         "launcher.ui", "starlette", "uvicorn", "jinja2")
 # `list` may load the local backend (it refreshes unfinished local jobs), never the rest.
 NEVER_FOR_LIST = tuple(m for m in HEAVY if m != "backends.local")
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from launcher import catalog
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_address_problems, node_environment
+from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -170,7 +170,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
            secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
     """The CreateJob request: one PyTorchJob of `nodes` replicas (the master pod is rank 0), every problem
     at once. The payload is the whole request: its query, the version header and the body."""
-    problems: list[Problem] = node_address_problems(spec, 'aihc')
+    problems: list[Problem] = []
     _settings_problems(settings, spec, problems)
     _spec_problems(spec, job_id, problems)
     resource = choose_resource(settings, spec, problems)

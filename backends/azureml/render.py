@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from launcher import catalog, logs
 from launcher.backend import Request, Upload
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_address_problems, node_environment
+from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -143,7 +143,7 @@ def iso_duration(seconds: int) -> str:
 def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bundle | None,
            secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
     """The ARM `PUT .../workspaces/{ws}/jobs/{job_id}` body for the spec; every problem at once."""
-    problems: list[Problem] = node_address_problems(spec, 'azureml')
+    problems: list[Problem] = []
     values = workspace_values(settings)
     for key, what in WORKSPACE_KEYS.items():
         if not values[key]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from launcher import catalog
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_address_problems, node_environment
+from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -138,7 +138,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
            spec_token: bool = False) -> Request:
     """One run_job body per node (one job per node, joined in a network group when there are several);
     the bundle's pieces as the uploads. `spec_token`: the spec (not config.toml) holds a token."""
-    problems: list[Problem] = node_address_problems(spec, 'hf_jobs')
+    problems: list[Problem] = []
     if spec_token:
         problems.append(spec.problem("backends.hf_jobs.token", "a token never goes in a spec (it is stored and "
                                      "shared with it): set HF_TOKEN, run `hf auth login`, or put token in "

@@ -56,7 +56,7 @@ IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName")
 class KubernetesBackend(Backend):
     name: ClassVar[str] = NAME
     handle_fields: ClassVar[tuple[str, ...]] = ("namespace", "name")
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.5, node_addresses=True)
     settings_model = LazySettings(rendering.settings_model)
     sdk = SDK
     pinned_type_setting: ClassVar[str] = "gpu_class"

@@ -70,7 +70,7 @@ CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 class LambdaCloudBackend(Backend):
     name: ClassVar[str] = NAME
     handle_fields: ClassVar[tuple[str, ...]] = ("instances",)
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, cancel_after_end=True, node_addresses=True)
     settings_model = LazySettings(rendering.settings_model)
     sdk = SDK
     catalog_csv = CATALOG_CSV

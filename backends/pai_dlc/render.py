@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from launcher import catalog
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_address_problems, node_environment
+from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -122,7 +122,7 @@ def _resource_config(spec: JobSpec, offer: Any) -> dict[str, str]:
 def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bundle | None,
            secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
     """The CreateJob body: one Worker role of `nodes` pods (worker 0 is rank 0), every problem at once."""
-    problems: list[Problem] = node_address_problems(spec, 'pai_dlc')
+    problems: list[Problem] = []
     region = configured_region(settings)
     if not region:
         problems.append(spec.problem("backends.pai_dlc.region", "PAI-DLC needs a region: set region: "

@@ -45,7 +45,8 @@ CATALOG_CSV = Path(__file__).with_name("catalog.csv")
 class SageMakerBackend(Backend):
     name: ClassVar[str] = rendering.NAME
     handle_fields: ClassVar[tuple[str, ...]] = ("region", "name")
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=1.0)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=1.0,
+                                                        node_addresses=True)
     cpu_instance_type: ClassVar[str] = rendering.CPU_INSTANCE_TYPE  # `launch plan` names what the render picks
     settings_model = LazySettings(rendering.settings_model)
     sdk = SDK

@@ -57,7 +57,7 @@ LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUE
 class SlurmBackend(Backend):
     name: ClassVar[str] = "slurm"
     handle_fields: ClassVar[tuple[str, ...]] = ("slurm_id", "job_dir", "nodes")
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.2)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.2, node_addresses=True)
     settings_model = LazySettings(rendering.settings_model)
     machines_label: ClassVar[str] = "(your cluster)"
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from launcher import catalog
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_address_problems, node_environment
+from launcher.node import Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -141,7 +141,7 @@ def resource_config(settings: Mapping[str, Any], spec: JobSpec, problems: list[P
 def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bundle | None,
            secrets: Mapping[str, str], *, idempotency_key: str | None = None) -> Request:
     """The CreateTrainingTask request, every problem at once."""
-    problems: list[Problem] = node_address_problems(spec, 'tione')
+    problems: list[Problem] = []
     region = configured_region(settings)
     if not region:
         problems.append(spec.problem("backends.tione.region", "TI-ONE needs a region: set region: ap-guangzhou "

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 class VertexBackend(Backend):
     name: ClassVar[str] = "vertex"
     handle_fields: ClassVar[tuple[str, ...]] = ("region", "name", "id")
-    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=2.0, tpu=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(spot=True, log_settle_s=5.0, log_poll_s=2.0, tpu=True,
+                                                        node_addresses=True)
     cpu_instance_type: ClassVar[str] = rendering.CPU_MACHINE_TYPE  # `launch plan` names what the render picks
     settings_model = LazySettings(settings_model)
     sdk = SDK
