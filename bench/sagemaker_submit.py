@@ -6,21 +6,24 @@ Run by hand (not in CI), with the project's virtualenv:
 
 One in-process moto server (tests/fakes/moto_sagemaker.py) plays S3 and SageMaker; its AWS_* variables are
 laid over os.environ, so every boto3 client in this process talks to it. The same spec (T4:1, an image, a
-small code dir, bucket `bench-bucket`) is submitted three ways, interleaved in rounds (the order rotates
+small code dir, bucket `bench-bucket`) is submitted two ways, interleaved in rounds (the order rotates
 every round, bench/timing.py) so a burst of noise on the machine spreads over all of them:
 
   (a)  launcher: `launcher.runner.submit(store, load_spec(spec), "sagemaker")` in-process, one Store opened once.
-       Each submit loads and validates the spec, packs the bundle, renders, writes the store, builds a
-       fresh backend (so a fresh boto3 Session and clients), uploads and creates the job.
+       Each submit loads and validates the spec, finds the unchanged code tree in the bundle cache's index
+       (no re-pack), renders, writes the store, builds a backend (whose boto3 clients are made once per
+       process: backends/sagemaker/clients.py), uploads and creates the job.
   (b)  plain boto3, what a user's script submitting N jobs does: one s3 and one sagemaker client made once;
        per job: head_object on the content-addressed bundle (put it only when absent, as the launcher
        does), put_object bootstrap.sh and run.sh, create_training_job.
-  (b2) as (b), but a new boto3 Session plus both clients per job, as the launcher makes them.
+Both make the same HTTP requests (counted and printed in the notes). An earlier (b2) row made a new boto3
+Session and clients per job; the launcher caches its clients, so that baseline did more work than launch and
+was dropped (issue 27: no baseline doing more or less work than launch).
 
-(b) and (b2) send the launcher's own rendered request: one `runner.prepare` before timing gives the
+(b) sends the launcher's own rendered request: one `runner.prepare` before timing gives the
 payload and uploads, and each plain job gets it with its own job id swapped in. Building those payloads
 is done before the clock starts: render cost is the launcher's alone. All clients use the launcher's
-botocore Config. moto runs in this process, so its request handling (same for all three) shares the GIL.
+botocore Config. moto runs in this process, so its request handling (the same for both) shares the GIL.
 
 Goal (issue 10): launcher median per submit <= 1.3x the plain script (b).
 --profile runs cProfile over a few more launcher submits and prints the top 15 cumulative entries plus
@@ -73,7 +76,6 @@ backends:
 LABELS = {
     "a": "(a) launcher `runner.submit`",
     "b": "(b) plain boto3, clients made once",
-    "b2": "(b2) plain boto3, Session + clients per job",
 }
 
 
@@ -169,16 +171,8 @@ class Bench:
             self.plain.submit(self.s3, self.sm, payload, files)
         return go
 
-    def plain_per_job(self) -> Callable[[], None]:
-        payload, files = self.plain.job("b2")
-
-        def go() -> None:
-            s3, sm = self.plain.clients()
-            self.plain.submit(s3, sm, payload, files)
-        return go
-
     def make(self, mode: str) -> Callable[[], None]:
-        return {"a": self.launcher, "b": self.plain_once, "b2": self.plain_per_job}[mode]()
+        return {"a": self.launcher, "b": self.plain_once}[mode]()
 
 
 def count_http(fn: Callable[[], None]) -> Counter[str]:
@@ -255,11 +249,11 @@ def check_equivalent(server: Any, launcher_ids: list[str]) -> None:
 
 
 def measure(quick: bool, profile_jobs: int = 0) -> tuple[Section, str]:
-    """Rows for (a) vs (b) and (a) vs (b2), and the cProfile text when profile_jobs > 0."""
+    """The row for (a) vs (b), and the cProfile text when profile_jobs > 0."""
     runs, warmups = (15, 3) if quick else (100, 5)
     from fakes.moto_sagemaker import MotoSageMaker
 
-    modes = ["a", "b", "b2"]
+    modes = ["a", "b"]
     with tempfile.TemporaryDirectory(prefix="launch-bench-sm-") as tmp, MotoSageMaker() as server:
         saved = dict(os.environ)
         os.environ.update(server.env())
@@ -289,13 +283,12 @@ def measure(quick: bool, profile_jobs: int = 0) -> tuple[Section, str]:
             os.environ.clear()
             os.environ.update(saved)
             config.load.cache_clear()
-    a, b, b2 = (got[LABELS[m]] for m in modes)
+    a, b = (got[LABELS[m]] for m in modes)
     calls = {m: ", ".join(f"{n}x {k}" for k, n in sorted(http[m].items())) for m in modes}
     sec = Section("Submit overhead")
     sec.rows += [
         Row("SageMaker submit (moto)", "launcher runner.submit", a, "plain boto3, clients made once", b,
             goal=f"<= {GOAL}x", met=a.median <= GOAL * b.median),
-        Row("SageMaker submit (moto)", "launcher runner.submit", a, "plain boto3, Session + clients per job", b2),
     ]
     sec.notes.append(f"SageMaker: in-process moto; {warmups} warm-up rounds, then {runs} interleaved rounds of one "
                      f"submit each; HTTP per submit: launcher {calls['a']}; plain {calls['b']}. The plain script "
