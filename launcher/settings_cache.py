@@ -18,6 +18,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ from launcher.errors import LaunchError
 
 FILE = "settings-checks.json"
 MAX_ENTRIES = 512  # newest kept: a few specs' worth of sections
+# job fields a `backends.<name>` section may set for that backend alone (JobSpec.for_backend)
+PORTABLE_FIELDS = ("outputs",)
+
+
+def backend_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A `backends.<name>` section without its PORTABLE_FIELDS: what the backend's settings model checks."""
+    return {key: value for key, value in (section or {}).items() if key not in PORTABLE_FIELDS}
 
 
 def key(name: str, section: Any, entry_point: str) -> str | None:
@@ -86,10 +94,18 @@ def _fingerprint(package: str) -> list[Any] | None:
 
 @functools.cache
 def _launcher_fingerprint() -> list[Any]:
-    """launcher/ itself (the spec's field types the settings models use) and pydantic's version."""
-    import pydantic
-
-    return [pydantic.VERSION, _stats([str(Path(__file__).parent)])]
+    """launcher/ itself (the spec's field types the settings models use) and the installed pydantic, found
+    without importing it (`launch status` and `logs` ask this cache so as not to import pydantic): an upgrade
+    rewrites its version module and pydantic-core's package."""
+    installed = []
+    for package, module in (("pydantic", "version.py"), ("pydantic_core", "__init__.py")):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        roots = list(spec.submodule_search_locations or []) if spec is not None else []
+        installed.append(_stats([], [str(Path(roots[0]) / module)]) if roots else None)
+    return [installed, _stats([str(Path(__file__).parent)])]
 
 
 def _stats(directories: list[str], files: list[str] | None = None) -> list[Any]:
