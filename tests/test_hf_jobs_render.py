@@ -140,17 +140,3 @@ def test_a_record_without_usable_job_ids_is_one_clear_error(data):
 
     with pytest.raises(BackendError, match="list --sync"):
         HfJobsBackend({}, client=object()).status(Handle("hf_jobs", JOB_ID, data))
-
-
-def test_the_hf_client_is_shared_per_endpoint_and_token_and_a_new_token_gets_its_own(monkeypatch):
-    """hub.client's process-wide cache: the same endpoint and token reuse one HfApi; another token (a
-    rotated one, a login since) or endpoint never gets the old client."""
-    from backends.hf_jobs import hub
-
-    monkeypatch.setenv("HF_TOKEN", "hf_first")
-    settings = {"endpoint": "http://127.0.0.1:9/"}
-    first = hub.client(settings)
-    assert hub.client({"endpoint": "http://127.0.0.1:9"}) is first and first.token == "hf_first"
-    monkeypatch.setenv("HF_TOKEN", "hf_second")
-    assert hub.client(settings) is not first and hub.client(settings).token == "hf_second"
-    assert hub.client({"endpoint": "http://127.0.0.1:10"}).endpoint == "http://127.0.0.1:10"

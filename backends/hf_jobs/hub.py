@@ -6,7 +6,6 @@ huggingface_hub is imported inside functions only: `launch list` and dry runs im
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -49,15 +48,8 @@ def require_token(settings: Mapping[str, Any]) -> str:
 
 
 def client(settings: Mapping[str, Any]) -> Any:
-    """An HfApi for the endpoint, with the token; the shared HTTP client gets a timeout. One per (endpoint,
-    token) in a process (a sweep's submits, a submit and the wait after it): an HfApi holds no state of a
-    call, and huggingface_hub's HTTP session is shared by all of them anyway."""
+    """An HfApi for the endpoint, with the token; the shared HTTP client gets a timeout."""
     SDK.require()
-    return _client(str(settings["endpoint"]).rstrip("/"), require_token(settings))
-
-
-@functools.lru_cache(maxsize=16)
-def _client(endpoint: str, token: str) -> Any:
     import httpx2
     from huggingface_hub import HfApi, set_client_factory
     from huggingface_hub.utils._http import hf_request_event_hook
@@ -73,7 +65,8 @@ def _client(endpoint: str, token: str) -> Any:
         # its retry notices ("HTTP Error 429 thrown while requesting ...") are no message for our users
         logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         _timeout_set = True
-    return HfApi(endpoint=endpoint, token=token, library_name="launch-jobs")
+    return HfApi(endpoint=str(settings["endpoint"]).rstrip("/"), token=require_token(settings),
+                 library_name="launch-jobs")
 
 
 def hub_errors() -> Any:
