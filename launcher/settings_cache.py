@@ -1,11 +1,13 @@
 """Which `backends.<name>` sections of a spec have passed their backend's settings model, remembered
 across commands: a spec with settings for many backends would otherwise import every one of them on
 every run, only to learn again that their unchanged sections are fine (importing the backends and
-building their models is most of such a dry run).
+building their models is most of such a dry run). Commands on an existing job (`launch status`, `logs`,
+`cancel`) ask it too, about the job's config.toml and spec sections together (runner.checked_settings), so
+they need not import pydantic to learn those passed.
 
 A verdict is a pure function of the section and of the code that checks it, so the key holds both: the
 section, and a fingerprint of the code (size and mtime of every .py file of the backend's top-level
-package and of launcher/, and pydantic's version). An edit or an upgrade checks again. Only passes are
+package and of launcher/, and of pydantic's installed files). An edit or an upgrade checks again. Only passes are
 kept (a refusal is checked every time, for its message), and only as digests: a section's values (an
 API key in settings, say) are never written. Best effort: a file that cannot be read or written caches
 nothing and changes no answer.
