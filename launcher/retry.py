@@ -12,6 +12,7 @@ limit is no retry and stays in the client. tenacity is imported on first use onl
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -50,14 +51,8 @@ class RetryPolicy:
             logs.get().info("%s: %s; retrying in %.1fs", what, getattr(exc, "message", exc),
                             state.next_action.sleep if state.next_action else 0.0)
 
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientBackendError),
-            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_before_delay(self.total_s),
-            wait=self._wait(),
-            before_sleep=before_sleep,
-            reraise=True,
-        )
-        return retrying(action)
+        retry, stop, wait = _conditions(self)
+        return tenacity.Retrying(retry=retry, stop=stop, wait=wait, before_sleep=before_sleep, reraise=True)(action)
 
     def _wait(self) -> Any:
         import tenacity
@@ -73,6 +68,16 @@ class RetryPolicy:
             return jittered(state)
 
         return wait
+
+
+@functools.cache
+def _conditions(policy: RetryPolicy) -> tuple[Any, Any, Any]:
+    """The policy's retry, stop and wait conditions, built once per policy: they hold no state of a call
+    (that lives in tenacity's per-call state), and every provider call of a submit or a poll goes through here."""
+    import tenacity
+
+    return (tenacity.retry_if_exception_type(TransientBackendError),
+            tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_before_delay(policy.total_s), policy._wait())
 
 
 DEFAULT = RetryPolicy()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher import ci_env, config, logs, registry
+from launcher import ci_env, config, logs, registry, settings_cache
 from launcher.backend import (
     Handle,
     JobState,
@@ -69,35 +69,46 @@ def exit_code_for(state: JobState) -> int:
 def merged_settings(name: str, spec_settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """Backend `name`'s settings as written: config.toml < spec (the spec already holds --set).
     The one place the two are merged."""
-    from launcher.spec import backend_settings
-
-    return {**config.backend_settings(name), **backend_settings(spec_settings)}
+    return {**config.backend_settings(name), **settings_cache.backend_settings(spec_settings)}
 
 
-_checked: dict[tuple[str, str, str], dict[str, Any]] = {}  # (backend, its settings model, what was set)
+_checked: dict[tuple[str, Any, str], dict[str, Any]] = {}  # (backend, its class, what was set) -> settings
 _checked_lock = threading.Lock()  # a sweep builds its points' backends from several threads
 
 
 def checked_settings(name: str, spec_settings: Mapping[str, Any] | None, origin: str = "") -> dict[str, Any]:
-    """The merged settings checked by the backend's settings model (config.toml's own lines first).
-    A check is a pure function of the model and what config.toml and the spec hold, so each distinct
-    set is checked once per process: submit, a failover's lookups, a retried submit and the wait
-    that follows all build the same backend without checking it again. Without spec settings
-    (`list --sync`), config.toml's are used as written. Only passing checks are kept: a refusal
-    is raised, naming its file and line, every time."""
-    written = json.dumps([config.backend_settings(name), spec_settings], sort_keys=True, default=repr)
-    model = registry.settings_model(name)  # by name: a plugin may build its model class anew on each access
-    key = (name, f"{model.__module__}.{model.__qualname__}", written)
+    """The merged settings as written (config < spec), once the backend's settings model has passed
+    them (config.toml's own lines first). A check is a pure function of the model and what config.toml
+    and the spec hold, so each distinct set is checked once per process (submit, a failover's lookups,
+    a retried submit and the wait that follows build the same backend), and a set that passed this
+    code before, in any command, is not checked again (launcher/settings_cache.py: digests, never
+    values): `launch status`/`logs` then import no pydantic. Without spec settings (`list --sync`),
+    config.toml's are used as written. Only passing checks are kept: a refusal is raised, naming its
+    file and line, every time. Backends get the settings as written either way (as `list --sync` gives
+    them), so a remembered check and a fresh one build the same backend."""
+    from_config = config.backend_settings(name)
+    written = json.dumps([from_config, spec_settings], sort_keys=True, default=repr)
+    key = (name, registry.backend_class(name), written)  # the class, not its model: building that imports pydantic
     with _checked_lock:
         if key not in _checked:
-            check_config(name)
-            settings = merged_settings(name, spec_settings)
-            if spec_settings is not None:
-                from launcher.spec import validate_settings
-
-                settings = validate_settings(name, settings, origin).model_dump()
-            _checked[key] = settings
+            _checked[key] = _check(name, from_config, spec_settings, origin)
         return copy.deepcopy(_checked[key])
+
+
+def _check(name: str, from_config: dict[str, Any], spec_settings: Mapping[str, Any] | None,
+           origin: str) -> dict[str, Any]:
+    merged = {**from_config, **settings_cache.backend_settings(spec_settings)}
+    digest = settings_cache.key(name, ["checked", from_config, spec_settings], registry.entry_point(name))
+    if digest is not None and settings_cache.passed(digest):
+        return merged
+    check_config(name)
+    if spec_settings is not None:
+        from launcher.spec import validate_settings
+
+        validate_settings(name, merged, origin)
+    if digest is not None:
+        settings_cache.remember(digest)
+    return merged
 
 
 def backend_for(name: str, spec_settings: Mapping[str, Any] | None = None, origin: str = "") -> Backend:
@@ -344,8 +355,7 @@ def submit(store: JobStore, user_spec: JobSpec, backend_name: str, idempotency_k
                                         "interrupted while submitting; `launch list --sync` checks the provider"))
         raise
     handle = dataclasses.replace(handle, fast_status=backend.capabilities.fast_status)
-    store.set_handle(job_id, handle)
-    store.set_status(job_id, Status(JobState.PENDING, "submitted"))
+    store.set_submitted(job_id, handle, Status(JobState.PENDING, "submitted"))
     record = store.get(job_id)
     assert record is not None
     return Submission(record, request)

@@ -1,11 +1,13 @@
 """Which `backends.<name>` sections of a spec have passed their backend's settings model, remembered
 across commands: a spec with settings for many backends would otherwise import every one of them on
 every run, only to learn again that their unchanged sections are fine (importing the backends and
-building their models is most of such a dry run).
+building their models is most of such a dry run). Commands on an existing job (`launch status`, `logs`,
+`cancel`) ask it too, about the job's config.toml and spec sections together (runner.checked_settings), so
+they need not import pydantic to learn those passed.
 
 A verdict is a pure function of the section and of the code that checks it, so the key holds both: the
 section, and a fingerprint of the code (size and mtime of every .py file of the backend's top-level
-package and of launcher/, and pydantic's version). An edit or an upgrade checks again. Only passes are
+package and of launcher/, and of pydantic's installed files). An edit or an upgrade checks again. Only passes are
 kept (a refusal is checked every time, for its message), and only as digests: a section's values (an
 API key in settings, say) are never written. Best effort: a file that cannot be read or written caches
 nothing and changes no answer.
@@ -18,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,13 @@ from launcher.errors import LaunchError
 
 FILE = "settings-checks.json"
 MAX_ENTRIES = 512  # newest kept: a few specs' worth of sections
+# job fields a `backends.<name>` section may set for that backend alone (JobSpec.for_backend)
+PORTABLE_FIELDS = ("outputs",)
+
+
+def backend_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A `backends.<name>` section without its PORTABLE_FIELDS: what the backend's settings model checks."""
+    return {key: value for key, value in (section or {}).items() if key not in PORTABLE_FIELDS}
 
 
 def key(name: str, section: Any, entry_point: str) -> str | None:
@@ -86,10 +96,18 @@ def _fingerprint(package: str) -> list[Any] | None:
 
 @functools.cache
 def _launcher_fingerprint() -> list[Any]:
-    """launcher/ itself (the spec's field types the settings models use) and pydantic's version."""
-    import pydantic
-
-    return [pydantic.VERSION, _stats([str(Path(__file__).parent)])]
+    """launcher/ itself (the spec's field types the settings models use) and the installed pydantic, found
+    without importing it (`launch status` and `logs` ask this cache so as not to import pydantic): an upgrade
+    rewrites its version module and pydantic-core's package."""
+    installed = []
+    for package, module in (("pydantic", "version.py"), ("pydantic_core", "__init__.py")):
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        roots = list(spec.submodule_search_locations or []) if spec is not None else []
+        installed.append(_stats([], [str(Path(roots[0]) / module)]) if roots else None)
+    return [installed, _stats([str(Path(__file__).parent)])]
 
 
 def _stats(directories: list[str], files: list[str] | None = None) -> list[Any]:

@@ -119,13 +119,9 @@ EnvValue = Annotated[str, BeforeValidator(_env_value, json_schema_input_type=str
                      Field(max_length=65536)]
 
 
-# job fields a `backends.<name>` section may set for that backend alone (JobSpec.for_backend)
-PORTABLE_FIELDS = ("outputs",)
-
-
-def backend_settings(section: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A `backends.<name>` section without its PORTABLE_FIELDS: what the backend's settings model checks."""
-    return {key: value for key, value in (section or {}).items() if key not in PORTABLE_FIELDS}
+# job fields a `backends.<name>` section may set for that backend alone (JobSpec.for_backend), and the rest of a
+# section: defined with the settings cache, which `launch status`/`logs` reach without importing this module
+from launcher.settings_cache import PORTABLE_FIELDS, backend_settings  # noqa: E402
 
 
 class _Strict(BaseModel):

@@ -248,10 +248,24 @@ class JobStore:
     def set_handle(self, job_id: str, handle: Handle) -> None:
         self._update(job_id, handle=json.dumps(handle.to_json()))
 
+    def set_submitted(self, job_id: str, handle: Handle, status: Status) -> None:
+        """`set_handle` then `set_status`, in one transaction: what a confirmed submit writes (one commit
+        instead of two; the job is never seen with its handle but without the state that came with it)."""
+        handle_text, write_status = json.dumps(handle.to_json()), self._status_write(job_id, status)
+
+        def body(execute: Execute) -> None:
+            execute("UPDATE jobs SET handle = ?, updated_at = ? WHERE id = ?", (handle_text, time.time(), job_id))
+            write_status(execute)
+        self._transact(body)
+
     def set_status(self, job_id: str, status: Status) -> None:
         """Store what the backend said, unless the job already ended: a status read before the end
         (a slow poll, a stale provider list on another machine) never turns it back into a running
         job. Each change of state is appended to the job's history."""
+        self._transact(self._status_write(job_id, status))
+
+    def _status_write(self, job_id: str, status: Status) -> Callable[[Execute], None]:
+        """The body of `set_status`'s transaction."""
         fields: dict[str, Any] = {
             "state": status.state.value, "raw_state": status.raw_state, "message": status.message,
             "exit_code": status.exit_code, "url": status.url,
@@ -274,7 +288,7 @@ class JobStore:
             if old_state != status.state.value:
                 execute("INSERT INTO job_states VALUES (?, ?, ?, ?)", (job_id, now, status.state.value,
                                                                        status.raw_state))
-        self._transact(body)
+        return body
 
     def set_finished(self, job_id: str) -> None:
         """The backend's `finish` has run for this ended job: later refreshes do not repeat it."""

@@ -95,3 +95,114 @@ def test_a_dry_run_imports_only_the_backend_it_runs_on_once_the_sections_are_kno
     second = modules()
     assert not any(m.startswith(("backends.vertex", "backends.sagemaker", "backends.hf_jobs")) for m in second)
     assert "backends.local" in second
+
+
+# -- the settings an existing job's backend is built with (runner.checked_settings: status, logs, cancel, submit)
+
+HF_SECTION = {"namespace": "org", "flavor": "a10g-small"}
+
+
+@pytest.fixture
+def later_command(fresh, monkeypatch):
+    """Each call of the returned function starts "a later command": nothing remembered in the process."""
+    from launcher import runner, spec
+
+    calls: list[str] = []
+    real = spec.validate_settings
+
+    def validate_settings(backend, settings, origin, where="the job spec"):
+        calls.append(where)
+        return real(backend, settings, origin, where)
+
+    monkeypatch.setattr(spec, "validate_settings", validate_settings)
+
+    def later() -> list[str]:
+        monkeypatch.setattr(runner, "_checked", {})
+        settings_cache._load.cache_clear()
+        calls.clear()
+        return calls
+    return later
+
+
+def test_a_backend_whose_settings_passed_before_is_built_without_checking_them_again(later_command):
+    from launcher import runner
+
+    first = runner.checked_settings("hf_jobs", HF_SECTION, "spec.yaml")
+    checks = later_command()
+    assert runner.checked_settings("hf_jobs", HF_SECTION, "spec.yaml") == first == HF_SECTION
+    assert checks == []  # neither config.toml's section nor the spec's was checked again
+    assert runner.checked_settings("hf_jobs", {**HF_SECTION, "flavor": "t4-small"}, "spec.yaml")
+    assert len(checks) == 2  # another value: config.toml's section and the merged one, checked
+
+
+def test_an_invalid_setting_is_refused_every_time_even_beside_one_that_passed(later_command):
+    from launcher import runner
+
+    runner.checked_settings("hf_jobs", HF_SECTION, "spec.yaml")
+    for _ in range(2):
+        later_command()
+        with pytest.raises(SpecError, match="flavour"):
+            runner.checked_settings("hf_jobs", {**HF_SECTION, "flavour": "x"}, "spec.yaml")
+    later_command()
+    from launcher import config
+
+    path = config.ensure_home() / "config.toml"  # a config.toml edited since: checked again, and refused
+    path.write_text("[backends.hf_jobs]\nendpoint = 42\n")
+    config.load.cache_clear()
+    with pytest.raises(SpecError, match="endpoint"):
+        runner.checked_settings("hf_jobs", HF_SECTION, "spec.yaml")
+
+
+def test_changed_checking_code_checks_the_settings_again(later_command, monkeypatch):
+    from launcher import runner
+
+    runner.checked_settings("hf_jobs", HF_SECTION, "spec.yaml")
+    checks = later_command()
+    monkeypatch.setattr(settings_cache, "_fingerprint", lambda package: [["edited.py", 1, time.time_ns()]])
+    runner.checked_settings("hf_jobs", HF_SECTION, "spec.yaml")
+    assert len(checks) == 2
+
+
+def test_a_token_in_settings_never_reaches_the_cache(later_command):
+    from launcher import config, runner
+
+    config.ensure_home()
+    (config.home() / "config.toml").write_text('[backends.hf_jobs]\ntoken = "hf_canary_secret_7f3a"\n')
+    config.load.cache_clear()
+    assert runner.checked_settings("hf_jobs", HF_SECTION, "spec.yaml")["token"] == "hf_canary_secret_7f3a"
+    stored = (config.home() / settings_cache.FILE).read_text()
+    assert "hf_canary" not in stored and all(len(d) == 64 for d in json.loads(stored))
+
+
+def test_logs_of_a_job_whose_settings_are_known_import_no_pydantic(tmp_path):
+    """`launch logs`/`status` build the job's backend: once its settings passed, without pydantic."""
+    from launcher.backend import Handle, JobState
+    from launcher.store import JobRecord, Store
+
+    home = tmp_path / "home"
+    job_dir = home / "local" / "j-20260101-000000-abcdef"
+    (job_dir / "node-0").mkdir(parents=True)
+    (job_dir / "node-0" / "log").write_text("hello from the job\n")
+    (job_dir / "node-0" / "exit_code").write_text("0\n")
+    store = Store.open(home)
+    job_id = job_dir.name
+    store.reserve(JobRecord(id=job_id, name="j", backend="local", handle=None, state=JobState.PENDING,
+                            spec={"name": "j", "run": "true", "backends": {"local": {"cancel_grace": "3s"}}},
+                            created_at=time.time(), updated_at=time.time()))
+    store.set_handle(job_id, Handle("local", job_id, {"job_dir": str(job_dir), "submitted_at": 0.0, "nodes": [
+        {"rank": 0, "pid": 2 ** 22 + 7, "pgid": 2 ** 22 + 7, "start": None, "dir": str(job_dir / "node-0")}]},
+        fast_status=True))
+    store.close()
+    code = ("import json, sys\nsys.argv = ['launch', 'logs', sys.argv[1]]\nfrom launcher.cli import run_main\n"
+            "try:\n    run_main()\nexcept SystemExit:\n    pass\n"
+            "print(json.dumps(sorted(sys.modules)), file=sys.stderr)\n")
+    env = {**os.environ, "LAUNCH_HOME": str(home)}
+
+    def modules() -> list[str]:
+        done = subprocess.run([sys.executable, "-c", code, job_id], env=env, cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+        assert "hello from the job" in done.stdout, done.stderr
+        return json.loads(done.stderr.splitlines()[-1])
+
+    assert "pydantic" in modules()  # the first time, the settings are checked
+    assert not any(m.startswith(("pydantic", "launcher.spec")) for m in modules())

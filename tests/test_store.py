@@ -200,6 +200,19 @@ def test_delete(store: JobStore) -> None:
     assert store.reserve(make_record("bert-2", key="k")).id == "bert-2"
 
 
+def test_set_submitted_writes_the_handle_and_the_status_as_set_handle_and_set_status_do(store: JobStore) -> None:
+    """A confirmed submit's one transaction: the handle, and the status under set_status's rules."""
+    handle = Handle("hf_jobs", "bert-1", {"namespace": "alice", "ids": ["abc"]})
+    store.reserve(make_record("bert-1"))
+    store.set_submitted("bert-1", handle, Status(JobState.RUNNING, "submitted", "on its way"))
+    got = store.get("bert-1")
+    assert (got.handle, got.state, got.raw_state, got.message) == (handle, JobState.RUNNING, "submitted", "on its way")
+    assert [s for _, s, _ in store.history("bert-1")] == [JobState.PENDING, JobState.RUNNING]
+    store.set_status("bert-1", Status(JobState.CANCELLED, "cancelled"))
+    store.set_submitted("bert-1", handle, Status(JobState.PENDING, "submitted"))  # a late confirm: stays ended
+    assert store.get("bert-1").state is JobState.CANCELLED
+
+
 def test_a_stale_status_never_overwrites_an_ended_job(store: JobStore) -> None:
     """A poll or provider list read before the end (another machine's, a slow one) arrives after it:
     the job stays ended. Terminal replaces terminal; launch's own `never-created` may be contradicted."""

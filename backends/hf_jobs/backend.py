@@ -114,7 +114,8 @@ class HfJobsBackend(Backend):
         SDK.require()
         with hub_errors():
             namespace = self.namespace()
-            payload = json.loads(json.dumps(request.payload).replace(rendering.TOKEN_USER, namespace))
+            payload = request.payload if self.settings.get("namespace") else \
+                json.loads(json.dumps(request.payload).replace(rendering.TOKEN_USER, namespace))  # render left it
             found = self._nodes(namespace, request.job_id)
             missing = [body for body in payload["jobs"] if body["labels"][rendering.RANK_LABEL] not in found]
             for upload in request.uploads if missing else ():  # the base, then the overlay if any

@@ -3,7 +3,7 @@
 - after the upload, before the create was sent (the proxy holds the create request);
 - after the create was sent and carried out, before its answer arrived (the proxy holds the answer);
 - after the answer, before the store write (a test-only sitecustomize SIGKILLs the process when
-  Store.set_handle is called: the runner has no kill hook of its own).
+  Store.set_submitted, the write of the provider's answer, is called: the runner has no kill hook of its own).
 
 Afterwards `launch list --sync` finds every job the provider has, a re-run with the same
 --idempotency-key returns that job (on the same machine, and on a fresh one with an empty store),
@@ -34,7 +34,7 @@ if os.environ.get("LAUNCH_TEST_KILL_AT") == "before-store-write":
     def _die(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
 
-    store.Store.set_handle = _die
+    store.Store.set_submitted = _die
 '''
 BOUNDARIES = ("after-upload", "create-sent", "before-store-write")
 
