@@ -292,12 +292,20 @@ class Backend(abc.ABC):
     sdk: ClassVar[Sdk | None] = None
     # what a job's handle must hold for any call on it: a record written by another launch version, or
     # edited by hand, gets one clear error from the runner instead of a KeyError deep in a call
+    # (`unusable_handle_fields` says which of them a stored handle lacks or cannot be read from)
     handle_fields: ClassVar[tuple[str, ...]] = ()
     # the instance types and prices it ships (catalog.csv's columns), read by the default catalog_rows
     catalog_csv: ClassVar[Path | None] = None
     # what `launch plan` calls the machines of a backend without catalog prices ("(your cluster)");
     # None: "(your machines)"
     machines_label: ClassVar[str | None] = None
+
+    @classmethod
+    def unusable_handle_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        """The handle_fields a stored handle lacks. A backend whose fields are parsed (numbers, lists of
+        nodes, paths) adds those it holds in a shape it cannot read, so a record from another launch
+        version, or edited by hand, is the runner's one clear error rather than a crash inside a call."""
+        return [name for name in cls.handle_fields if name not in data]
 
     @classmethod
     @abc.abstractmethod

@@ -559,10 +559,11 @@ def _require_handle(record: JobRecord, backend_class: type[Backend] | None = Non
     backend_class = backend_class or registry.backend_class(record.backend)
     if backend_class.sdk is not None:
         backend_class.sdk.require()
-    missing = [name for name in backend_class.handle_fields if name not in record.handle.data]
+    missing = backend_class.unusable_handle_fields(record.handle.data)
     if missing:
-        raise UsageError(f"job {record.id}'s record lacks {', '.join(missing)}, which the {record.backend} backend "
-                         "needs to find the job (a record from another launch version, or edited by hand)",
+        raise UsageError(f"job {record.id}'s record lacks {', '.join(missing)} (or holds it in a shape it cannot "
+                         f"read), which the {record.backend} backend needs to find the job (a record from another "
+                         "launch version, or edited by hand)",
                          "`launch list --sync` finds launch's jobs at the provider and records them again")
     return record.handle
 

@@ -8,7 +8,7 @@ others are stopped rather than left hanging at a rendezvous; a cancel wins.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,3 +130,13 @@ def log_blocks(chunks: Iterable[bytes], rank: int, offsets: dict[int, int], *, f
         line = b"".join(pending)
         offsets[rank] = offset + len(line)
         yield LogLine(data=line, node=rank, cursor=dict(offsets))
+
+
+def readable_nodes(nodes: Any, fields: Mapping[str, type]) -> bool:
+    """Whether a stored handle's `nodes` is what this launch writes: a non-empty list of mappings, each with
+    `fields` of those types (a bool is not a number). Backends check it before any call reads the nodes."""
+    def fits(value: Any, kind: type) -> bool:
+        return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+    return isinstance(nodes, list) and bool(nodes) and all(
+        isinstance(node, dict) and all(fits(node.get(name), kind) for name, kind in fields.items()) for node in nodes)

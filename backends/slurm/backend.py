@@ -57,6 +57,15 @@ LIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUE
 class SlurmBackend(Backend):
     name: ClassVar[str] = "slurm"
     handle_fields: ClassVar[tuple[str, ...]] = ("slurm_id", "job_dir", "nodes")
+
+    @classmethod
+    def unusable_handle_fields(cls, data: Mapping[str, Any]) -> list[str]:
+        """The job id goes into squeue/scancel and the node count into log paths: both checked first."""
+        nodes = data.get("nodes")
+        shapes = {"slurm_id": bool(SLURM_ID.fullmatch(str(data.get("slurm_id", "")))),
+                  "job_dir": isinstance(data.get("job_dir"), str),
+                  "nodes": isinstance(nodes, int) and not isinstance(nodes, bool) and 1 <= nodes <= MAX_NODES}
+        return [name for name, fits in shapes.items() if not fits]
     capabilities: ClassVar[Capabilities] = Capabilities(spot=False, log_poll_s=0.2, node_addresses=True)
     settings_model = LazySettings(rendering.settings_model)
     machines_label: ClassVar[str] = "(your cluster)"
@@ -253,10 +262,8 @@ class SlurmBackend(Backend):
                     handle = Handle.from_json(json.loads(rest))
                 except (ValueError, KeyError, TypeError):
                     continue
-                nodes = handle.data.get("nodes")
                 if handle.backend != self.name or not is_job_id(handle.job_id) or handle.job_id in seen \
-                        or not SLURM_ID.fullmatch(str(handle.data.get("slurm_id", ""))) \
-                        or not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
+                        or self.unusable_handle_fields(handle.data):
                     continue
                 seen.add(handle.job_id)
                 key = handle.data.get("idempotency_key")
