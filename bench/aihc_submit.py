@@ -23,17 +23,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import bucket_submit
 import report
-from timing import REPO, Row, Section, interleaved_calls
+from bucket_submit import BucketBench
+from timing import REPO, Section
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-GOAL = 1.3
 SPEC = """\
 name: bench-aihc
 image: registry.baidubce.com/aihcp-public/pytorch:2.3.0
@@ -42,7 +41,7 @@ run: python train.py
 resources:
   accelerators: A100-80GB
 """
-OURS, PLAIN = "launcher runner.submit", "plain AihcClient + boto3 S3, clients made once"
+PLAIN = "plain AihcClient + boto3 S3, clients made once"
 
 
 class Plain:
@@ -87,52 +86,15 @@ class Plain:
 
 
 def measure(quick: bool) -> Section:
-    runs, warmups = (15, 3) if quick else (100, 5)
     from fakes.aihc_fake import AihcStack
 
-    with tempfile.TemporaryDirectory(prefix="launch-bench-aihc-") as tmp_name, AihcStack(Path(tmp_name)) as stack:
-        stack.aihc.hold = True  # nothing runs: the bench measures submits
-        tmp = Path(tmp_name)
-        (tmp / "src").mkdir()
-        (tmp / "src" / "train.py").write_text("print('hi')\n")
-        spec = tmp / "job.yaml"
-        spec.write_text(SPEC)
-        home = tmp / "home"
-        home.mkdir()
-        (home / "config.toml").write_text(stack.config())
-        saved = dict(os.environ)
-        os.environ.update({"LAUNCH_HOME": str(home), **stack.ACCESS_KEY})
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            from launcher import config, runner
-            from launcher.spec import load_spec
-            from launcher.store import Store
-
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
-            _, _, request, _ = runner.prepare(load_spec(spec), "aihc", dry_run=False)
-            plain = Plain(request, stack.aihc.endpoint, stack.s3_endpoint, stack.ACCESS_KEY)
-            runner.submit(store, load_spec(str(spec)), "aihc")  # the bundle is there for both sides from the start
-
-            def ours() -> Callable[[], None]:
-                return lambda: runner.submit(store, load_spec(str(spec)), "aihc")
-
-            got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
-            created, violations = len(stack.aihc.created), list(stack.aihc.violations)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
-    if created != 2 * (runs + warmups) + 1 or violations:
-        raise RuntimeError(f"the fake got {created} creates ({violations=}), expected {2 * (runs + warmups) + 1}")
-    sec = Section("Submit overhead")
-    sec.rows.append(Row("AIHC submit (local v2 API fake, moto S3 as BOS)", OURS, got[OURS], PLAIN, got[PLAIN],
-                        goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
-    sec.notes.append(f"AIHC: in-process fake over http; {warmups} warm-up rounds, then {runs} interleaved rounds; "
-                     "both sides make the same calls (job files, bundle head, CreateJob); every request checked "
-                     "against the published definition.")
-    return sec
+    return bucket_submit.measure(BucketBench(
+        backend="aihc", spec=SPEC, stack=AihcStack, fake=lambda stack: stack.aihc,
+        credentials=lambda stack: stack.ACCESS_KEY, created=lambda fake: len(fake.created),
+        plain=lambda request, stack: Plain(request, stack.aihc.endpoint, stack.s3_endpoint, stack.ACCESS_KEY),
+        plain_label=PLAIN, row="AIHC submit (local v2 API fake, moto S3 as BOS)",
+        note="both sides make the same calls (job files, bundle head, CreateJob); "
+             "every request checked against the published definition."), quick)
 
 
 def main() -> int:

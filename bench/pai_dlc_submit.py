@@ -21,17 +21,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import bucket_submit
 import report
-from timing import REPO, Row, Section, interleaved_calls
+from bucket_submit import BucketBench
+from timing import REPO, Section
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-GOAL = 1.3
 SPEC = """\
 name: bench-dlc
 image: dsw-registry.cn-hangzhou.cr.aliyuncs.com/pai/pytorch:2.3
@@ -40,7 +39,7 @@ run: python train.py
 resources:
   accelerators: A10
 """
-OURS, PLAIN = "launcher runner.submit", "plain DLC Client + boto3 S3, clients made once"
+PLAIN = "plain DLC Client + boto3 S3, clients made once"
 
 
 class Plain:
@@ -82,52 +81,15 @@ class Plain:
 
 
 def measure(quick: bool) -> Section:
-    runs, warmups = (15, 3) if quick else (100, 5)
     from fakes.pai_dlc_fake import DlcStack
 
-    with tempfile.TemporaryDirectory(prefix="launch-bench-dlc-") as tmp_name, DlcStack(Path(tmp_name)) as stack:
-        stack.dlc.hold = True  # nothing runs: the bench measures submits
-        tmp = Path(tmp_name)
-        (tmp / "src").mkdir()
-        (tmp / "src" / "train.py").write_text("print('hi')\n")
-        spec = tmp / "job.yaml"
-        spec.write_text(SPEC)
-        home = tmp / "home"
-        home.mkdir()
-        (home / "config.toml").write_text(stack.config())
-        saved = dict(os.environ)
-        os.environ.update({"LAUNCH_HOME": str(home), **stack.ACCESS_KEY})
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            from launcher import config, runner
-            from launcher.spec import load_spec
-            from launcher.store import Store
-
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
-            _, _, request, _ = runner.prepare(load_spec(spec), "pai_dlc", dry_run=False)
-            plain = Plain(request, stack.dlc.endpoint, stack.s3_endpoint, stack.ACCESS_KEY)
-            runner.submit(store, load_spec(str(spec)), "pai_dlc")  # the bundle is there for both sides from the start
-
-            def ours() -> Callable[[], None]:
-                return lambda: runner.submit(store, load_spec(str(spec)), "pai_dlc")
-
-            got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
-            created, violations = len(stack.dlc.created_bodies), list(stack.dlc.violations)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
-    if created != 2 * (runs + warmups) + 1 or violations:
-        raise RuntimeError(f"the fake got {created} creates ({violations=}), expected {2 * (runs + warmups) + 1}")
-    sec = Section("Submit overhead")
-    sec.rows.append(Row("PAI-DLC submit (local REST fake, moto S3 as OSS)", OURS, got[OURS], PLAIN, got[PLAIN],
-                        goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
-    sec.notes.append(f"PAI-DLC: in-process fake over http; {warmups} warm-up rounds, then {runs} interleaved rounds; "
-                     "both sides make the same calls (job files, bundle head, CreateJob); every body's keys "
-                     "checked against the SDK's models.")
-    return sec
+    return bucket_submit.measure(BucketBench(
+        backend="pai_dlc", spec=SPEC, stack=DlcStack, fake=lambda stack: stack.dlc,
+        credentials=lambda stack: stack.ACCESS_KEY, created=lambda fake: len(fake.created_bodies),
+        plain=lambda request, stack: Plain(request, stack.dlc.endpoint, stack.s3_endpoint, stack.ACCESS_KEY),
+        plain_label=PLAIN, row="PAI-DLC submit (local REST fake, moto S3 as OSS)",
+        note="both sides make the same calls (job files, bundle head, CreateJob); "
+             "every body's keys checked against the SDK's models."), quick)
 
 
 def main() -> int:

@@ -23,17 +23,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import bucket_submit
 import report
-from timing import REPO, Row, Section, interleaved_calls
+from bucket_submit import BucketBench
+from timing import REPO, Section
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-GOAL = 1.3
 SPEC = """\
 name: bench-tione
 image: ccr.ccs.tencentyun.com/bench/pytorch:2.3
@@ -42,7 +41,7 @@ run: python train.py
 resources:
   accelerators: T4
 """
-OURS, PLAIN = "launcher runner.submit", "plain TioneClient + boto3 S3, clients made once"
+PLAIN = "plain TioneClient + boto3 S3, clients made once"
 
 
 class Plain:
@@ -87,52 +86,15 @@ class Plain:
 
 
 def measure(quick: bool) -> Section:
-    runs, warmups = (15, 3) if quick else (100, 5)
     from fakes.tione_fake import TioneStack
 
-    with tempfile.TemporaryDirectory(prefix="launch-bench-tione-") as tmp_name, TioneStack(Path(tmp_name)) as stack:
-        stack.tione.hold = True  # nothing runs: the bench measures submits
-        tmp = Path(tmp_name)
-        (tmp / "src").mkdir()
-        (tmp / "src" / "train.py").write_text("print('hi')\n")
-        spec = tmp / "job.yaml"
-        spec.write_text(SPEC)
-        home = tmp / "home"
-        home.mkdir()
-        (home / "config.toml").write_text(stack.config())
-        saved = dict(os.environ)
-        os.environ.update({"LAUNCH_HOME": str(home), **stack.SECRET})
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            from launcher import config, runner
-            from launcher.spec import load_spec
-            from launcher.store import Store
-
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
-            _, _, request, _ = runner.prepare(load_spec(spec), "tione", dry_run=False)
-            plain = Plain(request, stack.tione.endpoint, stack.s3_endpoint, stack.SECRET)
-            runner.submit(store, load_spec(str(spec)), "tione")  # the bundle is there for both sides from the start
-
-            def ours() -> Callable[[], None]:
-                return lambda: runner.submit(store, load_spec(str(spec)), "tione")
-
-            got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
-            created, violations = len(stack.tione.created_bodies), list(stack.tione.violations)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
-    if created != 2 * (runs + warmups) + 1 or violations:
-        raise RuntimeError(f"the fake got {created} creates ({violations=}), expected {2 * (runs + warmups) + 1}")
-    sec = Section("Submit overhead")
-    sec.rows.append(Row("TI-ONE submit (local API fake, moto S3 as COS)", OURS, got[OURS], PLAIN, got[PLAIN],
-                        goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
-    sec.notes.append(f"TI-ONE: in-process fake over http; {warmups} warm-up rounds, then {runs} interleaved rounds; "
-                     "both sides make the same calls (job files, bundle head, CreateTrainingTask); every request "
-                     "checked against tccli's api.json.")
-    return sec
+    return bucket_submit.measure(BucketBench(
+        backend="tione", spec=SPEC, stack=TioneStack, fake=lambda stack: stack.tione,
+        credentials=lambda stack: stack.SECRET, created=lambda fake: len(fake.created_bodies),
+        plain=lambda request, stack: Plain(request, stack.tione.endpoint, stack.s3_endpoint, stack.SECRET),
+        plain_label=PLAIN, row="TI-ONE submit (local API fake, moto S3 as COS)",
+        note="both sides make the same calls (job files, bundle head, CreateTrainingTask); "
+             "every request checked against tccli's api.json."), quick)
 
 
 def main() -> int:
