@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 from fakes.pai_dlc_fake import DlcStack
-from helpers import job_script
+from helpers import BucketBackendCli, job_script
 
-SUBMITTED = re.compile(r"submitted (\S+) to pai_dlc")
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -32,26 +31,10 @@ def dlc(stack, launch_home, cli, write_spec, tmp_path):
     """The fake, reset, with LAUNCH_HOME pointed at it; afterwards nothing the API definition rejects."""
     fake = stack.dlc
     fake.reset()
-    launch_home.mkdir(parents=True, exist_ok=True)
-    (launch_home / "config.toml").write_text(stack.config())
-    (tmp_path / "src").mkdir()
-    (tmp_path / "src" / "train.py").write_text("import os\nprint('hello from node', os.environ['LAUNCH_NODE_RANK'])\n")
-
-    class Helper:
-        def spec(self, body: str) -> Path:
-            return write_spec(f"name: dlc-e2e\nimage: img:1\ncode: ./src\n{body}")
-
-        def run(self, *args: str, check_rc: int | None = None, env: dict | None = None, **kw):
-            return cli(*args, check_rc=check_rc, env={**stack.ACCESS_KEY, **(env or {})}, **kw)
-
-        def submit(self, spec: Path, *extra: str) -> str:
-            return SUBMITTED.search(self.run("run", str(spec), "--backend", "pai_dlc", *extra, check_rc=0).stdout)[1]
-
-    helper = Helper()
-    helper.fake, helper.stack = fake, stack
+    helper = BucketBackendCli("pai_dlc", stack, fake, stack.ACCESS_KEY, cli=cli, write_spec=write_spec,
+                              launch_home=launch_home, tmp_path=tmp_path)
     yield helper
-    fake.stop_all()
-    assert fake.violations == []
+    helper.close()
 
 
 def test_two_pods_run_a_torchrun_gloo_allreduce(dlc):
