@@ -53,3 +53,16 @@ def format_seconds(seconds: float) -> str:
         if amount:
             out += f"{amount}{unit}"
     return out
+
+
+def iso_timestamp(value: object) -> float | None:
+    """Epoch seconds of an ISO 8601 / RFC 3339 time as providers send it ("2025-05-13T02:18:51Z", or with an
+    offset); anything else is None (unknown), never an error: it is read back from a provider."""
+    if not isinstance(value, str) or not value:
+        return None
+    import datetime
+
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends.aihc import render as rendering
 from backends.aihc.client import SDK, access_key, aihc_errors, bos_client, call, configuration
 from backends.aihc.render import IDEMPOTENCY_LABEL, JOB_ID_LABEL
-from backends.aihc.states import status_of, timestamp
+from backends.aihc.states import status_of
 from launcher.backend import (
     IDEMPOTENCY_WINDOW_S,
     Backend,
@@ -33,6 +33,7 @@ from launcher.backend import (
     job_name,
     shown_id,
 )
+from launcher.durations import iso_timestamp
 from launcher.errors import BackendError
 
 if TYPE_CHECKING:
@@ -237,12 +238,12 @@ class AihcBackend(Backend):
             answer = self._call("DescribeJobs", None, {**body, "pageNumber": page})
             jobs = [j for j in answer.get("jobs") or [] if isinstance(j, Mapping)]
             for job in jobs:
-                labels, created = _labels(job), timestamp(job.get("createdAt"))
+                labels, created = _labels(job), iso_timestamp(job.get("createdAt"))
                 if since and created is not None and created < since:
                     continue
                 if label in labels and (value is None or labels[label] == value):
                     found.append(dict(job))
-            oldest = timestamp(jobs[-1].get("createdAt")) if jobs else None
+            oldest = iso_timestamp(jobs[-1].get("createdAt")) if jobs else None
             if (len(jobs) < PAGE_SIZE or page * PAGE_SIZE >= int(answer.get("totalCount") or 0)
                     or (since and oldest is not None and oldest < since)):
                 return found
@@ -257,7 +258,7 @@ class AihcBackend(Backend):
             handle = self._handle(str(job_id), str(aihc_id), job.get("replicas"))
             yield Summary(handle=handle, name=job_name(str(job_id)),
                           status=status_of(job, handle.data["region"], str(handle.data["resource_pool_id"])),
-                          created_at=timestamp(job.get("createdAt")), idempotency_key=key)
+                          created_at=iso_timestamp(job.get("createdAt")), idempotency_key=key)
 
 
 def _labels(job: Mapping[str, Any]) -> dict[str, str]:

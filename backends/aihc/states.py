@@ -5,11 +5,11 @@ Pure (the answer is the parsed JSON), so one table serves status and list alike.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
 from launcher.backend import JobState, Status, map_state
+from launcher.durations import iso_timestamp
 
 # The `status` values AIHC's job pages show for a training job (a Kubeflow PyTorchJob underneath, plus
 # AIHC's own queueing states), in the order a job moves through them. Any other value is kept raw and
@@ -37,15 +37,6 @@ def console_url(region: str, resource_pool_id: str, job_id: str) -> str:
             f"&region={region}")
 
 
-def timestamp(value: Any) -> float | None:
-    """AIHC's times are ISO 8601 UTC strings ("2025-05-13T02:18:51Z"); anything else reads as unknown."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
 
 def status_of(job: Mapping[str, Any], region: str, resource_pool_id: str) -> Status:
     """A DescribeJob answer as a Status; a failed pod's reason is kept as the message."""
@@ -56,6 +47,6 @@ def status_of(job: Mapping[str, Any], region: str, resource_pool_id: str) -> Sta
                if isinstance(p, Mapping) and p.get("reason")]
     return Status(state, raw, "; ".join(reasons),
                   exit_code=0 if state is JobState.SUCCEEDED else None,
-                  started_at=timestamp(job.get("runningAt")),
-                  ended_at=timestamp(job.get("finishedAt")) if state.is_terminal else None,
+                  started_at=iso_timestamp(job.get("runningAt")),
+                  ended_at=iso_timestamp(job.get("finishedAt")) if state.is_terminal else None,
                   url=console_url(region, resource_pool_id, str(job.get("jobId") or "")))

@@ -233,7 +233,7 @@ class PaiDlcBackend(Backend):
                 page += 1
 
     def _summaries(self, jobs: list[dict[str, Any]]) -> Iterator[Summary]:
-        from backends.pai_dlc.states import timestamp
+        from launcher.durations import iso_timestamp
 
         for job in jobs:
             tags = (job.get("Settings") or {}).get("Tags") or {}
@@ -242,4 +242,4 @@ class PaiDlcBackend(Backend):
                 continue  # not ours, or a tag someone else wrote: never a path or a store key
             handle = self._handle(job_id, str(dlc_id), job.get("NodeCount"))
             yield Summary(handle=handle, name=job_name(job_id), status=status_of(job, handle.data["region"]),
-                          created_at=timestamp(job.get("GmtCreateTime")), idempotency_key=tags.get(IDEMPOTENCY_TAG))
+                          created_at=iso_timestamp(job.get("GmtCreateTime")), idempotency_key=tags.get(IDEMPOTENCY_TAG))

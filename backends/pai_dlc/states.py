@@ -5,11 +5,11 @@ Pure (the answer is the SDK model's `to_map()`), so one table serves status and 
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
 from launcher.backend import JobState, Status, map_state
+from launcher.durations import iso_timestamp
 
 # Every Status DLC documents for a job (GetJob's `Status`), in the order a job moves through them.
 # The *Reserving states keep the machines for inspection after the command ended (Settings.
@@ -37,15 +37,6 @@ def console_url(region: str, workspace_id: str, dlc_job_id: str) -> str:
             f"#/dlc/jobs/{dlc_job_id}")
 
 
-def timestamp(value: Any) -> float | None:
-    """DLC's times are ISO 8601 UTC strings ("2021-01-12T14:36:01Z"); anything else reads as unknown."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
 
 def status_of(job: Mapping[str, Any], region: str) -> Status:
     """A GetJob answer as a Status; the reason DLC gives is kept as the message."""
@@ -54,6 +45,6 @@ def status_of(job: Mapping[str, Any], region: str) -> Status:
     reason = " ".join(str(job[k]) for k in ("ReasonCode", "ReasonMessage") if job.get(k))
     return Status(state, raw, reason,
                   exit_code=0 if state is JobState.SUCCEEDED else None,
-                  started_at=timestamp(job.get("GmtRunningTime")),
-                  ended_at=timestamp(job.get("GmtFinishTime")) if state.is_terminal else None,
+                  started_at=iso_timestamp(job.get("GmtRunningTime")),
+                  ended_at=iso_timestamp(job.get("GmtFinishTime")) if state.is_terminal else None,
                   url=console_url(region, str(job.get("WorkspaceId") or ""), str(job.get("JobId") or "")))

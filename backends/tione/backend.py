@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends.tione import render as rendering
 from backends.tione.client import SDK, cos_client, credentials, tione_client, tione_errors
 from backends.tione.render import IDEMPOTENCY_TAG, JOB_ID_TAG
-from backends.tione.states import status_of, timestamp
+from backends.tione.states import status_of
 from launcher.backend import (
     Backend,
     Capabilities,
@@ -34,6 +34,7 @@ from launcher.backend import (
     job_name,
     shown_id,
 )
+from launcher.durations import iso_timestamp
 from launcher.errors import BackendError, UsageError
 
 if TYPE_CHECKING:
@@ -261,7 +262,7 @@ class TioneBackend(Backend):
             answer = self._call("DescribeTrainingTasks", {**query, "Offset": offset})
             tasks = answer.get("TrainingTaskSet") or []
             for task in tasks:
-                created = timestamp(task.get("CreateTime"))
+                created = iso_timestamp(task.get("CreateTime"))
                 if since and created is not None and created < since:
                     return found
                 if any(t.get("TagKey") == tag for t in task.get("Tags") or []):
@@ -279,4 +280,4 @@ class TioneBackend(Backend):
             nodes = sum(int(r.get("InstanceNum") or 0) for r in task.get("ResourceConfigInfos") or []) or 1
             handle = self._handle(str(job_id), str(task_id), nodes)
             yield Summary(handle=handle, name=job_name(str(job_id)), status=status_of(task, handle.data["region"]),
-                          created_at=timestamp(task.get("CreateTime")), idempotency_key=tags.get(IDEMPOTENCY_TAG))
+                          created_at=iso_timestamp(task.get("CreateTime")), idempotency_key=tags.get(IDEMPOTENCY_TAG))

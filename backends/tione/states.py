@@ -5,11 +5,11 @@ Pure (the answer is the SDK model's JSON as a dict), so one table serves status 
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
 from launcher.backend import JobState, Status, map_state
+from launcher.durations import iso_timestamp
 
 # Every Status api.json documents for a task (TrainingTaskDetail.Status, TrainingTaskSetItem.Status)
 STATES: dict[str, JobState] = {
@@ -29,15 +29,6 @@ def console_url(region: str, task_id: str) -> str:
     return f"https://console.cloud.tencent.com/tione/v2/job/detail/{task_id}?regionId={region}"
 
 
-def timestamp(value: Any) -> float | None:
-    """TI-ONE's times are RFC 3339 strings ("2026-12-01T07:00:00Z" or with +08:00); else unknown."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
 
 def status_of(task: Mapping[str, Any], region: str) -> Status:
     """A task as a Status; TI-ONE's failure reason (or its message) is kept as the message."""
@@ -46,6 +37,6 @@ def status_of(task: Mapping[str, Any], region: str) -> Status:
     reason = " ".join(str(task[k]) for k in ("FailureReason", "Message") if task.get(k))
     return Status(state, raw, reason,
                   exit_code=0 if state is JobState.SUCCEEDED else None,
-                  started_at=timestamp(task.get("StartTime")),
-                  ended_at=timestamp(task.get("EndTime")) if state.is_terminal else None,
+                  started_at=iso_timestamp(task.get("StartTime")),
+                  ended_at=iso_timestamp(task.get("EndTime")) if state.is_terminal else None,
                   url=console_url(region, str(task.get("Id") or "")))
