@@ -59,3 +59,54 @@ class BucketStack:
 
     def objects(self) -> list[str]:
         return [o["Key"] for o in self.s3.list_objects_v2(Bucket=self.BUCKET).get("Contents", [])]
+
+
+class ServedJobsFake:
+    """The lifecycle the three job fakes share: a boto3 client on the bucket's server (the fake reads what the
+    backend uploaded, as the provider's nodes mount it), an HTTP server on 127.0.0.1:0 whose every request of
+    METHODS goes to `_serve(handler)` (handler.command says which), and on exit every job stopped (`stop_all`)
+    before the server goes. A subclass has `s3_endpoint`, `stop_all` and `_serve`."""
+
+    NAME: ClassVar[str]
+    METHODS: ClassVar[tuple[str, ...]] = ("POST",)
+    s3_endpoint: str
+
+    def __enter__(self) -> Any:
+        import threading
+        from http.server import BaseHTTPRequestHandler
+
+        import boto3
+        from botocore.config import Config
+
+        from fakes import bugs
+
+        self._s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="fake",
+                                aws_secret_access_key="fake", region_name="us-east-1",
+                                config=Config(retries={"max_attempts": 1}, proxies={}))
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        for method in self.METHODS:
+            setattr(Handler, f"do_{method}", lambda handler: fake._serve(handler))
+        self._server = bugs.RecordingHTTPServer(self.NAME, ("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.endpoint = f"127.0.0.1:{self._server.server_address[1]}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed = True  # no job moves on: their threads must not write into a removed directory
+        self.stop_all()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def stop_all(self) -> None:
+        raise NotImplementedError
+
+    def _serve(self, handler: Any) -> None:
+        raise NotImplementedError

@@ -46,7 +46,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
-from fakes.bucket_stack import BucketStack
+from fakes.bucket_stack import BucketStack, ServedJobsFake
 
 from . import bugs
 
@@ -115,7 +115,9 @@ class ApiDefinition:
         return []
 
 
-class TioneFake:
+class TioneFake(ServedJobsFake):
+    NAME: ClassVar[str] = "tione_fake"
+
     def __init__(self, s3_endpoint: str, mount_root: Path, *, region: str = "ap-guangzhou",
                  step_s: float = 0.05) -> None:
         self.s3_endpoint = s3_endpoint
@@ -137,36 +139,6 @@ class TioneFake:
         self.endpoint = ""
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
-    def __enter__(self) -> TioneFake:
-        import boto3
-        from botocore.config import Config
-
-        self._s3 = boto3.client("s3", endpoint_url=self.s3_endpoint, aws_access_key_id="fake",
-                                aws_secret_access_key="fake", region_name="us-east-1",
-                                config=Config(retries={"max_attempts": 1}, proxies={}))
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                fake._serve(self)
-
-        self._server = bugs.RecordingHTTPServer("tione_fake", ("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        self.endpoint = f"127.0.0.1:{self._server.server_address[1]}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._closed = True
-        self.stop_all()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
     def reset(self) -> None:
         self.stop_all()
         with self.lock:
