@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,34 @@ def test_a_bundle_too_big_for_a_configmap_needs_the_bundle_store():
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["LAUNCH_BUNDLE"] == "/launch/job/bundle.tar.gz" and env["LAUNCH_BUNDLE_URL"].startswith("<")
     assert [u.destination for u in request.uploads] == [f"s3://team-bucket/launch/bundles/{'d' * 64}.tar.gz"]
+
+
+def test_pods_of_one_index_are_read_in_the_order_they_ran_even_within_one_second():
+    """Kubernetes' timestamps have one-second resolution: a fast retry can be created and end in the same
+    second as the pod it replaced. The log reader must still read the failed pod first, whatever order the
+    API lists them in (it lists by name, and a retry's name is random)."""
+    from datetime import datetime
+
+    from kubernetes.client import (
+        V1ContainerState,
+        V1ContainerStateTerminated,
+        V1ContainerStatus,
+        V1ObjectMeta,
+        V1Pod,
+        V1PodStatus,
+    )
+
+    from backends.kubernetes.backend import _ran_order
+    from backends.kubernetes.render import INDEX_ANNOTATION
+
+    second = datetime(2026, 12, 1, 11, 59, 30, tzinfo=UTC)
+
+    def pod(name: str, phase: str, code: int) -> V1Pod:
+        ended = V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=code, finished_at=second))
+        status = V1ContainerStatus(name="main", image="img:1", image_id="", ready=False, restart_count=0,
+                                   state=ended)
+        meta = V1ObjectMeta(name=name, creation_timestamp=second, annotations={INDEX_ANNOTATION: "0"})
+        return V1Pod(metadata=meta, status=V1PodStatus(phase=phase, container_statuses=[status]))
+
+    retry, failed = pod("job-0-aaaaa", "Succeeded", 0), pod("job-0-zzzzz", "Failed", 5)
+    assert [p.metadata.name for p in sorted([retry, failed], key=_ran_order)] == ["job-0-zzzzz", "job-0-aaaaa"]

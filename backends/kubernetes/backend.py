@@ -352,13 +352,15 @@ class KubernetesBackend(Backend):
                           created_at=created, idempotency_key=key)
 
 
-def _ran_order(pod: Any) -> tuple[int, float, int, float]:
+def _ran_order(pod: Any) -> tuple[int, float, int, float, int]:
     """Index, then creation; within one second (timestamps have no more), an ended pod before the one
-    that replaced it, and ended pods by when they ended."""
+    that replaced it, and ended pods by when they ended. When even that ties (a fast retry ends in the
+    second its failed pod did), a Succeeded pod goes last: a Job starts no pod for an index after one
+    of its pods succeeded, so every other pod of that index ran before it."""
     done = next((c.state.terminated for c in pod.status.container_statuses or []
                  if c.state is not None and c.state.terminated is not None), None)
     return (_index(pod), _stamp(pod.metadata.creation_timestamp) or 0.0, 0 if done else 1,
-            (_stamp(done.finished_at) or 0.0) if done else 0.0)
+            (_stamp(done.finished_at) or 0.0) if done else 0.0, 1 if pod.status.phase == "Succeeded" else 0)
 
 
 def _index(pod: Any) -> int:
