@@ -63,3 +63,19 @@ class BucketBackendCli:
         """Stop what the fake still runs; afterwards nothing the provider's definition rejects."""
         self.fake.stop_all()
         assert self.fake.violations == []
+
+
+def check_golden(path: Path, shown: Any) -> None:
+    """Compare what a render/plan produced with its reviewed golden file; UPDATE_GOLDEN=1 rewrites the file
+    first, so an intended change is one rerun and a diff to review. A str is compared as text, anything else
+    as JSON (parsed, so the file's indentation is not part of the golden)."""
+    import json
+    import os
+
+    as_text = isinstance(shown, str)
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(shown if as_text else json.dumps(shown, indent=2, sort_keys=True) + "\n")
+    kept = path.read_text()
+    assert (shown == kept) if as_text else (shown == json.loads(kept)), (
+        f"{path.name} changed; rerun with UPDATE_GOLDEN=1 and review the diff")

@@ -6,11 +6,11 @@ goldens with UPDATE_GOLDEN=1 after an intended change and review the diff."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from fakes.aihc_fake import check_request
+from helpers import check_golden
 
 from backends.aihc import AihcBackend
 from backends.aihc.render import idempotency_label
@@ -60,10 +60,7 @@ def test_golden_request_is_what_the_published_definition_allows(case):
     assert check_request("CreateJob", payload["query"], payload["body"]) == []
     shown = {"operation": request.operation, "payload": payload, "uploads": [u.destination for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 def test_the_body_carries_the_queue_and_no_nulls_the_sdk_would_send():

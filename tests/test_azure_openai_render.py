@@ -6,11 +6,11 @@ with UPDATE_GOLDEN=1 after an intended change and review the diff."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from fakes.azure_openai_fake import OPENAI_CREATE_EXTRAS, SpecCheck
+from helpers import check_golden
 
 from backends.azure_openai import AzureOpenAIBackend, OpenAIBackend
 from backends.azure_openai.ids import key_mark, marks, pack_job_id, unpack_job_id
@@ -69,10 +69,7 @@ def test_golden_body_matches_the_published_model(case, data):
     assert check.schema(schema, request.payload) + check.strict(schema["$ref"], request.payload, allowed) == []
     shown = json.dumps(request.to_display(), indent=2, sort_keys=True).replace(str(data), "<spec dir>") + "\n"
     golden = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(shown)
-    assert shown == golden.read_text()
+    check_golden(golden, shown)
 
 
 def test_the_job_id_and_key_come_back_from_what_the_job_carries(data):

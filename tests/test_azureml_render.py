@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from fakes.azureml_fake import check_model
+from helpers import check_golden
 
 from backends.azureml import render as rendering
 from backends.azureml.backend import STATES, AzureMLBackend
@@ -68,10 +69,7 @@ def test_golden_body_matches_the_sdk_models(case, tmp_path, monkeypatch):
                           "source": str(u.source.relative_to(repo) if u.source.is_relative_to(repo) else u.source)}
                          for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text()), f"{case} changed; rerun with UPDATE_GOLDEN=1 and review"
+    check_golden(path, shown)
 
 
 def _job_base():

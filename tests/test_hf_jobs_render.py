@@ -9,10 +9,10 @@ shared bootstrap does not touch them.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from helpers import check_golden
 
 from backends.hf_jobs import HfJobsBackend
 from backends.hf_jobs import render as rendering
@@ -71,10 +71,7 @@ def test_golden_bodies_are_what_huggingface_hub_builds(case):
                                    "uploads": [u.destination for u in request.uploads]}).replace(
         json.dumps(BOOTSTRAP)[1:-1], "<launcher/bootstrap.sh>"))
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 @pytest.mark.parametrize(("accelerators", "flavor"), [("T4:1", "t4-small"), ("A10G:1", "a10g-small"),

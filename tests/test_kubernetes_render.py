@@ -8,7 +8,6 @@ Regenerate goldens with UPDATE_GOLDEN=1 after an intended change and review the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import check_golden
 
 from backends.kubernetes import CoreWeaveBackend, KubernetesBackend
 from backends.kubernetes.render import kube_name, label_value
@@ -76,10 +76,7 @@ def test_golden_manifests_pass_kubernetes_strict_schema(case):
              "uploads": [u.destination for u in request.uploads]}
     shown["payload"]["manifests"][2]["data"]["bootstrap.sh"] = "<launcher/bootstrap.sh>"  # its own file
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 def test_a_misspelled_field_fails_the_strict_check():

@@ -6,13 +6,12 @@ the state table. Regenerate goldens with UPDATE_GOLDEN=1 after an intended chang
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from fakes.pai_dlc_fake import TEA_PATH, _difference, required_fields
+from helpers import check_golden
 
 from backends.pai_dlc import PaiDlcBackend
 from backends.pai_dlc.render import TOPOLOGY
@@ -62,9 +61,7 @@ def test_golden_body_is_read_whole_by_the_sdk_model(case):
     shown = {"operation": request.operation, "body": request.payload,
              "uploads": [u.destination for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 def test_quota_jobs_ask_for_amounts_and_pay_as_you_go_jobs_for_an_instance_type():

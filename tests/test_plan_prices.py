@@ -11,12 +11,12 @@ and review the diff (every price should trace to a catalog row's source)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import date
 from pathlib import Path
 
 import pytest
+from helpers import check_golden
 
 from launcher import catalog, plan
 from launcher.accelerators import parse
@@ -43,10 +43,7 @@ def test_golden_h100x8_times_two_spot_for_12h_on_every_priced_backend(cli, write
     names = [arg for name in PRICED for arg in ("-b", name)]
     rows = json.loads(cli("plan", str(write_spec(HELD_OUT)), *names, "--no-live", "-o", "json", check_rc=0).stdout)
     got = sorted(({key: row[key] for key in KEPT} for row in rows), key=lambda row: row["backend"])
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
-    assert got == json.loads(GOLDEN.read_text())
+    check_golden(GOLDEN, got)
     for row in rows:  # the old mark depends on today, so it is checked against the date, not kept in the golden
         age = (date.today() - date.fromisoformat(row["price_as_of"])).days
         assert row["price_old"] == (age > catalog.STALE_AFTER_DAYS), row

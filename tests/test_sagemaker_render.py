@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fakes.botocore_model import violations
+from helpers import check_golden
 
 from backends.sagemaker import SageMakerBackend
 from backends.sagemaker.instance_types import TRAINING_INSTANCE_TYPES
@@ -63,9 +64,7 @@ def test_golden_request(case):
     request = render(text, key)
     shown = {"payload": request.payload, "uploads": [u.destination for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

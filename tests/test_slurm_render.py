@@ -5,11 +5,11 @@ UPDATE_GOLDEN=1 after an intended change and review the diff."""
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
 import pytest
+from helpers import check_golden
 
 from backends.slurm import SlurmBackend
 from backends.slurm.backend import _judged
@@ -50,10 +50,7 @@ def test_golden_batch_script(case):
     request = render(*CASES[case])
     text = request.payload["script"] + "\n# sbatch command line:\n# " + shlex.join(request.payload["sbatch"]) + "\n"
     path = GOLDEN / f"{case}.sbatch"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text()
+    check_golden(path, text)
     assert "****" not in request.payload["script"]  # secrets never in the script, only in the env file
     files = {u.destination.rsplit("/", 1)[-1]: u.content for u in request.uploads}
     assert ("WANDB_API_KEY=" in files["secrets.env"]) == ("WANDB" in CASES[case][0])

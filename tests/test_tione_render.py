@@ -8,13 +8,13 @@ review the diff.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import warnings
 from pathlib import Path
 
 import pytest
 from fakes.tione_fake import ApiDefinition
+from helpers import check_golden
 
 from backends.tione import TioneBackend
 from backends.tione.render import TOPOLOGY, task_name
@@ -69,9 +69,7 @@ def test_golden_request_keeps_to_api_json_and_the_sdk_model(case):
     shown = {"operation": request.operation, "body": request.payload,
              "uploads": [u.destination for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 def test_prepaid_asks_for_amounts_in_the_apis_units_and_postpaid_for_an_instance_type():

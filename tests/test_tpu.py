@@ -9,10 +9,10 @@ regenerate it with UPDATE_GOLDEN=1 pytest tests/test_tpu.py -k golden and review
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from helpers import check_golden
 
 from launcher import plan, runner
 from launcher.accelerators import parse
@@ -95,9 +95,7 @@ def test_golden_plan_shows_the_vertex_tpu_next_to_gpu_backends_without_tpus(cli,
     names = [arg for name in PRICED for arg in ("-b", name)]
     rows = json.loads(cli("plan", str(write_spec(TPU_SPEC)), *names, "--no-live", "-o", "json", check_rc=0).stdout)
     got = sorted(({key: row[key] for key in KEPT} for row in rows), key=lambda row: row["backend"])
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.write_text(json.dumps(got, indent=1) + "\n")
-    assert got == json.loads(GOLDEN.read_text())
+    check_golden(GOLDEN, got)
     by_name = {row["backend"]: row for row in got}
     vertex = by_name.pop("vertex")
     assert vertex["fits"] and vertex["instance_type"] == "ct5lp-hightpu-8t" and vertex["hourly_usd"] == 9.6

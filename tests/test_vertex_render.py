@@ -6,7 +6,6 @@ Regenerate goldens with UPDATE_GOLDEN=1 after an intended change and review the 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import check_golden
 
 from backends.vertex import VertexBackend
 from backends.vertex.render import label_value, pair_problem
@@ -65,9 +65,7 @@ def test_golden_body_parses_into_the_official_proto(case):
     shown = {"parent": request.operation, "body": request.payload,
              "uploads": [u.destination for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 def test_a_wrong_field_name_fails_loudly():

@@ -7,10 +7,8 @@ Regenerate goldens with UPDATE_GOLDEN=1 after an intended change and review the 
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
+from helpers import check_golden
 from test_vertex_render import GOLDEN, render
 
 from backends.vertex.render import pair_problem, tpu_problem
@@ -57,9 +55,7 @@ def test_golden_body_parses_into_the_official_proto(case):
     shown = {"parent": request.operation, "body": request.payload,
              "uploads": [u.destination for u in request.uploads]}
     path = GOLDEN / f"{case}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")
-    assert shown == json.loads(path.read_text())
+    check_golden(path, shown)
 
 
 def test_multi_host_slice_is_one_replica_with_its_topology_and_reservation():
