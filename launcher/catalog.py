@@ -104,6 +104,9 @@ def _number(text: str | None, field: str, where: str) -> float | None:
 
 
 def _offer(backend: str, row: Mapping[str, str], where: str) -> Offer:
+    if extra := row.get(None):  # type: ignore[arg-type]  # csv.DictReader keeps fields past the header under None
+        raise CatalogError(f"{where}: the row has {len(extra)} field(s) more than the header, so its note was cut "
+                           "at a comma", 'put the note in double quotes ("...") when it holds a comma')
     missing = [c for c in ("accelerator", "count", "instance_type") if not str(row.get(c) or "").strip()]
     if missing:
         raise CatalogError(f"{where}: the row has no {', '.join(missing)}",

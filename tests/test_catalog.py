@@ -119,6 +119,18 @@ def test_a_bad_value_in_a_backend_csv_names_file_line_and_field(tmp_path):
     assert caught.value.message == f"{path}:3: ondemand_usd_hr 'one dollar' is not a number"
 
 
+def test_a_row_with_more_fields_than_the_header_names_its_line(tmp_path):
+    """An unquoted comma in a note splits the row: refused at its line, not read with the note cut short."""
+    path = tmp_path / "mine_catalog.csv"
+    path.write_text(",".join(catalog.COLUMNS) + ",note\n"
+                    "T4,1,t4-box,NVIDIA T4,4,16,0.5,,r,https://example.invalid,2026-11-30,a note, cut here\n")
+    (row,) = catalog.rows_from_csv(path)
+    with pytest.raises(catalog.CatalogError) as caught:
+        catalog._offer("mine", row, row.where)
+    assert caught.value.message.startswith(f"{path}:2: the row has 1 field(s) more than the header")
+    assert "double quotes" in caught.value.hint
+
+
 def test_a_csv_without_the_catalog_columns_is_refused_at_its_header(tmp_path):
     path = tmp_path / "mine_catalog.csv"
     path.write_text("accelerator,count,instance\nT4,1,x\n")

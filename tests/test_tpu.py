@@ -8,13 +8,14 @@ regenerate it with UPDATE_GOLDEN=1 pytest tests/test_tpu.py -k golden and review
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 from helpers import check_golden
 
-from launcher import plan, runner
+from launcher import catalog, plan, runner
 from launcher.accelerators import parse
 from launcher.errors import SpecError
 from launcher.spec import parse_spec
@@ -111,9 +112,22 @@ def test_plan_prices_a_multi_host_slice_as_the_whole_slice():
     assert row.hourly_usd == 33.6 and "2 host(s)" in row.reason
 
 
-def test_plan_says_so_when_a_slice_has_no_price(write_spec):
+def test_every_shipped_slice_is_priced_with_its_source():
+    """Each Vertex TPU row carries a whole-slice price (an estimate: Cloud TPU rates) and where it came from."""
+    slices = [offer for offer in catalog.backend_offers("vertex") if parse(f"{offer.accelerator}:{offer.count}").is_tpu]
+    assert slices and all(o.ondemand_usd_hr and o.spot_usd_hr and o.estimate for o in slices), slices
+    assert all(o.source.startswith("https://github.com/skypilot-org/skypilot-catalog/blob/") for o in slices)
+
+
+def test_plan_says_so_when_a_slice_has_no_price(monkeypatch):
+    """A slice whose row lost its price (a plugin's, or a price list that lacks it) is listed as fitting
+    with the reason, not left out."""
+    real = catalog.priced
+    monkeypatch.setattr(catalog, "priced", lambda offer, region=None: dataclasses.replace(
+        real(offer, region), ondemand_usd_hr=None, spot_usd_hr=None))
     (row,) = plan.plan(parse_spec(TPU_SPEC.replace("TPU-v5e:8", "TPU-v6e:16"), "spec.yaml"), ["vertex"], live=False)
-    assert row.fits and row.hourly_usd is None and "no on-demand price" in row.reason
+    assert row.fits and row.instance_type == "ct6e-standard-4t" and row.hourly_usd is None
+    assert "no on-demand price" in row.reason and row.est_cost_usd is None
 
 
 def test_catalog_lists_a_tpu_slice(cli):
