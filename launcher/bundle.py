@@ -562,8 +562,16 @@ def prune(cache_dir: Path, limits: Limits | None = None, *, now: float | None = 
             due.append(now)
     removed += bundle_index.prune(Path(cache_dir), limits.max_age_s, now, due=due)
     if memo is not None:
-        racy = any(mark is not None and mark[1] >= time.time_ns() - bundle_index.RACY_NS for mark in marks)
-        _PRUNED[memo] = (marks, now if racy else min(due))  # a change within its mtime's tick could hide
+        # A file added within the tick of a directory's mtime as seen leaves it as it was, unseen: in the
+        # cache, a bundle whose size could count at once; in the index directory, an index that only
+        # an age limit removes, reached no sooner than max_age after that tick.
+        racy_since = time.time_ns() - bundle_index.RACY_NS
+        cache_mark, index_mark = marks
+        if cache_mark is not None and cache_mark[1] >= racy_since:
+            due.append(now)
+        if index_mark is not None and index_mark[1] >= racy_since:
+            due.append((index_mark[1] - bundle_index.RACY_NS) / 1e9 + limits.max_age_s)
+        _PRUNED[memo] = (marks, min(due))
     return removed
 
 

@@ -133,3 +133,17 @@ def test_a_prune_right_after_a_change_is_not_trusted_to_have_seen_it(tmp_path: P
     _age(stale, 2 * DAY)
     os.utime(cache, ns=(seen.st_atime_ns, seen.st_mtime_ns))  # as if added within the same tick
     assert prune(cache, ROOMY) == [stale]
+
+
+def test_an_index_saved_a_moment_ago_does_not_make_every_prune_scan(tmp_path: Path, monkeypatch) -> None:
+    """An index that appeared unseen within its directory's mtime tick is removed by age only, no sooner
+    than max_age after that tick: a prune is still skipped (a re-submit saves its index just before)."""
+    cache = tmp_path / "cache"
+    (cache / bundle_index.INDEX_DIR).mkdir(parents=True)
+    (cache / bundle_index.INDEX_DIR / "a.json").write_text("{}")
+    _age(cache, 60)  # the bundle directory settled; the index directory just changed
+    scans: list[Path] = []
+    real = bundle_index.prune
+    monkeypatch.setattr(bundle_index, "prune", lambda *a, **k: scans.append(a[0]) or real(*a, **k))
+    assert prune(cache, ROOMY) == [] and prune(cache, ROOMY) == []
+    assert scans == [cache]
