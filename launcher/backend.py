@@ -126,9 +126,8 @@ def new_job_id(name: str, now: float | None = None) -> str:
     """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
     import secrets as random_tokens
     import time
-    from datetime import UTC, datetime
 
-    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))  # UTC
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"
     return f"{slug}-{stamp}-{random_tokens.token_hex(3)}"
 

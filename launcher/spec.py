@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -494,7 +495,7 @@ def _located(spec: JobSpec | None, source: yaml_source.SourceMap, base_dir: Path
         if why:
             problems.append(source.problem(("code",), why))
         else:
-            spec = spec.model_copy(update={"code": str(code_dir.resolve())})
+            spec = spec.model_copy(update={"code": os.path.realpath(code_dir)})  # as Path.resolve(), less work
     if spec is not None and spec.finetune is not None:
         spec = _local_files(spec, base_dir, source, problems)
     if problems or spec is None:

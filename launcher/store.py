@@ -248,15 +248,17 @@ class JobStore:
     def set_handle(self, job_id: str, handle: Handle) -> None:
         self._update(job_id, handle=json.dumps(handle.to_json()))
 
-    def set_submitted(self, job_id: str, handle: Handle, status: Status) -> None:
+    def set_submitted(self, job_id: str, handle: Handle, status: Status) -> JobRecord | None:
         """`set_handle` then `set_status`, in one transaction: what a confirmed submit writes (one commit
-        instead of two; the job is never seen with its handle but without the state that came with it)."""
-        handle_text, write_status = json.dumps(handle.to_json()), self._status_write(job_id, status)
+        instead of two; the job is never seen with its handle but without the state that came with it).
+        Returns the job as stored then, read in the same transaction (None when it is gone)."""
+        write = self._status_write(job_id, status, handle=json.dumps(handle.to_json()))
 
-        def body(execute: Execute) -> None:
-            execute("UPDATE jobs SET handle = ?, updated_at = ? WHERE id = ?", (handle_text, time.time(), job_id))
-            write_status(execute)
-        self._transact(body)
+        def body(execute: Execute) -> JobRecord | None:
+            write(execute)
+            found = execute(f"{_SELECT} WHERE id = ?", (job_id,))
+            return _row_to_record(found[0], self.SHARED) if found else None
+        return self._transact(body)  # type: ignore[no-any-return]
 
     def set_status(self, job_id: str, status: Status) -> None:
         """Store what the backend said, unless the job already ended: a status read before the end
@@ -264,8 +266,9 @@ class JobStore:
         job. Each change of state is appended to the job's history."""
         self._transact(self._status_write(job_id, status))
 
-    def _status_write(self, job_id: str, status: Status) -> Callable[[Execute], None]:
-        """The body of `set_status`'s transaction."""
+    def _status_write(self, job_id: str, status: Status, *, handle: str | None = None) -> Callable[[Execute], None]:
+        """The body of `set_status`'s transaction; with `handle`, that is written too (whatever the status
+        write decides), in the same statement."""
         fields: dict[str, Any] = {
             "state": status.state.value, "raw_state": status.raw_state, "message": status.message,
             "exit_code": status.exit_code, "url": status.url,
@@ -275,6 +278,8 @@ class JobStore:
         if status.ended_at is not None:
             fields["ended_at"] = status.ended_at
         fields["updated_at"] = now = time.time()
+        if handle is not None:
+            fields["handle"] = handle
         assignments = ", ".join(f"{name} = ?" for name in fields)
 
         def body(execute: Execute) -> None:
@@ -283,6 +288,8 @@ class JobStore:
                 return
             old_state, old_raw = found[0]
             if old_state in _TERMINAL and status.state.value not in _TERMINAL and old_raw != "never-created":
+                if handle is not None:  # the job stays ended, and gets its handle
+                    execute("UPDATE jobs SET handle = ?, updated_at = ? WHERE id = ?", (handle, now, job_id))
                 return
             execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
             if old_state != status.state.value:

@@ -204,13 +204,17 @@ def test_set_submitted_writes_the_handle_and_the_status_as_set_handle_and_set_st
     """A confirmed submit's one transaction: the handle, and the status under set_status's rules."""
     handle = Handle("hf_jobs", "bert-1", {"namespace": "alice", "ids": ["abc"]})
     store.reserve(make_record("bert-1"))
-    store.set_submitted("bert-1", handle, Status(JobState.RUNNING, "submitted", "on its way"))
+    returned = store.set_submitted("bert-1", handle, Status(JobState.RUNNING, "submitted", "on its way"))
     got = store.get("bert-1")
+    assert returned == got  # the job as stored, read back in the same transaction
     assert (got.handle, got.state, got.raw_state, got.message) == (handle, JobState.RUNNING, "submitted", "on its way")
     assert [s for _, s, _ in store.history("bert-1")] == [JobState.PENDING, JobState.RUNNING]
     store.set_status("bert-1", Status(JobState.CANCELLED, "cancelled"))
-    store.set_submitted("bert-1", handle, Status(JobState.PENDING, "submitted"))  # a late confirm: stays ended
-    assert store.get("bert-1").state is JobState.CANCELLED
+    later = Handle("hf_jobs", "bert-1", {"namespace": "alice", "ids": ["def"]})
+    returned = store.set_submitted("bert-1", later, Status(JobState.PENDING, "submitted"))  # a late confirm
+    assert returned is not None and (returned.state, returned.handle) == (JobState.CANCELLED, later)  # stays ended
+    assert store.get("bert-1") == returned
+    assert store.set_submitted("gone-1", handle, Status(JobState.PENDING, "submitted")) is None
 
 
 def test_a_stale_status_never_overwrites_an_ended_job(store: JobStore) -> None:
