@@ -47,7 +47,10 @@ def test_a_rewrite_within_the_same_mtime_and_size_is_checked_again(tmp_path: Pat
     finetune_data.check(data, "supervised", "finetune.training_file")
     data.write_text(GOOD + BAD)
     os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert data.stat().st_size == before.st_size
+    after = data.stat()
+    assert after.st_size == before.st_size
+    # within one tick even the ctime stays: the path's identity then matches what passed
+    finetune_data._SEEN[str(data)] = (after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns)
     with pytest.raises(finetune_data.BadData) as err:
         finetune_data.check(data, "supervised", "finetune.training_file")
     assert err.value.problem.line == 2 and "role" in err.value.problem.message
