@@ -378,7 +378,7 @@ class SpecFile:
                     self.checked.pop(next(iter(self.checked)), None)
                 self.checked[point] = checked
         _say(checked.warnings)
-        return _located(checked.spec, self.source, self.base_dir, problems)
+        return _located(checked, self.source, self.base_dir, problems)
 
 
 @dataclass(frozen=True)
@@ -388,6 +388,8 @@ class _Checked:
 
     spec: JobSpec | None
     warnings: tuple[str, ...]
+    # the spec as `_located` built it, by what it found on disk (the same findings give the same object)
+    located: dict[tuple[Any, ...], JobSpec] = field(default_factory=dict, compare=False, repr=False)
 
 
 MAX_CHECKED_POINTS = 64  # a sweep builds each point once anyway; this bounds what one file keeps
@@ -485,23 +487,35 @@ def _say(warnings: tuple[str, ...]) -> None:
         logs.get().warning("%s", warning)
 
 
-def _located(spec: JobSpec | None, source: yaml_source.SourceMap, base_dir: Path | None,
+def _located(checked: _Checked, source: yaml_source.SourceMap, base_dir: Path | None,
              problems: list[Problem]) -> JobSpec:
     """The spec with `code:` and its fine-tuning files found on disk (made absolute), as they are
-    now; SpecError with every problem (`problems`, and what is missing on disk)."""
+    now; SpecError with every problem (`problems`, and what is missing on disk). The disk is asked
+    every time; the spec built from its answers is built once per distinct answer."""
+    spec, code, files = checked.spec, None, {}
     if spec is not None and spec.code is not None:
         code_dir = (base_dir or Path(".")) / spec.code
         why = _code_dir_problem(code_dir)
         if why:
             problems.append(source.problem(("code",), why))
         else:
-            spec = spec.model_copy(update={"code": os.path.realpath(code_dir)})  # as Path.resolve(), less work
+            code = os.path.realpath(code_dir)  # as Path.resolve(), with less work
     if spec is not None and spec.finetune is not None:
-        spec = _local_files(spec, base_dir, source, problems)
+        files = _local_files(spec, base_dir, source, problems)
     if problems or spec is None:
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
-    spec._source = source
-    return spec
+    found = (code, tuple(files.items()))
+    located = checked.located.get(found)
+    if located is None:
+        located = spec if code is None else spec.model_copy(update={"code": code})
+        if files:
+            assert located.finetune is not None
+            located = located.model_copy(update={"finetune": located.finetune.model_copy(update=files)})
+        located._source = source
+        if len(checked.located) >= MAX_CHECKED_POINTS:
+            checked.located.pop(next(iter(checked.located)), None)
+        checked.located[found] = located
+    return located
 
 
 def _kind_problems(data: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
@@ -517,8 +531,9 @@ def _kind_problems(data: dict[str, Any], source: yaml_source.SourceMap) -> list[
 
 
 def _local_files(spec: JobSpec, base_dir: Path | None, source: yaml_source.SourceMap,
-                 problems: list[Problem]) -> JobSpec:
-    """finetune's training/validation files: a local file (made absolute, as code: is) or a file id."""
+                 problems: list[Problem]) -> dict[str, str]:
+    """finetune's training/validation files: a local file (made absolute, as code: is) or a file id;
+    the absolute paths by key."""
     assert spec.finetune is not None
     update: dict[str, str] = {}
     for key in ("training_file", "validation_file"):
@@ -531,13 +546,11 @@ def _local_files(spec: JobSpec, base_dir: Path | None, source: yaml_source.Sourc
         except OSError:
             is_file = False
         if is_file:
-            update[key] = str(path.resolve())
+            update[key] = os.path.realpath(path)  # as Path.resolve()
         elif not re.fullmatch(FILE_ID, value):
             problems.append(source.problem(("finetune", key), f"no file {str(path)!r}; give a JSONL file (relative "
                                            "to the spec file's directory) or an uploaded file's id (file-...)"))
-    if not update:
-        return spec
-    return spec.model_copy(update={"finetune": spec.finetune.model_copy(update=update)})
+    return update
 
 
 def _code_dir_problem(code_dir: Path) -> str | None:
