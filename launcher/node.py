@@ -52,6 +52,22 @@ def bootstrap_upload(destination: str) -> Upload:
     return Upload(None, destination, content=script.read_text())
 
 
+def upload_text(upload: Upload) -> str:
+    """The text of a job file (written inline where a provider takes no files: a command's words, a
+    ConfigMap): its content, or the file it names, bootstrap.sh's read once per process (package data
+    does not change under a running process, as its code does not)."""
+    if upload.content is not None:
+        return upload.content
+    assert upload.source is not None
+    return _package_text(str(upload.source)) if Path(upload.source) == _bootstrap_script() else \
+        Path(upload.source).read_text()
+
+
+@functools.cache
+def _package_text(path: str) -> str:
+    return Path(path).read_text()
+
+
 @functools.cache
 def _bootstrap_script() -> Any:
     """Where bootstrap.sh is (package data does not move while a process runs; its text is read where used)."""
