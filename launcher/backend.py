@@ -8,11 +8,12 @@ dry run shows exactly what `submit` will send, without network or credentials.
 from __future__ import annotations
 
 import abc
+import copy
 import enum
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -163,7 +164,9 @@ class Handle:
     fast_status: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """As dataclasses.asdict (data deep-copied), without its generic walk: written with every submit."""
+        return {"backend": self.backend, "job_id": self.job_id, "data": copy.deepcopy(self.data),
+                "fast_status": self.fast_status}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Handle:

@@ -542,7 +542,7 @@ def _local_files(spec: JobSpec, base_dir: Path | None, source: yaml_source.Sourc
             continue
         path = (base_dir or Path(".")) / value
         try:
-            is_file = path.is_file()
+            is_file = os.path.isfile(path)
         except OSError:
             is_file = False
         if is_file:
