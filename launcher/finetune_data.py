@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ _PASSED_MAX = 64
 # The identity (inode, size, mtime, ctime) each path had when it passed: only a hint of which way to read
 # it next (hash first, or check and hash in one pass); what is reused is keyed by the content's digest.
 _SEEN: dict[str, tuple[int, int, int, int]] = {}
+_LOCK = threading.Lock()
 
 
 def check(path: Path, method: str, field: str) -> DataReport:
@@ -69,11 +71,12 @@ def check(path: Path, method: str, field: str) -> DataReport:
                 return DataReport(str(path), *known, digest.hexdigest())
             handle.seek(0)
         examples, tokens, content = _checked(handle, path, method, field)
-    for kept in (_PASSED, _SEEN):
-        if len(kept) >= _PASSED_MAX:
-            kept.pop(next(iter(kept)), None)
-    _PASSED[(content, method)] = (examples, tokens)
-    _SEEN[str(path)] = identity
+    with _LOCK:  # a sweep's points may be checked from several threads
+        for kept in (_PASSED, _SEEN):
+            if len(kept) >= _PASSED_MAX:
+                kept.pop(next(iter(kept)), None)
+        _PASSED[(content, method)] = (examples, tokens)
+        _SEEN[str(path)] = identity
     return DataReport(str(path), examples, tokens, content)
 
 

@@ -374,9 +374,7 @@ class SpecFile:
         if checked is None:
             checked = _checked(copy.deepcopy(self.data), self.source, params, self.sections, problems)
             if not problems and checked.spec is not None:  # a refused spec is checked afresh, for its message
-                if len(self.checked) >= MAX_CHECKED_POINTS:
-                    self.checked.pop(next(iter(self.checked)), None)
-                self.checked[point] = checked
+                _remember(self.checked, point, checked)
         _say(checked.warnings)
         return _located(checked, self.source, self.base_dir, problems)
 
@@ -512,10 +510,16 @@ def _located(checked: _Checked, source: yaml_source.SourceMap, base_dir: Path | 
             assert located.finetune is not None
             located = located.model_copy(update={"finetune": located.finetune.model_copy(update=files)})
         located._source = source
-        if len(checked.located) >= MAX_CHECKED_POINTS:
-            checked.located.pop(next(iter(checked.located)), None)
-        checked.located[found] = located
+        _remember(checked.located, found, located)
     return located
+
+
+def _remember(kept: dict[Any, Any], key: Any, value: Any) -> None:
+    """kept[key] = value, the oldest entry dropped past MAX_CHECKED_POINTS (threads of a sweep may load at once)."""
+    with _PARSED_LOCK:
+        if len(kept) >= MAX_CHECKED_POINTS:
+            kept.pop(next(iter(kept)), None)
+        kept[key] = value
 
 
 def _kind_problems(data: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
