@@ -400,10 +400,11 @@ _V1_COLUMNS = ("id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL, 
                "state TEXT NOT NULL, raw_state TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '', "
                "exit_code INTEGER, url TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, "
                "ended_at REAL, idempotency_key TEXT UNIQUE")
-_ADDED = {2: ", group_id TEXT", 3: ", params TEXT", 4: ", finished_at REAL"}
+_ADDED = {2: ", group_id TEXT", 3: ", params TEXT", 4: ", finished_at REAL",
+          5: ", submitted_by TEXT, submitted_host TEXT, ci_url TEXT, est_cost_usd REAL, request TEXT"}
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_every_earlier_schema_upgrades_to_the_current_one(tmp_path: Path, version: int) -> None:
     """A history written by any earlier launch opens, keeps every job, and gains the new columns
     (empty) and a state history seeded with each job's last state."""
@@ -418,9 +419,16 @@ def test_every_earlier_schema_upgrades_to_the_current_one(tmp_path: Path, versio
                    "idempotency_key) VALUES ('old-1', 'old', 'local', ?, '{\"name\": \"old\"}', 'SUCCEEDED', "
                    "'done', 1.0, 2.0, 'k-1'), ('old-2', 'old', 'local', NULL, '{}', 'RUNNING', '', 3.0, 4.0, NULL)",
                    (json.dumps(Handle("local", "old-1", {"pid": 1}).to_json()),))
+        if version >= 5:  # a version 5 store: its state history, and what a submit sent in the job's row
+            db.execute("CREATE TABLE job_states (job_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL, "
+                       "raw_state TEXT NOT NULL DEFAULT '')")
+            db.execute("INSERT INTO job_states SELECT id, updated_at, state, raw_state FROM jobs")
+            db.execute("UPDATE jobs SET request = '{\"sent\": 1}' WHERE id = 'old-1'")
         db.execute(f"PRAGMA user_version = {version}")
     store = Store.open(home)
     try:
+        assert store.request("old-1") == ({"sent": 1} if version >= 5 else None)  # moved to job_requests (v6)
+        assert store._db.execute("SELECT count(*) FROM jobs WHERE request IS NOT NULL").fetchone()[0] == 0
         done, running = store.get("old-1"), store.get("old-2")
         assert (done.state, done.raw_state, done.handle, done.spec, done.idempotency_key) == (
             JobState.SUCCEEDED, "done", Handle("local", "old-1", {"pid": 1}), {"name": "old"}, "k-1")
