@@ -8,11 +8,12 @@ dry run shows exactly what `submit` will send, without network or credentials.
 from __future__ import annotations
 
 import abc
+import copy
 import enum
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -126,9 +127,8 @@ def new_job_id(name: str, now: float | None = None) -> str:
     """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
     import secrets as random_tokens
     import time
-    from datetime import UTC, datetime
 
-    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))  # UTC
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"
     return f"{slug}-{stamp}-{random_tokens.token_hex(3)}"
 
@@ -164,7 +164,9 @@ class Handle:
     fast_status: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """As dataclasses.asdict (data deep-copied), without its generic walk: written with every submit."""
+        return {"backend": self.backend, "job_id": self.job_id, "data": copy.deepcopy(self.data),
+                "fast_status": self.fast_status}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> Handle:

@@ -26,6 +26,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import math
 import os
 import re
 import stat
@@ -247,12 +248,34 @@ def _hold(path: Path, store: bool) -> bool:
     until this process exits, and its age counts from now."""
     if not store:
         return path.is_file()
+    if _still_held(path):
+        return True
     fd = _lock_existing(path)
     if fd is None:
         return False
     with contextlib.suppress(OSError):
         os.utime(path)
     _keep_held(path, fd)
+    return True
+
+
+def _still_held(path: Path) -> bool:
+    """Whether this process already holds its lock on the file now at path (a re-submit of the same
+    tree): then it is neither opened nor locked again. Its age is renewed unless that was done in
+    the last second (prune counts ages in days)."""
+    with _HELD_LOCK:
+        fd = _HELD.get(str(path))
+    if fd is None:
+        return False
+    try:
+        named, opened = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    if (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino):  # removed by hand, or replaced
+        return False
+    if time.time() - named.st_mtime >= 1.0:
+        with contextlib.suppress(OSError):
+            os.utime(path)
     return True
 
 
@@ -489,9 +512,20 @@ def prune(cache_dir: Path, limits: Limits | None = None, *, now: float | None = 
 
     A bundle some process holds (being packed, or packed for a submit still running) is
     kept whatever its age: its size still counts, so older unused ones go in its place.
+
+    A prune that left nothing over a limit is remembered (`_PRUNED`): until the cache or its index
+    directory changes (a file added or removed anywhere changes the directory's mtime) or something
+    it kept reaches an age limit, another prune would remove nothing, and is skipped.
     """
     limits = limits or configured_limits()
+    memo = (str(cache_dir), limits) if now is None else None  # an explicit `now` (a test's) always scans
+    marks = _dir_marks(Path(cache_dir))
+    if memo is not None:
+        known = _PRUNED.get(memo)
+        if known is not None and known[0] == marks and time.time() < known[1]:
+            return []
     now = time.time() if now is None else now
+    due = [math.inf]  # when a prune could next remove something; `now` when it could at once
     bundles: list[tuple[float, int, Path]] = []
     removed: list[Path] = []
     try:
@@ -509,19 +543,56 @@ def prune(cache_dir: Path, limits: Limits | None = None, *, now: float | None = 
         path = Path(entry.path)
         if _BUNDLE_NAME.fullmatch(entry.name):
             bundles.append((info.st_mtime, info.st_size, path))
-        elif (entry.name.startswith(_PARTIAL_PREFIX) and entry.name.endswith(_PARTIAL_SUFFIX)
-              and now - info.st_mtime > _PARTIAL_GRACE_S and _remove_unused(path)):
-            removed.append(path)
+        elif entry.name.startswith(_PARTIAL_PREFIX) and entry.name.endswith(_PARTIAL_SUFFIX):
+            if now - info.st_mtime <= _PARTIAL_GRACE_S:
+                due.append(info.st_mtime + _PARTIAL_GRACE_S)
+            elif _remove_unused(path):
+                removed.append(path)
+            else:
+                due.append(now)
     kept_bytes = 0
     for mtime, size, path in sorted(bundles, key=lambda b: (-b[0], b[2].name)):  # newest first
         if now - mtime <= limits.max_age_s and kept_bytes + size <= limits.max_bytes:
             kept_bytes += size
+            due.append(mtime + limits.max_age_s)
         elif _remove_unused(path):
             removed.append(path)
         else:
             kept_bytes += size
-    removed += bundle_index.prune(Path(cache_dir), limits.max_age_s, now)
+            due.append(now)
+    removed += bundle_index.prune(Path(cache_dir), limits.max_age_s, now, due=due)
+    if memo is not None:
+        # A file added within the tick of a directory's mtime as seen leaves it as it was, unseen: in the
+        # cache, a bundle whose size could count at once; in the index directory, an index that only
+        # an age limit removes, reached no sooner than max_age after that tick.
+        racy_since = time.time_ns() - bundle_index.RACY_NS
+        cache_mark, index_mark = marks
+        if cache_mark is not None and cache_mark[1] >= racy_since:
+            due.append(now)
+        if index_mark is not None and index_mark[1] >= racy_since:
+            due.append((index_mark[1] - bundle_index.RACY_NS) / 1e9 + limits.max_age_s)
+        _PRUNED[memo] = (marks, min(due))
     return removed
+
+
+# The last prune of each cache this process made that found nothing left over a limit: (cache, limits)
+# -> (the marks of the cache and index directories before it scanned, when a prune could next remove something)
+DirMark = tuple[int, int] | None
+_PRUNED: dict[tuple[str, Limits], tuple[tuple[DirMark, DirMark], float]] = {}
+
+
+def _dir_marks(cache: Path) -> tuple[DirMark, DirMark]:
+    """Inode and mtime of the cache and of its index directory (None where absent): any file added,
+    removed or renamed in either changes them."""
+    marks: list[DirMark] = []
+    for directory in (cache, cache / bundle_index.INDEX_DIR):
+        try:
+            st = os.stat(directory)
+        except OSError:
+            marks.append(None)
+        else:
+            marks.append((st.st_ino, st.st_mtime_ns))
+    return marks[0], marks[1]
 
 
 def _remove_unused(path: Path) -> bool:
@@ -578,12 +649,14 @@ class _HashingReader:
 def _check_code_dir(code_dir: Path) -> Path:
     """Resolve once, so symlink checks compare against the real location."""
     path = Path(code_dir)
-    if not path.exists():
+    try:
+        is_dir = stat.S_ISDIR(os.stat(path).st_mode)  # one stat: this runs on every submit
+    except (OSError, ValueError):
         raise BundleError(
             f"code directory {path} does not exist",
             hint="set `code:` in the job spec to the directory holding the training code",
-        )
-    if not path.is_dir():
+        ) from None
+    if not is_dir:
         raise BundleError(
             f"code path {path} is not a directory",
             hint="`code:` must name a directory; it is unpacked as the job's working dir",
@@ -691,7 +764,8 @@ def _walk(root: Path, spec: Any) -> list[str]:
                 f"cannot read directory {here}: {exc.strerror or exc}",
                 hint=f"fix its permissions or list it in {LAUNCHIGNORE}",
             ) from exc
-        own = None if (here / GITIGNORE).is_symlink() else _ignore_spec(here / GITIGNORE)  # git skips those too
+        ignore = next((child for child in children if child.name == GITIGNORE), None)  # no stat when absent
+        own = None if ignore is None or ignore.is_symlink() else _ignore_spec(here / GITIGNORE)  # git skips links
         if own is not None:
             rules = (*rules, (rel_dir, own))
         for child in children:
@@ -730,12 +804,10 @@ def _without_cache(paths: list[str], root: Path, cache: Path) -> list[str]:
     Otherwise each pack would bundle the previous bundles and no two digests
     would ever match.
     """
-    try:
-        rel = Path(os.path.realpath(cache)).relative_to(root).as_posix()
-    except ValueError:
+    real, top = os.path.realpath(cache), str(root)
+    if not real.startswith(top.rstrip(os.sep) + os.sep):  # not inside, or the tree itself
         return paths
-    if rel == ".":
-        return paths
+    rel = Path(os.path.relpath(real, top)).as_posix()
     return [p for p in paths if p != rel and not p.startswith(rel + "/")]
 
 

@@ -22,7 +22,10 @@ the racy check; for those, `launch` must be told to pack afresh by removing the 
 
 The index is only ever a hint: every use is checked against the files' current stat, a missing or
 unreadable index means a full pack, and it is replaced whole (a temp file, then rename), so two
-`launch` processes writing it at once leave one of their two complete versions.
+`launch` processes writing it at once leave one of their two complete versions. A process keeps the
+index it last read or wrote of each directory, with the file's identity then (inode, size, mtime and
+ctime): while the file is still that one, a re-submit from the same process (a sweep, an in-process
+caller) takes it from memory rather than parsing it again; another process's rewrite is a new file.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import json
 import os
 import re
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +106,10 @@ class Index:
             self.stats = {rel: seen for rel, seen in self.stats.items() if rel in rels}
             self.changed = True
 
+    def copy(self) -> Index:
+        """A copy a pack may change (`record` and `keep_only` replace entries; nothing changes one in place)."""
+        return Index(self.root, self.path, dict(self.stats), self.base, self.result)
+
     def set(self, *, base: dict[str, Any] | None = None, result: dict[str, Any]) -> None:
         if base is not None:
             self.base = base
@@ -115,13 +124,42 @@ def index_path(cache: Path, root: Path) -> Path:
     return cache / INDEX_DIR / f"{name}.json"
 
 
+Identity = tuple[int, int, int, int]
+# The index this process last read or wrote, by file, with that file's identity then.
+_KNOWN: dict[Path, tuple[Identity, Index]] = {}
+_KNOWN_LOCK = threading.Lock()  # a sweep packs from several threads
+_KNOWN_MAX = 16
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _remember(path: Path, identity: Identity, index: Index) -> None:
+    with _KNOWN_LOCK:
+        _KNOWN.pop(path, None)
+        if len(_KNOWN) >= _KNOWN_MAX:
+            _KNOWN.pop(next(iter(_KNOWN)))
+        _KNOWN[path] = (identity, index.copy())
+
+
 def load(cache: Path, root: Path) -> Index:
     """The index of root in cache; an empty one when there is none, or it is unreadable, from another
     version, or about another directory (it only ever saves work)."""
     path = index_path(cache, root)
     empty = Index(str(root), path)
     try:
-        data = json.loads(path.read_bytes())
+        st = os.stat(path)
+    except OSError:
+        return empty
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(path)
+    if known is not None and known[0] == _identity(st):
+        return known[1].copy()
+    try:
+        with open(path, "rb") as src:
+            st = os.fstat(src.fileno())  # the identity of the bytes read
+            data = json.loads(src.read())
     except (OSError, ValueError):
         return empty
     if not isinstance(data, dict) or data.get("version") != _VERSION or data.get("root") != str(root):
@@ -130,7 +168,9 @@ def load(cache: Path, root: Path) -> Index:
     if not (isinstance(stats, dict) and all(_stat_ok(seen) for seen in stats.values())
             and (base is None or _base_ok(base)) and (result is None or _result_ok(result))):
         return empty  # digests name cache paths: nothing unchecked gets that far
-    return Index(str(root), path, stats, base, result)
+    index = Index(str(root), path, stats, base, result)
+    _remember(path, _identity(st), index)
+    return index.copy()
 
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -168,8 +208,13 @@ def save(index: Index) -> None:
     it only costs the next submit a pack."""
     path = index.path
     if not index.changed:
+        with _KNOWN_LOCK:
+            known = _KNOWN.get(path)
+        if known is not None and time.time_ns() - known[0][2] < 1_000_000_000:
+            return  # renewed in the last second (prune counts ages in days): the file stays the one known
         with contextlib.suppress(OSError):
             os.utime(path)
+            _remember(path, _identity(os.stat(path)), index)
             return
     body = {"version": _VERSION, "root": index.root, "stats": index.stats, "base": index.base,
             "result": index.result}
@@ -180,15 +225,18 @@ def save(index: Index) -> None:
             with open(fd, "w", encoding="utf-8") as out:
                 json.dump(body, out, separators=(",", ":"))
             os.replace(tmp, path)
+            _remember(path, _identity(os.stat(path)), index)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
 
 
-def prune(cache: Path, max_age_s: float, now: float) -> list[Path]:
+def prune(cache: Path, max_age_s: float, now: float, *, due: list[float] | None = None) -> list[Path]:
     """Remove the indexes of code directories not packed for max_age_s, and leftovers of killed saves.
-    An index whose bundles were pruned is harmless: the next pack finds them gone and packs afresh."""
+    An index whose bundles were pruned is harmless: the next pack finds them gone and packs afresh.
+    `due` gets when each one kept reaches max_age_s (`now` for one that could not be removed)."""
+    due = [] if due is None else due
     removed: list[Path] = []
     try:
         with os.scandir(cache / INDEX_DIR) as it:
@@ -200,8 +248,15 @@ def prune(cache: Path, max_age_s: float, now: float) -> list[Path]:
             age = now - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        if age > max_age_s and (entry.name.endswith(".json") or entry.name.endswith(".partial")):
-            with contextlib.suppress(OSError):
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
+        if not (entry.name.endswith(".json") or entry.name.endswith(".partial")):
+            continue
+        if age <= max_age_s:
+            due.append(now - age + max_age_s)
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            due.append(now)
+        else:
+            removed.append(Path(entry.path))
     return removed

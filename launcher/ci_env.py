@@ -9,6 +9,7 @@ and gets a new key: it should train again, not return the failed job.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,17 +53,25 @@ def run_url(env: Mapping[str, str]) -> str | None:
 
 def submitter(env: Mapping[str, str]) -> tuple[str, str, str | None]:
     """Who submits (user, host, CI run URL): what a shared history tells people apart by."""
-    import getpass
+    import os
 
     from launcher.store import this_host
 
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # a container user without a passwd entry
-        import os
+    return _user(tuple(os.environ.get(name) for name in _USER_VARIABLES), os.getuid()), this_host(), run_url(env)
 
-        user = f"uid-{os.getuid()}"
-    return user, this_host(), run_url(env)
+
+_USER_VARIABLES = ("LOGNAME", "USER", "LNAME", "USERNAME")  # what getpass.getuser reads, before the passwd entry
+
+
+@functools.lru_cache(maxsize=8)
+def _user(variables: tuple[str | None, ...], uid: int) -> str:
+    """getpass.getuser(), once per value of what it reads (a submit of a sweep asks each time)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # a container user without a passwd entry
+        return f"uid-{uid}"
 
 
 def _escape_data(text: str) -> str:

@@ -19,9 +19,16 @@ def home() -> Path:
     """State dir: $LAUNCH_HOME, else $XDG_STATE_HOME/launch, else ~/.local/state/launch."""
     explicit = os.environ.get("LAUNCH_HOME")
     if explicit:  # absolute: jobs run with their own working directory
-        return Path(explicit).expanduser().resolve()
+        return _resolved_home(explicit, os.getcwd(), os.environ.get("HOME"))
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "launch"
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved_home(explicit: str, cwd: str, user_home: str | None) -> Path:
+    """LAUNCH_HOME made absolute: resolved once per value (and the working directory and $HOME it is
+    relative to) within a process, since every command and every submit of a sweep asks for it."""
+    return Path(explicit).expanduser().resolve()
 
 
 def ensure_home() -> Path:

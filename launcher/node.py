@@ -21,12 +21,13 @@ every address (a cluster document the provider puts on each node). Those backend
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from launcher.backend import Upload
 
@@ -45,10 +46,32 @@ BUNDLE_VARIABLES = ("LAUNCH_BUNDLE", "LAUNCH_BUNDLE_OVERLAY")
 def bootstrap_upload(destination: str) -> Upload:
     """bootstrap.sh, found as package data (installed wheels, zips), to be placed at `destination`.
     A file on disk travels as its path (the dry run names it); otherwise as its text."""
-    script = resources.files("launcher").joinpath("bootstrap.sh")
+    script = _bootstrap_script()
     if isinstance(script, Path):
         return Upload(script, destination)
     return Upload(None, destination, content=script.read_text())
+
+
+def upload_text(upload: Upload) -> str:
+    """The text of a job file (written inline where a provider takes no files: a command's words, a
+    ConfigMap): its content, or the file it names, bootstrap.sh's read once per process (package data
+    does not change under a running process, as its code does not)."""
+    if upload.content is not None:
+        return upload.content
+    assert upload.source is not None
+    return _package_text(str(upload.source)) if Path(upload.source) == _bootstrap_script() else \
+        Path(upload.source).read_text()
+
+
+@functools.cache
+def _package_text(path: str) -> str:
+    return Path(path).read_text()
+
+
+@functools.cache
+def _bootstrap_script() -> Any:
+    """Where bootstrap.sh is (package data does not move while a process runs; its text is read where used)."""
+    return resources.files("launcher").joinpath("bootstrap.sh")
 
 
 @dataclass(frozen=True)

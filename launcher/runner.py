@@ -355,8 +355,7 @@ def submit(store: JobStore, user_spec: JobSpec, backend_name: str, idempotency_k
                                         "interrupted while submitting; `launch list --sync` checks the provider"))
         raise
     handle = dataclasses.replace(handle, fast_status=backend.capabilities.fast_status)
-    store.set_submitted(job_id, handle, Status(JobState.PENDING, "submitted"))
-    record = store.get(job_id)
+    record = store.set_submitted(job_id, handle, Status(JobState.PENDING, "submitted"))
     assert record is not None
     return Submission(record, request)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,10 +360,40 @@ class SpecFile:
     # each `backends.<name>` section's problems by what it holds: sweep points that share a
     # section (most do: `${name}` is rarely in settings) have it checked once
     sections: dict[tuple[str, str], list[Problem]] = field(default_factory=dict, compare=False, repr=False)
+    # what validating this data found, by sweep point (see _Checked); only specs that passed
+    checked: dict[tuple[tuple[str, str], ...], _Checked] = field(default_factory=dict, compare=False, repr=False)
 
     def job(self, params: Mapping[str, str] | None = None) -> JobSpec:
-        """The validated job spec (for the sweep point `params`); SpecError lists every problem."""
-        return _validated(copy.deepcopy(self.data), self.source, self.base_dir, params, self.sections)
+        """The validated job spec (for the sweep point `params`); SpecError lists every problem.
+
+        What follows from the data alone (the models, the backend sections) is checked once per
+        point; what the file system holds (the code directory, fine-tuning files) every time."""
+        point = tuple((params or {}).items())
+        problems: list[Problem] = []
+        checked = self.checked.get(point)
+        if checked is None:
+            checked = _checked(copy.deepcopy(self.data), self.source, params, self.sections, problems)
+            if not problems and checked.spec is not None:  # a refused spec is checked afresh, for its message
+                _remember(self.checked, point, checked)
+        _say(checked.warnings)
+        return _located(checked, self.source, self.base_dir, problems)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """The part of a spec's validation that depends on its data alone: the model as validated (before
+    `code:` and fine-tuning files are looked up on disk) and the warnings validating it gave."""
+
+    spec: JobSpec | None
+    warnings: tuple[str, ...]
+    # the spec as `_located` built it, by what it found on disk (the same findings give the same object)
+    located: dict[tuple[Any, ...], JobSpec] = field(default_factory=dict, compare=False, repr=False)
+
+
+MAX_CHECKED_POINTS = 64  # a sweep builds each point once anyway; this bounds what one file keeps
+MAX_PARSED_FILES = 16  # spec texts remembered by read_spec within one process
+_PARSED: dict[tuple[str, str, tuple[str, ...], str], SpecFile] = {}
+_PARSED_LOCK = threading.Lock()
 
 
 def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecFile:
@@ -373,7 +405,20 @@ def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
         raise UsageError(f"{path}: no such spec file", "check the path; `launch validate FILE` checks a spec") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read spec: {exc}") from None
-    return spec_text(text, str(path), overrides, base_dir=path.parent)
+    # The file is read every time and its whole text is the key: an edit is parsed and validated
+    # afresh however soon after the last read it was made (no mtime granularity to trust). The same
+    # text gets the same SpecFile back, with what validating it found (SpecFile.job).
+    key = (str(path), text, tuple(overrides), str(path.parent))
+    with _PARSED_LOCK:
+        known = _PARSED.get(key)
+    if known is not None:
+        return known
+    parsed = spec_text(text, str(path), overrides, base_dir=path.parent)
+    with _PARSED_LOCK:
+        if len(_PARSED) >= MAX_PARSED_FILES:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = parsed
+    return parsed
 
 
 def spec_text(text: str, file: str, overrides: list[str] | tuple[str, ...] = (),
@@ -406,14 +451,16 @@ def parse_spec(text: str, file: str, overrides: list[str] | tuple[str, ...] = ()
     return spec_text(text, file, overrides, base_dir).job(params)
 
 
-def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Path | None,
-               params: Mapping[str, str] | None, sections: dict[tuple[str, str], list[Problem]]) -> JobSpec:
+def _checked(data: dict[str, Any], source: yaml_source.SourceMap, params: Mapping[str, str] | None,
+             sections: dict[tuple[str, str], list[Problem]], problems: list[Problem]) -> _Checked:
+    """What the data alone says: the validated model (None when it does not validate) and the
+    warnings; problems are appended to `problems`."""
     if params:
         data = _substitute(data, params)
         env = data.get("env")
         if env is None or isinstance(env, dict):  # anything else is reported as the file's problem
             data["env"] = {**(env or {}), **params}
-    problems: list[Problem] = _kind_problems(data, source)
+    problems.extend(_kind_problems(data, source))
     spec: JobSpec | None = None
     try:
         spec = JobSpec.model_validate(data)
@@ -426,22 +473,53 @@ def _validated(data: dict[str, Any], source: yaml_source.SourceMap, base_dir: Pa
             if name in spec.env:
                 problems.append(source.problem(("secrets", index), f"{name} is both in env and in secrets; "
                                                "keep it only in secrets"))
+    warnings: list[str] = []
     backends = data.get("backends")
     if isinstance(backends, dict):
-        problems.extend(_backend_problems(backends, source, sections))
+        problems.extend(_backend_problems(backends, source, sections, warnings))
+    return _Checked(spec, tuple(warnings))
+
+
+def _say(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        logs.get().warning("%s", warning)
+
+
+def _located(checked: _Checked, source: yaml_source.SourceMap, base_dir: Path | None,
+             problems: list[Problem]) -> JobSpec:
+    """The spec with `code:` and its fine-tuning files found on disk (made absolute), as they are
+    now; SpecError with every problem (`problems`, and what is missing on disk). The disk is asked
+    every time; the spec built from its answers is built once per distinct answer."""
+    spec, code, files = checked.spec, None, {}
     if spec is not None and spec.code is not None:
         code_dir = (base_dir or Path(".")) / spec.code
         why = _code_dir_problem(code_dir)
         if why:
             problems.append(source.problem(("code",), why))
         else:
-            spec = spec.model_copy(update={"code": str(code_dir.resolve())})
+            code = os.path.realpath(code_dir)  # as Path.resolve(), with less work
     if spec is not None and spec.finetune is not None:
-        spec = _local_files(spec, base_dir, source, problems)
+        files = _local_files(spec, base_dir, source, problems)
     if problems or spec is None:
         raise SpecError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
-    spec._source = source
-    return spec
+    found = (code, tuple(files.items()))
+    located = checked.located.get(found)
+    if located is None:
+        located = spec if code is None else spec.model_copy(update={"code": code})
+        if files:
+            assert located.finetune is not None
+            located = located.model_copy(update={"finetune": located.finetune.model_copy(update=files)})
+        located._source = source
+        _remember(checked.located, found, located)
+    return located
+
+
+def _remember(kept: dict[Any, Any], key: Any, value: Any) -> None:
+    """kept[key] = value, the oldest entry dropped past MAX_CHECKED_POINTS (threads of a sweep may load at once)."""
+    with _PARSED_LOCK:
+        if len(kept) >= MAX_CHECKED_POINTS:
+            kept.pop(next(iter(kept)), None)
+        kept[key] = value
 
 
 def _kind_problems(data: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
@@ -457,8 +535,9 @@ def _kind_problems(data: dict[str, Any], source: yaml_source.SourceMap) -> list[
 
 
 def _local_files(spec: JobSpec, base_dir: Path | None, source: yaml_source.SourceMap,
-                 problems: list[Problem]) -> JobSpec:
-    """finetune's training/validation files: a local file (made absolute, as code: is) or a file id."""
+                 problems: list[Problem]) -> dict[str, str]:
+    """finetune's training/validation files: a local file (made absolute, as code: is) or a file id;
+    the absolute paths by key."""
     assert spec.finetune is not None
     update: dict[str, str] = {}
     for key in ("training_file", "validation_file"):
@@ -467,17 +546,15 @@ def _local_files(spec: JobSpec, base_dir: Path | None, source: yaml_source.Sourc
             continue
         path = (base_dir or Path(".")) / value
         try:
-            is_file = path.is_file()
+            is_file = os.path.isfile(path)
         except OSError:
             is_file = False
         if is_file:
-            update[key] = str(path.resolve())
+            update[key] = os.path.realpath(path)  # as Path.resolve()
         elif not re.fullmatch(FILE_ID, value):
             problems.append(source.problem(("finetune", key), f"no file {str(path)!r}; give a JSONL file (relative "
                                            "to the spec file's directory) or an uploaded file's id (file-...)"))
-    if not update:
-        return spec
-    return spec.model_copy(update={"finetune": spec.finetune.model_copy(update=update)})
+    return update
 
 
 def _code_dir_problem(code_dir: Path) -> str | None:
@@ -506,9 +583,9 @@ def _substitute(value: Any, params: Mapping[str, str]) -> Any:
 
 
 def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
-                      checked: dict[tuple[str, str], list[Problem]]) -> list[Problem]:
+                      checked: dict[tuple[str, str], list[Problem]], warnings: list[str]) -> list[Problem]:
     """Each `backends.<name>` section is checked by the backend that owns it, once per distinct
-    content (`checked` keeps what was found)."""
+    content (`checked` keeps what was found); a section no installed backend checks is a warning."""
     from launcher import registry
 
     installed = registry.names()
@@ -518,7 +595,7 @@ def _backend_problems(sections: dict[str, Any], source: yaml_source.SourceMap,
         where = ("backends", str(name))
         if name not in installed:
             if name in known:
-                logs.get().warning("backends.%s is not checked: the %s backend is not installed here", name, name)
+                warnings.append(f"backends.{name} is not checked: the {name} backend is not installed here")
                 continue
             close = difflib.get_close_matches(str(name), known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""

@@ -26,7 +26,7 @@ from typing import Any
 from launcher.backend import Handle, JobState, Status
 from launcher.errors import UsageError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -58,7 +58,14 @@ CREATE INDEX IF NOT EXISTS jobs_group ON jobs (group_id);
 CREATE TABLE IF NOT EXISTS job_states (job_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
                                        raw_state TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS job_states_job ON job_states (job_id);
+CREATE TABLE IF NOT EXISTS job_requests (job_id TEXT PRIMARY KEY, request TEXT NOT NULL);
 """
+# What a submit sent lives in job_requests since version 6 (jobs.request stays, empty): SQLite rewrites a row whole,
+# overflow pages included, when its size changes, so every status change rewrote the request with it (tens of KiB
+# where a provider takes the job's files inline).
+REQUESTS_TABLE = ("CREATE TABLE IF NOT EXISTS job_requests (job_id TEXT PRIMARY KEY, request TEXT NOT NULL)",
+             "INSERT INTO job_requests SELECT id, request FROM jobs WHERE request IS NOT NULL",
+             "UPDATE jobs SET request = NULL WHERE request IS NOT NULL")
 # what each older schema lacks; applied in order by _migrate
 _UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",), 2: ("ALTER TABLE jobs ADD COLUMN params TEXT",),
              # jobs that ended before version 4 were finished inside the backend's status
@@ -69,12 +76,14 @@ _UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",), 2: ("ALTER TABLE
                  "submitted_by TEXT", "submitted_host TEXT", "ci_url TEXT", "est_cost_usd REAL", "request TEXT")),
                  "CREATE TABLE job_states (job_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL, "
                  "raw_state TEXT NOT NULL DEFAULT '')",
-                 "INSERT INTO job_states SELECT id, updated_at, state, raw_state FROM jobs")}
+                 "INSERT INTO job_states SELECT id, updated_at, state, raw_state FROM jobs"),
+             5: REQUESTS_TABLE}
 _COLUMNS = ("id", "name", "backend", "handle", "spec", "state", "raw_state", "message", "exit_code",
             "url", "created_at", "updated_at", "started_at", "ended_at", "idempotency_key", "group_id", "params",
             "finished_at", "submitted_by", "submitted_host", "ci_url", "est_cost_usd")
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM jobs"
-INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}, request) VALUES ({', '.join('?' * (len(_COLUMNS) + 1))})"
+INSERT_JOB = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+INSERT_REQUEST = "INSERT INTO job_requests (job_id, request) VALUES (?, ?)"
 # a stored job in one of these states keeps it against a later non-terminal status (a stale list or poll);
 # `never-created` is launch's own verdict on an unconfirmed submit, which the provider may still contradict
 _TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -227,12 +236,14 @@ class JobStore:
         return that earlier job instead (the caller then submits nothing). An id already
         stored (another machine's sync recorded the same provider job) returns that row.
         `request` is what is sent, secrets masked, kept for `status -o json`."""
-        values = (*_encoded(record), json.dumps(request, sort_keys=True, default=str) if request else None)
+        values, sent = _encoded(record), json.dumps(request, sort_keys=True, default=str) if request else None
 
         def body(execute: Execute) -> JobRecord | None:
             if self._insert_new(execute, values):
                 execute("INSERT INTO job_states VALUES (?, ?, ?, ?)",
                         (record.id, record.created_at, record.state.value, record.raw_state))
+                if sent is not None:
+                    execute(INSERT_REQUEST, (record.id, sent))
                 return replace(record, shared=self.SHARED)
             found = execute(f"{_SELECT} WHERE idempotency_key = ?", (record.idempotency_key,)) \
                 if record.idempotency_key else []
@@ -248,15 +259,17 @@ class JobStore:
     def set_handle(self, job_id: str, handle: Handle) -> None:
         self._update(job_id, handle=json.dumps(handle.to_json()))
 
-    def set_submitted(self, job_id: str, handle: Handle, status: Status) -> None:
+    def set_submitted(self, job_id: str, handle: Handle, status: Status) -> JobRecord | None:
         """`set_handle` then `set_status`, in one transaction: what a confirmed submit writes (one commit
-        instead of two; the job is never seen with its handle but without the state that came with it)."""
-        handle_text, write_status = json.dumps(handle.to_json()), self._status_write(job_id, status)
+        instead of two; the job is never seen with its handle but without the state that came with it).
+        Returns the job as stored then, read in the same transaction (None when it is gone)."""
+        write = self._status_write(job_id, status, handle=json.dumps(handle.to_json()))
 
-        def body(execute: Execute) -> None:
-            execute("UPDATE jobs SET handle = ?, updated_at = ? WHERE id = ?", (handle_text, time.time(), job_id))
-            write_status(execute)
-        self._transact(body)
+        def body(execute: Execute) -> JobRecord | None:
+            write(execute)
+            found = execute(f"{_SELECT} WHERE id = ?", (job_id,))
+            return _row_to_record(found[0], self.SHARED) if found else None
+        return self._transact(body)  # type: ignore[no-any-return]
 
     def set_status(self, job_id: str, status: Status) -> None:
         """Store what the backend said, unless the job already ended: a status read before the end
@@ -264,8 +277,9 @@ class JobStore:
         job. Each change of state is appended to the job's history."""
         self._transact(self._status_write(job_id, status))
 
-    def _status_write(self, job_id: str, status: Status) -> Callable[[Execute], None]:
-        """The body of `set_status`'s transaction."""
+    def _status_write(self, job_id: str, status: Status, *, handle: str | None = None) -> Callable[[Execute], None]:
+        """The body of `set_status`'s transaction; with `handle`, that is written too (whatever the status
+        write decides), in the same statement."""
         fields: dict[str, Any] = {
             "state": status.state.value, "raw_state": status.raw_state, "message": status.message,
             "exit_code": status.exit_code, "url": status.url,
@@ -275,6 +289,8 @@ class JobStore:
         if status.ended_at is not None:
             fields["ended_at"] = status.ended_at
         fields["updated_at"] = now = time.time()
+        if handle is not None:
+            fields["handle"] = handle
         assignments = ", ".join(f"{name} = ?" for name in fields)
 
         def body(execute: Execute) -> None:
@@ -283,6 +299,8 @@ class JobStore:
                 return
             old_state, old_raw = found[0]
             if old_state in _TERMINAL and status.state.value not in _TERMINAL and old_raw != "never-created":
+                if handle is not None:  # the job stays ended, and gets its handle
+                    execute("UPDATE jobs SET handle = ?, updated_at = ? WHERE id = ?", (handle, now, job_id))
                 return
             execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*fields.values(), job_id))
             if old_state != status.state.value:
@@ -304,6 +322,7 @@ class JobStore:
         def body(execute: Execute) -> None:
             execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             execute("DELETE FROM job_states WHERE job_id = ?", (job_id,))
+            execute("DELETE FROM job_requests WHERE job_id = ?", (job_id,))
         self._transact(body)
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -321,7 +340,7 @@ class JobStore:
 
     def request(self, job_id: str) -> dict[str, Any] | None:
         """What the submit sent (secrets masked), as stored when it was reserved."""
-        rows = self._rows("SELECT request FROM jobs WHERE id = ?", (job_id,))
+        rows = self._rows("SELECT request FROM job_requests WHERE job_id = ?", (job_id,))
         try:
             return json.loads(rows[0][0]) if rows and rows[0][0] else None
         except ValueError:
@@ -331,11 +350,13 @@ class JobStore:
                       history: list[tuple[float, JobState, str]]) -> bool:
         """Copy a job from another store as it is; False when this store has it already (by id, or its
         idempotency key under another id). Safe to repeat: what `launch store migrate` resumes with."""
-        values = (*_encoded(record), json.dumps(request, sort_keys=True) if request else None)
+        values, sent = _encoded(record), json.dumps(request, sort_keys=True) if request else None
 
         def body(execute: Execute) -> bool:
             if not self._insert_new(execute, values):
                 return False
+            if sent is not None:
+                execute(INSERT_REQUEST, (record.id, sent))
             for at, state, raw in history or [(record.created_at, record.state, record.raw_state)]:
                 execute("INSERT INTO job_states VALUES (?, ?, ?, ?)", (record.id, at, state.value, raw))
             return True

@@ -18,12 +18,12 @@ from typing import Any
 
 from launcher.errors import BackendUnreachable, UsageError
 from launcher.sdk import Sdk
-from launcher.store import INSERT_JOB, Execute, JobStore, Rows, mask_url
+from launcher.store import INSERT_JOB, REQUESTS_TABLE, Execute, JobStore, Rows, mask_url
 
 DRIVER = Sdk("postgres", "psycopg", ("psycopg",))
 
 # Each version's statements, applied in order under an advisory lock; `launch_schema` holds the version.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("""CREATE TABLE jobs (
             id TEXT PRIMARY KEY,
@@ -55,6 +55,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         """CREATE TABLE job_states (job_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL,
                                     raw_state TEXT NOT NULL DEFAULT '')""",
         "CREATE INDEX job_states_job ON job_states (job_id)"),
+    2: REQUESTS_TABLE,  # what a submit sent, in a table of its own (launcher/store.py says why)
 }
 _LOCK_ID = 0x6C61756E6368  # "launch": one migrator at a time, however many machines start at once
 # how long a dropped connection is reopened and the transaction rerun before exit 4: a restart or a

@@ -62,6 +62,22 @@ def test_total_time_is_bounded_whatever_the_attempts():
     assert time.monotonic() - started < 1.0 and action.calls >= 2
 
 
+def test_the_total_time_counts_from_the_first_try():
+    """A first try that was slow itself (a big upload) uses up the time: no retry starts past total_s."""
+    errors = [TransientBackendError("throttled", retry_after=0.5), TransientBackendError("again")]
+
+    def slow_then_flaky() -> str:
+        if len(errors) == 2:
+            time.sleep(0.6)
+        if errors:
+            raise errors.pop(0)
+        return "answer"
+
+    with pytest.raises(TransientBackendError, match="throttled"):
+        RetryPolicy(total_s=1.0).call(slow_then_flaky, "test")
+    assert len(errors) == 1  # tried once: 0.6 s spent and 0.5 s to wait end past 1 s
+
+
 def test_a_retry_after_the_provider_sent_is_waited_out():
     action = Flaky(TransientBackendError("throttled", retry_after=0.5))
     started = time.monotonic()

@@ -204,13 +204,17 @@ def test_set_submitted_writes_the_handle_and_the_status_as_set_handle_and_set_st
     """A confirmed submit's one transaction: the handle, and the status under set_status's rules."""
     handle = Handle("hf_jobs", "bert-1", {"namespace": "alice", "ids": ["abc"]})
     store.reserve(make_record("bert-1"))
-    store.set_submitted("bert-1", handle, Status(JobState.RUNNING, "submitted", "on its way"))
+    returned = store.set_submitted("bert-1", handle, Status(JobState.RUNNING, "submitted", "on its way"))
     got = store.get("bert-1")
+    assert returned == got  # the job as stored, read back in the same transaction
     assert (got.handle, got.state, got.raw_state, got.message) == (handle, JobState.RUNNING, "submitted", "on its way")
     assert [s for _, s, _ in store.history("bert-1")] == [JobState.PENDING, JobState.RUNNING]
     store.set_status("bert-1", Status(JobState.CANCELLED, "cancelled"))
-    store.set_submitted("bert-1", handle, Status(JobState.PENDING, "submitted"))  # a late confirm: stays ended
-    assert store.get("bert-1").state is JobState.CANCELLED
+    later = Handle("hf_jobs", "bert-1", {"namespace": "alice", "ids": ["def"]})
+    returned = store.set_submitted("bert-1", later, Status(JobState.PENDING, "submitted"))  # a late confirm
+    assert returned is not None and (returned.state, returned.handle) == (JobState.CANCELLED, later)  # stays ended
+    assert store.get("bert-1") == returned
+    assert store.set_submitted("gone-1", handle, Status(JobState.PENDING, "submitted")) is None
 
 
 def test_a_stale_status_never_overwrites_an_ended_job(store: JobStore) -> None:
@@ -396,10 +400,11 @@ _V1_COLUMNS = ("id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL, 
                "state TEXT NOT NULL, raw_state TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '', "
                "exit_code INTEGER, url TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, "
                "ended_at REAL, idempotency_key TEXT UNIQUE")
-_ADDED = {2: ", group_id TEXT", 3: ", params TEXT", 4: ", finished_at REAL"}
+_ADDED = {2: ", group_id TEXT", 3: ", params TEXT", 4: ", finished_at REAL",
+          5: ", submitted_by TEXT, submitted_host TEXT, ci_url TEXT, est_cost_usd REAL, request TEXT"}
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_every_earlier_schema_upgrades_to_the_current_one(tmp_path: Path, version: int) -> None:
     """A history written by any earlier launch opens, keeps every job, and gains the new columns
     (empty) and a state history seeded with each job's last state."""
@@ -414,9 +419,16 @@ def test_every_earlier_schema_upgrades_to_the_current_one(tmp_path: Path, versio
                    "idempotency_key) VALUES ('old-1', 'old', 'local', ?, '{\"name\": \"old\"}', 'SUCCEEDED', "
                    "'done', 1.0, 2.0, 'k-1'), ('old-2', 'old', 'local', NULL, '{}', 'RUNNING', '', 3.0, 4.0, NULL)",
                    (json.dumps(Handle("local", "old-1", {"pid": 1}).to_json()),))
+        if version >= 5:  # a version 5 store: its state history, and what a submit sent in the job's row
+            db.execute("CREATE TABLE job_states (job_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL, "
+                       "raw_state TEXT NOT NULL DEFAULT '')")
+            db.execute("INSERT INTO job_states SELECT id, updated_at, state, raw_state FROM jobs")
+            db.execute("UPDATE jobs SET request = '{\"sent\": 1}' WHERE id = 'old-1'")
         db.execute(f"PRAGMA user_version = {version}")
     store = Store.open(home)
     try:
+        assert store.request("old-1") == ({"sent": 1} if version >= 5 else None)  # moved to job_requests (v6)
+        assert store._db.execute("SELECT count(*) FROM jobs WHERE request IS NOT NULL").fetchone()[0] == 0
         done, running = store.get("old-1"), store.get("old-2")
         assert (done.state, done.raw_state, done.handle, done.spec, done.idempotency_key) == (
             JobState.SUCCEEDED, "done", Handle("local", "old-1", {"pid": 1}), {"name": "old"}, "k-1")

@@ -58,6 +58,7 @@ def _dump(pg_url: str) -> str:
     with psycopg.connect(pg_url) as conn:
         rows = conn.execute("SELECT row_to_json(j)::text FROM jobs j").fetchall()
         rows += conn.execute("SELECT row_to_json(s)::text FROM job_states s").fetchall()
+        rows += conn.execute("SELECT row_to_json(r)::text FROM job_requests r").fetchall()
     return "\n".join(r[0] for r in rows)
 
 
@@ -247,14 +248,34 @@ def test_a_restart_during_a_wait_is_ridden_out(launch: Any, write_spec: Any, pg_
 
 def test_schema_is_versioned_and_a_newer_one_is_refused(shared: PgStore, pg_url: str) -> None:
     from launcher.errors import UsageError
+    from launcher.store_pg import SCHEMA_VERSION
 
-    assert shared._rows("SELECT max(version) FROM launch_schema") == [(1,)]
+    assert shared._rows("SELECT max(version) FROM launch_schema") == [(SCHEMA_VERSION,)]
     PgStore(pg_url).close()  # opening again migrates nothing
-    assert shared._rows("SELECT count(*) FROM launch_schema") == [(1,)]
-    shared._transact(lambda execute: execute("INSERT INTO launch_schema VALUES (?, ?)", (2, 0.0)))
+    assert shared._rows("SELECT count(*) FROM launch_schema") == [(SCHEMA_VERSION,)]
+    newer = SCHEMA_VERSION + 1
+    shared._transact(lambda execute: execute("INSERT INTO launch_schema VALUES (?, ?)", (newer, 0.0)))
     with pytest.raises(UsageError) as refused:
         PgStore(pg_url)
-    assert "schema version 2" in refused.value.message and "upgrade launch" in refused.value.hint
+    assert f"schema version {newer}" in refused.value.message and "upgrade launch" in refused.value.hint
+
+
+def test_a_version_1_schema_moves_each_request_to_its_own_table(shared: PgStore, pg_url: str) -> None:
+    """Version 2 keeps what a submit sent in job_requests: the row a status change rewrites stays small."""
+    shared.reserve(JobRecord(id="old-1", name="old", backend="local", handle=None, spec={}, state=JobState.PENDING,
+                             created_at=1.0, updated_at=1.0), request={"sent": "x" * 20000})
+
+    def back_to_version_1(execute: Any) -> None:  # as a version 1 store held it
+        execute("UPDATE jobs SET request = (SELECT request FROM job_requests WHERE job_id = 'old-1')", ())
+        execute("DROP TABLE job_requests", ())
+        execute("DELETE FROM launch_schema WHERE version > 1", ())
+    shared._transact(back_to_version_1)
+    upgraded = PgStore(pg_url)
+    try:
+        assert upgraded.request("old-1") == {"sent": "x" * 20000}
+        assert upgraded._rows("SELECT request FROM jobs") == [(None,)]
+    finally:
+        upgraded.close()
 
 
 def test_without_psycopg_a_store_url_is_the_install_line(launch_home: Path) -> None:

@@ -51,27 +51,48 @@ def http_client() -> Any:
 
 
 def make_client(name: str, settings: Mapping[str, Any]) -> Any:
+    """The client for these settings and this environment's key (or Entra ID): one per distinct set per
+    process, as sagemaker/clients.py keeps boto3's (building one costs ~80 us, and a sweep's or an
+    in-process caller's every submit builds its backend afresh). Clients are thread-safe."""
     (SDK if name == AZURE else OPENAI_SDK).require()
-    import openai
-
     if name != AZURE:
         key = os.environ.get("OPENAI_API_KEY")
         if not key:
             raise BackendUnreachable("OPENAI_API_KEY is not set", HINTS[name])
-        return openai.OpenAI(api_key=key, base_url=settings.get("base_url") or os.environ.get("OPENAI_BASE_URL"),
-                             organization=settings.get("organization"), project=settings.get("project"),
-                             max_retries=0, timeout=TIMEOUT_S, http_client=http_client())
+        return _openai_client(key, settings.get("base_url") or os.environ.get("OPENAI_BASE_URL"),
+                              settings.get("organization"), settings.get("project"))
     where = endpoint(settings)
     if not where:
         raise UsageError("no Azure OpenAI endpoint", "set backends.azure_openai.endpoint "
                          "(https://<resource>.openai.azure.com) or AZURE_OPENAI_ENDPOINT")
-    common = {"azure_endpoint": where, "api_version": settings.get("api_version"), "max_retries": 0,
-              "timeout": TIMEOUT_S, "http_client": http_client()}
     key = os.environ.get("AZURE_OPENAI_API_KEY")
     auth = settings.get("auth") or "auto"
     if auth == "key" or (auth == "auto" and key):
         if not key:
             raise BackendUnreachable("AZURE_OPENAI_API_KEY is not set (backends.azure_openai.auth: key)", HINTS[AZURE])
+        return _azure_client(where, settings.get("api_version"), key, ())
+    identity = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("AZURE_", "IDENTITY_", "MSI_"))))
+    return _azure_client(where, settings.get("api_version"), None, identity)
+
+
+@functools.lru_cache(maxsize=8)
+def _openai_client(key: str, base_url: str | None, organization: str | None, project: str | None) -> Any:
+    import openai
+
+    return openai.OpenAI(api_key=key, base_url=base_url, organization=organization, project=project,
+                         max_retries=0, timeout=TIMEOUT_S, http_client=http_client())
+
+
+@functools.lru_cache(maxsize=8)
+def _azure_client(where: str, api_version: str | None, key: str | None,
+                  identity: tuple[tuple[str, str], ...]) -> Any:
+    """With the key, or (None) with Entra ID, whose credential chain reads `identity` (the AZURE_*,
+    IDENTITY_* and MSI_* variables: part of the key, as they choose who signs in)."""
+    import openai
+
+    common = {"azure_endpoint": where, "api_version": api_version, "max_retries": 0, "timeout": TIMEOUT_S,
+              "http_client": http_client()}
+    if key is not None:
         return openai.AzureOpenAI(api_key=key, **common)
     try:
         from azure.identity import DefaultAzureCredential, get_bearer_token_provider

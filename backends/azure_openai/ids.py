@@ -7,6 +7,7 @@ and a hash of the idempotency key. Pure: no clock is read (time converts the id'
 from __future__ import annotations
 
 import calendar
+import datetime
 import hashlib
 import re
 import time
@@ -31,7 +32,12 @@ def pack_job_id(job_id: str) -> str | None:
     match = NEW_JOB_ID.fullmatch(job_id)
     if match is None:
         return None
-    seconds = calendar.timegm(time.strptime(match["day"] + match["time"], "%Y%m%d%H%M%S"))
+    digits = match["day"] + match["time"]
+    try:  # datetime reads the digits in a microsecond; time.strptime takes tens (its regex machinery)
+        parts = (int(digits[at:at + 2]) for at in range(4, 14, 2))
+        seconds = calendar.timegm(datetime.datetime(int(digits[:4]), *parts).timetuple())
+    except ValueError:  # what only strptime reads (a leap second)
+        seconds = calendar.timegm(time.strptime(digits, "%Y%m%d%H%M%S"))
     stamp = ""
     for _ in range(7):
         seconds, digit = divmod(seconds, 36)

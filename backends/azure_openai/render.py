@@ -14,7 +14,6 @@ carries the job id in a reversible short form and a hash of the idempotency key.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,14 +77,10 @@ def settings_model(name: str) -> type[BaseModel]:
     return AzureOpenAISettings
 
 
-def file_name(path: Path) -> str:
+def upload_name(digest: str) -> str:
     """The name a local file is uploaded under: its content's sha256, so an unchanged file is found
     at the service and not uploaded again (and a changed one under the same path is)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"{UPLOAD_PREFIX}{digest.hexdigest()[:40]}.jsonl"
+    return f"{UPLOAD_PREFIX}{digest[:40]}.jsonl"
 
 
 def render(name: str, settings: Mapping[str, Any], spec: JobSpec, job_id: str,
@@ -98,8 +93,8 @@ def render(name: str, settings: Mapping[str, Any], spec: JobSpec, job_id: str,
     if ft is None:  # the core refuses a container spec before render; this is for direct callers
         raise SpecError([spec.problem("run", f"the {name} backend fine-tunes hosted models: give finetune:")])
     try:
-        finetune_data.reports(ft)  # the first bad line, before anything is uploaded
-    except finetune_data.BadData as exc:
+        checked = {report.file: report.digest for report in finetune_data.reports(ft)}  # the first bad line
+    except finetune_data.BadData as exc:  # is said before anything is uploaded
         raise SpecError([exc.problem]) from None
     problems = []
     uploads: list[Upload] = []
@@ -109,7 +104,7 @@ def render(name: str, settings: Mapping[str, Any], spec: JobSpec, job_id: str,
         if value is None:
             continue
         if Path(value).is_absolute():
-            remote = file_name(Path(value))
+            remote = upload_name(checked[str(Path(value))])  # the content checked, named by its digest
             uploads.append(Upload(Path(value), remote))
             body[key] = remote
         else:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from launcher import catalog
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_environment
+from launcher.node import Placement, job_files, node_environment, upload_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -163,7 +163,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     files: list[str] = []
     for item in uploads:
         if item.destination.startswith(JOB_DIR):
-            files += [item.destination, item.content if item.content is not None else Path(item.source).read_text()]
+            files += [item.destination, upload_text(item)]
     environment = {**node_environment(spec, job_id, {}, output_dir="launch/outputs",
                                       checkpoint_dir=spec.checkpoint_dir or "launch/checkpoints",
                                       workdir="launch/work"),
