@@ -64,8 +64,8 @@ CREATE TABLE IF NOT EXISTS job_requests (job_id TEXT PRIMARY KEY, request TEXT N
 # overflow pages included, when its size changes, so every status change rewrote the request with it (tens of KiB
 # where a provider takes the job's files inline).
 REQUESTS_TABLE = ("CREATE TABLE IF NOT EXISTS job_requests (job_id TEXT PRIMARY KEY, request TEXT NOT NULL)",
-             "INSERT INTO job_requests SELECT id, request FROM jobs WHERE request IS NOT NULL",
-             "UPDATE jobs SET request = NULL WHERE request IS NOT NULL")
+                  "INSERT INTO job_requests SELECT id, request FROM jobs WHERE request IS NOT NULL",
+                  "UPDATE jobs SET request = NULL WHERE request IS NOT NULL")
 # what each older schema lacks; applied in order by _migrate
 _UPGRADES = {1: ("ALTER TABLE jobs ADD COLUMN group_id TEXT",), 2: ("ALTER TABLE jobs ADD COLUMN params TEXT",),
              # jobs that ended before version 4 were finished inside the backend's status
