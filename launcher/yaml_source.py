@@ -151,10 +151,11 @@ def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -
             seen.add(key)
             source.lines[child] = key_node.start_mark.line + 1
             _index(value_node, child, source, problems)
-    elif node.tag == "tag:yaml.org,2002:int" and len(str(node.value)) > MAX_NUMBER_DIGITS:
-        # Python refuses to turn a longer digit string into an int (ValueError, not a YAML error)
-        problems.append(source.problem(path, f"a number with {len(str(node.value))} digits is not a value a job "
-                                       "spec takes; quote it if it is text"))
+    elif node.tag == "tag:yaml.org,2002:int" and _decimal_digits(str(node.value)) > MAX_NUMBER_DIGITS:
+        # Python refuses to turn a longer digit string into an int, or such an int into text (ValueError, not
+        # a YAML error); a hex number has more decimal digits than it is written with
+        problems.append(source.problem(path, f"a number with {_decimal_digits(str(node.value))} digits is not a "
+                                       "value a job spec takes; quote it if it is text"))
     elif isinstance(node, yaml.ScalarNode) and "\x00" in str(node.value):
         problems.append(source.problem(path, "contains a NUL character (\\0), which no command line or "
                                        "environment variable can carry; remove it"))
@@ -165,3 +166,11 @@ def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _index(item, (*path, index), source, problems)
+
+
+def _decimal_digits(text: str) -> int:
+    """About how many decimal digits the YAML int `text` has (hex 0x... has ~1.2 per digit written)."""
+    written = text.replace("_", "").lstrip("+-")
+    if written[:2].lower() == "0x":
+        return int((len(written) - 2) * 1.2042) + 1
+    return len(written)

@@ -102,6 +102,16 @@ def test_huge_numbers_in_any_field_are_a_field_error(field, data, sign):
     _assert_names_where(raised.value)
 
 
+@pytest.mark.parametrize("field", ["backends.local.cancel_grace", "env.A", "retries"])
+def test_a_hex_number_too_long_for_text_is_a_field_error(field):
+    """0x and 3,572 nines is under the loader's digit limit as written, but over 4,300 decimal digits: Python
+    cannot turn it into text, which checking a backend section did (found by the fuzz test above, exit 70)."""
+    with pytest.raises(LaunchError) as raised:
+        parse_spec("name: fuzz\nrun: echo\n" + _nested(field, "0x" + "9" * 3572), "fuzz.yaml")
+    _assert_names_where(raised.value)
+    assert f"{field}: a number with 4302 digits" in str(raised.value)
+
+
 @settings(max_examples=25 * SCALE, deadline=None)
 @given(depth=st.integers(min_value=1, max_value=1500), opener=st.sampled_from(["[", "{a: "]),
        field=st.sampled_from(["env", "backends", "resources", "secrets", "run"]))
