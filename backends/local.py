@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.remote.nodes import NodeReport, judge, log_blocks, readable_nodes, tail_nodes
+from backends.remote.nodes import NodeReport, judge, log_blocks, tail_nodes, unreadable_node_fields
 from launcher import config, durations, logs, procs
 from launcher.backend import (
     Backend,
@@ -68,9 +68,7 @@ class LocalBackend(Backend):
     @classmethod
     def unusable_handle_fields(cls, data: Mapping[str, Any]) -> list[str]:
         """Paths and pids are read from the record before any process is signalled."""
-        shapes = {"job_dir": isinstance(data.get("job_dir"), str),
-                  "nodes": readable_nodes(data.get("nodes"), {"rank": int, "pid": int, "pgid": int, "dir": str})}
-        return [name for name, fits in shapes.items() if not fits]
+        return unreadable_node_fields(data, {"rank": int, "pid": int, "pgid": int, "dir": str})
 
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.remote.nodes import NodeReport, judge, log_blocks, readable_nodes, tail_nodes
+from backends.remote.nodes import NodeReport, judge, log_blocks, tail_nodes, unreadable_node_fields
 from backends.remote.transport import Host, SSHTransport, script
 from launcher import config
 from launcher.backend import (
@@ -105,9 +105,7 @@ class SSHBackend(Backend):
     @classmethod
     def unusable_handle_fields(cls, data: Mapping[str, Any]) -> list[str]:
         """Hosts, paths and pids are read from the record into ssh commands (quoted) before any call."""
-        shapes = {"job_dir": isinstance(data.get("job_dir"), str),
-                  "nodes": readable_nodes(data.get("nodes"), {"rank": int, "pid": int, "host": str, "dir": str})}
-        return [name for name, fits in shapes.items() if not fits]
+        return unreadable_node_fields(data, {"rank": int, "pid": int, "host": str, "dir": str})
 
     def __init__(self, settings: Mapping[str, Any] | None = None, client: Any = None) -> None:
         self._raw = dict(settings or {})

@@ -132,11 +132,16 @@ def log_blocks(chunks: Iterable[bytes], rank: int, offsets: dict[int, int], *, f
         yield LogLine(data=line, node=rank, cursor=dict(offsets))
 
 
-def readable_nodes(nodes: Any, fields: Mapping[str, type]) -> bool:
-    """Whether a stored handle's `nodes` is what this launch writes: a non-empty list of mappings, each with
-    `fields` of those types (a bool is not a number). Backends check it before any call reads the nodes."""
+def unreadable_node_fields(data: Mapping[str, Any], node_fields: Mapping[str, type]) -> list[str]:
+    """Which of a stored handle's `job_dir` and `nodes` are not what this launch writes (a path; a non-empty
+    list of mappings, each with `node_fields` of those types, a bool being no number). The backends that
+    run nodes themselves check it before any call reads a path, host or pid from the record."""
     def fits(value: Any, kind: type) -> bool:
         return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
-    return isinstance(nodes, list) and bool(nodes) and all(
-        isinstance(node, dict) and all(fits(node.get(name), kind) for name, kind in fields.items()) for node in nodes)
+    nodes = data.get("nodes")
+    shapes = {"job_dir": isinstance(data.get("job_dir"), str),
+              "nodes": isinstance(nodes, list) and bool(nodes) and all(
+                  isinstance(node, dict) and all(fits(node.get(name), kind) for name, kind in node_fields.items())
+                  for node in nodes)}
+    return [name for name, fit in shapes.items() if not fit]
