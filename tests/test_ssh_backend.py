@@ -386,7 +386,23 @@ def test_status_stops_no_straggler_and_finish_does(servers, launch_home):
             os.killpg(node0, 9)
 
 
-def test_several_files_go_in_one_command_with_their_modes_and_hostile_names_literal(servers, tmp_path, monkeypatch):
+@pytest.fixture
+def commands(monkeypatch) -> list[str]:
+    """Every command SSHTransport.run sends from now on, in order (the calls still run)."""
+    from backends.remote.transport import SSHTransport
+
+    sent: list[str] = []
+    real_run = SSHTransport.run
+
+    def counted(self, host, command, **kw):
+        sent.append(command)
+        return real_run(self, host, command, **kw)
+
+    monkeypatch.setattr(SSHTransport, "run", counted)
+    return sent
+
+
+def test_several_files_go_in_one_command_with_their_modes_and_hostile_names_literal(servers, tmp_path, commands):
     """put_many: one ssh command (a tar stream) for the job's small files; each lands under its exact
     name (spaces, quotes, `$(...)`, newlines) with its mode, and no `.part` is left behind."""
     from backends.remote.transport import Host, SSHTransport
@@ -398,14 +414,6 @@ def test_several_files_go_in_one_command_with_their_modes_and_hostile_names_lite
     names = ["plain.sh", "it's $(touch pwned) `x`.txt", "new\nline;rm -rf ~", "sub dir/deep/\u00e9t\u00e9 \"q\""]
     files = [(f"content {i}\n".encode() * (i + 1), str(base / name), "700" if name.endswith(".sh") else "600")
              for i, name in enumerate(names)]
-    commands: list[str] = []
-    real_run = SSHTransport.run
-
-    def counted(self, host, command, **kw):
-        commands.append(command)
-        return real_run(self, host, command, **kw)
-
-    monkeypatch.setattr(SSHTransport, "run", counted)
     transport.put_many(host, files)
     assert len(commands) == 1
     for data, path, mode in files:
@@ -419,22 +427,13 @@ def test_several_files_go_in_one_command_with_their_modes_and_hostile_names_lite
     assert len(commands) == 2 and (base / "abs.txt").read_bytes() == b"a"
 
 
-def test_a_submit_uses_one_command_for_files_and_one_to_start_each_node(servers, launch_home, monkeypatch):
+def test_a_submit_uses_one_command_for_files_and_one_to_start_each_node(servers, launch_home, commands):
     """GPU check, the job's files (one tar stream, however many), env file + start (one command; the
     secrets on stdin, never on its command line), handle.json: four ssh commands for a one-node job."""
-    from backends.remote.transport import SSHTransport
     from backends.ssh import SSHBackend
     from launcher.spec import parse_spec
 
     first, _, both = servers
-    commands: list[str] = []
-    real_run = SSHTransport.run
-
-    def counted(self, host, command, **kw):
-        commands.append(command)
-        return real_run(self, host, command, **kw)
-
-    monkeypatch.setattr(SSHTransport, "run", counted)
     backend = SSHBackend({"hosts": [first.host_spec], "ssh_config": both, "remote_root": str(first.remote_root),
                           "check_gpus": False})
     spec = parse_spec("name: count\nsecrets: [TOKEN]\nrun: test \"$TOKEN\" = 's3cr3t value'\n", "spec.yaml")
