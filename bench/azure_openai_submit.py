@@ -19,7 +19,6 @@ Goal (issue 20): launcher median per submit <= 1.3x the plain script.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import report
+from launch_home import launch_home
 from timing import REPO, Row, Section, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -70,16 +70,10 @@ def measure(quick: bool) -> Section:
         home.mkdir()
         (home / "config.toml").write_text(f'[backends.azure_openai]\nendpoint = "{fake.endpoint}"\n'
                                           "file_poll_s = 0.01\n")
-        saved = dict(os.environ)
-        os.environ.update({"LAUNCH_HOME": str(home), "AZURE_OPENAI_API_KEY": KEY})
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            from launcher import config, runner
+        with launch_home(home, AZURE_OPENAI_API_KEY=KEY) as store:
+            from launcher import runner
             from launcher.spec import load_spec
-            from launcher.store import Store
 
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
             runner.submit(store, load_spec(str(spec)), "azure_openai")  # the file is uploaded for both sides
             _, _, request, _ = runner.prepare(load_spec(spec), "azure_openai", dry_run=False)
             plain = Plain(request, fake.endpoint)
@@ -89,11 +83,6 @@ def measure(quick: bool) -> Section:
 
             got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
             created, uploads, violations = len(fake.creates()), len(fake.uploads()), list(fake.violations)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
     expected = 2 * (runs + warmups) + 1
     if created != expected or uploads != 1 or violations:
         raise RuntimeError(f"the fake got {created} creates and {uploads} uploads ({violations=}), "

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import report
+from launch_home import launch_home
 from timing import REPO, Row, Section, Stats, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -60,18 +61,12 @@ def measure(quick: bool) -> Section:
                         "run: python train.py\nresources:\n  accelerators: T4\nbackends:\n  azureml:\n"
                         f"    subscription_id: {fake.subscription}\n    resource_group: {fake.resource_group}\n"
                         f"    workspace_name: {fake.workspace}\n    compute: gpu-cluster\n    endpoint: {fake.url}\n")
-        saved = dict(os.environ)
-        os.environ.update({"LAUNCH_HOME": str(tmp / "home"), "REQUESTS_CA_BUNDLE": str(fake.ca_file),
-                           "LAUNCH_AZURE_ACCESS_TOKEN": "bench-token"})
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
+        with launch_home(tmp / "home", REQUESTS_CA_BUNDLE=str(fake.ca_file),
+                         LAUNCH_AZURE_ACCESS_TOKEN="bench-token") as store:
             from backends.azureml.backend import _command_job
-            from launcher import config, runner
+            from launcher import runner
             from launcher.spec import load_spec
-            from launcher.store import Store
 
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
             ml = fake.ml_client(token="bench-token")
 
             def plain(fresh_client: bool) -> Callable[[], None]:
@@ -107,11 +102,6 @@ def measure(quick: bool) -> Section:
             # upload; the job's own files travel in its command), and the bundle's size
             sent = [n for _, n in fake.blob_put_bytes]
             bundle_size = max((len(data) for name, data in fake.blobs.items() if name.endswith(".tar.gz")), default=0)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
     if created != 3 * (runs + warmups):
         raise RuntimeError(f"the fake got {created} job PUTs, expected {3 * (runs + warmups)}")
     sec = Section("Submit overhead")

@@ -9,13 +9,13 @@ the jobs both sides submitted. Each bench script keeps its own plain script and 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launch_home import launch_home
 from timing import Row, Section, interleaved_calls
 
 GOAL = 1.3
@@ -50,16 +50,10 @@ def measure(bench: BucketBench, quick: bool) -> Section:
         home = tmp / "home"
         home.mkdir()
         (home / "config.toml").write_text(stack.config())
-        saved = dict(os.environ)
-        os.environ.update({"LAUNCH_HOME": str(home), **bench.credentials(stack)})
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            from launcher import config, runner
+        with launch_home(home, **bench.credentials(stack)) as store:
+            from launcher import runner
             from launcher.spec import load_spec
-            from launcher.store import Store
 
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
             _, _, request, _ = runner.prepare(load_spec(spec), bench.backend, dry_run=False)
             plain = bench.plain(request, stack)
             runner.submit(store, load_spec(str(spec)), bench.backend)  # the bundle is there for both sides
@@ -69,11 +63,6 @@ def measure(bench: BucketBench, quick: bool) -> Section:
 
             got = interleaved_calls({OURS: ours, bench.plain_label: plain.job}, runs, warmups)
             created, violations = bench.created(fake), list(fake.violations)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
     expected = 2 * (runs + warmups) + 1
     if created != expected or violations:
         raise RuntimeError(f"the fake got {created} creates ({violations=}), expected {expected}")

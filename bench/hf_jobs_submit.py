@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import report
+from launch_home import launch_home
 from timing import REPO, Row, Section, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -107,16 +108,10 @@ def measure(quick: bool) -> Section:
         home = tmp / "home"
         home.mkdir()
         (home / "config.toml").write_text(f'[backends.hf_jobs]\nendpoint = "{fake.endpoint}"\n')
-        saved = dict(os.environ)
-        os.environ.update({"LAUNCH_HOME": str(home), "HF_TOKEN": TOKEN, "HF_HOME": str(tmp / "hf-home")})
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            from launcher import config, runner
+        with launch_home(home, HF_TOKEN=TOKEN, HF_HOME=str(tmp / "hf-home")) as store:
+            from launcher import runner
             from launcher.spec import load_spec
-            from launcher.store import Store
 
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
             _, _, request, _ = runner.prepare(load_spec(spec), "hf_jobs", dry_run=False)
             runner.submit(store, load_spec(str(spec)), "hf_jobs")  # the bundle is in the repo from here on
             settle(tmp / "src" / "train.py")
@@ -128,11 +123,6 @@ def measure(quick: bool) -> Section:
             got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
             bodies = len(fake.created_bodies)
             violations = list(fake.violations)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
     if bodies != 2 * (runs + warmups) + 1 or violations:
         raise RuntimeError(f"the fake stored {bodies} jobs, expected {2 * (runs + warmups) + 1}; {violations}")
     sec = Section("Submit overhead")

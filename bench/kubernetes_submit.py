@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import report
+from launch_home import launch_home
 from timing import REPO, Row, Section, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -95,16 +96,10 @@ def measure(quick: bool) -> Section:
             spec.write_text(SPEC)
             home = tmp / "home"
             home.mkdir()
-            saved = dict(os.environ)
-            os.environ.update(LAUNCH_HOME=str(home), KUBECONFIG=str(kubeconfig), WANDB_API_KEY="bench-secret")
-            os.environ.pop("LAUNCH_BACKEND", None)
-            try:
-                from launcher import config, runner
+            with launch_home(home, KUBECONFIG=str(kubeconfig), WANDB_API_KEY="bench-secret") as store:
+                from launcher import runner
                 from launcher.spec import load_spec
-                from launcher.store import Store
 
-                config.load.cache_clear()
-                store = Store.open(config.ensure_home())
                 _, _, request, _ = runner.prepare(load_spec(spec), "kubernetes", dry_run=False)
                 plain = Plain(request, kubeconfig)
 
@@ -113,11 +108,6 @@ def measure(quick: bool) -> Section:
 
                 got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
                 jobs = fake.objects("jobs")
-                store.close()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-                config.load.cache_clear()
             rejected = list(fake.rejected)
     if len(jobs) != 2 * (runs + warmups) or rejected:
         raise RuntimeError(f"the fake holds {len(jobs)} Jobs (expected {2 * (runs + warmups)}); refused: {rejected}")

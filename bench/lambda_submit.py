@@ -24,7 +24,6 @@ Goal (issues 10, 27): launcher median per submit <= 1.3x the plain script.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import report
+from launch_home import launch_home
 from timing import REPO, Row, Section, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -143,16 +143,10 @@ def measure(quick: bool) -> Section:
             spec.write_text("name: lambench\ncode: ./src\nrun: python3 train.py\nresources:\n  accelerators: A10\n"
                             "backends:\n  lambda_cloud:\n"
                             + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in settings.items()))
-            saved = dict(os.environ)
-            os.environ.update({"LAUNCH_HOME": str(tmp / "home"), "LAMBDA_API_KEY": KEY})
-            os.environ.pop("LAUNCH_BACKEND", None)
-            try:
-                from launcher import config, runner
+            with launch_home(tmp / "home", LAMBDA_API_KEY=KEY) as store:
+                from launcher import runner
                 from launcher.spec import load_spec
-                from launcher.store import Store
 
-                config.load.cache_clear()
-                store = Store.open(config.ensure_home())
                 plain = Plain(fake.base_url, srv, tmp)
 
                 def ours() -> Callable[[], None]:
@@ -169,13 +163,8 @@ def measure(quick: bool) -> Section:
                     fake.terminate_all()
                     subprocess.run(["ssh", *plain.ssh("-O", "exit", f"{srv.user}@127.0.0.1")], capture_output=True)
                     shutil.rmtree(plain.control_dir, ignore_errors=True)
-                store.close()
-                launches = sum(1 for c in fake.calls if c[1].endswith("/launch"))
-                problems = list(fake.violations)
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
-                config.load.cache_clear()
+            launches = sum(1 for c in fake.calls if c[1].endswith("/launch"))
+            problems = list(fake.violations)
     if problems:
         raise RuntimeError(f"the Lambda fake saw requests its spec or limits reject: {problems[:3]}")
     sec.rows.append(Row("Lambda Cloud submit (API fake + sshd)", OURS, got[OURS], PLAIN, got[PLAIN], unit="s",

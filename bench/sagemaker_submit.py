@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import report
+from launch_home import launch_home
 from timing import REPO, Row, Section, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -254,35 +255,23 @@ def measure(quick: bool, profile_jobs: int = 0) -> tuple[Section, str]:
     from fakes.moto_sagemaker import MotoSageMaker
 
     modes = ["a", "b"]
-    with tempfile.TemporaryDirectory(prefix="launch-bench-sm-") as tmp, MotoSageMaker() as server:
-        saved = dict(os.environ)
-        os.environ.update(server.env())
-        os.environ["LAUNCH_HOME"] = str(Path(tmp) / "home")
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            server.client("s3").create_bucket(Bucket=BUCKET)
-            spec_path = write_inputs(Path(tmp))
+    with (tempfile.TemporaryDirectory(prefix="launch-bench-sm-") as tmp, MotoSageMaker() as server,
+          launch_home(Path(tmp) / "home", **server.env()) as store):
+        server.client("s3").create_bucket(Bucket=BUCKET)
+        spec_path = write_inputs(Path(tmp))
 
-            from launcher import config, runner
-            from launcher.spec import load_spec
-            from launcher.store import Store
+        from launcher import runner
+        from launcher.spec import load_spec
 
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
-            _, _, request, _ = runner.prepare(load_spec(spec_path), "sagemaker", dry_run=False)
-            bench = Bench(spec_path, store, Plain(request, server.region))
-            got = interleaved_calls({LABELS[m]: (lambda m=m: bench.make(m)) for m in modes}, runs, warmups)
-            http = {mode: count_http(bench.make(mode)) for mode in modes}  # steady state: the bundle is there
-            check_equivalent(server, bench.launcher_ids)
-            text = ""
-            if profile_jobs:
-                text, phases = profile(bench, profile_jobs)
-                text += "\n" + "\n".join(f"{label}: {ms:.2f} ms/submit" for label, ms in phases)
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
+        _, _, request, _ = runner.prepare(load_spec(spec_path), "sagemaker", dry_run=False)
+        bench = Bench(spec_path, store, Plain(request, server.region))
+        got = interleaved_calls({LABELS[m]: (lambda m=m: bench.make(m)) for m in modes}, runs, warmups)
+        http = {mode: count_http(bench.make(mode)) for mode in modes}  # steady state: the bundle is there
+        check_equivalent(server, bench.launcher_ids)
+        text = ""
+        if profile_jobs:
+            text, phases = profile(bench, profile_jobs)
+            text += "\n" + "\n".join(f"{label}: {ms:.2f} ms/submit" for label, ms in phases)
     a, b = (got[LABELS[m]] for m in modes)
     calls = {m: ", ".join(f"{n}x {k}" for k, n in sorted(http[m].items())) for m in modes}
     sec = Section("Submit overhead")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import report
+from launch_home import launch_home
 from timing import REPO, Row, Section, interleaved_calls
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -109,16 +110,10 @@ def measure(quick: bool) -> Section:
         home.mkdir()
         (home / "config.toml").write_text(f'[backends.vertex]\napi_endpoint = "{fake.endpoint}"\n'
                                           f'storage_endpoint = "{fake.endpoint}"\n')
-        saved = dict(os.environ)
-        os.environ["LAUNCH_HOME"] = str(home)
-        os.environ.pop("LAUNCH_BACKEND", None)
-        try:
-            from launcher import config, runner
+        with launch_home(home) as store:
+            from launcher import runner
             from launcher.spec import load_spec
-            from launcher.store import Store
 
-            config.load.cache_clear()
-            store = Store.open(config.ensure_home())
             _, _, request, _ = runner.prepare(load_spec(spec), "vertex", dry_run=False)
             plain = Plain(request, fake.endpoint)
 
@@ -127,11 +122,6 @@ def measure(quick: bool) -> Section:
 
             got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
             bodies = [b for b in fake.created_bodies if isinstance(b, dict)]
-            store.close()
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            config.load.cache_clear()
     if len(bodies) != 2 * (runs + warmups):
         raise RuntimeError(f"the fake stored {len(bodies)} creates, expected {2 * (runs + warmups)}")
     sec = Section("Submit overhead")
