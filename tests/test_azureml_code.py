@@ -29,8 +29,8 @@ def server():
 @pytest.fixture
 def azure(server, monkeypatch, tmp_path):
     server.reset()
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_file))
-    monkeypatch.setenv("LAUNCH_AZURE_ACCESS_TOKEN", "token-from-env")
+    for name, value in server.client_env("token-from-env").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("AZUREML_CURRENT_CLOUD", "AzureCloud")  # the SDK sets it process-wide: restored after
     monkeypatch.chdir(tmp_path)
     (tmp_path / "src").mkdir()

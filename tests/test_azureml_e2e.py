@@ -35,8 +35,7 @@ def az(server, cli, write_spec, tmp_path, launch_home):
     (launch_home / "config.toml").write_text(
         f'[backends.azureml]\nendpoint = "{server.url}"\nsubscription_id = "{server.subscription}"\n'
         f'resource_group = "{server.resource_group}"\n')
-    env = {"REQUESTS_CA_BUNDLE": str(server.ca_file), "LAUNCH_AZURE_ACCESS_TOKEN": "cli-token",
-           "API_KEY": "very-secret-value"}
+    env = {**server.client_env("cli-token"), "API_KEY": "very-secret-value"}
 
     class Helper:
         fake = server

@@ -223,7 +223,7 @@ def test_azureml_jobs_tagged_with_hostile_ids_are_neither_synced_nor_adopted(azu
     (launch_home / "config.toml").write_text(
         f'[backends.azureml]\nendpoint = "{azure.url}"\nsubscription_id = "{azure.subscription}"\n'
         f'resource_group = "{azure.resource_group}"\nworkspace_name = "{azure.workspace}"\n')
-    env = {"REQUESTS_CA_BUNDLE": str(azure.ca_file), "LAUNCH_AZURE_ACCESS_TOKEN": "cli-token"}
+    env = azure.client_env("cli-token")
     spec = write_spec("name: az-ids\nimage: mcr.microsoft.com/azureml/curated/acpt-pytorch-2.2-cuda12.1:1\n"
                       "run: python train.py\nresources:\n  accelerators: H100:8\n")
     real = json.loads(cli("run", str(spec), "--backend", "azureml", "--idempotency-key", "key-0", "-o", "json",

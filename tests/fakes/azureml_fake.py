@@ -301,6 +301,11 @@ class AzureMLFake:
     def own_url(self) -> str:
         return f"https://127.0.0.1:{self.port}/"
 
+    def client_env(self, token: str) -> dict[str, str]:
+        """What a launcher process needs to reach this fake: trust its throwaway certificate, and a token
+        (LAUNCH_AZURE_ACCESS_TOKEN) instead of a credential chain."""
+        return {"REQUESTS_CA_BUNDLE": str(self.ca_file), "LAUNCH_AZURE_ACCESS_TOKEN": token}
+
     def cloud_metadata(self) -> dict[str, str]:
         return {"azure_portal": self.url, "resource_manager": self.url, "active_directory": self.url,
                 "aml_resource_id": self.url, "storage_endpoint": "127.0.0.1",
