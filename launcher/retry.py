@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,18 +41,7 @@ class RetryPolicy:
 
     def call(self, action: Callable[[], T], what: str) -> T:
         """`action()`, retried while it raises TransientBackendError and the bounds allow; the last
-        error is raised as it was (its message and hint are what the user sees). Most calls answer at
-        once: tenacity is imported and run only once the first try has raised a transient error."""
-        started = time.monotonic()
-        try:
-            return action()
-        except TransientBackendError as exc:
-            first = exc
-        return self._retried(action, what, first, started)
-
-    def _retried(self, action: Callable[[], T], what: str, first: TransientBackendError, started: float) -> T:
-        """The retries after a first try that raised `first`, which counts as attempt 1 (its error is
-        what tenacity sees first), within the bounds counted from `started`."""
+        error is raised as it was (its message and hint are what the user sees)."""
         import tenacity
 
         from launcher import logs
@@ -63,20 +51,8 @@ class RetryPolicy:
             logs.get().info("%s: %s; retrying in %.1fs", what, getattr(exc, "message", exc),
                             state.next_action.sleep if state.next_action else 0.0)
 
-        pending: list[TransientBackendError] = [first]
-
-        def attempt() -> T:
-            if pending:
-                raise pending.pop()
-            return action()
-
-        def past_total(state: tenacity.RetryCallState) -> bool:
-            """tenacity's stop_before_delay, counted from the first try rather than from the first retry."""
-            return time.monotonic() - started + (state.upcoming_sleep or 0.0) >= self.total_s
-
-        retry, attempts, wait = _conditions(self)
-        return tenacity.Retrying(retry=retry, stop=tenacity.stop_any(attempts, past_total), wait=wait,
-                                 before_sleep=before_sleep, reraise=True)(attempt)
+        retry, stop, wait = _conditions(self)
+        return tenacity.Retrying(retry=retry, stop=stop, wait=wait, before_sleep=before_sleep, reraise=True)(action)
 
     def _wait(self) -> Any:
         import tenacity
@@ -96,12 +72,12 @@ class RetryPolicy:
 
 @functools.cache
 def _conditions(policy: RetryPolicy) -> tuple[Any, Any, Any]:
-    """The policy's retry, attempts and wait conditions, built once per policy: they hold no state of a call
-    (that lives in tenacity's per-call state). The bound on total time is the call's (from its first try)."""
+    """The policy's retry, stop and wait conditions, built once per policy: they hold no state of a call
+    (that lives in tenacity's per-call state, whose clock starts at the first try)."""
     import tenacity
 
-    return (tenacity.retry_if_exception_type(TransientBackendError), tenacity.stop_after_attempt(policy.attempts),
-            policy._wait())
+    stop = tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_before_delay(policy.total_s)
+    return tenacity.retry_if_exception_type(TransientBackendError), stop, policy._wait()
 
 
 DEFAULT = RetryPolicy()
