@@ -19,6 +19,10 @@ same spec (A10G, a small code dir) is submitted two ways, one submit of each per
             rendering is the launcher's cost alone.
 
 Goal (issue 18): launcher median per submit <= 1.3x the plain script.
+
+A second row, without a goal, is what a user compares at the terminal: `launch run job.yaml -b hf_jobs` against
+`python submit.py` (the same three calls with one HfApi), each a fresh process, interleaved, against the same
+fake: Python's start and huggingface_hub's import (~0.3 s, both sides) included.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 
 import report
 from launch_home import launch_home
-from timing import REPO, Row, Section, interleaved_calls
+from timing import REPO, Case, Row, Section, clean_env, interleaved, interleaved_calls, launch_script
 
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
@@ -51,6 +55,22 @@ backends:
   hf_jobs: {namespace: alice}
 """
 OURS, PLAIN = "launcher runner.submit", "plain HfApi, made once"
+CLI_OURS, CLI_PLAIN = "launch run (a fresh process)", "python submit.py (a fresh process, one HfApi)"
+# the plain script of the end-to-end row: argv = the launcher's rendered body (JSON file), endpoint, bundle path
+SCRIPT = """\
+import json, os, sys
+from huggingface_hub import HfApi
+body = json.load(open(sys.argv[1]))
+api = HfApi(endpoint=sys.argv[2], token=os.environ["HF_TOKEN"])
+job_id = "plain-" + os.urandom(6).hex()
+assert not list(api.list_jobs(labels={"launch-job-id": job_id}, namespace="alice"))
+assert api.file_exists("alice/launch-bundles", sys.argv[3])
+labels = dict(body["labels"], **{"launch-job-id": job_id})
+name = labels.pop("name")
+api.run_job(image=body["dockerImage"], command=body["command"], env=body["environment"],
+            secrets=dict(body["secrets"], LAUNCH_HF_BUNDLE_TOKEN=os.environ["HF_TOKEN"]), flavor=body["flavor"],
+            timeout=body["timeoutSeconds"], name=name, labels=labels, namespace="alice")
+"""
 
 
 class Plain:
@@ -121,17 +141,30 @@ def measure(quick: bool) -> Section:
                 return lambda: runner.submit(store, load_spec(str(spec)), "hf_jobs")
 
             got = interleaved_calls({OURS: ours, PLAIN: plain.job}, runs, warmups)
+            (tmp / "body.json").write_text(json.dumps(request.payload["jobs"][0]))
+            (tmp / "submit.py").write_text(SCRIPT)
+            env = clean_env(**{k: os.environ[k] for k in ("LAUNCH_HOME", "HF_TOKEN", "HF_HOME")})
+            cases = [Case(CLI_OURS, [launch_script(), "run", str(spec), "-b", "hf_jobs"], env=env, cwd=tmp_name),
+                     Case(CLI_PLAIN, [sys.executable, str(tmp / "submit.py"), str(tmp / "body.json"), fake.endpoint,
+                                      plain.bundle], env=env, cwd=tmp_name)]
+            cli_runs = 3 if quick else 15
+            got.update(interleaved(cases, cli_runs, warmups=1, rss_runs=0))
             bodies = len(fake.created_bodies)
             violations = list(fake.violations)
-    if bodies != 2 * (runs + warmups) + 1 or violations:
-        raise RuntimeError(f"the fake stored {bodies} jobs, expected {2 * (runs + warmups) + 1}; {violations}")
+    expected = 2 * (runs + warmups) + 1 + 2 * (cli_runs + 1)
+    if bodies != expected or violations:
+        raise RuntimeError(f"the fake stored {bodies} jobs, expected {expected}; {violations}")
     sec = Section("Submit overhead")
     sec.rows.append(Row("Hugging Face Jobs submit (local fake)", OURS, got[OURS], PLAIN, got[PLAIN],
                         goal=f"<= {GOAL}x", met=got[OURS].median <= GOAL * got[PLAIN].median))
+    sec.rows.append(Row("Hugging Face Jobs submit, end to end (local fake)", CLI_OURS, got[CLI_OURS], CLI_PLAIN,
+                        got[CLI_PLAIN], unit="s"))
     sec.notes.append(f"Hugging Face Jobs: in-process fake over http; {warmups} warm-up rounds, then {runs} "
                      "interleaved rounds; both sides make the same calls (label lookup, file_exists for the "
                      f"bundle, run_job); the fake stored {bodies} jobs, every body checked "
-                     "against huggingface_hub's job spec.")
+                     f"against huggingface_hub's job spec. End to end: 1 warm-up round, then {cli_runs} interleaved "
+                     "runs of each command as a fresh process; both import huggingface_hub (~0.3 s here), "
+                     "`launch run` also its own modules, pydantic and click, and opens the store.")
     return sec
 
 
