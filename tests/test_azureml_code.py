@@ -110,18 +110,41 @@ def test_an_interrupted_submit_leaves_no_asset_that_a_later_one_trusts(azure, tm
     assert node_output(azure, job, tmp_path / "node") == "weights v1\n"
 
 
-def test_an_edit_to_a_large_tree_travels_as_base_and_overlay_and_the_node_applies_it(azure, tmp_path):
-    """Past 1 MiB packed, an edit is packed as an overlay on the cached base (launcher/bundle.py). Azure ML's
-    code asset is all-or-nothing, so both pieces go up again in a new asset (named by the SDK's content hash,
-    so never a stale one); the node unpacks the base, applies the overlay and runs the edited tree."""
+def test_an_edit_to_a_large_tree_sends_only_its_overlay_and_the_node_applies_it(azure, tmp_path):
+    """Past 1 MiB packed, an edit is packed as an overlay on the cached base (launcher/bundle.py). The base stays
+    the job's code asset (the same content hash: found, not uploaded again); the overlay, a few KiB, rides in
+    the job's command as base64 that the node decodes. The node unpacks the base, applies the overlay and runs
+    the edited tree."""
+    (tmp_path / "src" / "big.bin").write_bytes(os.urandom(1_300_000))
+    submitter = Submitter(azure, tmp_path)
+    first, base_size, sent = submitter.submit()
+    assert sent == base_size > 1_300_000
+    (tmp_path / "src" / "data.txt").write_text("weights v2\n")
+    bundle = pack(tmp_path / "src", tmp_path / "bundles")[0]
+    assert bundle.overlay is not None  # the premise: this edit is an overlay, not a fresh base
+    changed, _, sent = submitter.submit()
+    assert sent == 0  # no blob: the base is the asset the first job made, the overlay is in the command
+    props = [azure.jobs[job]["properties"] for job in (first, changed)]
+    assert props[0]["codeId"] == props[1]["codeId"] and len(azure.code_puts) == 1
+    assert props[1]["environmentVariables"]["LAUNCH_BUNDLE_OVERLAY"] == f".launch-job/{bundle.overlay.name}"
+    assert node_output(azure, first, tmp_path / "n1") == "weights v1\n"
+    assert node_output(azure, changed, tmp_path / "n2") == "weights v2\n"
+
+
+def test_an_overlay_too_large_for_the_command_goes_into_the_asset_with_the_base(azure, tmp_path, monkeypatch):
+    """Above render.INLINE_OVERLAY_MAX the overlay joins the base in a new code asset: the whole bundle is sent
+    once more, and the node applies it the same way."""
+    from backends.azureml import render
+
+    monkeypatch.setattr(render, "INLINE_OVERLAY_MAX", 10)
     (tmp_path / "src" / "big.bin").write_bytes(os.urandom(1_300_000))
     submitter = Submitter(azure, tmp_path)
     first, _, _ = submitter.submit()
     (tmp_path / "src" / "data.txt").write_text("weights v2\n")
     bundle = pack(tmp_path / "src", tmp_path / "bundles")[0]
-    assert bundle.overlay is not None  # the premise: this edit is an overlay, not a fresh base
+    assert bundle.overlay is not None and bundle.overlay.size > 10
     changed, _, sent = submitter.submit()
     assert sent == bundle.total_size
     assert azure.jobs[first]["properties"]["codeId"] != azure.jobs[changed]["properties"]["codeId"]
-    assert node_output(azure, first, tmp_path / "n1") == "weights v1\n"
+    assert "base64" not in azure.jobs[changed]["properties"]["command"]
     assert node_output(azure, changed, tmp_path / "n2") == "weights v2\n"

@@ -7,10 +7,12 @@ Regenerate goldens with UPDATE_GOLDEN=1 after an intended change and review the 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from helpers import check_golden
 from backends.azureml import render as rendering
 from backends.azureml.backend import STATES, AzureMLBackend
 from launcher.backend import JobState, map_state
-from launcher.bundle import Bundle
+from launcher.bundle import Bundle, Piece
 from launcher.errors import SpecError
 from launcher.spec import parse_spec
 
@@ -119,6 +121,35 @@ def test_request_names_the_arm_put_and_the_uploads():
     for name, text in (("bootstrap.sh", BOOTSTRAP_WORD), ("run.sh", "'python train.py'"),
                        ("setup.sh", "'pip install -r requirements.txt'")):
         assert f" && printf '%s' {text} > .launch-job/{name} && " in command
+
+
+def test_a_small_overlay_rides_in_the_command_and_the_asset_stays_the_base(tmp_path, monkeypatch):
+    """An edit's overlay up to INLINE_OVERLAY_MAX is written by the command (base64), so the code asset is the
+    base alone, the same asset as before the edit; the overlay's bytes are exactly the packed ones."""
+    monkeypatch.chdir(tmp_path)
+    overlay_bytes = bytes(range(256)) * 4  # every byte value: the encoding must carry binary
+    (tmp_path / "o.tar.gz").write_bytes(overlay_bytes)
+    overlay = Piece(tmp_path / "o.tar.gz", "e" * 64, len(overlay_bytes))
+    spec = parse_spec(CASES["every_optional_field"][0], "spec.yaml", base_dir=Path(__file__).parent)
+    request = AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
+    props = request.payload["properties"]
+    assert [u.destination for u in request.uploads] == [f"code/{'d' * 64}.tar.gz"]
+    assert props["environmentVariables"]["LAUNCH_BUNDLE_OVERLAY"] == f".launch-job/{'e' * 64}.tar.gz"
+    step = f" && printf '%s' {base64.b64encode(overlay_bytes).decode()} | base64 -d > .launch-job/{'e' * 64}.tar.gz && "
+    assert step in props["command"]
+    subprocess.run(["sh", "-c", "mkdir .launch-job && " + props["command"].split(" && ")[-2]], cwd=tmp_path,
+                   check=True)
+    assert (tmp_path / ".launch-job" / f"{'e' * 64}.tar.gz").read_bytes() == overlay_bytes
+    # a dry run packs without writing the overlay: the command names it instead of failing
+    (tmp_path / "o.tar.gz").unlink()
+    dry = AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
+    assert f"'<the overlay {'e' * 64}.tar.gz, base64>' | base64 -d" in dry.payload["properties"]["command"]
+    # past the bound, the overlay joins the base in the code asset
+    monkeypatch.setattr(rendering, "INLINE_OVERLAY_MAX", len(overlay_bytes) - 1)
+    large = AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
+    assert [u.destination for u in large.uploads] == [f"code/{'d' * 64}.tar.gz", f"code/{'e' * 64}.tar.gz"]
+    assert large.payload["properties"]["environmentVariables"]["LAUNCH_BUNDLE_OVERLAY"] == f"{'e' * 64}.tar.gz"
+    assert "base64" not in large.payload["properties"]["command"]
 
 
 def test_a_job_without_code_has_no_code_asset_and_uploads_nothing(tmp_path, monkeypatch):

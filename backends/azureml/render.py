@@ -7,6 +7,7 @@ for the command job submit builds from it (a test captures the SDK's PUT and com
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import shlex
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from launcher import catalog, logs
 from launcher.backend import Request, Upload
 from launcher.errors import Problem, SpecError
-from launcher.node import Placement, job_files, node_environment
+from launcher.node import BUNDLE_VARIABLES, Placement, job_files, node_environment
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -31,6 +32,11 @@ IDEMPOTENCY_TAG = "launch_idempotency_key"
 # Upload destinations of the bundle file(s): the job's code asset holds them and nothing else, so the SDK finds
 # an asset of the same content hash on a re-submit of an unchanged tree and uploads nothing.
 CODE_DIR = "code/"
+# An overlay (what changed since the base was packed, launcher/bundle.py) up to this size rides in the command,
+# base64 text the node decodes, so the code asset stays the base alone: an asset of base + overlay has a new
+# content hash, and the SDK would upload the whole base again with every edit. A larger overlay goes into the
+# asset with the base (the whole bundle is sent once more).
+INLINE_OVERLAY_MAX = 64 * 1024
 # The job's own small files (bootstrap.sh, run.sh, setup.sh, topology.sh) differ from job to job: they travel
 # inside the command, which writes them here (relative to the node's working directory, the code asset's copy).
 JOB_DIR = ".launch-job/"
@@ -166,6 +172,12 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     uploads, files_env = job_files(spec, bundle, Placement(JOB_DIR, JOB_DIR, CODE_DIR, ""))
     code = tuple(u for u in uploads if u.destination.startswith(CODE_DIR))  # the bundle: one file or more
     own = [u for u in uploads if not u.destination.startswith(CODE_DIR)]
+    inline = None  # the overlay, when it rides in the command
+    if bundle is not None and bundle.overlay is not None and bundle.overlay.size <= INLINE_OVERLAY_MAX:
+        overlay = code[-1]
+        code = code[:-1]
+        inline = Upload(overlay.source, JOB_DIR + overlay.destination.removeprefix(CODE_DIR))
+        files_env[BUNDLE_VARIABLES[1]] = inline.destination
     environment = {**node_environment(spec, job_id, secrets, output_dir="outputs",
                                       checkpoint_dir=spec.checkpoint_dir or "/tmp/launch/checkpoints",
                                       workdir="/tmp/launch/work"),
@@ -174,7 +186,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if idempotency_key:
         tags[IDEMPOTENCY_TAG] = idempotency_key
     properties: dict[str, Any] = {
-        "command": node_command(own),
+        "command": node_command(own, inline),
         **({"codeId": CODE_ID} if code else {}),
         "properties": {},
         "experimentName": spec.name,
@@ -202,15 +214,23 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     return Request("azureml", job_id, operation, {"properties": properties}, code)
 
 
-def node_command(files: list[Upload]) -> str:
-    """The job's command: write the job's own files (each quoted as one shell word, text for text), then
-    start bootstrap.sh. They ride in the command rather than in the code asset, so that asset is the bundle
-    alone and stays the same while only the job's command changes; Azure ML documents no limit on a
-    command's length (its resource limits list none), while environment values are capped."""
+def node_command(files: list[Upload], overlay: Upload | None = None) -> str:
+    """The job's command: write the job's own files (each quoted as one shell word, text for text) and the
+    inline overlay (base64, decoded by the node's `base64 -d`: coreutils or busybox), then start bootstrap.sh.
+    They ride in the command rather than in the code asset, so that asset is the bundle's base alone and
+    stays the same while only the job's command changes; Azure ML documents no limit on a command's length
+    (its resource limits list none), while environment values are capped."""
     steps = [f"mkdir -p {JOB_DIR.rstrip('/')}"]
     for upload in files:
         text = upload.content if upload.content is not None else Path(upload.source).read_text(encoding="utf-8")
         steps.append(f"printf '%s' {_shell_text(text)} > {shlex.quote(upload.destination)}")
+    if overlay is not None:
+        assert overlay.source is not None
+        try:
+            encoded = base64.b64encode(Path(overlay.source).read_bytes()).decode()  # [A-Za-z0-9+/=]: no quoting
+        except FileNotFoundError:  # a dry run packs without writing: its overlay is counted, not on disk
+            encoded = shlex.quote(f"<the overlay {Path(overlay.destination).name}, base64>")
+        steps.append(f"printf '%s' {encoded} | base64 -d > {shlex.quote(overlay.destination)}")
     return " && ".join([*steps, NODE_COMMAND])
 
 
