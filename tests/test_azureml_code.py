@@ -132,19 +132,19 @@ def test_an_edit_to_a_large_tree_sends_only_its_overlay_and_the_node_applies_it(
 
 
 def test_an_overlay_too_large_for_the_command_goes_into_the_asset_with_the_base(azure, tmp_path, monkeypatch):
-    """Above render.INLINE_OVERLAY_MAX the overlay joins the base in a new code asset: the whole bundle is sent
-    once more, and the node applies it the same way."""
+    """An overlay that would take the command past render.COMMAND_BUDGET joins the base in a new code asset: the
+    whole bundle is sent once more, and the node applies it the same way."""
     from backends.azureml import render
 
-    monkeypatch.setattr(render, "INLINE_OVERLAY_MAX", 10)
+    monkeypatch.setattr(render, "COMMAND_BUDGET", 1000)  # under the command without the overlay (~17 KB)
     (tmp_path / "src" / "big.bin").write_bytes(os.urandom(1_300_000))
     submitter = Submitter(azure, tmp_path)
     first, _, _ = submitter.submit()
     (tmp_path / "src" / "data.txt").write_text("weights v2\n")
     bundle = pack(tmp_path / "src", tmp_path / "bundles")[0]
-    assert bundle.overlay is not None and bundle.overlay.size > 10
+    assert bundle.overlay is not None
     changed, _, sent = submitter.submit()
     assert sent == bundle.total_size
     assert azure.jobs[first]["properties"]["codeId"] != azure.jobs[changed]["properties"]["codeId"]
-    assert "base64" not in azure.jobs[changed]["properties"]["command"]
+    assert "base64 -d" not in azure.jobs[changed]["properties"]["command"]
     assert node_output(azure, changed, tmp_path / "n2") == "weights v2\n"

@@ -24,7 +24,7 @@ from backends.azureml import render as rendering
 from backends.azureml.backend import STATES, AzureMLBackend
 from launcher.backend import JobState, map_state
 from launcher.bundle import Bundle, Piece
-from launcher.errors import SpecError
+from launcher.errors import BackendError, SpecError
 from launcher.spec import parse_spec
 
 GOLDEN = Path(__file__).parent / "golden" / "azureml"
@@ -123,33 +123,63 @@ def test_request_names_the_arm_put_and_the_uploads():
         assert f" && printf '%s' {text} > .launch-job/{name} && " in command
 
 
-def test_a_small_overlay_rides_in_the_command_and_the_asset_stays_the_base(tmp_path, monkeypatch):
-    """An edit's overlay up to INLINE_OVERLAY_MAX is written by the command (base64), so the code asset is the
-    base alone, the same asset as before the edit; the overlay's bytes are exactly the packed ones."""
-    monkeypatch.chdir(tmp_path)
-    overlay_bytes = bytes(range(256)) * 4  # every byte value: the encoding must carry binary
+def overlay_render(tmp_path: Path, overlay_bytes: bytes, run: str = "python train.py"):
     (tmp_path / "o.tar.gz").write_bytes(overlay_bytes)
     overlay = Piece(tmp_path / "o.tar.gz", "e" * 64, len(overlay_bytes))
-    spec = parse_spec(CASES["every_optional_field"][0], "spec.yaml", base_dir=Path(__file__).parent)
-    request = AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
-    props = request.payload["properties"]
-    assert [u.destination for u in request.uploads] == [f"code/{'d' * 64}.tar.gz"]
+    spec = parse_spec(CASES["every_optional_field"][0].replace("run: python train.py", f"run: {json.dumps(run)}"),
+                      "spec.yaml", base_dir=Path(__file__).parent)
+    return AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
+
+
+def test_a_small_overlay_rides_in_the_command_and_the_asset_stays_the_base(tmp_path, monkeypatch):
+    """An edit's overlay is written by the command (base64), so the code asset is the base alone, the same
+    asset as before the edit; the overlay's bytes are exactly the packed ones."""
+    monkeypatch.chdir(tmp_path)
+    overlay_bytes = bytes(range(256)) * 4  # every byte value: the encoding must carry binary
+    props = overlay_render(tmp_path, overlay_bytes).payload["properties"]
     assert props["environmentVariables"]["LAUNCH_BUNDLE_OVERLAY"] == f".launch-job/{'e' * 64}.tar.gz"
-    step = f" && printf '%s' {base64.b64encode(overlay_bytes).decode()} | base64 -d > .launch-job/{'e' * 64}.tar.gz && "
-    assert step in props["command"]
-    subprocess.run(["sh", "-c", "mkdir .launch-job && " + props["command"].split(" && ")[-2]], cwd=tmp_path,
-                   check=True)
+    step = rendering.overlay_step(f".launch-job/{'e' * 64}.tar.gz", base64.b64encode(overlay_bytes).decode())
+    assert f" && {step} && " in props["command"] and "${{" not in step
+    (tmp_path / ".launch-job").mkdir()
+    subprocess.run(["sh", "-c", step], cwd=tmp_path, check=True)
     assert (tmp_path / ".launch-job" / f"{'e' * 64}.tar.gz").read_bytes() == overlay_bytes
-    # a dry run packs without writing the overlay: the command names it instead of failing
-    (tmp_path / "o.tar.gz").unlink()
-    dry = AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
-    assert f"'<the overlay {'e' * 64}.tar.gz, base64>' | base64 -d" in dry.payload["properties"]["command"]
-    # past the bound, the overlay joins the base in the code asset
-    monkeypatch.setattr(rendering, "INLINE_OVERLAY_MAX", len(overlay_bytes) - 1)
-    large = AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
+    # an image without base64 is told what is missing, before bootstrap.sh
+    no_tools = subprocess.run(["/bin/sh", "-c", step], cwd=tmp_path, env={"PATH": str(tmp_path / "empty")},
+                              capture_output=True, text=True)
+    assert no_tools.returncode == 127 and "this image has no base64 command" in no_tools.stderr
+
+
+def test_the_asset_keeps_the_overlay_when_the_command_would_grow_too_long(tmp_path, monkeypatch):
+    """The command stays within COMMAND_BUDGET (under Linux's 128 KiB for one argument): an overlay that would
+    pass it, here beside a long run:, joins the base in the code asset instead."""
+    monkeypatch.chdir(tmp_path)
+    fits = overlay_render(tmp_path, os.urandom(30_000))
+    assert len(fits.uploads) == 1 and len(fits.payload["properties"]["command"].encode()) <= rendering.COMMAND_BUDGET
+    large = overlay_render(tmp_path, os.urandom(30_000), run="echo " + "x" * 50_000)
+    props = large.payload["properties"]
     assert [u.destination for u in large.uploads] == [f"code/{'d' * 64}.tar.gz", f"code/{'e' * 64}.tar.gz"]
-    assert large.payload["properties"]["environmentVariables"]["LAUNCH_BUNDLE_OVERLAY"] == f"{'e' * 64}.tar.gz"
-    assert "base64" not in large.payload["properties"]["command"]
+    assert props["environmentVariables"]["LAUNCH_BUNDLE_OVERLAY"] == f"{'e' * 64}.tar.gz"
+    assert "base64 -d" not in props["command"]
+
+
+def test_a_dry_run_shows_a_placeholder_that_a_real_submit_refuses(tmp_path, monkeypatch):
+    """A dry run packs without writing the overlay: its command names the overlay instead. Should such a command
+    ever reach submit, it is refused before anything is sent, never run with a placeholder."""
+    monkeypatch.chdir(tmp_path)
+    request = overlay_render(tmp_path, b"overlay")
+    (tmp_path / "o.tar.gz").unlink()
+    overlay = Piece(tmp_path / "o.tar.gz", "e" * 64, 7)
+    spec = parse_spec(CASES["every_optional_field"][0], "spec.yaml", base_dir=Path(__file__).parent)
+    dry = AzureMLBackend(WORKSPACE).render(spec, JOB_ID, replace(BUNDLE, overlay=overlay), {})
+    command = dry.payload["properties"]["command"]
+    assert f"'<the overlay {'e' * 64}.tar.gz, base64: written at submit>' | base64 -d" in command
+    assert rendering.holds_overlay_placeholder(command)
+    assert not rendering.holds_overlay_placeholder(request.payload["properties"]["command"])
+    with pytest.raises(BackendError, match="placeholder"):
+        AzureMLBackend(WORKSPACE).submit(dry)
+    # a job file's text cannot forge it: its quotes are escaped
+    forged = overlay_render(tmp_path, b"overlay", run="echo \"base64: written at submit>' | base64 -d\"")
+    assert not rendering.holds_overlay_placeholder(forged.payload["properties"]["command"])
 
 
 def test_a_job_without_code_has_no_code_asset_and_uploads_nothing(tmp_path, monkeypatch):

@@ -162,6 +162,10 @@ class AzureMLBackend(Backend):
         """Check the compute, adopt a job already under our name, else stage the bundle as the code
         directory and create the job. The SDK reuses or uploads the code asset and registers the image."""
         props = request.payload["properties"]
+        if rendering.holds_overlay_placeholder(props["command"]):
+            raise BackendError("this job's code overlay was not in the bundle cache when it was rendered, so its "
+                               "command holds the dry run's placeholder instead of the overlay",
+                               "run `launch run` again: the tree is packed afresh")
         workspace = _workspace_of(request.operation)
         ml = self._ml(workspace)
         with _azure_errors():

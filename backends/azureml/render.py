@@ -32,11 +32,12 @@ IDEMPOTENCY_TAG = "launch_idempotency_key"
 # Upload destinations of the bundle file(s): the job's code asset holds them and nothing else, so the SDK finds
 # an asset of the same content hash on a re-submit of an unchanged tree and uploads nothing.
 CODE_DIR = "code/"
-# An overlay (what changed since the base was packed, launcher/bundle.py) up to this size rides in the command,
-# base64 text the node decodes, so the code asset stays the base alone: an asset of base + overlay has a new
-# content hash, and the SDK would upload the whole base again with every edit. A larger overlay goes into the
-# asset with the base (the whole bundle is sent once more).
-INLINE_OVERLAY_MAX = 64 * 1024
+# An overlay (what changed since the base was packed, launcher/bundle.py) rides in the command as base64 text the
+# node decodes, so the code asset stays the base alone: an asset of base + overlay has a new content hash, and the
+# SDK would upload the whole base again with every edit. It does so while the whole command stays within this many
+# bytes, well under Linux's 128 KiB for one argument (MAX_ARG_STRLEN), should a node pass the command to a shell as
+# one; a larger overlay goes into the asset with the base (the whole bundle is sent once more).
+COMMAND_BUDGET = 100 * 1024
 # The job's own small files (bootstrap.sh, run.sh, setup.sh, topology.sh) differ from job to job: they travel
 # inside the command, which writes them here (relative to the node's working directory, the code asset's copy).
 JOB_DIR = ".launch-job/"
@@ -172,12 +173,12 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     uploads, files_env = job_files(spec, bundle, Placement(JOB_DIR, JOB_DIR, CODE_DIR, ""))
     code = tuple(u for u in uploads if u.destination.startswith(CODE_DIR))  # the bundle: one file or more
     own = [u for u in uploads if not u.destination.startswith(CODE_DIR)]
-    inline = None  # the overlay, when it rides in the command
-    if bundle is not None and bundle.overlay is not None and bundle.overlay.size <= INLINE_OVERLAY_MAX:
-        overlay = code[-1]
-        code = code[:-1]
-        inline = Upload(overlay.source, JOB_DIR + overlay.destination.removeprefix(CODE_DIR))
-        files_env[BUNDLE_VARIABLES[1]] = inline.destination
+    command = node_command(own)
+    overlay = _inline_overlay(command, bundle)
+    if overlay is not None:
+        command = node_command(own, overlay_step(overlay.destination, _overlay_text(overlay)))
+        code = code[:-1]  # the pieces' order: the base, then the overlay
+        files_env[BUNDLE_VARIABLES[1]] = overlay.destination
     environment = {**node_environment(spec, job_id, secrets, output_dir="outputs",
                                       checkpoint_dir=spec.checkpoint_dir or "/tmp/launch/checkpoints",
                                       workdir="/tmp/launch/work"),
@@ -186,7 +187,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     if idempotency_key:
         tags[IDEMPOTENCY_TAG] = idempotency_key
     properties: dict[str, Any] = {
-        "command": node_command(own, inline),
+        "command": command,
         **({"codeId": CODE_ID} if code else {}),
         "properties": {},
         "experimentName": spec.name,
@@ -214,24 +215,62 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
     return Request("azureml", job_id, operation, {"properties": properties}, code)
 
 
-def node_command(files: list[Upload], overlay: Upload | None = None) -> str:
+def node_command(files: list[Upload], overlay_step: str | None = None) -> str:
     """The job's command: write the job's own files (each quoted as one shell word, text for text) and the
-    inline overlay (base64, decoded by the node's `base64 -d`: coreutils or busybox), then start bootstrap.sh.
-    They ride in the command rather than in the code asset, so that asset is the bundle's base alone and
-    stays the same while only the job's command changes; Azure ML documents no limit on a command's length
-    (its resource limits list none), while environment values are capped."""
+    inline overlay if any, then start bootstrap.sh. They ride in the command rather than in the code asset, so
+    that asset is the bundle's base alone and stays the same while only the job's command changes; Azure ML
+    documents no limit on a command's length (its resource limits list none), while environment values are
+    capped."""
     steps = [f"mkdir -p {JOB_DIR.rstrip('/')}"]
     for upload in files:
         text = upload.content if upload.content is not None else Path(upload.source).read_text(encoding="utf-8")
         steps.append(f"printf '%s' {_shell_text(text)} > {shlex.quote(upload.destination)}")
-    if overlay is not None:
-        assert overlay.source is not None
-        try:
-            encoded = base64.b64encode(Path(overlay.source).read_bytes()).decode()  # [A-Za-z0-9+/=]: no quoting
-        except FileNotFoundError:  # a dry run packs without writing: its overlay is counted, not on disk
-            encoded = shlex.quote(f"<the overlay {Path(overlay.destination).name}, base64>")
-        steps.append(f"printf '%s' {encoded} | base64 -d > {shlex.quote(overlay.destination)}")
+    if overlay_step is not None:
+        steps.append(overlay_step)
     return " && ".join([*steps, NODE_COMMAND])
+
+
+def _inline_overlay(command: str, bundle: Bundle | None) -> Upload | None:
+    """The bundle's overlay as a job file the command writes, when there is one and the command stays within
+    COMMAND_BUDGET with it (its base64 is 4/3 of its size)."""
+    if bundle is None or bundle.overlay is None:
+        return None
+    destination = JOB_DIR + bundle.overlay.name
+    encoded_size = 4 * -(-bundle.overlay.size // 3)
+    if len(command.encode()) + len(" && " + overlay_step(destination, "")) + encoded_size > COMMAND_BUDGET:
+        return None
+    return Upload(bundle.overlay.path, destination)
+
+
+# What a dry run writes where the overlay's base64 would be (it packs without writing the overlay). A real submit
+# whose command holds it is refused before anything is sent (backend.py).
+OVERLAY_PLACEHOLDER = "'<the overlay {name}, base64: written at submit>'"
+
+
+def holds_overlay_placeholder(command: str) -> bool:
+    """Whether a rendered command holds the dry run's placeholder for the overlay. The placeholder's closing
+    quote followed by the pipe cannot come from a job file's text, whose every `'` is escaped."""
+    return "base64: written at submit>' | base64 -d" in command
+
+
+NO_BASE64 = shlex.quote("launch: this image has no base64 command (coreutils or busybox), which the job's code "
+                        "overlay needs: add it to the image")
+
+
+def _overlay_text(overlay: Upload) -> str:
+    """The overlay's bytes as base64 ([A-Za-z0-9+/=]: one shell word as it is, and never a `${{` binding)."""
+    assert overlay.source is not None
+    try:
+        return base64.b64encode(Path(overlay.source).read_bytes()).decode()
+    except FileNotFoundError:  # a dry run packs without writing: its overlay is counted, not on disk
+        return OVERLAY_PLACEHOLDER.format(name=Path(overlay.destination).name)
+
+
+def overlay_step(destination: str, encoded: str) -> str:
+    """The command's step that writes the overlay, decoded by the node's `base64`; an image without one is told
+    what is missing rather than failing with a bare `not found`."""
+    return (f"{{ command -v base64 >/dev/null || {{ echo {NO_BASE64} >&2; exit 127; }}; }} && "
+            f"printf '%s' {encoded} | base64 -d > {shlex.quote(destination)}")
 
 
 def _shell_text(text: str) -> str:
