@@ -15,13 +15,12 @@ import functools
 import hashlib
 import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from launcher.backend import Request
 from launcher.errors import Problem, SpecError
-from launcher.node import BUNDLE_VARIABLES, Placement, job_files, master_port, node_environment
+from launcher.node import BUNDLE_VARIABLES, Placement, job_files, master_port, node_environment, upload_text
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -214,7 +213,7 @@ def render(settings: Mapping[str, Any], spec: JobSpec, job_id: str, bundle: Bund
                 kept.append(type(upload)(upload.source, f"configmap:{files_name}/{PIECE_KEYS[n]}"))
                 files_env[BUNDLE_VARIABLES[n]] = f"{FILES_DIR}/{PIECE_KEYS[n]}"
         else:  # bootstrap.sh, package data: its text is part of the manifest
-            data[key] = resources.files("launcher").joinpath("bootstrap.sh").read_text()
+            data[key] = upload_text(upload)
     environment = {**node_environment(spec, job_id, {}, output_dir=f"{WORK_DIR}/outputs",
                                       checkpoint_dir=spec.checkpoint_dir or f"{WORK_DIR}/checkpoints",
                                       workdir=f"{WORK_DIR}/code", port=master_port(job_id)),
