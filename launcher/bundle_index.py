@@ -36,11 +36,12 @@ import json
 import os
 import re
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from launcher.memo import Bounded
 
 INDEX_DIR = "index"
 _VERSION = 1
@@ -126,9 +127,7 @@ def index_path(cache: Path, root: Path) -> Path:
 
 Identity = tuple[int, int, int, int]
 # The index this process last read or wrote, by file, with that file's identity then.
-_KNOWN: dict[Path, tuple[Identity, Index]] = {}
-_KNOWN_LOCK = threading.Lock()  # a sweep packs from several threads
-_KNOWN_MAX = 16
+_KNOWN: Bounded[Path, tuple[Identity, Index]] = Bounded(16)
 
 
 def _identity(st: os.stat_result) -> Identity:
@@ -136,11 +135,7 @@ def _identity(st: os.stat_result) -> Identity:
 
 
 def _remember(path: Path, identity: Identity, index: Index) -> None:
-    with _KNOWN_LOCK:
-        _KNOWN.pop(path, None)
-        if len(_KNOWN) >= _KNOWN_MAX:
-            _KNOWN.pop(next(iter(_KNOWN)))
-        _KNOWN[path] = (identity, index.copy())
+    _KNOWN[path] = (identity, index.copy())
 
 
 def load(cache: Path, root: Path) -> Index:
@@ -152,8 +147,7 @@ def load(cache: Path, root: Path) -> Index:
         st = os.stat(path)
     except OSError:
         return empty
-    with _KNOWN_LOCK:
-        known = _KNOWN.get(path)
+    known = _KNOWN.get(path)
     if known is not None and known[0] == _identity(st):
         return known[1].copy()
     try:
@@ -208,8 +202,7 @@ def save(index: Index) -> None:
     it only costs the next submit a pack."""
     path = index.path
     if not index.changed:
-        with _KNOWN_LOCK:
-            known = _KNOWN.get(path)
+        known = _KNOWN.get(path)
         if known is not None and time.time_ns() - known[0][2] < 1_000_000_000:
             return  # renewed in the last second (prune counts ages in days): the file stays the one known
         with contextlib.suppress(OSError):

@@ -13,12 +13,12 @@ import hashlib
 import json
 import math
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from launcher.errors import Problem
+from launcher.memo import Bounded
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 CHARS_PER_TOKEN = 4
@@ -45,12 +45,10 @@ class BadData(Exception):
 
 # What checking a content found, by (its sha256, method): only passes, as (examples, tokens). A file read
 # again with the same bytes (a re-submit, a sweep's points) is hashed, not parsed line by line again.
-_PASSED: dict[tuple[str, str], tuple[int, int]] = {}
-_PASSED_MAX = 64
+_PASSED: Bounded[tuple[str, str], tuple[int, int]] = Bounded(64)
 # The identity (inode, size, mtime, ctime) each path had when it passed: only a hint of which way to read
 # it next (hash first, or check and hash in one pass); what is reused is keyed by the content's digest.
-_SEEN: dict[str, tuple[int, int, int, int]] = {}
-_LOCK = threading.Lock()
+_SEEN: Bounded[str, tuple[int, int, int, int]] = Bounded(64)
 
 
 def check(path: Path, method: str, field: str) -> DataReport:
@@ -71,12 +69,8 @@ def check(path: Path, method: str, field: str) -> DataReport:
                 return DataReport(str(path), *known, digest.hexdigest())
             handle.seek(0)
         examples, tokens, content = _checked(handle, path, method, field)
-    with _LOCK:  # a sweep's points may be checked from several threads
-        for kept in (_PASSED, _SEEN):
-            if len(kept) >= _PASSED_MAX:
-                kept.pop(next(iter(kept)), None)
-        _PASSED[(content, method)] = (examples, tokens)
-        _SEEN[str(path)] = identity
+    _PASSED[(content, method)] = (examples, tokens)
+    _SEEN[str(path)] = identity
     return DataReport(str(path), examples, tokens, content)
 
 

@@ -12,7 +12,6 @@ import copy
 import difflib
 import os
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import (
 
 from launcher import accelerators, config, durations, logs, settings_cache, yaml_source
 from launcher.errors import LaunchError, Problem, SpecError, UsageError
+from launcher.memo import Bounded
 
 
 def _no_pydantic_plugin_scan() -> None:
@@ -361,7 +361,8 @@ class SpecFile:
     # section (most do: `${name}` is rarely in settings) have it checked once
     sections: dict[tuple[str, str], list[Problem]] = field(default_factory=dict, compare=False, repr=False)
     # what validating this data found, by sweep point (see _Checked); only specs that passed
-    checked: dict[tuple[tuple[str, str], ...], _Checked] = field(default_factory=dict, compare=False, repr=False)
+    checked: Bounded[tuple[tuple[str, str], ...], _Checked] = field(
+        default_factory=lambda: Bounded(MAX_CHECKED_POINTS), compare=False, repr=False)
 
     def job(self, params: Mapping[str, str] | None = None) -> JobSpec:
         """The validated job spec (for the sweep point `params`); SpecError lists every problem.
@@ -374,7 +375,7 @@ class SpecFile:
         if checked is None:
             checked = _checked(copy.deepcopy(self.data), self.source, params, self.sections, problems)
             if not problems and checked.spec is not None:  # a refused spec is checked afresh, for its message
-                _remember(self.checked, point, checked)
+                self.checked[point] = checked
         _say(checked.warnings)
         return _located(checked, self.source, self.base_dir, problems)
 
@@ -389,9 +390,8 @@ class _Checked:
 
 
 MAX_CHECKED_POINTS = 64  # a sweep builds each point once anyway; this bounds what one file keeps
-MAX_PARSED_FILES = 16  # spec texts remembered by read_spec within one process
-_PARSED: dict[tuple[str, str, tuple[str, ...], str], SpecFile] = {}
-_PARSED_LOCK = threading.Lock()
+# spec texts read within one process, by (path, text, overrides, directory)
+_PARSED: Bounded[tuple[str, str, tuple[str, ...], str], SpecFile] = Bounded(16)
 
 
 def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SpecFile:
@@ -407,15 +407,10 @@ def read_spec(file: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     # afresh however soon after the last read it was made (no mtime granularity to trust). The same
     # text gets the same SpecFile back, with what validating it found (SpecFile.job).
     key = (str(path), text, tuple(overrides), str(path.parent))
-    with _PARSED_LOCK:
-        known = _PARSED.get(key)
+    known = _PARSED.get(key)
     if known is not None:
         return known
-    parsed = spec_text(text, str(path), overrides, base_dir=path.parent)
-    with _PARSED_LOCK:
-        if len(_PARSED) >= MAX_PARSED_FILES:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = parsed
+    _PARSED[key] = parsed = spec_text(text, str(path), overrides, base_dir=path.parent)
     return parsed
 
 
@@ -506,14 +501,6 @@ def _located(checked: _Checked, source: yaml_source.SourceMap, base_dir: Path | 
         located = located.model_copy(update={"finetune": located.finetune.model_copy(update=files)})
     located._source = source
     return located
-
-
-def _remember(kept: dict[Any, Any], key: Any, value: Any) -> None:
-    """kept[key] = value, the oldest entry dropped past MAX_CHECKED_POINTS (threads of a sweep may load at once)."""
-    with _PARSED_LOCK:
-        if len(kept) >= MAX_CHECKED_POINTS:
-            kept.pop(next(iter(kept)), None)
-        kept[key] = value
 
 
 def _kind_problems(data: dict[str, Any], source: yaml_source.SourceMap) -> list[Problem]:
