@@ -126,7 +126,6 @@ JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+-]{0,127}")  # what new_job_id ma
 def new_job_id(name: str, now: float | None = None) -> str:
     """`<name>-<utc time>-<random>`: sortable, readable, and unique without a server."""
     import secrets as random_tokens
-    import time
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))  # UTC
     slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:40] or "job"

@@ -27,6 +27,10 @@ from launcher.backend import Handle, JobState, Status
 from launcher.errors import UsageError
 
 SCHEMA_VERSION = 6
+# What a submit sent lives in job_requests since version 6 (jobs.request stays, empty): SQLite rewrites a row whole,
+# overflow pages included, when its size changes, so every status change rewrote the request with it (tens of KiB
+# where a provider takes the job's files inline).
+_REQUESTS_DDL = "CREATE TABLE IF NOT EXISTS job_requests (job_id TEXT PRIMARY KEY, request TEXT NOT NULL)"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -58,12 +62,8 @@ CREATE INDEX IF NOT EXISTS jobs_group ON jobs (group_id);
 CREATE TABLE IF NOT EXISTS job_states (job_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
                                        raw_state TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS job_states_job ON job_states (job_id);
-CREATE TABLE IF NOT EXISTS job_requests (job_id TEXT PRIMARY KEY, request TEXT NOT NULL);
-"""
-# What a submit sent lives in job_requests since version 6 (jobs.request stays, empty): SQLite rewrites a row whole,
-# overflow pages included, when its size changes, so every status change rewrote the request with it (tens of KiB
-# where a provider takes the job's files inline).
-REQUESTS_TABLE = ("CREATE TABLE IF NOT EXISTS job_requests (job_id TEXT PRIMARY KEY, request TEXT NOT NULL)",
+""" + _REQUESTS_DDL + ";\n"
+REQUESTS_TABLE = (_REQUESTS_DDL,  # the upgrade to version 6 (SQLite) and 2 (PostgreSQL)
                   "INSERT INTO job_requests SELECT id, request FROM jobs WHERE request IS NOT NULL",
                   "UPDATE jobs SET request = NULL WHERE request IS NOT NULL")
 # what each older schema lacks; applied in order by _migrate

@@ -151,11 +151,11 @@ def _index(node: Any, path: Path_, source: SourceMap, problems: list[Problem]) -
             seen.add(key)
             source.lines[child] = key_node.start_mark.line + 1
             _index(value_node, child, source, problems)
-    elif node.tag == "tag:yaml.org,2002:int" and _decimal_digits(str(node.value)) > MAX_NUMBER_DIGITS:
+    elif node.tag == "tag:yaml.org,2002:int" and (digits := _decimal_digits(str(node.value))) > MAX_NUMBER_DIGITS:
         # Python refuses to turn a longer digit string into an int, or such an int into text (ValueError, not
         # a YAML error); a hex number has more decimal digits than it is written with
-        problems.append(source.problem(path, f"a number with {_decimal_digits(str(node.value))} digits is not a "
-                                       "value a job spec takes; quote it if it is text"))
+        problems.append(source.problem(path, f"a number with {digits} digits is not a value a job spec takes; "
+                                       "quote it if it is text"))
     elif isinstance(node, yaml.ScalarNode) and "\x00" in str(node.value):
         problems.append(source.problem(path, "contains a NUL character (\\0), which no command line or "
                                        "environment variable can carry; remove it"))
